@@ -1,0 +1,108 @@
+/* amqp — the suite's one wrapper around rabbitmq-c (prefix mq_).
+ *
+ * An mq_conn is one AMQP connection with one channel in confirm mode, owned by ONE
+ * thread (rabbitmq-c connections are not thread-safe). It reconnects by itself with
+ * exponential backoff and jitter; every call that needs the broker first tries to
+ * (re)connect and fails fast while the backoff window is open, so callers (the outbox
+ * relay, consumers) never block for long on a dead broker.
+ *
+ * Topology, declared on every (re)connect:
+ *   - the events exchange (topic, durable) with an alternate exchange
+ *     "<exchange>.unrouted" (fanout) bound to the durable queue "<exchange>.unrouted",
+ *     so an event nobody is bound to yet is parked, never dropped;
+ *   - per consumer queue Q (mq_queue_spec): Q (durable, bound to the events exchange
+ *     with the given keys), Q.retry (durable, x-message-ttl = retry delay,
+ *     dead-lettering back to Q through the default exchange) and Q.dlq (durable).
+ */
+#ifndef VOTER_AMQP_H
+#define VOTER_AMQP_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct mq_conn mq_conn;
+
+/* Message properties for publishing; every field optional (NULL/0). */
+typedef struct mq_props {
+  const char *message_id;   /* CloudEvents id */
+  const char *type;         /* event type, e.g. "election.created" */
+  const char *content_type; /* default "application/cloudevents+json" */
+  int attempts;             /* x-attempts header when > 0 */
+  const char *error;        /* x-error header (why it was dead-lettered) when set */
+} mq_props;
+
+/* url: amqp://user:pass@host:port[/vhost]; exchange: the events exchange name;
+ * name: connection name shown in the management UI. Does not connect yet. */
+mq_conn *mq_conn_new(const char *url, const char *exchange, const char *name);
+void mq_conn_free(mq_conn *c);
+
+/* Connects (and declares the exchange topology) unless connected or inside the backoff
+ * window. 0 when connected, -1 otherwise. Backoff: 100 ms doubling to 30 s, +-20% jitter;
+ * reset after a successful connect. */
+int mq_ensure(mq_conn *c);
+bool mq_is_connected(const mq_conn *c);
+/* Closes the connection (if any); the next mq_ensure reconnects at once. */
+void mq_disconnect(mq_conn *c);
+
+/* Publishes persistent + mandatory to the events exchange (exchange NULL) or to an
+ * explicit exchange ("" is the default exchange, routing key = queue name), then waits
+ * up to timeout_ms for the broker's confirm. 0 only on Basic.Ack; -1 on nack, return,
+ * timeout or connection loss (the connection is then dropped and backs off). */
+int mq_publish(mq_conn *c, const char *exchange, const char *routing_key, const void *body,
+               size_t len, const mq_props *props, int timeout_ms);
+
+/* Pipelined form for the outbox relay: publish n messages, then wait for all confirms.
+ * Returns how many leading messages were confirmed (n on full success). */
+typedef struct mq_message_out {
+  const char *routing_key;
+  const void *body;
+  size_t len;
+  mq_props props;
+} mq_message_out;
+size_t mq_publish_batch(mq_conn *c, const mq_message_out *msgs, size_t n, int timeout_ms);
+
+/* ---- consuming ---- */
+
+typedef struct mq_queue_spec {
+  const char *queue;         /* Q */
+  const char *const *keys;   /* NULL-terminated routing keys bound on the events exchange */
+  int retry_delay_ms;        /* TTL of Q.retry; default 1000 when 0 */
+  int max_attempts;          /* after this many transient failures -> Q.dlq; default 5 */
+  int prefetch;              /* basic.qos; default 32 */
+} mq_queue_spec;
+
+/* Declares Q, Q.retry and Q.dlq for spec (also done by mq_consume). */
+int mq_declare_queue(mq_conn *c, const mq_queue_spec *spec);
+
+typedef struct mq_message {
+  const char *routing_key;
+  const char *message_id; /* may be NULL */
+  const char *type;       /* may be NULL */
+  const void *body;
+  size_t len;
+  int attempts;           /* 0 on first delivery; from x-attempts */
+  bool redelivered;
+} mq_message;
+
+typedef enum {
+  MQ_ACK = 0,   /* done (applied, duplicate or stale): ack */
+  MQ_RETRY,     /* transient failure: to Q.retry with attempts+1, Q.dlq past max_attempts */
+  MQ_REJECT     /* poison (unparseable, invalid): straight to Q.dlq */
+} mq_verdict;
+
+/* error may be set by the handler (static or owned by the handler until the next call)
+ * and is copied into the x-error header when the message is dead-lettered. */
+typedef mq_verdict (*mq_handler)(void *ctx, const mq_message *msg, const char **error);
+
+/* Runs a consumer until *stop becomes non-zero: (re)connects with backoff, declares the
+ * topology, consumes with manual acks, calls handler per message and acks only after the
+ * verdict is carried out (retry/dead-letter re-publish confirmed first). Checks *stop at
+ * least every 250 ms. Uses its own connections (one consuming, one publishing), so it is
+ * meant to own a thread. Returns 0 on stop. Counts
+ * events_consumed_total{queue,result="ack|retry|dead"} in metrics. */
+int mq_consume(const char *url, const char *exchange, const mq_queue_spec *spec,
+               mq_handler handler, void *ctx, volatile sig_atomic_t *stop);
+
+#endif

@@ -1,0 +1,41 @@
+/* hal — Spring Data REST compatible collections: paging parameters, HAL envelopes and
+ * item links (prefix hal_). Kept apart from http.h because only resource collections
+ * need it. */
+#ifndef VOTER_HAL_H
+#define VOTER_HAL_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "voter/http.h"
+
+#define HAL_MAX_SORT 4
+#define HAL_DEFAULT_SIZE 20
+#define HAL_MAX_SIZE 1000
+
+typedef struct hal_page {
+  int64_t page, size;
+  const char *sort_fields[HAL_MAX_SORT]; /* storage field names */
+  int sort_dirs[HAL_MAX_SORT];           /* 1 asc, -1 desc */
+  int nsort;
+} hal_page;
+
+/* Maps an API property to a sortable storage field, or NULL. */
+typedef const char *(*hal_sortable)(const char *property);
+
+/* Parses page (>= 0), size (1..HAL_MAX_SIZE; larger is capped like Spring) and repeatable
+ * sort=prop[,prop...][,asc|desc]. On a bad value answers 400 and returns -1. */
+int hal_parse_page(const http_request *req, http_response *res, hal_sortable sortable,
+                   hal_page *out);
+
+/* {"_embedded":{rel:items},"_links":{self,profile,search,first/prev/next/last},"page":{...}}.
+ * path is the collection path (e.g. "/election/elections"); items is stolen. search_path may be
+ * NULL. */
+json_t *hal_collection(const http_request *req, const char *path, const char *rel,
+                       json_t *items, const hal_page *page, int64_t total,
+                       const char *search_path);
+
+/* Adds _links {self, <singular>} pointing at base + path + "/" + id to item. */
+void hal_item_links(const http_request *req, json_t *item, const char *path, const char *singular);
+
+#endif

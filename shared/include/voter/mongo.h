@@ -1,0 +1,45 @@
+/* mongo — the suite's wrapper around mongo-c-driver (prefix mongo_).
+ *
+ * One mongo_db per service: a thread-safe client pool bound to the service's own
+ * database. Domain code borrows a client for one operation (mongo_acquire/release) and
+ * builds BSON itself; this module keeps pool set-up, error mapping and BSON<->JSON in one
+ * place. Only features that both MongoDB 7 and FerretDB 1.24 support are used. */
+#ifndef VOTER_MONGO_H
+#define VOTER_MONGO_H
+
+#include <jansson.h>
+#include <mongoc/mongoc.h>
+#include <stdbool.h>
+
+typedef struct mongo_db mongo_db;
+
+/* uri: mongodb://host:port/...; database: the service's database name. NULL on a bad URI. */
+mongo_db *mongo_db_open(const char *uri, const char *database, const char *appname);
+void mongo_db_close(mongo_db *db);
+const char *mongo_db_name(const mongo_db *db);
+
+mongoc_client_t *mongo_acquire(mongo_db *db);
+void mongo_release(mongo_db *db, mongoc_client_t *client);
+/* A collection handle of db's database on client; caller destroys it. */
+mongoc_collection_t *mongo_collection(mongo_db *db, mongoc_client_t *client, const char *name);
+
+/* Round trip to the server ({ping:1}); false with error set when unreachable. */
+bool mongo_ping(mongo_db *db, bson_error_t *error);
+
+/* Creates an index (idempotent); keys like {"title":1}. */
+bool mongo_create_index(mongo_db *db, const char *collection, const char *name, const bson_t *keys,
+                        bool unique, bson_error_t *error);
+
+/* true when the error is a duplicate-key violation (E11000). */
+bool mongo_is_duplicate(const bson_error_t *error);
+
+/* Relaxed Extended JSON conversion (ObjectId → {"$oid":...}); NULL on failure. */
+json_t *mongo_bson_to_json(const bson_t *doc);
+/* JSON object → BSON; false on failure (keys are expected to be validated already). */
+bool mongo_json_to_bson(const json_t *obj, bson_t *out);
+
+/* Must be called once at start and once at exit (wraps mongoc_init/cleanup). */
+void mongo_global_init(void);
+void mongo_global_cleanup(void);
+
+#endif

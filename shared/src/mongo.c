@@ -1,0 +1,130 @@
+/* mongo — pool, helpers and BSON<->JSON; see mongo.h. */
+#include "voter/mongo.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "voter/log.h"
+
+struct mongo_db {
+  mongoc_client_pool_t *pool;
+  char *name;
+};
+
+/* Routes the driver's own log lines into the JSON log. FerretDB does not implement
+ * endSessions, which the driver calls at shutdown: that warning is noise. */
+static void driver_log(mongoc_log_level_t level, const char *domain, const char *message,
+                       void *data) {
+  (void)data;
+  if (level > MONGOC_LOG_LEVEL_WARNING || strstr(message, "endSessions")) return;
+  log_fields(level <= MONGOC_LOG_LEVEL_ERROR ? LOG_ERROR : LOG_WARN, "mongoc",
+             json_pack("{s:s, s:s}", "domain", domain, "detail", message));
+}
+
+void mongo_global_init(void) {
+  mongoc_log_set_handler(driver_log, NULL);
+  mongoc_init();
+}
+void mongo_global_cleanup(void) { mongoc_cleanup(); }
+
+mongo_db *mongo_db_open(const char *uri_text, const char *database, const char *appname) {
+  bson_error_t error;
+  mongoc_uri_t *uri = mongoc_uri_new_with_error(uri_text, &error);
+  if (!uri) {
+    log_error("mongo: invalid MONGODB_URI: %s", error.message);
+    return NULL;
+  }
+  /* Fail requests fast when the database is down instead of hanging the HTTP thread for
+   * the driver's 30 s default; the caller answers 503 and the client retries. */
+  if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
+    mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 3000);
+  if (!mongoc_uri_has_option(uri, MONGOC_URI_CONNECTTIMEOUTMS))
+    mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS, 2000);
+  if (!mongoc_uri_has_option(uri, MONGOC_URI_SOCKETTIMEOUTMS))
+    mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS, 10000);
+  if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTRYONCE))
+    mongoc_uri_set_option_as_bool(uri, MONGOC_URI_SERVERSELECTIONTRYONCE, false);
+  mongo_db *db = calloc(1, sizeof *db);
+  if (!db) goto err;
+  db->pool = mongoc_client_pool_new(uri);
+  if (!db->pool) goto err;
+  mongoc_client_pool_set_error_api(db->pool, MONGOC_ERROR_API_VERSION_2);
+  if (appname) mongoc_client_pool_set_appname(db->pool, appname);
+  db->name = strdup(database);
+  mongoc_uri_destroy(uri);
+  return db;
+err:
+  free(db);
+  mongoc_uri_destroy(uri);
+  return NULL;
+}
+
+void mongo_db_close(mongo_db *db) {
+  if (!db) return;
+  mongoc_client_pool_destroy(db->pool);
+  free(db->name);
+  free(db);
+}
+
+const char *mongo_db_name(const mongo_db *db) { return db->name; }
+
+mongoc_client_t *mongo_acquire(mongo_db *db) { return mongoc_client_pool_pop(db->pool); }
+
+void mongo_release(mongo_db *db, mongoc_client_t *client) {
+  if (client) mongoc_client_pool_push(db->pool, client);
+}
+
+mongoc_collection_t *mongo_collection(mongo_db *db, mongoc_client_t *client, const char *name) {
+  return mongoc_client_get_collection(client, db->name, name);
+}
+
+bool mongo_ping(mongo_db *db, bson_error_t *error) {
+  mongoc_client_t *client = mongo_acquire(db);
+  bson_t cmd = BSON_INITIALIZER;
+  BSON_APPEND_INT32(&cmd, "ping", 1);
+  bool ok = mongoc_client_command_simple(client, db->name, &cmd, NULL, NULL, error);
+  bson_destroy(&cmd);
+  mongo_release(db, client);
+  return ok;
+}
+
+bool mongo_create_index(mongo_db *db, const char *collection, const char *name, const bson_t *keys,
+                        bool unique, bson_error_t *error) {
+  mongoc_client_t *client = mongo_acquire(db);
+  bson_t cmd = BSON_INITIALIZER, indexes, index;
+  BSON_APPEND_UTF8(&cmd, "createIndexes", collection);
+  BSON_APPEND_ARRAY_BEGIN(&cmd, "indexes", &indexes);
+  BSON_APPEND_DOCUMENT_BEGIN(&indexes, "0", &index);
+  BSON_APPEND_DOCUMENT(&index, "key", keys);
+  BSON_APPEND_UTF8(&index, "name", name);
+  if (unique) BSON_APPEND_BOOL(&index, "unique", true);
+  bson_append_document_end(&indexes, &index);
+  bson_append_array_end(&cmd, &indexes);
+  bool ok = mongoc_client_write_command_with_opts(client, db->name, &cmd, NULL, NULL, error);
+  bson_destroy(&cmd);
+  mongo_release(db, client);
+  return ok;
+}
+
+bool mongo_is_duplicate(const bson_error_t *error) {
+  return error->code == 11000 || error->code == 11001 || strstr(error->message, "E11000") ||
+         strstr(error->message, "duplicate key");
+}
+
+json_t *mongo_bson_to_json(const bson_t *doc) {
+  size_t len;
+  char *text = bson_as_relaxed_extended_json(doc, &len);
+  if (!text) return NULL;
+  json_t *out = json_loadb(text, len, 0, NULL);
+  bson_free(text);
+  return out;
+}
+
+bool mongo_json_to_bson(const json_t *obj, bson_t *out) {
+  char *text = json_dumps(obj, JSON_COMPACT);
+  if (!text) return false;
+  bson_error_t error;
+  bool ok = bson_init_from_json(out, text, -1, &error);
+  free(text);
+  return ok;
+}

@@ -1,0 +1,979 @@
+#!/usr/bin/python3
+"""Test harness: private RabbitMQ and FerretDB servers and service processes.
+
+Used by the pytest suites (through tests/conftest.py) and by CTest, whose C "live"
+tests run as
+
+    /usr/bin/python3 tests/harness.py with-deps [--no-rabbit] [--no-mongo] -- CMD ARGS...
+
+which starts RabbitMQ and FerretDB on free loopback ports in a temporary run
+directory, runs CMD with AMQP_URL and MONGODB_URI exported, stops everything and
+exits with CMD's exit code.
+
+Rules this module keeps (see ../shared/docs/ENVIRONMENT.md):
+  * every port is on 127.0.0.1 and below the kernel's ephemeral range (32768);
+  * every process is started in its own session, its pid is recorded, and it is
+    stopped by pid (never by name);
+  * everything still running is stopped at interpreter exit (atexit), and a small
+    watchdog process kills it if this interpreter dies without running atexit
+    (SIGKILL from a CTest timeout, for instance).
+
+Only the standard library plus Debian's python3-requests / python3-pymongo are used;
+run it with /usr/bin/python3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import errno
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+RABBITMQ_VERSION = "3.10.8"
+RABBITMQ_SBIN = Path(
+    os.environ.get("RABBITMQ_SBIN", f"/usr/lib/rabbitmq/lib/rabbitmq_server-{RABBITMQ_VERSION}/sbin")
+)
+TOOLS_DIR = Path(os.environ.get("VOTER_TOOLS_DIR", "/opt/voter-tools"))
+
+SANITIZER_DEFAULTS = {
+    "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:halt_on_error=1",
+    "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+}
+# Variables passed from the harness's own environment to service processes.
+SERVICE_INHERITED_ENV = ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "LD_LIBRARY_PATH",
+                         "ASAN_SYMBOLIZER_PATH", "LLVM_SYMBOLIZER_PATH")
+
+
+class HarnessError(RuntimeError):
+    """A server or service did not start, stop or behave as the harness expects."""
+
+
+# --------------------------------------------------------------------------- paths
+
+def repo_root() -> Path:
+    """The repository root (computed from this file's location)."""
+    return REPO_ROOT
+
+
+def build_dir() -> Path:
+    """$VOTER_BUILD_DIR, else <repo>/build-asan."""
+    env = os.environ.get("VOTER_BUILD_DIR")
+    return Path(env).resolve() if env else REPO_ROOT / "build-asan"
+
+
+def binary(name: str) -> Path:
+    """Path of a service executable: <build>/<name>/voter-<name>."""
+    return build_dir() / name / f"voter-{name}"
+
+
+def ferretdb_binary() -> Path:
+    """$FERRETDB_BIN, else $VOTER_TOOLS_DIR/bin/ferretdb (/opt/voter-tools), else PATH."""
+    env = os.environ.get("FERRETDB_BIN")
+    if env:
+        return Path(env)
+    tool = TOOLS_DIR / "bin" / "ferretdb"
+    if tool.exists():
+        return tool
+    found = shutil.which("ferretdb")
+    if found:
+        return Path(found)
+    raise HarnessError(f"ferretdb not found: set FERRETDB_BIN or run scripts/setup (expects {tool})")
+
+
+def make_run_dir(prefix: str = "voter-test-") -> Path:
+    """A fresh directory under $TMPDIR (or /tmp) for one run's data and logs."""
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def remove_run_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- ports
+
+_handed_out: set[int] = set()
+_port_lock = threading.Lock()
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port(low: int = 20000, high: int = 32000) -> int:
+    """A free TCP port on 127.0.0.1, below the ephemeral range, not handed out before
+    by this process. Randomised so that concurrent runs rarely pick the same one."""
+    high = min(high, _ephemeral_low() - 1)
+    with _port_lock:
+        for _ in range(1000):
+            port = random.randint(low, high)
+            if port in _handed_out:
+                continue
+            if _port_is_free(port):
+                _handed_out.add(port)
+                return port
+    raise HarnessError(f"no free port in {low}..{high}")
+
+
+def _port_is_free(port: int) -> bool:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- waiting
+
+def wait_until(fn: Callable[[], object], timeout: float = 10.0, interval: float = 0.05,
+               message: Optional[str] = None) -> object:
+    """Call fn until it returns a truthy value and return that value.
+
+    Exceptions raised by fn count as "not yet". On timeout raises AssertionError
+    naming the condition, the last value and the last exception."""
+    deadline = time.monotonic() + timeout
+    last_value: object = None
+    last_exc: Optional[BaseException] = None
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            last_value = fn()
+            last_exc = None
+            if last_value:
+                return last_value
+        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    what = message or getattr(fn, "__name__", repr(fn))
+    detail = f"last value {last_value!r}"
+    if last_exc is not None:
+        detail = f"last error {type(last_exc).__name__}: {last_exc}"
+    raise AssertionError(f"timed out after {timeout:g}s ({attempts} tries) waiting for {what}; {detail}")
+
+
+# --------------------------------------------------------------------------- processes
+
+def _proc_state(pid: int) -> Optional[str]:
+    """State letter from /proc/PID/stat, or None when the process does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data.rsplit(")", 1)[1].split()[0]
+
+
+def pid_alive(pid: int) -> bool:
+    """True if pid exists and is not a zombie."""
+    state = _proc_state(pid)
+    return state is not None and state not in ("Z", "X")
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    return children
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and all its live descendants."""
+    children = _children_map()
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        if pid_alive(p):
+            out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return f"(no log at {path})"
+    text = data.decode("utf-8", "replace").splitlines()
+    return "\n".join(text[-lines:])
+
+
+class _Reaper:
+    """Watchdog that kills what we started if this interpreter dies abruptly.
+
+    The watchdog holds the read end of a pipe; when this process exits for any reason
+    (including SIGKILL) the pipe reaches EOF and the watchdog kills every process group
+    and pid still listed in the registry file. Clean stops remove their entries first,
+    so after a normal run the watchdog finds nothing to do."""
+
+    SCRIPT = r"""
+import os, signal, sys, time
+fd, path = int(sys.argv[1]), sys.argv[2]
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+while True:
+    try:
+        if not os.read(fd, 64):
+            break
+    except InterruptedError:
+        continue
+try:
+    entries = open(path).read().split()
+except OSError:
+    entries = []
+def send(sig):
+    for e in entries:
+        kind, _, num = e.partition(":")
+        try:
+            (os.killpg if kind == "g" else os.kill)(int(num), sig)
+        except (OSError, ValueError):
+            pass
+if entries:
+    send(signal.SIGTERM)
+    time.sleep(3)
+    send(signal.SIGKILL)
+try:
+    os.unlink(path)
+except OSError:
+    pass
+"""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[str] = []
+        self._proc: Optional[subprocess.Popen] = None
+        self._wfd: Optional[int] = None
+        self._path: Optional[str] = None
+
+    def _ensure(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        fd, self._path = tempfile.mkstemp(prefix="voter-reaper-", suffix=".pids")
+        os.close(fd)
+        rfd, wfd = os.pipe()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", self.SCRIPT, str(rfd), self._path],
+            pass_fds=(rfd,), stdin=subprocess.DEVNULL, start_new_session=True)
+        os.close(rfd)
+        self._wfd = wfd
+
+    def _write(self) -> None:
+        assert self._path is not None
+        tmp = self._path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("\n".join(self._entries) + "\n")
+        os.replace(tmp, self._path)
+
+    def add(self, *, pgid: Optional[int] = None, pids: Iterable[int] = ()) -> None:
+        with self._lock:
+            self._ensure()
+            if pgid is not None:
+                self._entries.append(f"g:{pgid}")
+            self._entries.extend(f"p:{p}" for p in pids)
+            self._write()
+
+    def remove(self, *, pgid: Optional[int] = None, pids: Iterable[int] = ()) -> None:
+        with self._lock:
+            if self._path is None:
+                return
+            drop = {f"p:{p}" for p in pids}
+            if pgid is not None:
+                drop.add(f"g:{pgid}")
+            self._entries = [e for e in self._entries if e not in drop]
+            self._write()
+
+    def close(self) -> None:
+        """Called at exit after everything was stopped: let the watchdog finish."""
+        with self._lock:
+            if self._wfd is not None:
+                os.close(self._wfd)
+                self._wfd = None
+            if self._proc is not None:
+                try:
+                    self._proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+
+
+_reaper = _Reaper()
+_running: list = []  # objects with a stop() method, in start order
+_running_lock = threading.Lock()
+
+
+def _track(obj) -> None:
+    with _running_lock:
+        if obj not in _running:
+            _running.append(obj)
+
+
+def _untrack(obj) -> None:
+    with _running_lock:
+        if obj in _running:
+            _running.remove(obj)
+
+
+def stop_all() -> list[str]:
+    """Stop everything this process started and still runs (newest first).
+    Returns the error messages (also printed to stderr)."""
+    errors = []
+    with _running_lock:
+        items = list(reversed(_running))
+    for obj in items:
+        try:
+            obj.stop()
+        except Exception as exc:  # noqa: BLE001 - keep stopping the rest
+            errors.append(f"{obj!r}: {exc}")
+            print(f"harness: stopping {obj!r} failed: {exc}", file=sys.stderr)
+        _untrack(obj)
+    return errors
+
+
+@atexit.register
+def _at_exit() -> None:
+    stop_all()
+    _reaper.close()
+
+
+def _spawn(argv: list, env: dict, log_path: Path, cwd: Optional[Path] = None) -> subprocess.Popen:
+    """Start argv in its own session with stdout+stderr appended to log_path."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([str(a) for a in argv], env=env, stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
+                                start_new_session=True)
+    _reaper.add(pgid=proc.pid)
+    return proc
+
+
+def _terminate(proc: subprocess.Popen, grace: float) -> bool:
+    """SIGTERM, wait up to grace seconds, then SIGKILL. Returns True if SIGKILL was needed."""
+    if proc.poll() is not None:
+        return False
+    try:
+        proc.send_signal(signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=grace)
+        return False
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        proc.kill()
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+    return True
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes whose process group is pgid."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] in ("Z", "X"):
+            continue
+        if int(fields[2]) == pgid:
+            members.append(int(entry))
+    return members
+
+
+def _kill_group_leftovers(pgid: int) -> list[int]:
+    """Kill anything still alive in process group pgid (one we created); return it."""
+    left = _group_members(pgid)
+    if left:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+    return left
+
+
+# --------------------------------------------------------------------------- RabbitMQ
+
+class RabbitMQ:
+    """A private RabbitMQ node on 127.0.0.1 with all ports below 32768.
+
+    Data (mnesia), logs, HOME (Erlang cookie) and configuration live under run_dir.
+    The node's epmd is started by the harness itself (so its pid is known) and killed
+    with `epmd -port N -kill` on stop."""
+
+    def __init__(self, run_dir, amqp_port: Optional[int] = None, dist_port: Optional[int] = None,
+                 epmd_port: Optional[int] = None, nodename: Optional[str] = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.port = amqp_port or free_port()
+        self.dist_port = dist_port or free_port()
+        self.epmd_port = epmd_port or free_port()
+        self.nodename = nodename or f"vt{self.port}@localhost"
+        self.home = self.run_dir / "home"
+        self.pid_file = self.run_dir / "rabbit.pid"
+        self.log_path = self.run_dir / "server.out"
+        self.epmd_log = self.run_dir / "epmd.log"
+        self._proc: Optional[subprocess.Popen] = None
+        self._epmd: Optional[subprocess.Popen] = None
+        self.pids: list[int] = []  # server script, beam.smp and its helpers (after start)
+        self.start_seconds: Optional[float] = None
+        self.stop_seconds: Optional[float] = None
+
+    def __repr__(self) -> str:
+        return f"RabbitMQ({self.nodename}, amqp={self.port})"
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self._proc.pid if self._proc else None
+
+    def env(self) -> dict:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.home),
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "RABBITMQ_NODENAME": self.nodename,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_MNESIA_BASE": str(self.run_dir / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.run_dir / "log"),
+            "RABBITMQ_PID_FILE": str(self.pid_file),
+            "RABBITMQ_CONF_ENV_FILE": str(self.run_dir / "rabbitmq-env.conf"),
+            "RABBITMQ_CONFIG_FILE": str(self.run_dir / "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.run_dir / "advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.run_dir / "enabled_plugins"),
+            # distribution listener on loopback only; our own epmd is already running
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS":
+                "-kernel inet_dist_use_interface {127,0,0,1} -start_epmd false",
+        }
+        return env
+
+    def _prepare(self) -> None:
+        for d in (self.home, self.run_dir / "mnesia", self.run_dir / "log"):
+            d.mkdir(parents=True, exist_ok=True)
+        cookie = self.home / ".erlang.cookie"
+        if not cookie.exists():
+            cookie.write_text(secrets.token_hex(16).upper())
+            cookie.chmod(0o400)
+        (self.run_dir / "rabbitmq-env.conf").write_text("# harness: environment comes from the caller\n")
+        (self.run_dir / "enabled_plugins").write_text("[].\n")
+        (self.run_dir / "rabbitmq.conf").write_text(
+            "loopback_users.guest = true\n"
+            f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
+            "disk_free_limit.absolute = 50MB\n"
+        )
+        (self.run_dir / "advanced.config").write_text("[].\n")
+
+    def ctl(self, *args: str, timeout: float = 60, check: bool = True) -> str:
+        """Run rabbitmqctl -n NODE ARGS... and return its stdout."""
+        cmd = [str(RABBITMQ_SBIN / "rabbitmqctl"), "-n", self.nodename, *args]
+        res = subprocess.run(cmd, env=self.env(), stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True, timeout=timeout)
+        if check and res.returncode != 0:
+            raise HarnessError(f"{' '.join(cmd[1:])} failed ({res.returncode}):\n{res.stdout}{res.stderr}")
+        return res.stdout
+
+    def _start_epmd(self) -> None:
+        if self._epmd is not None and self._epmd.poll() is None:
+            return
+        env = self.env()
+        self._epmd = _spawn(["epmd", "-port", str(self.epmd_port), "-address", "127.0.0.1"],
+                            env, self.epmd_log)
+        try:
+            wait_until(lambda: port_open(self.epmd_port) or self._epmd.poll() is not None,
+                       timeout=10, message=f"epmd on port {self.epmd_port}")
+        except AssertionError:
+            pass
+        if self._epmd.poll() is not None:
+            raise HarnessError(f"epmd exited ({self._epmd.returncode}) on port {self.epmd_port}:\n"
+                               f"{_tail(self.epmd_log)}")
+
+    def start(self, timeout: float = 90) -> "RabbitMQ":
+        if self.running:
+            return self
+        t0 = time.monotonic()
+        self._prepare()
+        try:
+            self.pid_file.unlink()
+        except FileNotFoundError:
+            pass
+        _track(self)
+        self._start_epmd()
+        self._proc = _spawn([RABBITMQ_SBIN / "rabbitmq-server"], self.env(), self.log_path)
+        # `wait` returns once the pid file exists and the rabbit app is running
+        try:
+            self.ctl("wait", "--timeout", str(int(timeout)), str(self.pid_file), timeout=timeout + 15)
+        except (HarnessError, subprocess.TimeoutExpired) as exc:
+            log = _tail(self.log_path)
+            self.stop(quiet=True)
+            raise HarnessError(f"RabbitMQ {self.nodename} did not start: {exc}\n{log}") from None
+        self.pids = process_tree(self._proc.pid)
+        _reaper.add(pids=self.pids)
+        self.start_seconds = time.monotonic() - t0
+        return self
+
+    def stop_app(self) -> None:
+        """Stop the rabbit application (closes every client connection; node, queues and
+        messages stay). Use start_app() to bring it back."""
+        self.ctl("stop_app")
+
+    def start_app(self) -> None:
+        self.ctl("start_app")
+        self.ctl("await_startup")
+
+    def stop(self, quiet: bool = False) -> None:
+        """Stop the node (rabbitmqctl stop), then epmd (epmd -port N -kill), then verify
+        that none of the recorded processes is left; leftovers are killed and reported."""
+        t0 = time.monotonic()
+        problems = []
+        if self.running:
+            try:
+                if self.pid_file.exists():
+                    self.ctl("stop", str(self.pid_file), timeout=60)
+                else:
+                    self.ctl("stop", timeout=60)
+            except (HarnessError, subprocess.TimeoutExpired) as exc:
+                problems.append(f"rabbitmqctl stop failed: {exc}")
+            if _terminate(self._proc, grace=15):
+                problems.append("rabbitmq-server needed SIGKILL")
+        if self._epmd is not None:
+            if self._epmd.poll() is None:
+                subprocess.run(["epmd", "-port", str(self.epmd_port), "-kill"], env=self.env(),
+                               stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+                if _terminate(self._epmd, grace=10):
+                    problems.append("epmd needed SIGKILL")
+            _reaper.remove(pgid=self._epmd.pid)
+            _kill_group_leftovers(self._epmd.pid)
+        if self._proc is not None:
+            left = [p for p in self.pids if pid_alive(p)]
+            left += [p for p in _kill_group_leftovers(self._proc.pid) if p not in left]
+            for p in left:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except OSError:
+                    pass
+            if left:
+                problems.append(f"processes left after stop (killed): {left}")
+            _reaper.remove(pgid=self._proc.pid, pids=self.pids)
+        self._proc = None
+        self._epmd = None
+        self.pids = []
+        _untrack(self)
+        self.stop_seconds = time.monotonic() - t0
+        if problems and not quiet:
+            raise HarnessError(f"{self!r}: " + "; ".join(problems))
+
+    def restart(self) -> "RabbitMQ":
+        """Full stop and start on the same ports and data."""
+        self.stop()
+        return self.start()
+
+
+# --------------------------------------------------------------------------- FerretDB
+
+class FerretDB:
+    """FerretDB (SQLite handler) on 127.0.0.1, data and state under run_dir."""
+
+    def __init__(self, run_dir, port: Optional[int] = None, debug_port: Optional[int] = None,
+                 binary_path=None) -> None:
+        self.run_dir = Path(run_dir)
+        self.port = port or free_port()
+        self.debug_port = debug_port or free_port()
+        self.binary = Path(binary_path) if binary_path else ferretdb_binary()
+        self.data_dir = self.run_dir / "data"
+        self.log_path = self.run_dir / "ferretdb.log"
+        self._proc: Optional[subprocess.Popen] = None
+        self.start_seconds: Optional[float] = None
+        self.stop_seconds: Optional[float] = None
+
+    def __repr__(self) -> str:
+        return f"FerretDB(port={self.port})"
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self._proc.pid if self._proc else None
+
+    def argv(self) -> list:
+        return [self.binary, "--handler=sqlite", f"--sqlite-url=file:{self.data_dir}/",
+                f"--listen-addr=127.0.0.1:{self.port}", f"--debug-addr=127.0.0.1:{self.debug_port}",
+                f"--state-dir={self.data_dir}", "--telemetry=disable", "--log-level=warn"]
+
+    def ping(self, timeout_ms: int = 500) -> bool:
+        import pymongo  # Debian's python3-pymongo
+
+        client = pymongo.MongoClient(self.uri, directConnection=True,
+                                     serverSelectionTimeoutMS=timeout_ms,
+                                     connectTimeoutMS=timeout_ms)
+        try:
+            client.admin.command("ping")
+            return True
+        finally:
+            client.close()
+
+    def start(self, timeout: float = 30) -> "FerretDB":
+        if self.running:
+            return self
+        t0 = time.monotonic()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        _track(self)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.run_dir)}
+        self._proc = _spawn(self.argv(), env, self.log_path)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc.poll() is not None:
+                code = self._proc.returncode
+                self.stop()
+                raise HarnessError(f"FerretDB exited ({code}) during start:\n{_tail(self.log_path)}")
+            if port_open(self.port, timeout=0.2):
+                try:
+                    if self.ping():
+                        break
+                except Exception:  # noqa: BLE001 - not ready yet
+                    pass
+            if time.monotonic() > deadline:
+                log = _tail(self.log_path)
+                self.kill()
+                raise HarnessError(f"FerretDB not ready on {self.uri} after {timeout}s:\n{log}")
+            time.sleep(0.05)
+        self.start_seconds = time.monotonic() - t0
+        return self
+
+    def _finish(self) -> None:
+        if self._proc is not None:
+            _reaper.remove(pgid=self._proc.pid)
+            _kill_group_leftovers(self._proc.pid)
+        self._proc = None
+        _untrack(self)
+
+    def stop(self) -> None:
+        """SIGTERM (graceful), SIGKILL after 15 s (reported as an error)."""
+        t0 = time.monotonic()
+        killed = self._proc is not None and _terminate(self._proc, grace=15)
+        self._finish()
+        self.stop_seconds = time.monotonic() - t0
+        if killed:
+            raise HarnessError("FerretDB did not exit within 15 s of SIGTERM (killed)")
+
+    def kill(self) -> None:
+        """SIGKILL, for database-outage tests; start() brings it back on the same port/data."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(timeout=30)
+        self._finish()
+
+    def restart(self) -> "FerretDB":
+        self.stop()
+        return self.start()
+
+
+# --------------------------------------------------------------------------- services
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "UndefinedBehaviorSanitizer", "AddressSanitizer:DEADLYSIGNAL")
+
+
+class Service:
+    """One service process (a C executable) listening on HTTP_PORT from env."""
+
+    def __init__(self, name: str, binary_path, env: dict, ready_path: str, log_path) -> None:
+        self.name = name
+        self.binary = Path(binary_path)
+        self.extra_env = dict(env)
+        self.ready_path = ready_path if ready_path.startswith("/") else "/" + ready_path
+        self.log_path = Path(log_path)
+        if "HTTP_PORT" not in self.extra_env:
+            raise HarnessError(f"service {name}: env must contain HTTP_PORT")
+        self.port = int(self.extra_env["HTTP_PORT"])
+        self.host = self.extra_env.get("HTTP_HOST", "127.0.0.1")
+        self._proc: Optional[subprocess.Popen] = None
+        self.returncode: Optional[int] = None
+        self.starts = 0
+
+    def __repr__(self) -> str:
+        return f"Service({self.name}, port={self.port})"
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def env(self) -> dict:
+        env = {k: os.environ[k] for k in SERVICE_INHERITED_ENV if k in os.environ}
+        env.setdefault("PATH", "/usr/bin:/bin")
+        for key, value in SANITIZER_DEFAULTS.items():
+            env[key] = os.environ.get(key, value)
+        env.update({k: str(v) for k, v in self.extra_env.items()})
+        return env
+
+    def start(self) -> "Service":
+        if self.running:
+            return self
+        if not self.binary.exists():
+            raise HarnessError(f"service {self.name}: binary {self.binary} not found "
+                               f"(build it, or set VOTER_BUILD_DIR; build dir is {build_dir()})")
+        self.returncode = None
+        self.starts += 1
+        if self.starts > 1:
+            with open(self.log_path, "ab") as f:
+                f.write(f"\n--- harness: restart #{self.starts - 1} of {self.name} ---\n".encode())
+        _track(self)
+        self._proc = _spawn([self.binary], self.env(), self.log_path)
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> "Service":
+        import requests  # Debian's python3-requests
+
+        url = self.url + self.ready_path
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        with requests.Session() as http:
+            while True:
+                if self._proc is None or self._proc.poll() is not None:
+                    code = None if self._proc is None else self._proc.returncode
+                    raise HarnessError(f"service {self.name} exited ({code}) before it was ready:\n"
+                                       f"{self.log_tail()}")
+                try:
+                    r = http.get(url, timeout=2)
+                    if r.status_code == 200:
+                        return self
+                    last = f"HTTP {r.status_code}: {r.text[:200]}"
+                except requests.RequestException as exc:
+                    last = f"{type(exc).__name__}"
+                if time.monotonic() > deadline:
+                    raise HarnessError(f"service {self.name} not ready at {url} after {timeout}s "
+                                       f"({last}):\n{self.log_tail()}")
+                time.sleep(0.05)
+
+    def _finish(self) -> None:
+        if self._proc is not None:
+            self.returncode = self._proc.returncode
+            _reaper.remove(pgid=self._proc.pid)
+            _kill_group_leftovers(self._proc.pid)
+        self._proc = None
+        _untrack(self)
+
+    def stop(self, grace: float = 15) -> Optional[int]:
+        """SIGTERM and wait; SIGKILL after `grace` seconds, which raises HarnessError.
+        Returns the exit code (None if it was not running)."""
+        if self._proc is None:
+            return None
+        killed = _terminate(self._proc, grace=grace)
+        self._finish()
+        if killed:
+            raise HarnessError(f"service {self.name} did not exit within {grace:g}s of SIGTERM "
+                               f"(killed):\n{self.log_tail()}")
+        return self.returncode
+
+    def kill(self) -> None:
+        """SIGKILL (crash simulation)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(timeout=30)
+        self._finish()
+
+    def restart(self, wait: bool = True, timeout: float = 30) -> "Service":
+        self.stop()
+        self.start()
+        return self.wait_ready(timeout) if wait else self
+
+    def log_lines(self) -> list[str]:
+        try:
+            return self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+
+    def log_tail(self, lines: int = 40) -> str:
+        return _tail(self.log_path, lines)
+
+    def sanitizer_report(self) -> Optional[str]:
+        """Every AddressSanitizer / LeakSanitizer / UBSan ("runtime error:") report in the
+        log, each from its first line to its SUMMARY line (at most 200 lines in all),
+        or None when the log has none."""
+        lines = self.log_lines()
+        blocks: list[str] = []
+        i = 0
+        while i < len(lines) and sum(b.count("\n") + 1 for b in blocks) < 200:
+            if any(m in lines[i] for m in SANITIZER_MARKERS):
+                start = i - 1 if i > 0 and lines[i - 1].startswith("==") else i
+                end = i
+                while end < len(lines) and end - start < 120:
+                    if lines[end].startswith("SUMMARY:"):
+                        break
+                    end += 1
+                blocks.append("\n".join(lines[start:end + 1]))
+                i = end + 1
+            else:
+                i += 1
+        return "\n\n".join(blocks) if blocks else None
+
+
+# --------------------------------------------------------------------------- CLI
+
+def _stop_group(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM the process group led by proc, SIGKILL what is left after grace seconds."""
+    pgid = proc.pid
+    exited = proc.poll() is not None
+    members = _group_members(pgid)
+    if exited and members:
+        print(f"harness: the command left processes behind, stopping them: {members}", file=sys.stderr)
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except OSError:
+        pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        proc.poll()
+        if not _group_members(pgid):
+            break
+        time.sleep(0.05)
+    left = _kill_group_leftovers(pgid)
+    if left:
+        print(f"harness: killed processes left by the command: {left}", file=sys.stderr)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _with_deps(args: argparse.Namespace) -> int:
+    cmd = args.cmd
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        print("harness: with-deps needs a command after --", file=sys.stderr)
+        return 2
+    run_dir = make_run_dir("voter-deps-")
+    env = dict(os.environ)
+    env["VOTER_RUN_DIR"] = str(run_dir)
+    ok = False
+    code = 1
+    child: Optional[subprocess.Popen] = None
+
+    def on_term(signum, frame):  # turn SIGTERM/SIGHUP into an exception so finally runs
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+    try:
+        if not args.no_rabbit:
+            rabbit = RabbitMQ(run_dir / "rabbitmq").start()
+            env["AMQP_URL"] = rabbit.url
+            print(f"harness: RabbitMQ {rabbit.url} ready in {rabbit.start_seconds:.1f}s", file=sys.stderr)
+        if not args.no_mongo:
+            mongo = FerretDB(run_dir / "ferretdb").start()
+            env["MONGODB_URI"] = mongo.uri
+            print(f"harness: FerretDB {mongo.uri} ready in {mongo.start_seconds:.1f}s", file=sys.stderr)
+        # own process group: on exit/interrupt the whole group is stopped, so
+        # nothing CMD started outlives the run
+        child = subprocess.Popen(cmd, env=env, process_group=0)
+        _reaper.add(pgid=child.pid)
+        code = child.wait()
+        if code < 0:
+            code = 128 - code
+        ok = code == 0
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        code = 130
+    except HarnessError as exc:
+        print(f"harness: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if child is not None:
+            _stop_group(child, grace=10)
+            _reaper.remove(pgid=child.pid)
+        errors = stop_all()
+        if errors:
+            ok = False
+            code = code or 1
+        if ok:
+            remove_run_dir(run_dir)
+        else:
+            print(f"harness: run directory kept: {run_dir}", file=sys.stderr)
+    return code
+
+
+def main(argv: Optional[list] = None) -> int:
+    parser = argparse.ArgumentParser(prog="harness.py", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    wd = sub.add_parser("with-deps", help="run CMD with private RabbitMQ and FerretDB")
+    wd.add_argument("--no-rabbit", action="store_true", help="do not start RabbitMQ")
+    wd.add_argument("--no-mongo", action="store_true", help="do not start FerretDB")
+    wd.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    args = parser.parse_args(argv)
+    if args.command == "with-deps":
+        return _with_deps(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
