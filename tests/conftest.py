@@ -155,7 +155,7 @@ def service_factory(request, rabbit, mongo, ns, amqp_exchange, run_dir):
             problems.append(str(exc))
             code = None
         if was_running and code not in (0, None):
-            problems.append(f"service {svc.name} exited with {code} after SIGTERM:\n{svc.log_tail()}")
+            problems.append(f"service {svc.name} exited with {code} after SIGTERM (log: {svc.log_path})")
         report = svc.sanitizer_report()
         if report:
             problems.append(f"sanitizer report in {svc.name} log {svc.log_path}:\n{report}")

@@ -51,8 +51,8 @@ static void reply_item(const http_request *req, http_response *res, int status, 
 }
 
 /* If-Match: "<version>", W/"<version>", a bare number or *. -1 when absent or "*"; -2 when
- * unparseable (never matches). */
-static int64_t if_match(const http_request *req) {
+ * unparseable (can never match). */
+static int64_t parse_if_match(const http_request *req) {
   const char *h = http_header(req, "If-Match");
   if (!h || strcmp(h, "*") == 0) return -1;
   if (strncmp(h, "W/", 2) == 0) h += 2;
@@ -66,6 +66,14 @@ static int64_t if_match(const http_request *req) {
   errno = 0;
   long long v = strtoll(buf, &end, 10);
   return (errno || *end || v < 0) ? -2 : v;
+}
+
+/* The If-Match version for a conditional write; false (and 412) when it cannot match. */
+static bool if_match(const http_request *req, http_response *res, int64_t *version) {
+  *version = parse_if_match(req);
+  if (*version != -2) return true;
+  reply_status(res, ES_PRECONDITION, NULL);
+  return false;
 }
 
 static void list(void *ctx, const http_request *req, http_response *res) {
@@ -170,10 +178,12 @@ static void replace(void *ctx, const http_request *req, http_response *res) {
     http_reply_problem(res, 400, "Bad Request", "the id must be a 24-character hex ObjectId", NULL);
     return;
   }
+  int64_t version;
+  if (!if_match(req, res, &version)) return;
   json_t *body = valid_body(req, res, id);
   if (!body) return;
   json_t *item;
-  es_status st = election_replace(s, id, body, if_match(req), &item);
+  es_status st = election_replace(s, id, body, version, &item);
   json_decref(body);
   if (st != ES_OK && st != ES_CREATED) return reply_status(res, st, NULL);
   reply_item(req, res, st == ES_CREATED ? 201 : 200, item);
@@ -181,10 +191,12 @@ static void replace(void *ctx, const http_request *req, http_response *res) {
 
 static void patch(void *ctx, const http_request *req, http_response *res) {
   election_store *s = ctx;
+  int64_t version;
+  if (!if_match(req, res, &version)) return;
   json_t *body;
   if (jsonv_parse_body(req, res, &body) != 0) return;
   json_t *errors = json_array(), *item;
-  es_status st = election_patch(s, req->params[0], body, if_match(req), &item, errors);
+  es_status st = election_patch(s, req->params[0], body, version, &item, errors);
   json_decref(body);
   if (st != ES_OK) reply_status(res, st, errors);
   else reply_item(req, res, 200, item);
@@ -193,7 +205,9 @@ static void patch(void *ctx, const http_request *req, http_response *res) {
 
 static void delete_one(void *ctx, const http_request *req, http_response *res) {
   election_store *s = ctx;
-  es_status st = election_delete(s, req->params[0], if_match(req));
+  int64_t version;
+  if (!if_match(req, res, &version)) return;
+  es_status st = election_delete(s, req->params[0], version);
   if (st != ES_OK) return reply_status(res, st, NULL);
   http_reply_empty(res, 204);
 }

@@ -63,12 +63,14 @@ struct mq_conn {
   mq_queue_spec spec; /* CONSUME only; defaults applied */
 
   amqp_connection_state_t amqp; /* NULL while disconnected */
+  bool sane;          /* the protocol state allows an orderly close */
   bool channel_open;  /* false once the broker closed our channel */
   uint64_t next_tag;  /* delivery tag the broker gives our next publish */
   int64_t connected_at_ms;
   int64_t retry_at_ms; /* no connect attempt before this: the backoff window */
   int64_t backoff_ms;  /* base length of the next window */
   uint64_t rng;        /* xorshift state for the jitter */
+  char error[512];     /* why the last RPC failed, for the log */
 };
 
 /* ---- small helpers ---- */
@@ -187,16 +189,17 @@ static void mq_backoff(mq_conn *c) {
   c->backoff_ms = c->backoff_ms * 2 > MQ_BACKOFF_MAX_MS ? MQ_BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
 
-/* graceful: the protocol state is sane (we only gave up on a message), so say goodbye;
- * otherwise the socket may be dead or hung and a close RPC would wait for its timeout. */
+/* graceful: say goodbye when the protocol state allows it (we only gave up on a
+ * message); with a dead or hung socket a close RPC would just wait for its timeout. */
 static void mq_close(mq_conn *c, bool graceful) {
   if (!c->amqp) return;
-  if (graceful) {
+  if (graceful && c->sane) {
     if (c->channel_open) amqp_channel_close(c->amqp, MQ_CHANNEL, AMQP_REPLY_SUCCESS);
     amqp_connection_close(c->amqp, AMQP_REPLY_SUCCESS);
   }
   amqp_destroy_connection(c->amqp);
   c->amqp = NULL;
+  c->sane = false;
   c->channel_open = false;
 }
 
@@ -210,17 +213,19 @@ static void mq_fail(mq_conn *c, bool graceful, const char *why) {
   mq_log(c, LOG_WARN, "amqp connection dropped", why);
 }
 
-/* Checks the reply of the RPC just made; logs it when it failed. */
+/* Checks the reply of the RPC just made; on failure records why in c->error. */
 static int mq_rpc_check(mq_conn *c, const char *what) {
   amqp_rpc_reply_t r = amqp_get_rpc_reply(c->amqp);
   if (r.reply_type == AMQP_RESPONSE_NORMAL) return 0;
-  char desc[512], msg[128];
+  char desc[sizeof c->error - 64];
   mq_describe_reply(r, desc, sizeof desc);
-  snprintf(msg, sizeof msg, "amqp %s failed", what);
-  mq_log(c, LOG_WARN, msg, desc);
-  /* The broker closes the channel (or connection) on any RPC error; nothing more can
-   * be done on it. */
-  if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION) c->channel_open = false;
+  snprintf(c->error, sizeof c->error, "%s: %s", what, desc);
+  /* The broker closes the channel on any RPC error (we never answer with close-ok: the
+   * connection is closed right after). A closed connection or a library error (timeout,
+   * socket) leaves nothing to close politely. */
+  c->channel_open = false;
+  if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION || r.reply.id == AMQP_CONNECTION_CLOSE_METHOD)
+    c->sane = false;
   return -1;
 }
 
@@ -292,7 +297,7 @@ static int mq_declare_spec(mq_conn *c, const mq_queue_spec *raw) {
   mq_queue_spec spec = mq_spec_defaults(raw);
   char retry[MQ_QUEUE_NAME_MAX + 1], dlq[MQ_QUEUE_NAME_MAX + 1];
   if (mq_spec_names(&spec, retry, dlq) != 0) {
-    mq_log(c, LOG_ERROR, "amqp queue name missing or too long", spec.queue);
+    snprintf(c->error, sizeof c->error, "queue name missing or too long");
     return -1;
   }
   amqp_table_entry_t retry_args[3] = {
@@ -322,38 +327,37 @@ static int mq_start_consuming(mq_conn *c) {
 /* One attempt: TCP connect, login, channel, confirm mode or consumer, topology. */
 static int mq_connect(mq_conn *c) {
   const char *stage = "socket";
-  bool graceful = false;
   struct timeval connect_tv = mq_timeval(MQ_CONNECT_TIMEOUT_MS);
   struct timeval handshake_tv = mq_timeval(MQ_HANDSHAKE_TIMEOUT_MS);
   struct timeval rpc_tv = mq_timeval(MQ_RPC_TIMEOUT_MS);
+  amqp_table_entry_t prop = mq_str_entry("connection_name", c->name);
+  amqp_table_t props = {.num_entries = 1, .entries = &prop};
+  amqp_socket_t *sock = NULL;
+  amqp_rpc_reply_t r;
+  int rc;
 
+  snprintf(c->error, sizeof c->error, "out of memory");
   c->amqp = amqp_new_connection();
-  if (!c->amqp) goto err;
-  amqp_socket_t *sock = amqp_tcp_socket_new(c->amqp);
-  if (!sock) goto err;
+  if (!c->amqp || !(sock = amqp_tcp_socket_new(c->amqp))) goto err;
   amqp_set_handshake_timeout(c->amqp, &handshake_tv);
   amqp_set_rpc_timeout(c->amqp, &rpc_tv);
 
   stage = "connect";
-  int rc = amqp_socket_open_noblock(sock, c->info.host, c->info.port, &connect_tv);
+  rc = amqp_socket_open_noblock(sock, c->info.host, c->info.port, &connect_tv);
   if (rc != AMQP_STATUS_OK) {
-    mq_log(c, LOG_WARN, "amqp connect failed", amqp_error_string2(rc));
+    snprintf(c->error, sizeof c->error, "%s", amqp_error_string2(rc));
     goto err;
   }
 
   stage = "login";
-  amqp_table_entry_t prop = mq_str_entry("connection_name", c->name);
-  amqp_table_t props = {.num_entries = 1, .entries = &prop};
-  amqp_rpc_reply_t r = amqp_login_with_properties(
-      c->amqp, c->info.vhost, AMQP_DEFAULT_MAX_CHANNELS, AMQP_DEFAULT_FRAME_SIZE, MQ_HEARTBEAT_S,
-      &props, AMQP_SASL_METHOD_PLAIN, c->info.user, c->info.password);
+  r = amqp_login_with_properties(c->amqp, c->info.vhost, AMQP_DEFAULT_MAX_CHANNELS,
+                                 AMQP_DEFAULT_FRAME_SIZE, MQ_HEARTBEAT_S, &props,
+                                 AMQP_SASL_METHOD_PLAIN, c->info.user, c->info.password);
   if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-    char desc[512];
-    mq_describe_reply(r, desc, sizeof desc);
-    mq_log(c, LOG_WARN, "amqp login failed", desc);
+    mq_describe_reply(r, c->error, sizeof c->error);
     goto err;
   }
-  graceful = true; /* from here on a failure is an orderly broker answer */
+  c->sane = true;
 
   stage = "channel";
   amqp_channel_open(c->amqp, MQ_CHANNEL);
@@ -376,18 +380,12 @@ static int mq_connect(mq_conn *c) {
   return 0;
 
 err:
-  if (c->amqp && !graceful) {
-    /* Nothing useful said yet: just drop the socket. */
-  }
-  mq_close(c, graceful && c->amqp != NULL && amqp_get_socket(c->amqp) != NULL);
+  mq_close(c, true);
   mq_backoff(c);
-  {
-    char msg[96];
-    snprintf(msg, sizeof msg, "amqp connection attempt failed at %s", stage);
-    json_t *f = json_pack("{s:s, s:s, s:I}", "connection", c->name, "stage", stage,
-                          "retry_in_ms", (json_int_t)(c->retry_at_ms - mq_now_ms()));
-    log_fields(LOG_WARN, msg, f);
-  }
+  json_t *f = json_pack("{s:s, s:s, s:i, s:s, s:s, s:I}", "connection", c->name, "host",
+                        c->info.host, "port", c->info.port, "stage", stage, "error", c->error,
+                        "retry_in_ms", (json_int_t)(c->retry_at_ms - mq_now_ms()));
+  log_fields(LOG_WARN, "amqp connection attempt failed", f);
   return -1;
 }
 
@@ -624,12 +622,12 @@ static size_t mq_await_confirms(mq_conn *c, const mq_message_out *msgs, size_t n
     case AMQP_CHANNEL_CLOSE_METHOD: {
       /* e.g. 404 on a publish to an exchange that does not exist */
       const amqp_channel_close_t *m = f.payload.method.decoded;
-      mq_log(c, LOG_WARN, "amqp channel closed by broker during publish",
-             m->reply_text.len ? (const char *)m->reply_text.bytes : NULL);
+      snprintf(c->error, sizeof c->error, "channel closed by broker: %u %.*s", m->reply_code,
+               (int)m->reply_text.len, (const char *)m->reply_text.bytes);
       amqp_channel_close_ok_t ok = {0};
       amqp_send_method(c->amqp, f.channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
       c->channel_open = false;
-      *why = "channel closed by broker";
+      *why = c->error;
       return leading;
     }
     case AMQP_CONNECTION_CLOSE_METHOD: {
@@ -670,7 +668,7 @@ static size_t mq_publish_n(mq_conn *c, const char *exchange, const mq_message_ou
     }
     c->next_tag++;
   }
-  if (sent == n || sent > 0) {
+  if (sent > 0) {
     /* Even after a send error, the messages that went out may have been confirmed. */
     const char *wait_why = NULL;
     bool wait_graceful = true;
@@ -704,10 +702,12 @@ size_t mq_publish_batch(mq_conn *c, const mq_message_out *msgs, size_t n, int ti
 }
 
 int mq_declare_queue(mq_conn *c, const mq_queue_spec *spec) {
-  if (!c || !spec || mq_ensure(c) != 0) return -1;
+  char retry[MQ_QUEUE_NAME_MAX + 1], dlq[MQ_QUEUE_NAME_MAX + 1];
+  if (!c || !spec || mq_spec_names(spec, retry, dlq) != 0) return -1;
+  if (mq_ensure(c) != 0) return -1;
   if (mq_declare_spec(c, spec) != 0) {
     /* The broker closed the channel: the connection is of no use any more. */
-    mq_fail(c, true, "queue declaration failed");
+    mq_fail(c, true, c->error);
     return -1;
   }
   return 0;

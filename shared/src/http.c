@@ -5,6 +5,8 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,8 @@ struct http_server {
   int nroutes;
   struct MHD_Daemon *daemon;
   int port;
+  _Atomic int in_flight; /* requests between first callback and completion */
+  _Atomic bool draining; /* stopping: answer new requests 503 + Connection: close */
 };
 
 /* Per-request state, from the first access-handler call to the completion callback. */
@@ -375,7 +379,11 @@ static enum MHD_Result dispatch(http_conn_state *st, const char *url, const char
 
   char *segs[MAX_SEGMENTS];
   int nsegs = 0;
-  if (st->too_large) {
+  if (atomic_load(&s->draining)) {
+    http_reply_problem(&res, 503, "Service Unavailable", "the service is shutting down", NULL);
+    http_set_header(&res, "Connection", "close");
+    http_set_header(&res, "Retry-After", "1");
+  } else if (st->too_large) {
     char detail[96];
     snprintf(detail, sizeof detail, "request body exceeds %zu bytes", s->opts.max_body);
     http_reply_problem(&res, 413, "Payload Too Large", detail, NULL);
@@ -437,6 +445,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     st->started = util_monotonic();
     set_request_id(st);
     *con_cls = st;
+    atomic_fetch_add(&s->in_flight, 1);
     /* Decide the body limit from Content-Length before reading a byte of the body: the
      * 413 is queued now, and libmicrohttpd closes the connection instead of reading on. */
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
@@ -483,6 +492,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   if (!st) return;
   for (int i = 0; i < st->nallocs; i++) free(st->allocs[i]);
   free(st->body);
+  atomic_fetch_sub(&st->srv->in_flight, 1);
   free(st);
   *con_cls = NULL;
 }
@@ -512,13 +522,14 @@ int http_server_start(http_server *s) {
     return -1;
   }
   s->daemon = MHD_start_daemon(
-      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG,
-      (uint16_t)s->opts.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &addr,
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG,
+      (uint16_t)s->opts.port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+      NULL, MHD_OPTION_SOCK_ADDR, &addr,
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)s->opts.threads,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)s->opts.timeout_s,
       MHD_OPTION_CONNECTION_LIMIT, (unsigned int)4096, MHD_OPTION_NOTIFY_COMPLETED,
       on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL,
-      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+      MHD_OPTION_LISTENING_ADDRESS_REUSE,
       (unsigned int)1, MHD_OPTION_END);
   if (!s->daemon) {
     log_error("http: cannot listen on %s:%d", s->host, s->opts.port);
@@ -531,8 +542,15 @@ int http_server_start(http_server *s) {
 
 void http_server_stop(http_server *s) {
   if (!s->daemon) return;
-  /* Stop accepting first, then let MHD finish and join its threads. */
-  MHD_quiesce_daemon(s->daemon);
+  /* Drain: requests already being handled finish and are answered; requests arriving
+   * meanwhile get 503 with Connection: close so clients retry elsewhere. (MHD_quiesce_daemon
+   * would stop accepting instead, but with a thread pool on epoll libmicrohttpd 0.9.75
+   * aborts in it.) Bounded so a stuck request cannot block shutdown forever. */
+  atomic_store(&s->draining, true);
+  for (int i = 0; i < 100 && atomic_load(&s->in_flight) > 0; i++) {
+    struct timespec ts = {0, 50 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
   MHD_stop_daemon(s->daemon);
   s->daemon = NULL;
 }
