@@ -260,6 +260,7 @@ static es_status write_state(election_store *s, const bson_oid_t *oid, const jso
   mongoc_collection_t *coll = mongo_collection(s->db, client, COLLECTION);
   es_status st = ES_UNAVAILABLE;
   *item = NULL;
+  ev_doc_lock(id);
   for (int attempt = 0; attempt < MAX_RETRIES; attempt++) {
     bson_t *cur = NULL;
     st = read_doc(s, coll, oid, &cur);
@@ -329,6 +330,7 @@ static es_status write_state(election_store *s, const bson_oid_t *oid, const jso
     }
     st = ES_UNAVAILABLE; /* unless a retry succeeds */
   }
+  ev_doc_unlock(id);
   mongoc_collection_destroy(coll);
   mongo_release(s->db, client);
   if (*item) ev_relay_kick(s->relay);
@@ -395,8 +397,8 @@ es_status election_patch(election_store *s, const char *id, const json_t *patch,
 }
 
 /* Tombstones the live document at oid with an election.deleted event. */
-static es_status delete_doc(election_store *s, mongoc_collection_t *coll, const bson_oid_t *oid,
-                            int64_t if_match) {
+static es_status delete_doc_locked(election_store *s, mongoc_collection_t *coll,
+                                   const bson_oid_t *oid, int64_t if_match) {
   char id[25];
   bson_oid_to_string(oid, id);
   for (int attempt = 0; attempt < MAX_RETRIES; attempt++) {
@@ -434,6 +436,16 @@ static es_status delete_doc(election_store *s, mongoc_collection_t *coll, const 
     if (if_match >= 0) return ES_PRECONDITION;
   }
   return ES_UNAVAILABLE;
+}
+
+static es_status delete_doc(election_store *s, mongoc_collection_t *coll, const bson_oid_t *oid,
+                            int64_t if_match) {
+  char id[25];
+  bson_oid_to_string(oid, id);
+  ev_doc_lock(id);
+  es_status st = delete_doc_locked(s, coll, oid, if_match);
+  ev_doc_unlock(id);
+  return st;
 }
 
 es_status election_delete(election_store *s, const char *id, int64_t if_match) {
@@ -565,17 +577,19 @@ es_status election_replay(election_store *s, int64_t *count) {
   es_status st = live_ids(coll, &ids, &n);
   *count = 0;
   for (size_t i = 0; st == ES_OK && i < n; i++) {
+    char id[25];
+    bson_oid_to_string(&ids[i], id);
+    ev_doc_lock(id);
     bson_t *doc;
     es_status r = read_doc(s, coll, &ids[i], &doc);
     if (r != ES_OK || iter_bool(doc, "deleted")) {
+      ev_doc_unlock(id);
       if (doc) bson_destroy(doc);
       if (r == ES_UNAVAILABLE) st = r;
       continue;
     }
     json_t *item = doc_to_item(doc);
     int64_t version = iter_int(doc, "version");
-    char id[25];
-    bson_oid_to_string(&ids[i], id);
     ev_event ev;
     ev_build(&ev, "election.updated", s->source, id, version, item);
     bson_t update = BSON_INITIALIZER, set;
@@ -587,6 +601,7 @@ es_status election_replay(election_store *s, int64_t *count) {
     /* If it changed meanwhile, that change's own event carries the newer state. */
     if (conditional_update(coll, &ids[i], version, &update, &matched) == ES_OK && matched)
       (*count)++;
+    ev_doc_unlock(id);
     bson_destroy(&update);
     ev_free(&ev);
     json_decref(item);

@@ -2,6 +2,7 @@
 #include "voter/events.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -69,6 +70,20 @@ bool ev_is_outbox_field(const char *key) {
          strcmp(key, "_pending") == 0;
 }
 
+/* ---- per-document locks ---- */
+
+#define LOCK_STRIPES 64
+static pthread_mutex_t doc_locks[LOCK_STRIPES] = {[0 ... LOCK_STRIPES - 1] = PTHREAD_MUTEX_INITIALIZER};
+
+static pthread_mutex_t *stripe(const char *id) {
+  uint32_t h = 2166136261u; /* FNV-1a */
+  for (const unsigned char *p = (const unsigned char *)id; *p; p++) h = (h ^ *p) * 16777619u;
+  return &doc_locks[h % LOCK_STRIPES];
+}
+
+void ev_doc_lock(const char *id) { pthread_mutex_lock(stripe(id)); }
+void ev_doc_unlock(const char *id) { pthread_mutex_unlock(stripe(id)); }
+
 /* ---- relay ---- */
 
 struct ev_relay {
@@ -80,7 +95,7 @@ struct ev_relay {
   pthread_mutex_t lock;
   pthread_cond_t cond;
   bool kicked, stopping;
-  volatile bool broker_up;
+  _Atomic bool broker_up;
 };
 
 #define RELAY_BATCH_DOCS 200
@@ -131,8 +146,8 @@ static int64_t doc_int(const bson_t *doc, const char *key) {
 
 /* Removes the first `done` confirmed events (ids) from the document. Conditioned on
  * _outboxSeq: if a writer pushed meanwhile, re-read and remove only those ids. */
-static void remove_published(mongoc_collection_t *coll, const bson_value_t *doc_id,
-                             const pending_event *done, int ndone) {
+static void remove_published_locked(mongoc_collection_t *coll, const bson_value_t *doc_id,
+                                    const pending_event *done, int ndone) {
   for (int attempt = 0; attempt < 5; attempt++) {
     bson_t filter = BSON_INITIALIZER;
     BSON_APPEND_VALUE(&filter, "_id", doc_id);
@@ -188,6 +203,26 @@ static void remove_published(mongoc_collection_t *coll, const bson_value_t *doc_
     }
     if (matched) return;
   }
+}
+
+/* The text form of a document id, as the domain layer locks it. */
+static void id_text(const bson_value_t *v, char *out, size_t len) {
+  if (v->value_type == BSON_TYPE_OID) {
+    bson_oid_to_string(&v->value.v_oid, out);
+  } else if (v->value_type == BSON_TYPE_UTF8) {
+    snprintf(out, len, "%s", v->value.v_utf8.str);
+  } else {
+    snprintf(out, len, "?");
+  }
+}
+
+static void remove_published(mongoc_collection_t *coll, const bson_value_t *doc_id,
+                             const pending_event *done, int ndone) {
+  char id[128];
+  id_text(doc_id, id, sizeof id);
+  ev_doc_lock(id);
+  remove_published_locked(coll, doc_id, done, ndone);
+  ev_doc_unlock(id);
 }
 
 /* Publishes every pending event of one collection. Returns -1 when the broker failed. */
@@ -251,6 +286,7 @@ static void relay_pass(ev_relay *r) {
     return;
   }
   r->broker_up = true;
+  if (r->opts.paused) return; /* connected (topology declared) but publishing nothing */
   mongoc_client_t *client = mongo_acquire(r->opts.db);
   for (char **c = r->collections; *c; c++) {
     if (relay_collection(r, client, *c) != 0) {
@@ -277,12 +313,12 @@ static void *relay_main(void *arg) {
     if (r->stopping) break;
     r->kicked = false;
     pthread_mutex_unlock(&r->lock);
-    if (!r->opts.paused) relay_pass(r);
+    relay_pass(r);
     pthread_mutex_lock(&r->lock);
   }
   pthread_mutex_unlock(&r->lock);
   /* Flush what this process can before exit; anything left stays in the outbox. */
-  if (!r->opts.paused) relay_pass(r);
+  relay_pass(r);
   return NULL;
 }
 

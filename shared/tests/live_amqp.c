@@ -81,14 +81,26 @@ static void raw_close(raw *r) {
   amqp_destroy_connection(r->conn);
 }
 
+/* After a passive declare of something missing the broker closed channel 1 (404): it
+ * must hear close-ok before the channel number can be opened again. */
+static void raw_reopen(raw *r) {
+  amqp_rpc_reply_t rep = amqp_get_rpc_reply(r->conn);
+  assert_int_equal(rep.reply_type, AMQP_RESPONSE_SERVER_EXCEPTION);
+  assert_int_equal(rep.reply.id, AMQP_CHANNEL_CLOSE_METHOD);
+  amqp_channel_close_ok_t ok = {0};
+  assert_int_equal(amqp_send_method(r->conn, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok), 0);
+  amqp_maybe_release_buffers(r->conn);
+  amqp_channel_open(r->conn, 1);
+  assert_int_equal(amqp_get_rpc_reply(r->conn).reply_type, AMQP_RESPONSE_NORMAL);
+}
+
 /* Message count of a queue, or -1 when it does not exist (reopens the channel the
  * broker closed on the 404). */
 static int raw_count(raw *r, const char *queue) {
   amqp_queue_declare_ok_t *ok =
       amqp_queue_declare(r->conn, 1, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
   if (ok) return (int)ok->message_count;
-  amqp_channel_open(r->conn, 1);
-  assert_int_equal(amqp_get_rpc_reply(r->conn).reply_type, AMQP_RESPONSE_NORMAL);
+  raw_reopen(r);
   return -1;
 }
 
@@ -96,8 +108,7 @@ static bool raw_exchange_exists(raw *r, const char *name) {
   if (amqp_exchange_declare(r->conn, 1, amqp_cstring_bytes(name), amqp_cstring_bytes("topic"), 1,
                             0, 0, 0, amqp_empty_table))
     return true;
-  amqp_channel_open(r->conn, 1);
-  assert_int_equal(amqp_get_rpc_reply(r->conn).reply_type, AMQP_RESPONSE_NORMAL);
+  raw_reopen(r);
   return false;
 }
 

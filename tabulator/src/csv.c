@@ -82,6 +82,11 @@ uint64_t csv_bytes_read(const csv_reader *r)
     return r->consumed + r->start;
 }
 
+const char *csv_name(const csv_reader *r)
+{
+    return r->name;
+}
+
 long csv_line(const csv_reader *r)
 {
     return r->line;

@@ -37,6 +37,9 @@ int csv_next(csv_reader *r, const csv_field **fields, size_t *nfields, tab_error
 /* Bytes of input consumed so far, for progress reports. */
 uint64_t csv_bytes_read(const csv_reader *r);
 
+/* The name given to csv_new(). */
+const char *csv_name(const csv_reader *r);
+
 /* Line on which the next record starts (after csv_next: the line after the record). */
 long csv_line(const csv_reader *r);
 

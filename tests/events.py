@@ -1,0 +1,73 @@
+"""A small AMQP test consumer: binds a durable queue to a service's events exchange and
+collects the CloudEvents it receives (pika, Debian's package)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pika
+
+
+class EventTap:
+    """Collects every event published on `exchange` with a routing key matching `keys`.
+
+    The queue is durable and not exclusive, so it survives a broker stop_app/start_app and
+    keeps what was published while the tap was reconnecting."""
+
+    def __init__(self, url: str, exchange: str, keys=("#",)):
+        self.url, self.exchange = url, exchange
+        self.queue = f"tap.{uuid.uuid4().hex[:10]}"
+        self.events: list[dict] = []
+        self._conn = None
+        self._connect()
+        ch = self._conn.channel()
+        ch.queue_declare(self.queue, durable=True)
+        for key in keys:
+            ch.queue_bind(self.queue, exchange, routing_key=key)
+        ch.close()
+
+    def _connect(self):
+        self._conn = pika.BlockingConnection(pika.URLParameters(self.url))
+        self._ch = self._conn.channel()
+
+    def drain(self, timeout: float = 0.2) -> list[dict]:
+        """Fetches whatever is queued now (reconnecting if the broker went away)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self._conn is None or self._conn.is_closed:
+                    self._connect()
+                method, props, body = self._ch.basic_get(self.queue, auto_ack=True)
+            except (pika.exceptions.AMQPError, OSError):
+                self._conn = None
+                if time.monotonic() > deadline:
+                    return self.events
+                time.sleep(0.1)
+                continue
+            if method is None:
+                return self.events
+            event = json.loads(body)
+            event["_routing_key"] = method.routing_key
+            event["_message_id"] = props.message_id
+            self.events.append(event)
+
+    def wait_for(self, n: int, timeout: float = 15.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.drain()
+            if len(self.events) >= n:
+                return self.events
+            time.sleep(0.05)
+        raise AssertionError(f"expected {n} events within {timeout}s, got {len(self.events)}: "
+                             f"{[(e['type'], e.get('version')) for e in self.events]}")
+
+    def close(self):
+        try:
+            if self._conn and self._conn.is_open:
+                ch = self._conn.channel()
+                ch.queue_delete(self.queue)
+                self._conn.close()
+        except (pika.exceptions.AMQPError, OSError):
+            pass
