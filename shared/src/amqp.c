@@ -567,7 +567,7 @@ static size_t mq_await_confirms(mq_conn *c, const mq_message_out *msgs, size_t n
     while (leading < n && state[leading] == MQ_ACKED) leading++;
     if (leading == n) return n;
     if (state[leading] == MQ_FAILED) {
-      *why = "message nacked or returned by the broker";
+      *why = c->error; /* set where it was marked failed */
       return leading;
     }
     int64_t left = deadline - mq_now_ms();
@@ -595,14 +595,16 @@ static size_t mq_await_confirms(mq_conn *c, const mq_message_out *msgs, size_t n
     case AMQP_BASIC_NACK_METHOD: {
       const amqp_basic_nack_t *a = f.payload.method.decoded;
       mq_mark(state, n, first_tag, a->delivery_tag, a->multiple, MQ_FAILED);
+      snprintf(c->error, sizeof c->error, "nacked by the broker (delivery tag %" PRIu64 "%s)",
+               a->delivery_tag, a->multiple ? " and before" : "");
       break;
     }
     case AMQP_BASIC_RETURN_METHOD: {
       const amqp_basic_return_t *ret = f.payload.method.decoded;
       /* Copy what we need before amqp_read_message reuses the frame pool. */
-      char text[256];
-      snprintf(text, sizeof text, "returned: %u %.*s", ret->reply_code, (int)ret->reply_text.len,
-               (const char *)ret->reply_text.bytes);
+      snprintf(c->error, sizeof c->error, "returned by the broker: %u %.*s (routing key %.*s)",
+               ret->reply_code, (int)ret->reply_text.len, (const char *)ret->reply_text.bytes,
+               (int)ret->routing_key.len, (const char *)ret->routing_key.bytes);
       char *rk = mq_strdup_bytes(ret->routing_key);
       amqp_message_t m;
       amqp_rpc_reply_t r = amqp_read_message(c->amqp, f.channel, &m, 0);
@@ -614,7 +616,6 @@ static size_t mq_await_confirms(mq_conn *c, const mq_message_out *msgs, size_t n
         return leading;
       }
       mq_mark_returned(state, n, msgs, amqp_cstring_bytes(rk), &m);
-      mq_log(c, LOG_WARN, "amqp message returned", text);
       amqp_destroy_message(&m);
       free(rk);
       break;
@@ -856,7 +857,13 @@ int mq_consume(const char *url, const char *exchange, const mq_queue_spec *spec,
   while (!*stop) {
     /* The publishing side first, so the consumer never holds deliveries it cannot
      * retry; mq_ensure also keeps its heartbeats going while it is idle. */
-    if (mq_ensure(k.out) != 0 || mq_ensure(k.in) != 0) {
+    if (mq_ensure(k.out) != 0) {
+      /* Without a way to retry, hand the prefetched deliveries back (another replica may
+       * take them) rather than sit on them, missing heartbeats, through the backoff.
+       * Abrupt: the broker is likely gone too, and a close RPC could wait for its timeout. */
+      mq_fail(k.in, false, "re-publish connection is down");
+    }
+    if (!mq_is_connected(k.out) || mq_ensure(k.in) != 0) {
       int64_t left = mq_wait_left(k.out) > mq_wait_left(k.in) ? mq_wait_left(k.out)
                                                                : mq_wait_left(k.in);
       mq_sleep_ms(left < MQ_POLL_MS ? (left > 0 ? left : 1) : MQ_POLL_MS);

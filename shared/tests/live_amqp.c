@@ -363,10 +363,16 @@ typedef struct seen {
   int64_t at_ms;
 } seen;
 
+/* Owns copies of everything mq_consume reads, so a failed assertion (a longjmp out of
+ * the test) never leaves the thread reading a dead stack frame. */
 typedef struct consumer {
-  const char *url;
+  char url[512];
+  char queue[128];
+  char keybuf[4][64];
+  const char *keys[5];
   mq_queue_spec spec;
   pthread_t thread;
+  bool running;
   volatile sig_atomic_t stop;
   int rc;
   pthread_mutex_t lock;
@@ -410,13 +416,28 @@ static void *consume_run(void *arg) {
   return NULL;
 }
 
+static consumer *running[4]; /* stopped by stop_consumers after every test */
+
 static void consume_start(consumer *k, const char *url, const mq_queue_spec *spec) {
   memset(k, 0, sizeof *k);
-  k->url = url;
+  snprintf(k->url, sizeof k->url, "%s", url);
+  snprintf(k->queue, sizeof k->queue, "%s", spec->queue);
   k->spec = *spec;
+  k->spec.queue = k->queue;
+  k->spec.keys = k->keys;
+  for (int i = 0; i < 4 && spec->keys[i]; i++) {
+    snprintf(k->keybuf[i], sizeof k->keybuf[i], "%s", spec->keys[i]);
+    k->keys[i] = k->keybuf[i];
+  }
   k->rc = -99;
   pthread_mutex_init(&k->lock, NULL);
   assert_int_equal(pthread_create(&k->thread, NULL, consume_run, k), 0);
+  k->running = true;
+  for (size_t i = 0; i < sizeof running / sizeof running[0]; i++)
+    if (!running[i]) {
+      running[i] = k;
+      break;
+    }
 }
 
 /* Stops the consumer and returns how long mq_consume took to notice. */
@@ -425,9 +446,19 @@ static int64_t consume_stop(consumer *k) {
   k->stop = 1;
   pthread_join(k->thread, NULL);
   int64_t took = now_ms() - t0;
-  assert_int_equal(k->rc, 0);
+  k->running = false;
+  for (size_t i = 0; i < sizeof running / sizeof running[0]; i++)
+    if (running[i] == k) running[i] = NULL;
   pthread_mutex_destroy(&k->lock);
+  assert_int_equal(k->rc, 0);
   return took;
+}
+
+static int stop_consumers(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof running / sizeof running[0]; i++)
+    if (running[i] && running[i]->running) consume_stop(running[i]);
+  return 0;
 }
 
 static int seen_count(consumer *k) {
@@ -655,6 +686,38 @@ static void batch_of_500_is_confirmed_and_consumed_in_order(void **state) {
   mq_conn_free(c);
 }
 
+/* A queue that refuses overflow makes the broker nack: the batch reports only the
+ * leading confirmed messages, so the outbox relay keeps the rest. */
+static void batch_reports_only_the_leading_confirmed_messages(void **state) {
+  (void)state;
+  char q[128];
+  name_of(q, sizeof q, "full");
+  raw r = raw_open();
+  mq_conn *c = mq_conn_new(amqp_url, exchange, "live_amqp nacked");
+  assert_int_equal(mq_ensure(c), 0); /* declares the exchange */
+  amqp_table_entry_t args[2] = {{.key = amqp_cstring_bytes("x-max-length")},
+                                {.key = amqp_cstring_bytes("x-overflow")}};
+  args[0].value.kind = AMQP_FIELD_KIND_I32;
+  args[0].value.value.i32 = 2;
+  args[1].value.kind = AMQP_FIELD_KIND_UTF8;
+  args[1].value.value.bytes = amqp_cstring_bytes("reject-publish");
+  amqp_table_t table = {.num_entries = 2, .entries = args};
+  amqp_queue_declare(r.conn, 1, amqp_cstring_bytes(q), 0, 1, 0, 0, table);
+  assert_int_equal(amqp_get_rpc_reply(r.conn).reply_type, AMQP_RESPONSE_NORMAL);
+  amqp_queue_bind(r.conn, 1, amqp_cstring_bytes(q), amqp_cstring_bytes(exchange),
+                  amqp_cstring_bytes("full.item"), amqp_empty_table);
+  assert_int_equal(amqp_get_rpc_reply(r.conn).reply_type, AMQP_RESPONSE_NORMAL);
+
+  mq_message_out msgs[5];
+  for (int i = 0; i < 5; i++)
+    msgs[i] = (mq_message_out){.routing_key = "full.item", .body = "x", .len = 1};
+  assert_int_equal(mq_publish_batch(c, msgs, 5, TIMEOUT_MS), 2);
+  assert_false(mq_is_connected(c));
+  assert_int_equal(raw_count(&r, q), 2);
+  raw_close(&r);
+  mq_conn_free(c);
+}
+
 static void retry_is_delayed_then_dead_lettered_and_reject_is_dead_at_once(void **state) {
   (void)state;
   char q[128], retry[160], dlq[160];
@@ -731,6 +794,48 @@ static void retry_is_delayed_then_dead_lettered_and_reject_is_dead_at_once(void 
   char *text = metrics_render();
   assert_non_null(strstr(text, "# TYPE events_consumed_total counter"));
   free(text);
+  raw_close(&r);
+  mq_conn_free(c);
+}
+
+/* If the retry copy cannot be placed (here: Q.retry deleted behind the consumer's
+ * back, so the broker returns it), the original must not be acked: it comes back
+ * redelivered once the consumer has reconnected and declared its queues again. */
+static void failed_retry_publish_leaves_the_message_for_redelivery(void **state) {
+  (void)state;
+  char q[128], retry[160], dlq[160];
+  name_of(q, sizeof q, "unplaced");
+  snprintf(retry, sizeof retry, "%s.retry", q);
+  snprintf(dlq, sizeof dlq, "%s.dlq", q);
+  const char *keys[] = {"unplaced.item", NULL};
+  mq_queue_spec spec = {.queue = q, .keys = keys, .retry_delay_ms = 100, .max_attempts = 2};
+  static consumer k;
+  consume_start(&k, amqp_url, &spec);
+  raw r = raw_open();
+  int64_t deadline = now_ms() + 5000;
+  while (raw_count(&r, retry) < 0 && now_ms() < deadline) sleep_ms(20);
+  amqp_queue_delete(r.conn, 1, amqp_cstring_bytes(retry), 0, 0);
+  assert_int_equal(amqp_get_rpc_reply(r.conn).reply_type, AMQP_RESPONSE_NORMAL);
+
+  mq_conn *c = mq_conn_new(amqp_url, exchange, "live_amqp unplaced");
+  assert_int_equal(mq_publish(c, NULL, "unplaced.item", "retry-x", 7, NULL, TIMEOUT_MS), 0);
+  assert_int_equal(raw_wait_count(&r, dlq, 1, 10000), 1);
+  consume_stop(&k);
+
+  assert_int_equal(k.nseen, 3);
+  assert_int_equal(k.seen[0].attempts, 0);
+  assert_false(k.seen[0].redelivered);
+  assert_int_equal(k.seen[1].attempts, 0); /* the same delivery again, not a retry copy */
+  assert_true(k.seen[1].redelivered);
+  assert_int_equal(k.seen[2].attempts, 1);
+  assert_true(k.seen[1].at_ms - k.seen[0].at_ms >= 80); /* after a backoff, no hot loop */
+  assert_true(consumed(q, "retry") == 1);
+  assert_true(consumed(q, "dead") == 1);
+  assert_int_equal(raw_count(&r, q), 0);
+  got g;
+  assert_true(raw_get(&r, dlq, &g));
+  assert_string_equal(g.body, "retry-x");
+  assert_int_equal(g.attempts, 2);
   raw_close(&r);
   mq_conn_free(c);
 }
@@ -891,7 +996,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
   (void)state;
   static const char *const queues[] = {"topology", "routed", "batch", "single", "verdicts",
-                                       "resume"};
+                                       "unplaced", "resume", "full"};
   raw r = raw_open();
   for (size_t i = 0; i < sizeof queues / sizeof queues[0]; i++) {
     static const char *const suffix[] = {"", ".retry", ".dlq"};
@@ -918,16 +1023,19 @@ int main(void) {
   const char *level = getenv("LOG_LEVEL");
   log_init("live_amqp", level ? level : "error");
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(connect_declares_the_exchange_topology),
-      cmocka_unit_test(url_with_trailing_slash_is_refused),
-      cmocka_unit_test(publish_is_confirmed_and_routed),
-      cmocka_unit_test(unbound_key_is_parked_in_unrouted),
-      cmocka_unit_test(returned_or_refused_publish_fails_and_backs_off),
-      cmocka_unit_test(batch_of_500_is_confirmed_and_consumed_in_order),
-      cmocka_unit_test(retry_is_delayed_then_dead_lettered_and_reject_is_dead_at_once),
-      cmocka_unit_test(consumer_and_publisher_come_back_after_the_broker_went_away),
-      cmocka_unit_test(ensure_fails_fast_and_respects_the_backoff),
-      cmocka_unit_test(stop_ends_consume_promptly_while_the_broker_is_unreachable),
+      cmocka_unit_test_teardown(connect_declares_the_exchange_topology, stop_consumers),
+      cmocka_unit_test_teardown(url_with_trailing_slash_is_refused, stop_consumers),
+      cmocka_unit_test_teardown(publish_is_confirmed_and_routed, stop_consumers),
+      cmocka_unit_test_teardown(unbound_key_is_parked_in_unrouted, stop_consumers),
+      cmocka_unit_test_teardown(returned_or_refused_publish_fails_and_backs_off, stop_consumers),
+      cmocka_unit_test_teardown(batch_of_500_is_confirmed_and_consumed_in_order, stop_consumers),
+      cmocka_unit_test_teardown(batch_reports_only_the_leading_confirmed_messages, stop_consumers),
+      cmocka_unit_test_teardown(retry_is_delayed_then_dead_lettered_and_reject_is_dead_at_once, stop_consumers),
+      cmocka_unit_test_teardown(failed_retry_publish_leaves_the_message_for_redelivery,
+                                stop_consumers),
+      cmocka_unit_test_teardown(consumer_and_publisher_come_back_after_the_broker_went_away, stop_consumers),
+      cmocka_unit_test_teardown(ensure_fails_fast_and_respects_the_backoff, stop_consumers),
+      cmocka_unit_test_teardown(stop_ends_consume_promptly_while_the_broker_is_unreachable, stop_consumers),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

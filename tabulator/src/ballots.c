@@ -74,7 +74,7 @@ int ballots_add(ballot_store *s, const uint16_t *marks, uint32_t len, int64_t we
     for (i = h & (s->table_cap - 1); s->table[i]; i = (i + 1) & (s->table_cap - 1)) {
         g = &s->groups[s->table[i] - 1];
         if (g->hash == h && g->len == len &&
-            memcmp(s->marks + g->off, marks, len * sizeof(*marks)) == 0) {
+            (len == 0 || memcmp(s->marks + g->off, marks, len * sizeof(*marks)) == 0)) {
             g->weight += weight; /* cannot overflow: total_weight bounds it */
             g->rows++;
             return 0;

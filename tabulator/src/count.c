@@ -378,7 +378,7 @@ static int run_rounds(counter *cn)
 {
     const rules *r = cn->r;
     count_result *res = cn->res;
-    int winner = -1;
+    int winner = -1, rc = 0;
     int64_t frozen = -1;
     size_t initially = 0;
     int *elim = malloc(cn->ncand * sizeof(*elim));
@@ -391,7 +391,6 @@ static int run_rounds(counter *cn)
         count_round *rd;
         int64_t active = 0, threshold;
         size_t ncont = 0, nelim = 0;
-        int rc;
 
         check_conservation(cn);
         rd = new_round(cn);

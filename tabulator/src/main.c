@@ -15,6 +15,7 @@
 #include "csv.h"
 #include "cvr.h"
 #include "error.h"
+#include "jsonpos.h"
 #include "output.h"
 #include "progress.h"
 #include "rules.h"
@@ -105,32 +106,50 @@ static int read_control(const char *path, options *o, tab_error *err)
 {
     static const char *const keys[] = {"ballots", "rules", "out", "progress"};
     char **slots[] = {&o->ballots, &o->rules, &o->out, &o->progress};
+    char text[65536];
+    FILE *f = fopen(path, "rb");
+    size_t len;
     json_error_t jerr;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr), *v;
+    json_t *root, *v;
     const char *key;
     int rc = -1;
 
+    if (!f)
+        return tab_error_set(err, TAB_EXIT_INPUT, path, 0, 0, "cannot open control file: %s",
+                             strerror(errno));
+    len = fread(text, 1, sizeof(text), f);
+    fclose(f);
+    if (len == sizeof(text))
+        return tab_error_set(err, TAB_EXIT_INPUT, path, 0, 0, "control file too large");
+    root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
-        return tab_error_set(err, TAB_EXIT_INPUT, path, jerr.line, jerr.column,
-                             "invalid control file: %s", jerr.text);
+        return tab_error_set(err, TAB_EXIT_INPUT, path, jerr.line > 0 ? jerr.line : 1,
+                             jerr.column > 0 ? jerr.column : 1, "invalid JSON: %s",
+                             jerr.text);
     if (!json_is_object(root)) {
         tab_error_set(err, TAB_EXIT_INPUT, path, 1, 1, "the control file must be an object");
         goto out;
     }
     json_object_foreach(root, key, v) {
+        jsonpos_seg seg = {key, 0};
+        long line, column;
         size_t k;
+
         for (k = 0; k < 4 && strcmp(key, keys[k]) != 0; k++)
             ;
+        jsonpos_find(text, len, &seg, 1, &line, &column);
         if (k == 4) {
-            tab_error_set(err, TAB_EXIT_INPUT, path, 0, 0, "control file: unknown member "
-                          "\"%s\" (expected ballots, rules, out, progress)", key);
+            tab_error_set(err, TAB_EXIT_INPUT, path, line, column,
+                          "unknown member \"%s\" (expected ballots, rules, out, progress)",
+                          key);
             goto out;
         }
         if (!json_is_string(v) || json_string_length(v) == 0) {
-            tab_error_set(err, TAB_EXIT_INPUT, path, 0, 0,
-                          "control file: \"%s\" must be a non-empty path", key);
+            tab_error_set(err, TAB_EXIT_INPUT, path, line, column,
+                          "\"%s\" must be a non-empty path", key);
             goto out;
         }
+        free(*slots[k]);
         *slots[k] = resolve(path, json_string_value(v));
         if (!*slots[k]) {
             tab_error_set(err, TAB_EXIT_INTERNAL, path, 0, 0, "out of memory");
@@ -274,15 +293,19 @@ int main(int argc, char **argv)
     ballots_init(&store);
     rc = parse_args(argc, argv, &o, &err);
     if (rc != 0) {
+        if (rc > 0) {
+            status = TAB_EXIT_OK;
+        } else if (o.out) { /* a control file named the output before failing */
+            status = fail(&o, &err);
+        } else {
+            report(&err);
+            fprintf(stderr, "Try 'tabulate --help'.\n");
+            status = err.code;
+        }
         options_free(&o);
-        if (rc > 0)
-            return TAB_EXIT_OK;
-        report(&err);
-        fprintf(stderr, "Try 'tabulate --help'.\n");
-        return err.code;
+        return status;
     }
     progress_init(&prog, o.progress);
-    progress_report(&prog, "reading", 0, 0, true);
     if (rules_load(&r, o.rules, &err) < 0 || read_ballots(&o, &r, &store, &prog, &err) < 0) {
         status = fail(&o, &err);
         goto out;

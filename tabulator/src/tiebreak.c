@@ -86,7 +86,8 @@ int tb_choose(const rules *r, jrandom *g, const int64_t *const *history, size_t 
             chosen = draw(r, g, set, n);
             break;
         }
-        /* fall through: candidate order among those still tied */
+        /* candidate order among those still tied */
+        /* fall through */
     case TIEBREAK_CANDIDATE_ORDER:
         /* Ids follow the rules' order, the write-in pseudo-candidate (id 0) first:
          * the latest listed is eliminated, the earliest listed is elected. */
