@@ -292,7 +292,8 @@ except OSError:
         rfd, wfd = os.pipe()
         self._proc = subprocess.Popen(
             [sys.executable, "-c", self.SCRIPT, str(rfd), self._path],
-            pass_fds=(rfd,), stdin=subprocess.DEVNULL, start_new_session=True)
+            pass_fds=(rfd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True)
         os.close(rfd)
         self._wfd = wfd
 
@@ -570,8 +571,8 @@ class RabbitMQ:
         self.ctl("stop_app")
 
     def start_app(self) -> None:
+        """Start the rabbit application again; returns once it accepts connections."""
         self.ctl("start_app")
-        self.ctl("await_startup")
 
     def stop(self, quiet: bool = False) -> None:
         """Stop the node (rabbitmqctl stop), then epmd (epmd -port N -kill), then verify

@@ -54,23 +54,23 @@
 typedef enum { MQ_ROLE_PUBLISH, MQ_ROLE_CONSUME } mq_role;
 
 struct mq_conn {
-  char *url;       /* parsed in place by amqp_parse_url; info points into it */
+  char *url; /* parsed in place by amqp_parse_url; info points into it */
   struct amqp_connection_info info;
-  char *exchange;  /* the events exchange */
-  char *unrouted;  /* "<exchange>.unrouted": alternate exchange and its parking queue */
-  char *name;      /* connection_name shown by the broker */
-  mq_role role;    /* PUBLISH: confirm mode; CONSUME: qos + basic.consume of spec */
+  char *exchange;     /* the events exchange */
+  char *unrouted;     /* "<exchange>.unrouted": alternate exchange and its parking queue */
+  char *name;         /* connection_name shown by the broker */
+  mq_role role;       /* PUBLISH: confirm mode; CONSUME: qos + basic.consume of spec */
   mq_queue_spec spec; /* CONSUME only; defaults applied */
 
   amqp_connection_state_t amqp; /* NULL while disconnected */
-  bool sane;          /* the protocol state allows an orderly close */
-  bool channel_open;  /* false once the broker closed our channel */
-  uint64_t next_tag;  /* delivery tag the broker gives our next publish */
+  bool sane;                    /* the protocol state allows an orderly close */
+  bool channel_open;            /* false once the broker closed our channel */
+  uint64_t next_tag;            /* delivery tag the broker gives our next publish */
   int64_t connected_at_ms;
   int64_t retry_at_ms; /* no connect attempt before this: the backoff window */
   int64_t backoff_ms;  /* base length of the next window */
   uint64_t rng;        /* xorshift state for the jitter */
-  char error[512];     /* why the last RPC failed, for the log */
+  char error[512];     /* why the last operation failed, for the log */
 };
 
 /* ---- small helpers ---- */
@@ -316,8 +316,8 @@ static int mq_declare_spec(mq_conn *c, const mq_queue_spec *raw) {
 }
 
 static int mq_start_consuming(mq_conn *c) {
-  amqp_basic_qos(c->amqp, MQ_CHANNEL, 0, (uint16_t)(c->spec.prefetch > 65535 ? 65535 : c->spec.prefetch),
-                 0);
+  uint16_t prefetch = (uint16_t)(c->spec.prefetch > UINT16_MAX ? UINT16_MAX : c->spec.prefetch);
+  amqp_basic_qos(c->amqp, MQ_CHANNEL, 0, prefetch, 0);
   if (mq_rpc_check(c, "basic.qos") != 0) return -1;
   amqp_basic_consume(c->amqp, MQ_CHANNEL, amqp_cstring_bytes(c->spec.queue), amqp_empty_bytes, 0,
                      0 /* manual acks */, 0, amqp_empty_table);
@@ -785,6 +785,16 @@ static void mq_handle(mq_consumer *k, amqp_envelope_t *env) {
     goto out;
   }
   metrics_counter_inc(MQ_CONSUMED_METRIC, labels);
+  if (labels != k->labels_ack) {
+    json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:i}", "queue", k->in->spec.queue, "to",
+                          labels == k->labels_retry ? k->retry : k->dlq, "routing_key",
+                          routing_key, "message_id", message_id ? message_id : "", "attempts",
+                          msg.attempts + 1);
+    if (f && error) json_object_set_new(f, "error", json_string(error));
+    /* A dead letter needs a person; a retry is routine. */
+    log_fields(labels == k->labels_dead ? LOG_WARN : LOG_DEBUG,
+               labels == k->labels_dead ? "event dead-lettered" : "event scheduled for retry", f);
+  }
 
 out:
   free(routing_key);

@@ -13,6 +13,10 @@
  *   - per consumer queue Q (mq_queue_spec): Q (durable, bound to the events exchange
  *     with the given keys), Q.retry (durable, x-message-ttl = retry delay,
  *     dead-lettering back to Q through the default exchange) and Q.dlq (durable).
+ *
+ * Headers: x-attempts (int, failed handler runs so far), x-error (why it was
+ * dead-lettered) and, on copies sent to Q.retry / Q.dlq by mq_consume, x-routing-key
+ * (the event's original routing key, handed back as mq_message.routing_key).
  */
 #ifndef VOTER_AMQP_H
 #define VOTER_AMQP_H
@@ -33,14 +37,20 @@ typedef struct mq_props {
   const char *error;        /* x-error header (why it was dead-lettered) when set */
 } mq_props;
 
-/* url: amqp://user:pass@host:port[/vhost]; exchange: the events exchange name;
- * name: connection name shown in the management UI. Does not connect yet. */
+/* url: amqp://user:pass@host:port[/vhost] (no path or /%2F: the default vhost; a
+ * trailing slash names the empty vhost and is refused here, as is amqps://);
+ * exchange: the events exchange name; name: connection name shown in the management
+ * UI. Does not connect yet. NULL on a bad url (logged). */
 mq_conn *mq_conn_new(const char *url, const char *exchange, const char *name);
 void mq_conn_free(mq_conn *c);
 
 /* Connects (and declares the exchange topology) unless connected or inside the backoff
- * window. 0 when connected, -1 otherwise. Backoff: 100 ms doubling to 30 s, +-20% jitter;
- * reset after a successful connect. */
+ * window. 0 when connected, -1 otherwise; never sleeps (a connect attempt itself is
+ * bounded: 2 s TCP connect, 5 s login/RPC). Backoff: 100 ms doubling to 30 s, +-20%
+ * jitter, after a failed attempt or a dropped connection; reset once a connection has
+ * stayed up 10 s (one that dies sooner keeps backing off, so a broker that refuses every
+ * time is not hammered). On a connected publisher it also services heartbeats and
+ * notices a close from the broker: call it (or publish) at least every 30 s. */
 int mq_ensure(mq_conn *c);
 bool mq_is_connected(const mq_conn *c);
 /* Closes the connection (if any); the next mq_ensure reconnects at once. */
@@ -49,12 +59,15 @@ void mq_disconnect(mq_conn *c);
 /* Publishes persistent + mandatory to the events exchange (exchange NULL) or to an
  * explicit exchange ("" is the default exchange, routing key = queue name), then waits
  * up to timeout_ms for the broker's confirm. 0 only on Basic.Ack; -1 on nack, return,
- * timeout or connection loss (the connection is then dropped and backs off). */
+ * timeout, channel error (e.g. unknown exchange) or connection loss: on any of these the
+ * connection is dropped and backs off. Connects first when needed (mq_ensure). */
 int mq_publish(mq_conn *c, const char *exchange, const char *routing_key, const void *body,
                size_t len, const mq_props *props, int timeout_ms);
 
-/* Pipelined form for the outbox relay: publish n messages, then wait for all confirms.
- * Returns how many leading messages were confirmed (n on full success). */
+/* Pipelined form for the outbox relay: publish n messages to the events exchange, then
+ * wait up to timeout_ms for their confirms. Returns how many leading messages were
+ * confirmed (n on full success); when short, the connection is dropped as above and
+ * the rest must be published again (they may have reached the broker: at-least-once). */
 typedef struct mq_message_out {
   const char *routing_key;
   const void *body;
@@ -73,7 +86,9 @@ typedef struct mq_queue_spec {
   int prefetch;              /* basic.qos; default 32 */
 } mq_queue_spec;
 
-/* Declares Q, Q.retry and Q.dlq for spec (also done by mq_consume). */
+/* Declares Q, Q.retry and Q.dlq for spec (also done by mq_consume), connecting first
+ * when needed. -1 (connection dropped) when the broker refuses, e.g. an existing Q.retry
+ * with a different retry delay (406 PRECONDITION_FAILED). */
 int mq_declare_queue(mq_conn *c, const mq_queue_spec *spec);
 
 typedef struct mq_message {
@@ -93,14 +108,19 @@ typedef enum {
 } mq_verdict;
 
 /* error may be set by the handler (static or owned by the handler until the next call)
- * and is copied into the x-error header when the message is dead-lettered. */
+ * and is copied into the x-error header when the message is dead-lettered. msg and its
+ * strings live only during the call; body is not NUL-terminated. The handler runs on the
+ * consumer's thread between heartbeats: keep it well under 30 s. */
 typedef mq_verdict (*mq_handler)(void *ctx, const mq_message *msg, const char **error);
 
 /* Runs a consumer until *stop becomes non-zero: (re)connects with backoff, declares the
  * topology, consumes with manual acks, calls handler per message and acks only after the
- * verdict is carried out (retry/dead-letter re-publish confirmed first). Checks *stop at
- * least every 250 ms. Uses its own connections (one consuming, one publishing), so it is
- * meant to own a thread. Returns 0 on stop. Counts
+ * verdict is carried out (retry/dead-letter re-publish confirmed first; if that fails the
+ * message is left unacked and the connections are dropped, so the broker redelivers it
+ * after the backoff). Checks *stop at least every 250 ms (a connect attempt in progress
+ * finishes first: up to 2 s against a host that drops packets). Uses its own connections
+ * (one consuming, one publishing), so it is meant to own a thread. Returns 0 on stop,
+ * after closing its connections; -1 at once on bad arguments or url. Counts
  * events_consumed_total{queue,result="ack|retry|dead"} in metrics. */
 int mq_consume(const char *url, const char *exchange, const mq_queue_spec *spec,
                mq_handler handler, void *ctx, volatile sig_atomic_t *stop);

@@ -1,0 +1,62 @@
+/* upstream — the replica registry: addresses, health and ejection (prefix gw_replica_).
+ *
+ * One gw_replica per distinct (host:port, health path), created when a configuration first
+ * names it and kept until exit, so health state and connection pools survive a reload that
+ * keeps the replica. Health is a handful of atomics read by every worker without a lock:
+ *
+ *   passive: each proxied attempt reports success or failure; `failures` consecutive
+ *            failures eject the replica for base·2^k (capped), k being the number of
+ *            ejections since its last success, so a flapping replica stays out longer
+ *            each time; once ejected, a single failure re-ejects it until it succeeds;
+ *   active:  a health thread GETs the health path of every replica each interval; a 2xx
+ *            re-admits an ejected replica at once, `failures` failed checks eject a
+ *            healthy one.
+ */
+#ifndef GW_UPSTREAM_H
+#define GW_UPSTREAM_H
+
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct gw_conf;
+
+typedef struct gw_replica {
+  int id;                /* dense index, for per-worker pool arrays */
+  char *name;            /* "host:port" as configured */
+  char *health_path;
+  struct sockaddr_storage addr;
+  socklen_t addrlen;
+  _Atomic int64_t ejected_until_ms; /* monotonic ms; 0 = in rotation */
+  atomic_int failures;              /* consecutive failures */
+  atomic_int ejections;             /* ejections since the last success */
+  atomic_bool health_ok;            /* last active check result */
+} gw_replica;
+
+/* Finds or creates the replica (resolving host once). NULL with a message on error. */
+gw_replica *gw_replica_get(const char *hostport, const char *health_path, char *err,
+                           size_t errlen);
+int gw_replica_count(void);
+
+/* Monotonic clock in milliseconds. */
+int64_t gw_now_ms(void);
+
+bool gw_replica_available(const gw_replica *r, int64_t now_ms);
+void gw_replica_success(gw_replica *r);
+/* Counts a failure; ejects per the policy in conf. */
+void gw_replica_failure(gw_replica *r, const struct gw_conf *c, const char *why);
+
+/* The active health checker: one thread, started once; it reads the current configuration
+ * through get_conf (which returns a referenced gw_conf). */
+int gw_health_start(struct gw_conf *(*get_conf)(void));
+void gw_health_stop(void);
+
+/* Renders per-replica gauges into the shared metrics registry (for /gateway/metrics). */
+void gw_replica_publish_metrics(void);
+
+void gw_replica_free_all(void);
+
+#endif
