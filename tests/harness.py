@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import errno
 import os
 import random
 import secrets
@@ -194,10 +193,22 @@ def _proc_state(pid: int) -> Optional[str]:
     return data.rsplit(")", 1)[1].split()[0]
 
 
-def pid_alive(pid: int) -> bool:
-    """True if pid exists and is not a zombie."""
+def _proc_start(pid: int) -> Optional[int]:
+    """Start time of pid (clock ticks since boot, /proc/PID/stat field 22), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def pid_alive(pid: int, start: Optional[int] = None) -> bool:
+    """True if pid exists and is not a zombie (and, given `start`, is still the same
+    process: its start time matches, so a reused pid is not mistaken for ours)."""
     state = _proc_state(pid)
-    return state is not None and state not in ("Z", "X")
+    if state is None or state in ("Z", "X"):
+        return False
+    return start is None or _proc_start(pid) == start
 
 
 def _children_map() -> dict[int, list[int]]:
@@ -260,11 +271,19 @@ try:
     entries = open(path).read().split()
 except OSError:
     entries = []
+def same(pid, start):
+    try:
+        return open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[19] == start
+    except (OSError, IndexError):
+        return False
 def send(sig):
     for e in entries:
-        kind, _, num = e.partition(":")
+        kind, num, start = (e.split(":") + [""])[:3]
         try:
-            (os.killpg if kind == "g" else os.kill)(int(num), sig)
+            if kind == "g":
+                os.killpg(int(num), sig)
+            elif same(int(num), start):
+                os.kill(int(num), sig)
         except (OSError, ValueError):
             pass
 if entries:
@@ -309,7 +328,7 @@ except OSError:
             self._ensure()
             if pgid is not None:
                 self._entries.append(f"g:{pgid}")
-            self._entries.extend(f"p:{p}" for p in pids)
+            self._entries.extend(f"p:{p}:{_proc_start(p)}" for p in pids)
             self._write()
 
     def remove(self, *, pgid: Optional[int] = None, pids: Iterable[int] = ()) -> None:
@@ -319,7 +338,8 @@ except OSError:
             drop = {f"p:{p}" for p in pids}
             if pgid is not None:
                 drop.add(f"g:{pgid}")
-            self._entries = [e for e in self._entries if e not in drop]
+            self._entries = [e for e in self._entries
+                             if e not in drop and e.rsplit(":", 1)[0] not in drop]
             self._write()
 
     def close(self) -> None:
@@ -458,6 +478,7 @@ class RabbitMQ:
         self._proc: Optional[subprocess.Popen] = None
         self._epmd: Optional[subprocess.Popen] = None
         self.pids: list[int] = []  # server script, beam.smp and its helpers (after start)
+        self._pid_starts: dict[int, Optional[int]] = {}
         self.start_seconds: Optional[float] = None
         self.stop_seconds: Optional[float] = None
 
@@ -560,10 +581,20 @@ class RabbitMQ:
             log = _tail(self.log_path)
             self.stop(quiet=True)
             raise HarnessError(f"RabbitMQ {self.nodename} did not start: {exc}\n{log}") from None
-        self.pids = process_tree(self._proc.pid)
-        _reaper.add(pids=self.pids)
+        self._record_pids()
         self.start_seconds = time.monotonic() - t0
         return self
+
+    def _record_pids(self) -> None:
+        """Remember the server's process tree (pid + start time) for the stop check."""
+        new = [p for p in process_tree(self._proc.pid) if p not in self._pid_starts]
+        for p in new:
+            self._pid_starts[p] = _proc_start(p)
+        self.pids = list(self._pid_starts)
+        _reaper.add(pids=new)
+
+    def _alive_pids(self) -> list[int]:
+        return [p for p, start in self._pid_starts.items() if pid_alive(p, start)]
 
     def stop_app(self) -> None:
         """Stop the rabbit application (closes every client connection; node, queues and
@@ -580,6 +611,8 @@ class RabbitMQ:
         t0 = time.monotonic()
         problems = []
         if self.running:
+            # helpers started since start() (inet_gethost, disk monitor...) count too
+            self._record_pids()
             try:
                 if self.pid_file.exists():
                     self.ctl("stop", str(self.pid_file), timeout=60)
@@ -587,6 +620,10 @@ class RabbitMQ:
                     self.ctl("stop", timeout=60)
             except (HarnessError, subprocess.TimeoutExpired) as exc:
                 problems.append(f"rabbitmqctl stop failed: {exc}")
+            try:  # the server script exits right after the VM
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
             if _terminate(self._proc, grace=15):
                 problems.append("rabbitmq-server needed SIGKILL")
         if self._epmd is not None:
@@ -598,7 +635,11 @@ class RabbitMQ:
             _reaper.remove(pgid=self._epmd.pid)
             _kill_group_leftovers(self._epmd.pid)
         if self._proc is not None:
-            left = [p for p in self.pids if pid_alive(p)]
+            # beam's helper processes exit when they see the VM's pipes close
+            deadline = time.monotonic() + 5
+            while self._alive_pids() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            left = self._alive_pids()
             left += [p for p in _kill_group_leftovers(self._proc.pid) if p not in left]
             for p in left:
                 try:
@@ -611,6 +652,7 @@ class RabbitMQ:
         self._proc = None
         self._epmd = None
         self.pids = []
+        self._pid_starts = {}
         _untrack(self)
         self.stop_seconds = time.monotonic() - t0
         if problems and not quiet:

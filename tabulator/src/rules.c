@@ -514,7 +514,7 @@ static int parse_root(ctx *c, json_t *root, rules *r)
         "candidate_order", "previous_round_then_candidate_order", "random",
         "previous_round_then_random", "stop"};
     json_t *contest;
-    int e;
+    int e = 0;
 
     if (!json_is_object(root))
         return fail(c, "the rules must be a JSON object");

@@ -1,0 +1,121 @@
+/* ratelimit — sharded token buckets; see ratelimit.h. */
+#include "ratelimit.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SHARDS 64
+#define CHAINS 1024 /* per shard */
+
+typedef struct bucket {
+  struct bucket *next;
+  uint64_t hash;
+  double tokens;
+  double last_s;
+  double full_at_s; /* after this, the bucket is as good as new */
+  char key[];
+} bucket;
+
+typedef struct {
+  pthread_mutex_t lock;
+  bucket *chains[CHAINS];
+} shard;
+
+static shard shards[SHARDS] = {[0 ... SHARDS - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
+
+static uint64_t fnv1a(const char *s, size_t n) {
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < n; i++) {
+    h ^= (unsigned char)s[i];
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+void gw_rl_take(const gw_limit *l, const char *tier, const char *identity, double now_s,
+                gw_rl_result *out) {
+  memset(out, 0, sizeof *out);
+  if (!l || l->unlimited) return;
+  /* the policy's numbers are part of the key: a reload that changes them starts afresh */
+  char key[512];
+  int n = snprintf(key, sizeof key, "%s\x1f%s\x1f%g/%g/%g\x1f%s", l->name, tier ? tier : "",
+                   l->count, l->window_s, l->burst, identity ? identity : "");
+  if (n < 0) return;
+  size_t klen = (size_t)n < sizeof key ? (size_t)n : sizeof key - 1;
+  uint64_t h = fnv1a(key, klen);
+  shard *s = &shards[h % SHARDS];
+  double rate = l->count / l->window_s; /* tokens per second */
+  pthread_mutex_lock(&s->lock);
+  bucket **chain = &s->chains[(h / SHARDS) % CHAINS];
+  bucket *b = NULL;
+  for (bucket **pp = chain; *pp;) {
+    bucket *e = *pp;
+    if (e->hash == h && strncmp(e->key, key, klen) == 0 && e->key[klen] == 0) {
+      b = e;
+      pp = &e->next;
+    } else if (e->full_at_s <= now_s) { /* refilled: forget it */
+      *pp = e->next;
+      free(e);
+    } else {
+      pp = &e->next;
+    }
+  }
+  if (!b) {
+    b = malloc(sizeof *b + klen + 1);
+    if (!b) {
+      pthread_mutex_unlock(&s->lock);
+      return; /* out of memory: fail open rather than refuse everyone */
+    }
+    memcpy(b->key, key, klen);
+    b->key[klen] = 0;
+    b->hash = h;
+    b->tokens = l->burst;
+    b->last_s = now_s;
+    b->next = *chain;
+    *chain = b;
+  }
+  double elapsed = now_s - b->last_s;
+  if (elapsed > 0) b->tokens = fmin(l->burst, b->tokens + elapsed * rate);
+  b->last_s = now_s;
+  if (b->tokens >= 1.0) {
+    b->tokens -= 1.0;
+  } else {
+    out->limited = true;
+    out->retry_after_s = (long)ceil((1.0 - b->tokens) / rate);
+    if (out->retry_after_s < 1) out->retry_after_s = 1;
+  }
+  out->remaining = (long)floor(b->tokens);
+  double to_full = (l->burst - b->tokens) / rate;
+  b->full_at_s = now_s + to_full;
+  out->reset_s = (long)ceil(to_full);
+  pthread_mutex_unlock(&s->lock);
+}
+
+int gw_rl_format(const gw_limit *l, const gw_rl_result *r, char *policy, size_t policylen,
+                 char *ratelimit, size_t ratelimitlen) {
+  int a = snprintf(policy, policylen, "\"%s\";q=%.0f;w=%.0f", l->name, l->count,
+                   ceil(l->window_s));
+  int b = snprintf(ratelimit, ratelimitlen, "\"%s\";r=%ld;t=%ld", l->name, r->remaining,
+                   r->reset_s);
+  return a < 0 || (size_t)a >= policylen || b < 0 || (size_t)b >= ratelimitlen ? -1 : 0;
+}
+
+void gw_rl_free_all(void) {
+  for (int i = 0; i < SHARDS; i++) {
+    pthread_mutex_lock(&shards[i].lock);
+    for (int c = 0; c < CHAINS; c++) {
+      bucket *b = shards[i].chains[c];
+      while (b) {
+        bucket *next = b->next;
+        free(b);
+        b = next;
+      }
+      shards[i].chains[c] = NULL;
+    }
+    pthread_mutex_unlock(&shards[i].lock);
+  }
+}
