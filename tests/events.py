@@ -71,3 +71,46 @@ class EventTap:
                 self._conn.close()
         except (pika.exceptions.AMQPError, OSError):
             pass
+
+
+def cloud_event(type_: str, subject: str, version: int, data: dict | None) -> dict:
+    """A CloudEvents envelope shaped like the services' own."""
+    return {"specversion": "1.0", "id": str(uuid.uuid4()), "type": type_,
+            "source": "/" + type_.split(".")[0], "subject": subject,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "datacontenttype": "application/json", "version": version, "data": data}
+
+
+def publish(url: str, exchange: str, events, raw: bytes | None = None, routing_key: str | None = None):
+    """Publishes events (dicts) - or one raw body - to the exchange with confirms."""
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        props = pika.BasicProperties(delivery_mode=2, content_type="application/cloudevents+json")
+        if raw is not None:
+            ch.basic_publish(exchange, routing_key or "election.created", raw, props)
+        for ev in events:
+            ch.basic_publish(exchange, routing_key or ev["type"], json.dumps(ev).encode(), props)
+    finally:
+        conn.close()
+
+
+def candidate_data(cid: str, first: str, last: str, election: str, party: str = "Independent",
+                   version: int = 1) -> dict:
+    return {"id": cid, "firstName": first, "lastName": last, "fullName": f"{first} {last}",
+            "politicalParty": party, "election": election, "homeState": "NY",
+            "politcalExperience": "none", "version": version}
+
+
+def election_data(eid: str, title: str, version: int = 1) -> dict:
+    return {"id": eid, "title": title, "date": "2016-11-08T00:00:00.000+0000",
+            "electionType": "FEDERAL", "description": None, "version": version}
+
+
+def queue_depth(url: str, queue: str) -> int:
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        return conn.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        conn.close()

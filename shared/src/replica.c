@@ -223,6 +223,14 @@ replica_consumer *replica_consumer_start(const replica_options *opts) {
     snprintf(key, sizeof key, "%s.*", opts->sources[i].prefix);
     c->keys[i] = strdup(key);
   }
+  /* Declare the queue now, before the service reports ready, so events published right
+   * after start-up are not parked as unroutable. Best effort: with the broker away the
+   * consumer thread declares it when it connects. */
+  mq_conn *declare = mq_conn_new(c->url, c->exchange, "declare");
+  mq_queue_spec spec = {.queue = c->queue, .keys = c->keys, .retry_delay_ms = opts->retry_delay_ms,
+                        .max_attempts = opts->max_attempts};
+  if (declare && mq_ensure(declare) == 0) mq_declare_queue(declare, &spec);
+  mq_conn_free(declare);
   if (pthread_create(&c->thread, NULL, consumer_main, c) != 0) {
     c->thread = 0;
     replica_consumer_stop(c);

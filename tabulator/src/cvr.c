@@ -122,7 +122,7 @@ static int parse_weight(reader *rd, const csv_field *f, size_t col, int64_t *out
     int64_t whole = 0, frac = 0;
     int fdigits = 0;
     bool digits = false;
-    char quoted[200] = "";
+    char quoted[200];
 
     for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
         if (whole > (INT64_MAX - 9) / 10)
@@ -136,6 +136,7 @@ static int parse_weight(reader *rd, const csv_field *f, size_t col, int64_t *out
             if (s[i] == '0' && fdigits >= rd->r->decimal_places)
                 continue; /* trailing zeros beyond the precision are harmless */
             if (fdigits >= rd->r->decimal_places) {
+                quoted[0] = '\0';
                 tab_error_quote(quoted, sizeof(quoted), s, len);
                 return cell_error(rd, f, col, "weight %s has more decimal places than "
                                               "the rules' decimal_places (%d)",
@@ -156,6 +157,7 @@ static int parse_weight(reader *rd, const csv_field *f, size_t col, int64_t *out
         goto bad;
     return 0;
 bad:
+    quoted[0] = '\0';
     tab_error_quote(quoted, sizeof(quoted), s, len);
     return cell_error(rd, f, col, "weight %s is not a positive number", quoted);
 }
@@ -192,9 +194,16 @@ static const char *find_sub(const char *s, size_t len, const char *sub, size_t s
     return NULL;
 }
 
-static int cmp_u16(const void *a, const void *b)
+/* Insertion sort: an overvote names two or three candidates, qsort costs more. */
+static void sort_ids(uint16_t *a, size_t n)
 {
-    return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
+    for (size_t i = 1; i < n; i++) {
+        uint16_t v = a[i];
+        size_t j = i;
+        for (; j > 0 && a[j - 1] > v; j--)
+            a[j] = a[j - 1];
+        a[j] = v;
+    }
 }
 
 /* Splits "A|B|C" into the ids of its names (sorted, distinct) after the marks. */
@@ -210,18 +219,20 @@ static int parse_overvote(reader *rd, const csv_field *f, size_t col, const char
         const char *pe = d ? d : end;
         size_t plen = (size_t)(pe - p);
         const char *part = rules_trim(p, &plen);
-        char quoted[200] = "";
+        char quoted[200];
         int id;
 
-        tab_error_quote(quoted, sizeof(quoted), part, plen);
         if (plen == 0)
             return cell_error(rd, f, col, "empty name in an overvote (names joined by "
                                           "\"%s\")", r->delimiter);
         id = rules_lookup(r, part, plen);
         if (id == RULES_OVERVOTE_LABEL)
             return cell_error(rd, f, col, "the overvote label cannot be joined with names");
-        if (id < 0)
+        if (id < 0) {
+            quoted[0] = '\0';
+            tab_error_quote(quoted, sizeof(quoted), part, plen);
             return cell_error(rd, f, col, "unknown candidate %s", quoted);
+        }
         if (reserve(rd, 3 + n) < 0)
             return -1;
         rd->marks[rd->nmarks + 2 + n++] = (uint16_t)id;
@@ -229,7 +240,7 @@ static int parse_overvote(reader *rd, const csv_field *f, size_t col, const char
             break;
         p = d + dlen;
     }
-    qsort(rd->marks + rd->nmarks + 2, n, sizeof(uint16_t), cmp_u16);
+    sort_ids(rd->marks + rd->nmarks + 2, n);
     *k = 0;
     for (size_t i = 0; i < n; i++) /* a name repeated in one cell is one mark */
         if (i == 0 || rd->marks[rd->nmarks + 2 + i] != rd->marks[rd->nmarks + 2 + i - 1])

@@ -41,6 +41,10 @@ def main():
           all(o in p.stdout for o in ("--ballots", "--rules", "--out", "--progress",
                                       "Exit status")),
           f"--help: {p.returncode} {p.stdout[:200]}")
+    with open(os.path.join(HERE, "..", "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    block = readme.split("<!-- help:begin -->\n```\n", 1)[-1].split("```\n<!-- help:end -->")[0]
+    check(block == p.stdout, "README.md's help block is not the --help output")
     p = run("--version")
     check(p.returncode == 0 and p.stdout.startswith("tabulate "), "--version")
     p = run("--bogus")

@@ -1,0 +1,245 @@
+/* elections — the election replica: consumer, reads, clear and replay; see elections.h. */
+#include "elections.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "voter/log.h"
+#include "voter/replica.h"
+#include "voter/util.h"
+
+#define COLLECTION "elections"
+
+static const char *const required_fields[] = {"title", NULL};
+static const replica_source election_source = {
+    .prefix = "election", .collection = COLLECTION, .required = required_fields};
+
+struct elections {
+  mongo_db *db;
+  char *election_url, *api_key, *amqp_url, *exchange, *queue;
+  int retry_delay_ms, max_attempts;
+  replica_consumer *consumer;
+};
+
+static char *dup_or_null(const char *s) { return s && *s ? strdup(s) : NULL; }
+
+elections *elections_open(const elections_options *o) {
+  elections *e = calloc(1, sizeof *e);
+  if (!e) return NULL;
+  e->db = o->db;
+  e->election_url = dup_or_null(o->election_url);
+  e->api_key = dup_or_null(o->api_key);
+  e->amqp_url = dup_or_null(o->amqp_url);
+  e->exchange = dup_or_null(o->exchange);
+  e->queue = dup_or_null(o->queue);
+  e->retry_delay_ms = o->retry_delay_ms;
+  e->max_attempts = o->max_attempts;
+  if (!e->election_url || !e->amqp_url || !e->exchange || !e->queue) {
+    elections_close(e);
+    return NULL;
+  }
+  return e;
+}
+
+void elections_close(elections *e) {
+  if (!e) return;
+  replica_consumer_stop(e->consumer);
+  free(e->election_url);
+  free(e->api_key);
+  free(e->amqp_url);
+  free(e->exchange);
+  free(e->queue);
+  free(e);
+}
+
+bool elections_init(elections *e) {
+  if (!replica_init(e->db, &election_source)) return false;
+  /* The candidate store asks by title on every write. */
+  bson_error_t error;
+  bson_t *keys = BCON_NEW("title", BCON_INT32(1));
+  bool ok = mongo_create_index(e->db, COLLECTION, "title", keys, false, &error);
+  if (!ok) log_warn("elections: cannot create indexes yet: %s", error.message);
+  bson_destroy(keys);
+  return ok;
+}
+
+bool elections_start_consumer(elections *e) {
+  replica_options opts = {.db = e->db,
+                          .amqp_url = e->amqp_url,
+                          .exchange = e->exchange,
+                          .queue = e->queue,
+                          .sources = &election_source,
+                          .nsources = 1,
+                          .retry_delay_ms = e->retry_delay_ms,
+                          .max_attempts = e->max_attempts};
+  e->consumer = replica_consumer_start(&opts);
+  return e->consumer != NULL;
+}
+
+const char *elections_sort_field(const char *p) {
+  static const char *const allowed[] = {"title", "date", "electionType", "description", "version",
+                                        NULL};
+  if (strcmp(p, "id") == 0) return "_id";
+  for (int i = 0; allowed[i]; i++)
+    if (strcmp(p, allowed[i]) == 0) return allowed[i];
+  return NULL;
+}
+
+/* The representation the election service gives its elections. */
+static json_t *render(const bson_t *doc) {
+  bson_iter_t it;
+  char id[129] = "";
+  if (bson_iter_init_find(&it, doc, "_id")) {
+    if (BSON_ITER_HOLDS_UTF8(&it)) snprintf(id, sizeof id, "%s", bson_iter_utf8(&it, NULL));
+    else if (BSON_ITER_HOLDS_OID(&it)) bson_oid_to_string(bson_iter_oid(&it), id);
+  }
+  return json_pack("{s:s, s:o, s:o, s:o, s:o, s:I}", "id", id, "title", docs_json_str(doc, "title"),
+                   "date", docs_json_str(doc, "date"), "electionType",
+                   docs_json_str(doc, "electionType"), "description",
+                   docs_json_str(doc, "description"), "version",
+                   (json_int_t)docs_int(doc, "version"));
+}
+
+static elections_status db_error(const char *what, const bson_error_t *error) {
+  log_warn("elections: %s failed: %s", what, error->message);
+  return ELECTIONS_UNAVAILABLE;
+}
+
+elections_status elections_list(elections *e, const docs_page *q, const char *type_contains,
+                                json_t **items, int64_t *total) {
+  bson_t filter = BSON_INITIALIZER;
+  BSON_APPEND_BOOL(&filter, "deleted", false);
+  char *pattern = NULL;
+  if (type_contains) {
+    pattern = util_regex_escape(type_contains);
+    BSON_APPEND_REGEX(&filter, "electionType", pattern, "");
+  }
+  mongoc_client_t *client = mongo_acquire(e->db);
+  mongoc_collection_t *coll = mongo_collection(e->db, client, COLLECTION);
+  bson_error_t error;
+  elections_status st = ELECTIONS_OK;
+  if (!docs_find_page(coll, &filter, q, render, items, total, &error)) st = db_error("find", &error);
+  mongoc_collection_destroy(coll);
+  mongo_release(e->db, client);
+  bson_destroy(&filter);
+  free(pattern);
+  return st;
+}
+
+/* The first live document matching filter, or NULL; st tells a failure from absence. */
+static bson_t *find_live(elections *e, bson_t *filter, elections_status *st) {
+  BSON_APPEND_BOOL(filter, "deleted", false);
+  bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
+  mongoc_client_t *client = mongo_acquire(e->db);
+  mongoc_collection_t *coll = mongo_collection(e->db, client, COLLECTION);
+  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+  const bson_t *doc;
+  bson_t *found = NULL;
+  bson_error_t error;
+  *st = ELECTIONS_NOT_FOUND;
+  if (mongoc_cursor_next(cur, &doc)) {
+    found = bson_copy(doc);
+    *st = ELECTIONS_OK;
+  } else if (mongoc_cursor_error(cur, &error)) {
+    *st = db_error("read", &error);
+  }
+  mongoc_cursor_destroy(cur);
+  mongoc_collection_destroy(coll);
+  mongo_release(e->db, client);
+  bson_destroy(opts);
+  return found;
+}
+
+elections_status elections_get(elections *e, const char *id, json_t **item) {
+  *item = NULL;
+  bson_t filter = BSON_INITIALIZER;
+  BSON_APPEND_UTF8(&filter, "_id", id);
+  elections_status st;
+  bson_t *doc = find_live(e, &filter, &st);
+  bson_destroy(&filter);
+  if (doc) {
+    *item = render(doc);
+    bson_destroy(doc);
+  }
+  return st;
+}
+
+elections_status elections_title_known(elections *e, const char *title, bool *known) {
+  bson_t filter = BSON_INITIALIZER;
+  BSON_APPEND_UTF8(&filter, "title", title);
+  elections_status st;
+  bson_t *doc = find_live(e, &filter, &st);
+  bson_destroy(&filter);
+  *known = doc != NULL;
+  if (doc) bson_destroy(doc);
+  return st == ELECTIONS_UNAVAILABLE ? st : ELECTIONS_OK;
+}
+
+elections_status elections_clear(elections *e, int64_t *count) {
+  bson_t filter = BSON_INITIALIZER, reply;
+  bson_error_t error;
+  mongoc_client_t *client = mongo_acquire(e->db);
+  mongoc_collection_t *coll = mongo_collection(e->db, client, COLLECTION);
+  elections_status st = ELECTIONS_OK;
+  *count = 0;
+  if (mongoc_collection_delete_many(coll, &filter, NULL, &reply, &error)) *count = docs_int(&reply, "deletedCount");
+  else st = db_error("clear", &error);
+  bson_destroy(&reply);
+  mongoc_collection_destroy(coll);
+  mongo_release(e->db, client);
+  bson_destroy(&filter);
+  return st;
+}
+
+static size_t discard(char *data, size_t size, size_t n, void *ctx) {
+  (void)data, (void)ctx;
+  return size * n;
+}
+
+int elections_request_replay(elections *e, const char *request_id, char *err, size_t errlen) {
+  char url[1024], header[256];
+  size_t n = strlen(e->election_url);
+  while (n && e->election_url[n - 1] == '/') n--;
+  snprintf(url, sizeof url, "%.*s/election/events/replay", (int)n, e->election_url);
+  CURL *curl = curl_easy_init();
+  if (!curl) {
+    snprintf(err, errlen, "cannot initialise libcurl");
+    return -1;
+  }
+  /* No body, so no form Content-Type either. */
+  struct curl_slist *headers = curl_slist_append(NULL, "Content-Type:");
+  if (request_id) {
+    snprintf(header, sizeof header, "X-Request-ID: %s", request_id);
+    headers = curl_slist_append(headers, header);
+  }
+  if (e->api_key) {
+    snprintf(header, sizeof header, "X-API-Key: %s", e->api_key);
+    headers = curl_slist_append(headers, header);
+  }
+  curl_easy_setopt(curl, CURLOPT_URL, url);
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, 0L);
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for DNS timeouts */
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
+  /* The election service re-publishes through its outbox: one write per election. */
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 30000L);
+  CURLcode rc = curl_easy_perform(curl);
+  long status = 0;
+  int result = 0;
+  if (rc != CURLE_OK) {
+    snprintf(err, errlen, "POST %s: %s", url, curl_easy_strerror(rc));
+    result = -1;
+  } else if (curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK ||
+             status < 200 || status > 299) {
+    snprintf(err, errlen, "POST %s answered %ld", url, status);
+    result = -1;
+  }
+  curl_slist_free_all(headers);
+  curl_easy_cleanup(curl);
+  return result;
+}

@@ -1,0 +1,406 @@
+/* routes — HTTP handlers of the candidate service; see routes.h and docs/API.md. */
+#include "routes.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "voter/hal.h"
+#include "voter/json.h"
+#include "voter/log.h"
+#include "voter/util.h"
+
+#define PATH "/candidate/candidates"
+#define REPLICA_PATH "/candidate/elections"
+#define VOTER_VIEW "candidateVoterView"
+
+/* ---- shared helpers ---- */
+
+static void reply_unavailable(http_response *res) {
+  http_reply_problem(res, 503, "Service Unavailable", "the database is not reachable", NULL);
+  http_set_header(res, "Retry-After", "2");
+}
+
+/* Answers the non-success domain statuses uniformly. */
+static void reply_status(http_response *res, cs_status st, json_t *errors) {
+  switch (st) {
+  case CS_NOT_FOUND:
+    http_reply_problem(res, 404, "Not Found", "no candidate with this id", NULL);
+    break;
+  case CS_DUPLICATE:
+    http_reply_problem(res, 409, "Conflict",
+                       "a candidate with this full name already stands in this election", NULL);
+    break;
+  case CS_PRECONDITION:
+    http_reply_problem(res, 412, "Precondition Failed",
+                       "If-Match does not match the candidate's current version", NULL);
+    break;
+  case CS_INVALID:
+    jsonv_reply_invalid(res, json_incref(errors));
+    break;
+  default:
+    reply_unavailable(res);
+    break;
+  }
+}
+
+static void etag_of(const json_t *item, char etag[40]) {
+  snprintf(etag, 40, "\"%lld\"", (long long)json_integer_value(json_object_get(item, "version")));
+}
+
+/* If-Match: "<version>", W/"<version>", a bare number or *. -1 when absent or "*"; -2 when
+ * unparseable (can never match). */
+static int64_t parse_if_match(const http_request *req) {
+  const char *h = http_header(req, "If-Match");
+  if (!h || strcmp(h, "*") == 0) return -1;
+  if (strncmp(h, "W/", 2) == 0) h += 2;
+  char buf[32];
+  size_t n = strlen(h);
+  if (n >= 2 && h[0] == '"' && h[n - 1] == '"') h++, n -= 2;
+  if (n == 0 || n >= sizeof buf) return -2;
+  memcpy(buf, h, n);
+  buf[n] = 0;
+  char *end;
+  errno = 0;
+  long long v = strtoll(buf, &end, 10);
+  return (errno || *end || v < 0) ? -2 : v;
+}
+
+/* The If-Match version for a conditional write; false (and 412) when it cannot match. */
+static bool if_match(const http_request *req, http_response *res, int64_t *version) {
+  *version = parse_if_match(req);
+  if (*version != -2) return true;
+  reply_status(res, CS_PRECONDITION, NULL);
+  return false;
+}
+
+/* page, size and sort into storage terms; false (and 400) on a bad parameter. */
+static bool parse_page(const http_request *req, http_response *res, hal_sortable sortable,
+                       hal_page *page, docs_page *q) {
+  if (hal_parse_page(req, res, sortable, page) != 0) return false;
+  q->page = page->page;
+  q->size = page->size;
+  q->nsort = page->nsort;
+  for (int i = 0; i < page->nsort && i < DOCS_MAX_SORT; i++) {
+    q->sort_fields[i] = page->sort_fields[i];
+    q->sort_dirs[i] = page->sort_dirs[i];
+  }
+  return true;
+}
+
+/* ?projection=candidateVoterView (Spring Data REST's name); false (and 400) for any other
+ * projection. */
+static bool parse_projection(const http_request *req, http_response *res, bool *voter_view) {
+  const char *p = http_query(req, "projection");
+  *voter_view = p && strcmp(p, VOTER_VIEW) == 0;
+  if (!p || *voter_view) return true;
+  http_reply_problem(res, 400, "Bad Request", "unknown projection (known: " VOTER_VIEW ")", NULL);
+  return false;
+}
+
+/* Adds the item links and, for the voter view, reduces the item to fullName,
+ * politicalParty and election. Returns the (possibly new) item, consuming the old. */
+static json_t *present(const http_request *req, json_t *item, bool voter_view) {
+  hal_item_links(req, item, PATH, "candidate");
+  if (!voter_view) return item;
+  json_t *view = json_pack("{s:O, s:O, s:O, s:O}", "fullName", json_object_get(item, "fullName"),
+                           "politicalParty", json_object_get(item, "politicalParty"), "election",
+                           json_object_get(item, "election"), "_links",
+                           json_object_get(item, "_links"));
+  json_decref(item);
+  return view;
+}
+
+/* ---- candidates ---- */
+
+/* Renders one candidate with its links and ETag. */
+static void reply_item(const http_request *req, http_response *res, int status, json_t *item,
+                       bool voter_view) {
+  char etag[40];
+  etag_of(item, etag);
+  if (status == 201) {
+    char loc[512];
+    snprintf(loc, sizeof loc, "%s%s/%s", http_base_url(req), PATH,
+             json_string_value(json_object_get(item, "id")));
+    http_set_header(res, "Location", loc);
+  }
+  http_reply_hal(res, status, present(req, item, voter_view));
+  http_set_header(res, "ETag", etag);
+}
+
+/* The collection and its search share everything but the filter and the self path. */
+static void list_candidates(candidate_api *api, const http_request *req, http_response *res,
+                            const char *election_contains, const char *self_path,
+                            const char *search_path) {
+  bool voter_view;
+  if (!parse_projection(req, res, &voter_view)) return;
+  hal_page page;
+  candidate_query q = {.election_contains = election_contains};
+  if (!parse_page(req, res, candidate_sort_field, &page, &q.page)) return;
+  json_t *items;
+  int64_t total;
+  cs_status st = candidate_list(api->store, &q, &items, &total);
+  if (st != CS_OK) return reply_status(res, st, NULL);
+  json_t *shown = json_array();
+  size_t i;
+  json_t *item;
+  json_array_foreach(items, i, item) json_array_append_new(shown, present(req, json_incref(item), voter_view));
+  json_decref(items);
+  http_reply_hal(res, 200, hal_collection(req, self_path, "candidates", shown, &page, total,
+                                          search_path));
+}
+
+static void list(void *ctx, const http_request *req, http_response *res) {
+  list_candidates(ctx, req, res, NULL, PATH, PATH "/search");
+}
+
+static void search_by_election(void *ctx, const http_request *req, http_response *res) {
+  const char *election = http_query(req, "election");
+  if (!election) {
+    http_reply_problem(res, 400, "Bad Request", "query parameter election is required", NULL);
+    return;
+  }
+  list_candidates(ctx, req, res, election, PATH "/search/findByElectionContains", NULL);
+}
+
+static void search_index(void *ctx, const http_request *req, http_response *res) {
+  (void)ctx;
+  char href[512], self[512];
+  snprintf(href, sizeof href,
+           "%s" PATH "/search/findByElectionContains{?election,page,size,sort,projection}",
+           http_base_url(req));
+  snprintf(self, sizeof self, "%s" PATH "/search", http_base_url(req));
+  http_reply_hal(res, 200,
+                 json_pack("{s:{s:{s:s, s:b}, s:{s:s}}}", "_links", "findByElectionContains",
+                           "href", href, "templated", 1, "self", "href", self));
+}
+
+/* Parses and validates a full representation; on failure the response is set. */
+static json_t *valid_body(const http_request *req, http_response *res, const char *path_id) {
+  json_t *body;
+  if (jsonv_parse_body(req, res, &body) != 0) return NULL;
+  json_t *errors = json_array();
+  if (candidate_validate(body, path_id, errors) > 0) {
+    jsonv_reply_invalid(res, errors);
+    json_decref(body);
+    return NULL;
+  }
+  json_decref(errors);
+  return body;
+}
+
+static void create(void *ctx, const http_request *req, http_response *res) {
+  candidate_api *api = ctx;
+  json_t *body = valid_body(req, res, NULL);
+  if (!body) return;
+  json_t *item, *errors = json_array();
+  cs_status st = candidate_create(api->store, body, &item, errors);
+  json_decref(body);
+  if (st != CS_CREATED) reply_status(res, st, errors);
+  else reply_item(req, res, 201, item, false);
+  json_decref(errors);
+}
+
+static void get_one(void *ctx, const http_request *req, http_response *res) {
+  candidate_api *api = ctx;
+  bool voter_view;
+  if (!parse_projection(req, res, &voter_view)) return;
+  json_t *item;
+  cs_status st = candidate_get(api->store, req->params[0], &item);
+  if (st != CS_OK) return reply_status(res, st, NULL);
+  const char *inm = http_header(req, "If-None-Match");
+  char etag[40];
+  etag_of(item, etag);
+  if (inm && strcmp(inm, etag) == 0) {
+    json_decref(item);
+    http_reply_empty(res, 304);
+    http_set_header(res, "ETag", etag);
+    return;
+  }
+  reply_item(req, res, 200, item, voter_view);
+}
+
+static void replace(void *ctx, const http_request *req, http_response *res) {
+  candidate_api *api = ctx;
+  const char *id = req->params[0];
+  if (!util_is_object_id(id)) {
+    http_reply_problem(res, 400, "Bad Request", "the id must be a 24-character hex ObjectId", NULL);
+    return;
+  }
+  int64_t version;
+  if (!if_match(req, res, &version)) return;
+  json_t *body = valid_body(req, res, id);
+  if (!body) return;
+  json_t *item, *errors = json_array();
+  cs_status st = candidate_replace(api->store, id, body, version, &item, errors);
+  json_decref(body);
+  if (st != CS_OK && st != CS_CREATED) reply_status(res, st, errors);
+  else reply_item(req, res, st == CS_CREATED ? 201 : 200, item, false);
+  json_decref(errors);
+}
+
+static void patch(void *ctx, const http_request *req, http_response *res) {
+  candidate_api *api = ctx;
+  int64_t version;
+  if (!if_match(req, res, &version)) return;
+  json_t *body;
+  if (jsonv_parse_body(req, res, &body) != 0) return;
+  json_t *errors = json_array(), *item;
+  cs_status st = candidate_patch(api->store, req->params[0], body, version, &item, errors);
+  json_decref(body);
+  if (st != CS_OK) reply_status(res, st, errors);
+  else reply_item(req, res, 200, item, false);
+  json_decref(errors);
+}
+
+static void delete_one(void *ctx, const http_request *req, http_response *res) {
+  candidate_api *api = ctx;
+  int64_t version;
+  if (!if_match(req, res, &version)) return;
+  cs_status st = candidate_delete(api->store, req->params[0], version);
+  if (st != CS_OK) return reply_status(res, st, NULL);
+  http_reply_empty(res, 204);
+}
+
+static void reply_summary(candidate_api *api, const char *election, http_response *res) {
+  json_t *list;
+  cs_status st = candidate_summary(api->store, election, &list);
+  if (st != CS_OK) return reply_status(res, st, NULL);
+  http_reply_json(res, 200, json_pack("{s:o}", "candidates", list));
+}
+
+static void summary(void *ctx, const http_request *req, http_response *res) {
+  (void)req;
+  reply_summary(ctx, NULL, res);
+}
+
+/* The title arrives percent-decoded as one whole path segment: spaces, commas and dots
+ * (even a trailing one) are part of it. */
+static void summary_by_election(void *ctx, const http_request *req, http_response *res) {
+  reply_summary(ctx, req->params[0], res);
+}
+
+static void drop_candidates(void *ctx, const http_request *req, http_response *res) {
+  (void)req;
+  candidate_api *api = ctx;
+  int64_t n;
+  cs_status st = candidate_drop_all(api->store, &n);
+  if (st != CS_OK) return reply_status(res, st, NULL);
+  http_reply_empty(res, 204);
+}
+
+static void replay(void *ctx, const http_request *req, http_response *res) {
+  (void)req;
+  candidate_api *api = ctx;
+  int64_t n;
+  cs_status st = candidate_replay(api->store, &n);
+  if (st != CS_OK) return reply_status(res, st, NULL);
+  http_reply_json(res, 202, json_pack("{s:I}", "republished", (json_int_t)n));
+}
+
+/* ---- the election replica (read-only) ---- */
+
+static void replica_list_reply(candidate_api *api, const http_request *req, http_response *res,
+                               const char *type_contains, const char *self_path,
+                               const char *search_path) {
+  hal_page page;
+  docs_page q;
+  if (!parse_page(req, res, elections_sort_field, &page, &q)) return;
+  json_t *items;
+  int64_t total;
+  if (elections_list(api->replica, &q, type_contains, &items, &total) != ELECTIONS_OK)
+    return reply_unavailable(res);
+  size_t i;
+  json_t *item;
+  json_array_foreach(items, i, item) hal_item_links(req, item, REPLICA_PATH, "election");
+  http_reply_hal(res, 200, hal_collection(req, self_path, "elections", items, &page, total,
+                                          search_path));
+}
+
+static void replica_list(void *ctx, const http_request *req, http_response *res) {
+  replica_list_reply(ctx, req, res, NULL, REPLICA_PATH, REPLICA_PATH "/search");
+}
+
+static void replica_search_by_type(void *ctx, const http_request *req, http_response *res) {
+  const char *type = http_query(req, "electionType");
+  if (!type) {
+    http_reply_problem(res, 400, "Bad Request", "query parameter electionType is required", NULL);
+    return;
+  }
+  replica_list_reply(ctx, req, res, type, REPLICA_PATH "/search/findByElectionTypeContaining",
+                     NULL);
+}
+
+static void replica_search_index(void *ctx, const http_request *req, http_response *res) {
+  (void)ctx;
+  char href[512], self[512];
+  snprintf(href, sizeof href,
+           "%s" REPLICA_PATH "/search/findByElectionTypeContaining{?electionType,page,size,sort}",
+           http_base_url(req));
+  snprintf(self, sizeof self, "%s" REPLICA_PATH "/search", http_base_url(req));
+  http_reply_hal(res, 200,
+                 json_pack("{s:{s:{s:s, s:b}, s:{s:s}}}", "_links", "findByElectionTypeContaining",
+                           "href", href, "templated", 1, "self", "href", self));
+}
+
+static void replica_get(void *ctx, const http_request *req, http_response *res) {
+  candidate_api *api = ctx;
+  json_t *item;
+  elections_status st = elections_get(api->replica, req->params[0], &item);
+  if (st == ELECTIONS_NOT_FOUND) {
+    http_reply_problem(res, 404, "Not Found", "no election with this id is known here", NULL);
+    return;
+  }
+  if (st != ELECTIONS_OK) return reply_unavailable(res);
+  char etag[40];
+  etag_of(item, etag);
+  hal_item_links(req, item, REPLICA_PATH, "election");
+  http_reply_hal(res, 200, item);
+  http_set_header(res, "ETag", etag);
+}
+
+/* Clears the replica, then asks the election service to replay. The replica is empty
+ * either way, so the answer is 204 even when the election service cannot be reached; the
+ * failure is logged and reported in a Warning header, and the request can be repeated. */
+static void drop_elections(void *ctx, const http_request *req, http_response *res) {
+  candidate_api *api = ctx;
+  int64_t n;
+  if (elections_clear(api->replica, &n) != ELECTIONS_OK) return reply_unavailable(res);
+  char err[512];
+  int rc = elections_request_replay(api->replica, req->request_id, err, sizeof err);
+  http_reply_empty(res, 204);
+  if (rc != 0) {
+    log_fields(LOG_WARN, "election replay request failed",
+               json_pack("{s:s, s:s, s:I}", "requestId", req->request_id, "error", err,
+                         "cleared", (json_int_t)n));
+    http_set_header(res, "Warning",
+                    "199 voter-candidate \"election replica cleared, but the election service "
+                    "could not be asked to replay\"");
+  } else {
+    log_fields(LOG_INFO, "election replica cleared, replay requested",
+               json_pack("{s:s, s:I}", "requestId", req->request_id, "cleared", (json_int_t)n));
+  }
+}
+
+void candidate_routes(http_server *srv, candidate_api *api) {
+  /* literal paths before {id}: the first matching route wins */
+  http_route(srv, "GET", PATH, list, api);
+  http_route(srv, "POST", PATH, create, api);
+  http_route(srv, "GET", PATH "/search", search_index, api);
+  http_route(srv, "GET", PATH "/search/findByElectionContains", search_by_election, api);
+  http_route(srv, "GET", PATH "/summary", summary, api);
+  http_route(srv, "GET", PATH "/summary/{election}", summary_by_election, api);
+  http_route(srv, "GET", PATH "/{id}", get_one, api);
+  http_route(srv, "PUT", PATH "/{id}", replace, api);
+  http_route(srv, "PATCH", PATH "/{id}", patch, api);
+  http_route(srv, "DELETE", PATH "/{id}", delete_one, api);
+  http_route(srv, "GET", REPLICA_PATH, replica_list, api);
+  http_route(srv, "GET", REPLICA_PATH "/search", replica_search_index, api);
+  http_route(srv, "GET", REPLICA_PATH "/search/findByElectionTypeContaining",
+             replica_search_by_type, api);
+  http_route(srv, "GET", REPLICA_PATH "/{id}", replica_get, api);
+  http_route(srv, "POST", "/candidate/drop/candidates", drop_candidates, api);
+  http_route(srv, "POST", "/candidate/drop/elections", drop_elections, api);
+  http_route(srv, "POST", "/candidate/events/replay", replay, api);
+}

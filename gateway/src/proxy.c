@@ -1,0 +1,1742 @@
+/* proxy — workers, exchanges, upstream pools; see proxy.h.
+ *
+ * Life of an exchange (one client request), all on one worker thread:
+ *
+ *   uri_cb          libmicrohttpd has the request line: allocate the exchange.
+ *   on_headers      first access-handler call: local endpoints, CORS preflight, route,
+ *                   key/tier/policy, rate limit, body limit from Content-Length (413 queued
+ *                   at once, before any body byte is read or any upstream is contacted),
+ *                   then the upstream request head is built and a replica is connected.
+ *   on_body         body pieces are framed (re-chunked when the client sent chunked) into
+ *                   the request buffer and written upstream; a full buffer suspends the
+ *                   client connection until the upstream has taken the bytes.
+ *   on_complete     the request is complete: queue the response if it is ready, else
+ *                   suspend until the upstream's response head arrives (answering on this
+ *                   call, never the first one, is what keeps client keep-alive working).
+ *   upstream events response bytes go through http_parser into the response buffer; the
+ *                   libmicrohttpd content reader drains it, suspending the client when it
+ *                   is empty and resuming it when more arrives.
+ *   completed       log line, metrics, the upstream connection goes back to the pool if the
+ *                   exchange ended cleanly, else it is closed.
+ *
+ * Failures before the response head reached the client are retried on another replica when
+ * that is safe (see may_retry); after that, the client connection is aborted, which is the
+ * only honest signal left. */
+#define _GNU_SOURCE
+#include "proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <http_parser.h>
+#include <limits.h>
+#include <signal.h>
+#include <microhttpd.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "alog.h"
+#include "local.h"
+#include "netaddr.h"
+#include "ratelimit.h"
+#include "stats.h"
+#include "upstream.h"
+#include "voter/log.h"
+#include "voter/metrics.h"
+#include "voter/util.h"
+
+#define MAX_WORKERS 64
+#define MAX_TRIES 11
+#define MAX_RESP_HEADER_BYTES 65536
+#define TIMER_TICK_MS 10
+
+enum { TAG_MHD = 1, TAG_WAKE, TAG_UP };
+
+typedef struct worker worker;
+typedef struct exchange exchange;
+
+/* A configuration as seen by one worker: exchanges count their uses without atomics. */
+typedef struct cslot {
+  gw_conf *conf;
+  int uses;
+} cslot;
+
+typedef struct uconn {
+  int tag; /* TAG_UP: first member, epoll data points here */
+  int fd;
+  worker *w;
+  gw_replica *rep;
+  exchange *ex;                /* NULL while pooled */
+  struct uconn *prev, *next;   /* pool list */
+  int64_t idle_since;
+  uint32_t events;
+  bool connecting;
+  bool reused;
+} uconn;
+
+typedef struct {
+  char *data;
+  size_t off, len, cap; /* bytes [off, len) are pending */
+} buf;
+
+struct exchange {
+  worker *w;
+  struct MHD_Connection *conn;
+  int refs;
+  cslot *slot;
+  const gw_conf *conf;
+  const gw_route *route;
+  char method[16];
+  unsigned mbit;
+  bool idempotent;
+  char *uri;
+  size_t pathlen;
+  char request_id[130];
+  char client_ip[GW_IP_MAX];
+  char peer_ip[GW_IP_MAX];
+  const char *origin;
+  const char *tier;
+  const char *rl_decision;
+  const gw_limit *limit;
+  gw_rl_result rl;
+  double t_start, t_up_start, t_up_headers;
+  bool started, completed, suspended;
+  bool in_active, in_deferred;
+  exchange *active_prev, *active_next, *deferred_next;
+  /* response made by the gateway */
+  bool local;
+  int status;
+  char *lbody;
+  size_t llen;
+  const char *lctype;
+  const char *lhdr_name[3];
+  char lhdr_value[3][96];
+  int nlhdr;
+  bool close_after;
+  /* request body */
+  bool has_body, chunked_in, body_done, eof_chunk_written;
+  uint64_t content_length, body_seen, max_body;
+  buf req;
+  size_t head_len;
+  bool replayable, stale_retried;
+  /* upstream */
+  uconn *uc;
+  gw_replica *tried[MAX_TRIES];
+  int ntried;
+  int retries;
+  int64_t deadline_ms;
+  int64_t progress_ms;
+  const char *error;
+  const char *upstream_name;
+  http_parser parser;
+  bool parsing_field;
+  char *hbuf; /* name\0value\0 pairs */
+  size_t hlen, hcap;
+  bool head_done, up_done, up_failed, up_paused, response_queued;
+  int upstream_status;
+  uint64_t resp_length; /* UINT64_MAX: unknown */
+  struct MHD_Response *pending; /* response made, waiting for a chance to queue it */
+  buf resp;
+  uint64_t bytes_out;
+};
+
+struct worker {
+  int id;
+  pthread_t thread;
+  int epfd, wakefd, listen_fd;
+  int tag_mhd, tag_wake;
+  struct MHD_Daemon *d;
+  cslot *cur;
+  unsigned conf_gen;
+  unsigned *rr;
+  int nrr;
+  struct pool {
+    uconn *head;
+    int n;
+  } *pools;
+  int npools;
+  exchange *active;
+  exchange *deferred;
+  int inflight;
+  bool need_run, quiesced;
+  gw_alog log;
+  gw_stats *stats;
+  int64_t next_tick_ms, next_sweep_ms;
+  char scratch[65536];
+};
+
+static worker workers[MAX_WORKERS];
+static int nworkers;
+static int bound_port;
+static atomic_bool draining;
+static atomic_bool stopping;
+static pthread_mutex_t conf_lock = PTHREAD_MUTEX_INITIALIZER;
+static gw_conf *current_conf;
+static atomic_uint conf_gen;
+
+gw_conf *gw_proxy_conf(void) {
+  pthread_mutex_lock(&conf_lock);
+  gw_conf *c = current_conf;
+  gw_conf_ref(c);
+  pthread_mutex_unlock(&conf_lock);
+  return c;
+}
+
+void gw_proxy_set_conf(gw_conf *c) {
+  gw_conf_ref(c);
+  pthread_mutex_lock(&conf_lock);
+  gw_conf *old = current_conf;
+  current_conf = c;
+  atomic_fetch_add(&conf_gen, 1);
+  pthread_mutex_unlock(&conf_lock);
+  gw_conf_unref(old);
+  for (int i = 0; i < nworkers; i++) {
+    uint64_t one = 1;
+    ssize_t n = write(workers[i].wakefd, &one, sizeof one);
+    (void)n;
+  }
+}
+
+int gw_proxy_port(void) { return bound_port; }
+
+static double now_s(void) { return util_monotonic(); }
+
+/* ------------------------------------------------------------------ buffers */
+
+static void buf_init(buf *b, size_t cap) {
+  b->data = malloc(cap);
+  if (!b->data) abort();
+  b->off = b->len = 0;
+  b->cap = cap;
+}
+
+static size_t buf_pending(const buf *b) { return b->len - b->off; }
+
+/* Makes room for n more bytes at the end, discarding consumed ones if needed; false when
+ * the buffer cannot take them. keep: consumed bytes must stay (replay). */
+static bool buf_room(buf *b, size_t n, bool *keep) {
+  if (b->len + n <= b->cap) return true;
+  if (b->off == 0 || b->len - b->off + n > b->cap) return false;
+  if (keep) *keep = false;
+  memmove(b->data, b->data + b->off, b->len - b->off);
+  b->len -= b->off;
+  b->off = 0;
+  return true;
+}
+
+/* ------------------------------------------------------------------ small helpers */
+
+static void ws_set(worker *w, int fd, uint32_t events, void *ptr, int op) {
+  struct epoll_event ev = {.events = events, .data.ptr = ptr};
+  if (epoll_ctl(w->epfd, op, fd, &ev) != 0 && op != EPOLL_CTL_DEL)
+    log_error("epoll_ctl(%d) failed: %s", op, strerror(errno));
+}
+
+static void uc_events(uconn *uc, uint32_t events) {
+  if (uc->events == events) return;
+  ws_set(uc->w, uc->fd, events, uc, EPOLL_CTL_MOD);
+  uc->events = events;
+}
+
+static void uc_close(uconn *uc) {
+  epoll_ctl(uc->w->epfd, EPOLL_CTL_DEL, uc->fd, NULL);
+  close(uc->fd);
+  free(uc);
+}
+
+static void pool_unlink(worker *w, uconn *uc) {
+  struct pool *p = &w->pools[uc->rep->id];
+  if (uc->prev) uc->prev->next = uc->next;
+  else p->head = uc->next;
+  if (uc->next) uc->next->prev = uc->prev;
+  uc->prev = uc->next = NULL;
+  p->n--;
+}
+
+static void pools_grow(worker *w) {
+  int n = gw_replica_count();
+  if (n <= w->npools) return;
+  struct pool *np = realloc(w->pools, (size_t)n * sizeof *np);
+  if (!np) abort();
+  memset(np + w->npools, 0, (size_t)(n - w->npools) * sizeof *np);
+  w->pools = np;
+  w->npools = n;
+}
+
+static void pool_put(worker *w, uconn *uc) {
+  pools_grow(w);
+  struct pool *p = &w->pools[uc->rep->id];
+  if (p->n >= uc->ex->conf->pool_max_idle || atomic_load(&stopping)) {
+    uc_close(uc);
+    return;
+  }
+  uc->ex = NULL;
+  uc->idle_since = gw_now_ms();
+  uc_events(uc, EPOLLIN | EPOLLRDHUP);
+  uc->prev = NULL;
+  uc->next = p->head;
+  if (p->head) p->head->prev = uc;
+  p->head = uc;
+  p->n++;
+}
+
+static uconn *pool_get(worker *w, gw_replica *rep, int idle_ms, bool check_alive) {
+  pools_grow(w);
+  struct pool *p = &w->pools[rep->id];
+  int64_t now = gw_now_ms();
+  while (p->head) {
+    uconn *uc = p->head;
+    pool_unlink(w, uc);
+    if (now - uc->idle_since > idle_ms) {
+      uc_close(uc);
+      continue;
+    }
+    if (check_alive) {
+      /* for non-idempotent requests make sure the upstream has not closed the idle
+       * connection: a failure there could not be retried */
+      char c;
+      ssize_t n = recv(uc->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (!(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+        uc_close(uc);
+        continue;
+      }
+    }
+    uc->reused = true;
+    return uc;
+  }
+  return NULL;
+}
+
+static void pool_sweep(worker *w, int idle_ms, bool all) {
+  int64_t now = gw_now_ms();
+  for (int i = 0; i < w->npools; i++) {
+    uconn *uc = w->pools[i].head;
+    while (uc) {
+      uconn *next = uc->next;
+      if (all || now - uc->idle_since > idle_ms) {
+        pool_unlink(w, uc);
+        uc_close(uc);
+      }
+      uc = next;
+    }
+  }
+}
+
+/* ------------------------------------------------------------------ exchange bookkeeping */
+
+static void active_add(exchange *ex) {
+  if (ex->in_active) return;
+  worker *w = ex->w;
+  ex->in_active = true;
+  ex->active_prev = NULL;
+  ex->active_next = w->active;
+  if (w->active) w->active->active_prev = ex;
+  w->active = ex;
+}
+
+static void active_del(exchange *ex) {
+  if (!ex->in_active) return;
+  worker *w = ex->w;
+  if (ex->active_prev) ex->active_prev->active_next = ex->active_next;
+  else w->active = ex->active_next;
+  if (ex->active_next) ex->active_next->active_prev = ex->active_prev;
+  ex->in_active = false;
+}
+
+static void defer(exchange *ex) {
+  if (ex->in_deferred) return;
+  ex->in_deferred = true;
+  ex->deferred_next = ex->w->deferred;
+  ex->w->deferred = ex;
+}
+
+static void ex_unref(exchange *ex) {
+  if (--ex->refs > 0) return;
+  free(ex->uri);
+  free(ex->lbody);
+  free(ex->req.data);
+  free(ex->resp.data);
+  free(ex->hbuf);
+  free(ex);
+}
+
+static void suspend(exchange *ex) {
+  if (ex->suspended) return;
+  MHD_suspend_connection(ex->conn);
+  ex->suspended = true;
+}
+
+static void resume(exchange *ex) {
+  if (!ex->suspended) return;
+  ex->suspended = false;
+  MHD_resume_connection(ex->conn);
+  ex->w->need_run = true;
+}
+
+/* ------------------------------------------------------------------ responses */
+
+static void add_common_headers(exchange *ex, struct MHD_Response *r) {
+  MHD_add_response_header(r, "X-Request-ID", ex->request_id);
+  if (ex->limit) {
+    char policy[160], value[160];
+    if (gw_rl_format(ex->limit, &ex->rl, policy, sizeof policy, value, sizeof value) == 0) {
+      MHD_add_response_header(r, "RateLimit-Policy", policy);
+      MHD_add_response_header(r, "RateLimit", value);
+    }
+  }
+  if (ex->origin && gw_cors_origin_allowed(ex->conf, ex->origin)) {
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", ex->origin);
+    MHD_add_response_header(r, "Access-Control-Expose-Headers", ex->conf->cors_expose);
+    MHD_add_response_header(r, "Vary", "Origin");
+  }
+  if (ex->close_after || atomic_load(&draining)) MHD_add_response_header(r, "Connection", "close");
+}
+
+static void local_header(exchange *ex, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void local_header(exchange *ex, const char *name, const char *fmt, ...) {
+  if (ex->nlhdr >= 3) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(ex->lhdr_value[ex->nlhdr], sizeof ex->lhdr_value[0], fmt, ap);
+  va_end(ap);
+  ex->lhdr_name[ex->nlhdr++] = name;
+}
+
+static void local_reply(exchange *ex, int status, const char *ctype, char *body, size_t len) {
+  free(ex->lbody);
+  ex->local = true;
+  ex->status = status;
+  ex->lctype = ctype;
+  ex->lbody = body;
+  ex->llen = len;
+}
+
+static void local_problem(exchange *ex, int status, const char *title, const char *detail) {
+  char path[512];
+  snprintf(path, sizeof path, "%.*s", (int)(ex->pathlen < 500 ? ex->pathlen : 500), ex->uri);
+  size_t len;
+  char *body = gw_problem(status, title, detail, path, ex->request_id, &len);
+  local_reply(ex, status, "application/problem+json", body, len);
+}
+
+/* Queues the gateway-made response. Only from the access handler or on a suspended
+ * connection. */
+static enum MHD_Result queue_local(exchange *ex) {
+  struct MHD_Response *r = MHD_create_response_from_buffer(
+      ex->llen, ex->lbody ? ex->lbody : (void *)"", ex->lbody ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+  if (!r) return MHD_NO;
+  ex->lbody = NULL; /* owned by the response now */
+  if (ex->lctype) MHD_add_response_header(r, "Content-Type", ex->lctype);
+  for (int i = 0; i < ex->nlhdr; i++) MHD_add_response_header(r, ex->lhdr_name[i], ex->lhdr_value[i]);
+  add_common_headers(ex, r);
+  enum MHD_Result ret = MHD_queue_response(ex->conn, (unsigned)ex->status, r);
+  MHD_destroy_response(r);
+  ex->response_queued = true;
+  return ret;
+}
+
+static enum MHD_Result queue_pending(exchange *ex) {
+  struct MHD_Response *r = ex->pending;
+  ex->pending = NULL;
+  enum MHD_Result ret = MHD_queue_response(ex->conn, (unsigned)ex->status, r);
+  MHD_destroy_response(r);
+  ex->response_queued = true;
+  return ret;
+}
+
+static bool has_response(const exchange *ex) { return ex->local || ex->pending; }
+
+/* Something changed on the upstream side: give the client connection a chance to move. */
+static void wake_client(exchange *ex) {
+  if (ex->completed || !ex->suspended) return;
+  if (!ex->response_queued && has_response(ex)) {
+    if (ex->local) queue_local(ex);
+    else queue_pending(ex);
+  }
+  resume(ex);
+}
+
+/* ------------------------------------------------------------------ upstream side */
+
+static void up_detach(exchange *ex, bool reusable) {
+  uconn *uc = ex->uc;
+  if (!uc) return;
+  ex->uc = NULL;
+  if (reusable) pool_put(ex->w, uc);
+  else uc_close(uc);
+}
+
+static const char *const hop_by_hop[] = {"connection", "keep-alive", "proxy-connection",
+                                         "te", "trailer", "transfer-encoding", "upgrade",
+                                         "proxy-authenticate", "proxy-authorization", NULL};
+
+static bool is_hop_by_hop(const char *name, size_t n) {
+  for (int i = 0; hop_by_hop[i]; i++)
+    if (strlen(hop_by_hop[i]) == n && strncasecmp(name, hop_by_hop[i], n) == 0) return true;
+  return false;
+}
+
+/* true when name appears as a token in a Connection header value */
+static bool listed_in(const char *list, const char *name, size_t n) {
+  if (!list) return false;
+  const char *p = list;
+  while (*p) {
+    while (*p == ' ' || *p == ',' || *p == '\t') p++;
+    const char *s = p;
+    while (*p && *p != ',' && *p != ' ' && *p != '\t') p++;
+    if ((size_t)(p - s) == n && strncasecmp(s, name, n) == 0) return true;
+  }
+  return false;
+}
+
+static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max);
+static void reader_free(void *cls);
+
+/* The upstream's response head is complete: build the client response. */
+static void make_response(exchange *ex) {
+  ex->status = ex->upstream_status;
+  uint64_t size = ex->resp_length == UINT64_MAX ? MHD_SIZE_UNKNOWN : ex->resp_length;
+  struct MHD_Response *r = MHD_create_response_from_callback(size, 32768, reader, ex, reader_free);
+  if (!r) abort();
+  ex->refs++; /* the response's reference, dropped by reader_free */
+  const char *conn_list = NULL;
+  for (size_t off = 0; off < ex->hlen;) {
+    const char *name = ex->hbuf + off;
+    const char *value = name + strlen(name) + 1;
+    off = (size_t)(value - ex->hbuf) + strlen(value) + 1;
+    if (strcasecmp(name, "Connection") == 0) conn_list = value;
+  }
+  bool cors = ex->conf->ncors_origins > 0;
+  for (size_t off = 0; off < ex->hlen;) {
+    const char *name = ex->hbuf + off;
+    size_t nlen = strlen(name);
+    const char *value = name + nlen + 1;
+    off = (size_t)(value - ex->hbuf) + strlen(value) + 1;
+    if (is_hop_by_hop(name, nlen) || listed_in(conn_list, name, nlen) ||
+        strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "X-Request-ID") == 0 ||
+        (cors && strncasecmp(name, "Access-Control-", 15) == 0))
+      continue;
+    MHD_add_response_header(r, name, value); /* refuses CR/LF itself */
+  }
+  add_common_headers(ex, r);
+  ex->pending = r;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n) {
+  exchange *ex = p->data;
+  if (ex->hlen + n + 2 > MAX_RESP_HEADER_BYTES) return -1;
+  if (ex->hlen + n + 2 > ex->hcap) {
+    ex->hcap = (ex->hlen + n + 2) * 2;
+    ex->hbuf = realloc(ex->hbuf, ex->hcap);
+    if (!ex->hbuf) abort();
+  }
+  if (!ex->parsing_field) { /* a new field: terminate the previous value */
+    ex->parsing_field = true;
+    if (ex->hlen) ex->hbuf[ex->hlen++] = 0;
+  } else if (ex->hlen) {
+    ex->hlen--; /* continue the field: drop its terminator */
+  }
+  memcpy(ex->hbuf + ex->hlen, at, n);
+  ex->hlen += n;
+  ex->hbuf[ex->hlen++] = 0;
+  return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n) {
+  exchange *ex = p->data;
+  if (ex->hlen + n + 2 > MAX_RESP_HEADER_BYTES) return -1;
+  if (ex->hlen + n + 2 > ex->hcap) {
+    ex->hcap = (ex->hlen + n + 2) * 2;
+    ex->hbuf = realloc(ex->hbuf, ex->hcap);
+    if (!ex->hbuf) abort();
+  }
+  if (ex->parsing_field) ex->parsing_field = false; /* value starts right after name\0 */
+  else ex->hlen--;                                  /* continue the value */
+  memcpy(ex->hbuf + ex->hlen, at, n);
+  ex->hlen += n;
+  ex->hbuf[ex->hlen++] = 0;
+  return 0;
+}
+
+static int on_headers_complete(http_parser *p) {
+  exchange *ex = p->data;
+  if (!ex->parsing_field && ex->hlen == 0) {
+    /* no headers at all */
+  } else if (ex->parsing_field) {
+    /* a field without value: give it an empty one */
+    if (ex->hlen + 1 > ex->hcap) {
+      ex->hcap = ex->hlen + 16;
+      ex->hbuf = realloc(ex->hbuf, ex->hcap);
+      if (!ex->hbuf) abort();
+    }
+    ex->hbuf[ex->hlen++] = 0;
+  }
+  if (p->status_code < 200) { /* 1xx: forget it, the real response follows */
+    ex->hlen = 0;
+    ex->parsing_field = false;
+    return 0;
+  }
+  ex->upstream_status = p->status_code;
+  ex->head_done = true;
+  ex->t_up_headers = now_s();
+  bool no_body = ex->mbit == GW_M_HEAD || p->status_code == 204 || p->status_code == 304;
+  ex->resp_length = (p->flags & F_CHUNKED) || p->content_length == ULLONG_MAX ? UINT64_MAX
+                                                                              : p->content_length;
+  if (no_body && ex->mbit != GW_M_HEAD) ex->resp_length = 0;
+  make_response(ex);
+  return no_body ? 1 : 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t n) {
+  exchange *ex = p->data;
+  /* room was reserved before reading: decoded body bytes never exceed the bytes read */
+  if (!buf_room(&ex->resp, n, NULL)) return -1;
+  memcpy(ex->resp.data + ex->resp.len, at, n);
+  ex->resp.len += n;
+  return 0;
+}
+
+static int on_message_complete(http_parser *p) {
+  exchange *ex = p->data;
+  if (!ex->head_done) return 0; /* end of a 1xx */
+  ex->up_done = true;
+  http_parser_pause(p, 1); /* anything after the response is not ours */
+  return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+static void start_attempt(exchange *ex);
+
+enum fail_kind { FAIL_CONNECT, FAIL_IO, FAIL_TIMEOUT, FAIL_PROTOCOL };
+
+/* Whether a failed attempt may be repeated on another replica: never once the client has
+ * the response head; always when the request never left the gateway (connection refused
+ * or connect timeout: the upstream cannot have seen it); otherwise only for idempotent
+ * methods whose request bytes are still all in the buffer. */
+static bool may_retry(const exchange *ex, enum fail_kind kind) {
+  if (ex->head_done || ex->retries >= ex->route->retries) return false;
+  if (kind == FAIL_CONNECT) return true;
+  return ex->idempotent && ex->replayable;
+}
+
+static void upstream_failed(exchange *ex, enum fail_kind kind, const char *why) {
+  worker *w = ex->w;
+  bool stale = ex->uc && ex->uc->reused && kind == FAIL_IO && ex->parser.nread == 0;
+  gw_replica *rep = ex->uc ? ex->uc->rep : NULL;
+  up_detach(ex, false);
+  ex->error = why;
+  char labels[320];
+  if (rep) {
+    snprintf(labels, sizeof labels, "upstream=\"%s\",outcome=\"%s\"", rep->name,
+             kind == FAIL_TIMEOUT ? "timeout" : kind == FAIL_CONNECT ? "connect_error" : "error");
+    gw_stats_add(w->stats, "gateway_upstream_requests_total", labels, 1);
+    /* a pooled connection the upstream had closed says nothing about its health */
+    if (!stale) gw_replica_failure(rep, ex->conf, why);
+  }
+  if (ex->head_done) { /* too late for anything but an abort */
+    ex->up_failed = true;
+    active_del(ex);
+    wake_client(ex);
+    return;
+  }
+  if (stale && ex->idempotent && ex->replayable && !ex->stale_retried) {
+    ex->stale_retried = true; /* a fresh connection, not counted as a retry */
+    start_attempt(ex);
+    return;
+  }
+  if (may_retry(ex, kind)) {
+    ex->retries++;
+    snprintf(labels, sizeof labels, "route=\"%s\"", ex->route->name);
+    gw_stats_add(w->stats, "gateway_retries_total", labels, 1);
+    start_attempt(ex);
+    return;
+  }
+  active_del(ex);
+  if (kind == FAIL_TIMEOUT) local_problem(ex, 504, "Gateway Timeout", "the upstream did not answer in time");
+  else local_problem(ex, 502, "Bad Gateway", "the upstream failed to answer");
+  wake_client(ex);
+}
+
+static void update_events(exchange *ex) {
+  uconn *uc = ex->uc;
+  if (!uc) return;
+  uint32_t ev = 0;
+  if (uc->connecting || buf_pending(&ex->req)) ev |= EPOLLOUT;
+  if (!uc->connecting && !ex->up_done) {
+    /* read only when the response buffer has room for a full read */
+    size_t freeb = ex->resp.cap - buf_pending(&ex->resp);
+    if (!ex->head_done || freeb >= ex->resp.cap / 4) ev |= EPOLLIN | EPOLLRDHUP;
+    ex->up_paused = !(ev & EPOLLIN);
+  }
+  uc_events(uc, ev);
+}
+
+static void up_write(exchange *ex) {
+  uconn *uc = ex->uc;
+  while (buf_pending(&ex->req)) {
+    ssize_t n = send(uc->fd, ex->req.data + ex->req.off, buf_pending(&ex->req), MSG_NOSIGNAL);
+    if (n > 0) {
+      ex->req.off += (size_t)n;
+      ex->progress_ms = gw_now_ms();
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    upstream_failed(ex, FAIL_IO, "write to upstream failed");
+    return;
+  }
+  if (!ex->replayable && ex->req.off == ex->req.len) ex->req.off = ex->req.len = 0;
+  /* a client waiting for buffer space may go on */
+  if (ex->suspended && !ex->body_done && !has_response(ex)) resume(ex);
+  update_events(ex);
+}
+
+static void up_read(exchange *ex) {
+  uconn *uc = ex->uc;
+  for (;;) {
+    size_t room = sizeof ex->w->scratch;
+    /* decoded body bytes never outnumber the bytes read, so this read always fits */
+    size_t freeb = ex->resp.cap - buf_pending(&ex->resp);
+    if (freeb < room) room = freeb;
+    if (room == 0) break;
+    ssize_t n = recv(uc->fd, ex->w->scratch, room, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (n < 0) {
+      upstream_failed(ex, FAIL_IO, "upstream connection reset");
+      return;
+    }
+    ex->progress_ms = gw_now_ms();
+    bool had_head = ex->head_done;
+    size_t done = http_parser_execute(&ex->parser, &parser_settings, ex->w->scratch, (size_t)n);
+    enum http_errno err = HTTP_PARSER_ERRNO(&ex->parser);
+    if (err != HPE_OK && err != HPE_PAUSED) {
+      upstream_failed(ex, FAIL_PROTOCOL, "invalid response from upstream");
+      return;
+    }
+    if (!had_head && ex->head_done) {
+      gw_replica_success(uc->rep);
+      char labels[320];
+      snprintf(labels, sizeof labels, "upstream=\"%s\",outcome=\"response\"", uc->rep->name);
+      gw_stats_add(ex->w->stats, "gateway_upstream_requests_total", labels, 1);
+    }
+    if (ex->up_done) {
+      /* reusable when the upstream consumed the whole request, sent nothing extra and
+       * keeps the connection */
+      bool reusable = ex->body_done && buf_pending(&ex->req) == 0 && done == (size_t)n &&
+                      http_should_keep_alive(&ex->parser);
+      up_detach(ex, reusable);
+      active_del(ex);
+      wake_client(ex);
+      return;
+    }
+    if (n == 0) {
+      /* EOF: a close-delimited body ends here; anything else is a failure */
+      upstream_failed(ex, FAIL_IO, ex->head_done ? "upstream closed mid-response"
+                                                 : "upstream closed the connection");
+      return;
+    }
+    if (ex->head_done) wake_client(ex);
+  }
+  if (ex->uc) update_events(ex);
+}
+
+static void up_event(uconn *uc, uint32_t events) {
+  exchange *ex = uc->ex;
+  if (!ex) { /* pooled connection: the upstream closed it or sent garbage */
+    pool_unlink(uc->w, uc);
+    uc_close(uc);
+    return;
+  }
+  if (uc->connecting) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(uc->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err) {
+      upstream_failed(ex, FAIL_CONNECT, "connect to upstream failed");
+      return;
+    }
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    uc->connecting = false;
+    ex->progress_ms = gw_now_ms();
+  }
+  if (events & EPOLLOUT) {
+    up_write(ex);
+    if (!ex->uc) return;
+  }
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) up_read(ex);
+}
+
+static gw_replica *pick_replica(exchange *ex) {
+  worker *w = ex->w;
+  const gw_route *r = ex->route;
+  int64_t now = gw_now_ms();
+  unsigned start = r->index < w->nrr ? w->rr[r->index]++ : 0; /* index of an older config */
+  for (int pass = 0; pass < 2; pass++) {
+    for (int i = 0; i < r->nupstreams; i++) {
+      gw_replica *rep = r->replicas[(start + (unsigned)i) % (unsigned)r->nupstreams];
+      if (!gw_replica_available(rep, now)) continue;
+      bool tried = false;
+      for (int t = 0; t < ex->ntried; t++) tried = tried || ex->tried[t] == rep;
+      /* first pass: a replica not tried yet; second: any healthy one */
+      if (tried && pass == 0) continue;
+      return rep;
+    }
+  }
+  return NULL;
+}
+
+static void start_attempt(exchange *ex) {
+  worker *w = ex->w;
+  gw_replica *rep = pick_replica(ex);
+  if (!rep) {
+    active_del(ex);
+    if (ex->ntried == 0) {
+      local_problem(ex, 503, "Service Unavailable", "no healthy upstream for this route");
+      local_header(ex, "Retry-After", "%d", 1);
+    } else if (ex->error && strstr(ex->error, "time")) {
+      local_problem(ex, 504, "Gateway Timeout", "the upstream did not answer in time");
+    } else {
+      local_problem(ex, 502, "Bad Gateway", "the upstream failed to answer");
+    }
+    wake_client(ex);
+    return;
+  }
+  if (ex->ntried < MAX_TRIES) ex->tried[ex->ntried++] = rep;
+  ex->upstream_name = rep->name;
+  if (ex->t_up_start == 0) ex->t_up_start = now_s();
+  /* (re)start the request from its first byte and a fresh parser */
+  ex->req.off = 0;
+  http_parser_init(&ex->parser, HTTP_RESPONSE);
+  ex->parser.data = ex;
+  ex->hlen = 0;
+  ex->parsing_field = false;
+  uconn *uc = pool_get(w, rep, ex->conf->keepalive_idle_ms, !ex->idempotent);
+  if (!uc) {
+    int fd = socket(rep->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      upstream_failed(ex, FAIL_CONNECT, "no socket for upstream");
+      return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    uc = calloc(1, sizeof *uc);
+    if (!uc) abort();
+    uc->tag = TAG_UP;
+    uc->fd = fd;
+    uc->w = w;
+    uc->rep = rep;
+    uc->connecting = true;
+    uc->events = EPOLLOUT;
+    ws_set(w, fd, EPOLLOUT, uc, EPOLL_CTL_ADD);
+    ex->uc = uc;
+    uc->ex = ex;
+    ex->deadline_ms = gw_now_ms() + ex->route->connect_timeout_ms;
+    active_add(ex);
+    if (connect(fd, (const struct sockaddr *)&rep->addr, rep->addrlen) != 0 && errno != EINPROGRESS) {
+      upstream_failed(ex, FAIL_CONNECT, "connect to upstream failed");
+      return;
+    }
+    return; /* EPOLLOUT tells when connected */
+  }
+  ex->uc = uc;
+  uc->ex = ex;
+  ex->progress_ms = gw_now_ms();
+  active_add(ex);
+  up_write(ex);
+}
+
+/* ------------------------------------------------------------------ client side */
+
+static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max) {
+  (void)pos;
+  exchange *ex = cls;
+  size_t have = buf_pending(&ex->resp);
+  if (have) {
+    size_t n = have < max ? have : max;
+    memcpy(out, ex->resp.data + ex->resp.off, n);
+    ex->resp.off += n;
+    if (ex->resp.off == ex->resp.len) ex->resp.off = ex->resp.len = 0;
+    ex->bytes_out += n;
+    if (ex->up_paused && ex->uc) update_events(ex);
+    return (ssize_t)n;
+  }
+  if (ex->up_done) return MHD_CONTENT_READER_END_OF_STREAM;
+  if (ex->up_failed) return MHD_CONTENT_READER_END_WITH_ERROR;
+  suspend(ex); /* resumed when the upstream sends more */
+  if (ex->uc) update_events(ex);
+  return 0;
+}
+
+static void reader_free(void *cls) { ex_unref(cls); }
+
+static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn) {
+  exchange *ex = calloc(1, sizeof *ex);
+  if (!ex) abort();
+  ex->w = cls;
+  ex->conn = conn;
+  ex->refs = 1;
+  ex->uri = strdup(uri ? uri : "");
+  ex->t_start = now_s();
+  ex->rl_decision = "none";
+  ex->resp_length = UINT64_MAX;
+  ex->replayable = true;
+  ex->w->inflight++;
+  return ex;
+}
+
+typedef struct {
+  const char *host, *request_id, *xff, *xfp, *xfh, *api_key, *authorization, *content_length,
+      *transfer_encoding, *origin, *acrm, *connection;
+  char *xff_joined;
+} req_headers;
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value) {
+  (void)kind;
+  req_headers *h = cls;
+  if (!value) value = "";
+  switch (key[0] | 0x20) {
+    case 'h': if (strcasecmp(key, "Host") == 0) h->host = value; break;
+    case 'x':
+      if (strcasecmp(key, "X-Request-ID") == 0) h->request_id = value;
+      else if (strcasecmp(key, "X-API-Key") == 0) h->api_key = value;
+      else if (strcasecmp(key, "X-Forwarded-Proto") == 0) h->xfp = value;
+      else if (strcasecmp(key, "X-Forwarded-Host") == 0) h->xfh = value;
+      else if (strcasecmp(key, "X-Forwarded-For") == 0) {
+        if (!h->xff) h->xff = value;
+        else { /* several headers are one list */
+          char *j = NULL;
+          if (asprintf(&j, "%s, %s", h->xff, value) < 0) abort();
+          free(h->xff_joined);
+          h->xff = h->xff_joined = j;
+        }
+      }
+      break;
+    case 'a': if (strcasecmp(key, "Authorization") == 0) h->authorization = value;
+      else if (strcasecmp(key, "Access-Control-Request-Method") == 0) h->acrm = value;
+      break;
+    case 'c': if (strcasecmp(key, "Content-Length") == 0) h->content_length = value;
+      else if (strcasecmp(key, "Connection") == 0) h->connection = value;
+      break;
+    case 't': if (strcasecmp(key, "Transfer-Encoding") == 0) h->transfer_encoding = value; break;
+    case 'o': if (strcasecmp(key, "Origin") == 0) h->origin = value; break;
+    default: break;
+  }
+  return MHD_YES;
+}
+
+typedef struct {
+  exchange *ex;
+  const req_headers *h;
+  bool drop_authorization;
+} fwd_ctx;
+
+static void req_append(exchange *ex, const char *s, size_t n) {
+  if (ex->req.len + n > ex->req.cap) {
+    size_t cap = (ex->req.len + n) * 2;
+    char *nb = realloc(ex->req.data, cap);
+    if (!nb) abort();
+    ex->req.data = nb;
+    ex->req.cap = cap;
+  }
+  memcpy(ex->req.data + ex->req.len, s, n);
+  ex->req.len += n;
+}
+
+static void req_printf(exchange *ex, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void req_printf(exchange *ex, const char *fmt, ...) {
+  char tmp[8192];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if ((size_t)n < sizeof tmp) {
+    req_append(ex, tmp, (size_t)n);
+    return;
+  }
+  char *big = malloc((size_t)n + 1);
+  if (!big) abort();
+  va_start(ap, fmt);
+  vsnprintf(big, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  req_append(ex, big, (size_t)n);
+  free(big);
+}
+
+static enum MHD_Result forward_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value) {
+  (void)kind;
+  fwd_ctx *f = cls;
+  size_t n = strlen(key);
+  if (is_hop_by_hop(key, n) || listed_in(f->h->connection, key, n)) return MHD_YES;
+  static const char *const own[] = {"host", "content-length", "expect", "x-request-id",
+                                    "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+                                    "x-api-key", NULL};
+  for (int i = 0; own[i]; i++)
+    if (strcasecmp(key, own[i]) == 0) return MHD_YES;
+  if (f->drop_authorization && strcasecmp(key, "Authorization") == 0) return MHD_YES;
+  req_printf(f->ex, "%s: %s\r\n", key, value ? value : "");
+  return MHD_YES;
+}
+
+static bool valid_request_id(const char *s) {
+  size_t n = 0;
+  for (; s[n]; n++) {
+    char c = s[n];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '-' || c == '_' || c == '.' || c == ':'))
+      return false;
+    if (n >= 128) return false;
+  }
+  return n > 0;
+}
+
+/* Dot segments would let "/v1/../admin" reach what routing did not allow: refuse them,
+ * encoded or not. */
+static bool has_dot_segment(const char *p, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    if (p[i] == '/') {
+      i++;
+      continue;
+    }
+    size_t s = i;
+    while (i < n && p[i] != '/') i++;
+    int dots = 0;
+    bool only = true;
+    for (size_t k = s; k < i && only;) {
+      if (p[k] == '.') {
+        dots++;
+        k++;
+      } else if (k + 3 <= i && p[k] == '%' && p[k + 1] == '2' && (p[k + 2] | 0x20) == 'e') {
+        dots++;
+        k += 3;
+      } else {
+        only = false;
+      }
+    }
+    if (only && (dots == 1 || dots == 2)) return true;
+  }
+  return false;
+}
+
+static void cslot_release(worker *w, cslot *s) {
+  if (s == w->cur || s->uses > 0) return;
+  gw_conf_unref(s->conf);
+  free(s);
+}
+
+static void take_conf(worker *w) {
+  unsigned gen = atomic_load(&conf_gen);
+  if (w->cur && gen == w->conf_gen) return;
+  cslot *s = calloc(1, sizeof *s);
+  if (!s) abort();
+  s->conf = gw_proxy_conf();
+  cslot *old = w->cur;
+  w->cur = s;
+  w->conf_gen = gen;
+  if (old) cslot_release(w, old);
+  free(w->rr);
+  w->nrr = s->conf->nroutes;
+  w->rr = calloc((size_t)w->nrr + 1, sizeof *w->rr);
+  if (!w->rr) abort();
+  for (int i = 0; i < w->nrr; i++) w->rr[i] = (unsigned)(w->id * 7 + i); /* spread starts */
+}
+
+static void serve_health(exchange *ex) {
+  json_t *ups = json_array();
+  int64_t now = gw_now_ms();
+  const gw_conf *c = ex->conf;
+  for (int i = 0; i < c->nroutes; i++)
+    for (int u = 0; u < c->routes[i].nupstreams; u++) {
+      gw_replica *r = c->routes[i].replicas[u];
+      json_array_append_new(ups, json_pack("{s:s, s:s, s:b}", "route", c->routes[i].name,
+                                           "upstream", r->name, "up",
+                                           gw_replica_available(r, now)));
+    }
+  bool drain = atomic_load(&draining);
+  json_t *body = json_pack("{s:s, s:o}", "status", drain ? "DRAINING" : "UP", "upstreams", ups);
+  char *s = json_dumps(body, JSON_COMPACT);
+  json_decref(body);
+  local_reply(ex, drain ? 503 : 200, "application/json", s, strlen(s));
+}
+
+static void serve_metrics(exchange *ex) {
+  gw_stats *all[MAX_WORKERS];
+  for (int i = 0; i < nworkers; i++) all[i] = workers[i].stats;
+  char *mine = gw_stats_render(all, nworkers);
+  gw_replica_publish_metrics();
+  char *shared = metrics_render();
+  char *text = NULL;
+  if (asprintf(&text, "%s%s", mine, shared) < 0) abort();
+  free(mine);
+  free(shared);
+  local_reply(ex, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
+}
+
+/* Handles the paths the gateway answers itself; true when it did. */
+static bool serve_local(exchange *ex) {
+  const char *p = ex->uri;
+  size_t n = ex->pathlen;
+  bool root = n == 1 && p[0] == '/';
+  bool openapi = n == 13 && memcmp(p, "/openapi.json", 13) == 0;
+  bool health = n == 15 && memcmp(p, "/gateway/health", 15) == 0;
+  bool metrics = n == 16 && memcmp(p, "/gateway/metrics", 16) == 0;
+  bool gw = n >= 8 && memcmp(p, "/gateway", 8) == 0 && (n == 8 || p[8] == '/');
+  if (!root && !openapi && !gw) return false;
+  if (!(ex->mbit & (GW_M_GET | GW_M_HEAD))) {
+    local_problem(ex, 405, "Method Not Allowed", "only GET and HEAD are allowed here");
+    local_header(ex, "Allow", "GET, HEAD");
+    return true;
+  }
+  if (root) {
+    size_t len;
+    char *page = gw_landing_page(ex->conf, &len);
+    local_reply(ex, 200, "text/html; charset=utf-8", page, len);
+  } else if (openapi) {
+    if (!ex->conf->openapi) {
+      local_problem(ex, 404, "Not Found", "no OpenAPI document is installed");
+    } else {
+      char *doc = malloc(ex->conf->openapi_len + 1);
+      if (!doc) abort();
+      memcpy(doc, ex->conf->openapi, ex->conf->openapi_len);
+      local_reply(ex, 200, "application/json", doc, ex->conf->openapi_len);
+    }
+  } else if (health) {
+    serve_health(ex);
+  } else if (metrics) {
+    serve_metrics(ex);
+  } else {
+    local_problem(ex, 404, "Not Found", "no resource at this path");
+  }
+  return true;
+}
+
+static void note_reject(exchange *ex, const char *reason) {
+  char labels[96];
+  snprintf(labels, sizeof labels, "reason=\"%s\"", reason);
+  gw_stats_add(ex->w->stats, "gateway_rejected_total", labels, 1);
+}
+
+/* First access-handler call: everything decided from the head. Returns with either a local
+ * response prepared (ex->local) or an upstream attempt started. */
+static void on_headers(exchange *ex, const char *method, const char *version) {
+  worker *w = ex->w;
+  take_conf(w);
+  ex->slot = w->cur;
+  ex->slot->uses++;
+  const gw_conf *c = ex->conf = ex->slot->conf;
+  snprintf(ex->method, sizeof ex->method, "%s", method);
+  ex->mbit = gw_method_bit(method);
+  ex->idempotent = gw_method_idempotent(method);
+  const char *q = strpbrk(ex->uri, "?#");
+  ex->pathlen = q ? (size_t)(q - ex->uri) : strlen(ex->uri);
+
+  req_headers h = {0};
+  MHD_get_connection_values(ex->conn, MHD_HEADER_KIND, collect_header, &h);
+  if (h.request_id && valid_request_id(h.request_id))
+    snprintf(ex->request_id, sizeof ex->request_id, "%s", h.request_id);
+  else util_uuid(ex->request_id);
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(ex->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  if (ci && ci->client_addr) {
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+      inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ex->peer_ip, sizeof ex->peer_ip);
+    else if (sa->sa_family == AF_INET6)
+      inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ex->peer_ip, sizeof ex->peer_ip);
+  }
+  gw_client_ip(c->trusted, c->ntrusted, ex->peer_ip, h.xff, ex->client_ip);
+  ex->origin = h.origin;
+  if (atomic_load(&draining)) ex->close_after = true;
+
+  /* body framing, needed even to refuse: a refused request with a body closes */
+  if (h.transfer_encoding && strcasestr(h.transfer_encoding, "chunked")) {
+    ex->has_body = ex->chunked_in = true;
+  } else if (h.content_length) {
+    char *end;
+    errno = 0;
+    unsigned long long cl = strtoull(h.content_length, &end, 10);
+    if (errno || end == h.content_length || *end || h.content_length[0] == '-') {
+      local_problem(ex, 400, "Bad Request", "invalid Content-Length");
+      note_reject(ex, "bad_request");
+      goto out;
+    }
+    ex->content_length = cl;
+    ex->has_body = cl > 0;
+  }
+
+  if (ex->uri[0] != '/' || has_dot_segment(ex->uri, ex->pathlen)) {
+    local_problem(ex, 400, "Bad Request", "the request target must be a normalized absolute path");
+    note_reject(ex, "bad_request");
+    goto out;
+  }
+  if (serve_local(ex)) goto out;
+
+  /* CORS preflight: answered here, never forwarded */
+  if (ex->mbit == GW_M_OPTIONS && h.origin && h.acrm) {
+    if (!gw_cors_origin_allowed(c, h.origin)) {
+      local_problem(ex, 403, "Forbidden", "origin not allowed");
+      ex->origin = NULL;
+      note_reject(ex, "cors");
+      goto out;
+    }
+    local_reply(ex, 204, NULL, NULL, 0);
+    local_header(ex, "Access-Control-Allow-Methods", "%s", c->cors_methods);
+    local_header(ex, "Access-Control-Allow-Headers", "%s", c->cors_headers);
+    local_header(ex, "Access-Control-Max-Age", "%d", c->cors_max_age_s);
+    goto out;
+  }
+
+  const gw_route *route = ex->route = gw_route_match(c, ex->uri, ex->pathlen);
+  if (!route) {
+    local_problem(ex, 404, "Not Found", "no route for this path");
+    note_reject(ex, "no_route");
+    goto out;
+  }
+  const gw_rule *rule = gw_rule_for(route, ex->mbit);
+  if (!rule) {
+    local_problem(ex, 405, "Method Not Allowed", "method not allowed on this route");
+    note_reject(ex, "method");
+    goto out;
+  }
+  /* the key: X-API-Key, else Authorization: Bearer */
+  const char *key = h.api_key;
+  bool bearer = false;
+  if (!key && h.authorization && strncasecmp(h.authorization, "Bearer ", 7) == 0) {
+    key = h.authorization + 7;
+    while (*key == ' ') key++;
+    bearer = true;
+  }
+  const gw_tier *tier = c->anonymous;
+  if (key) {
+    const gw_key *k = gw_key_find(c, key);
+    if (!k) {
+      local_problem(ex, 401, "Unauthorized", "unknown API key");
+      local_header(ex, "WWW-Authenticate", "Bearer realm=\"voter\", error=\"invalid_token\"");
+      note_reject(ex, "unknown_key");
+      goto out;
+    }
+    tier = k->tier;
+  } else if (rule->key_required) {
+    local_problem(ex, 401, "Unauthorized", "this operation needs an API key (X-API-Key or Authorization: Bearer)");
+    local_header(ex, "WWW-Authenticate", "Bearer realm=\"voter\"");
+    note_reject(ex, "no_key");
+    goto out;
+  }
+  ex->tier = tier ? tier->name : "anonymous";
+  if (key && !gw_rule_allows_tier(rule, tier)) {
+    local_problem(ex, 403, "Forbidden", "your API key's tier may not do this");
+    note_reject(ex, "tier");
+    goto out;
+  }
+  /* rate limit, keyed by the key, else the client address */
+  const gw_limit *limit = gw_tier_limit(tier, rule->limit);
+  if (limit && !limit->unlimited) {
+    char identity[300];
+    snprintf(identity, sizeof identity, key ? "key:%s" : "ip:%s", key ? key : ex->client_ip);
+    gw_rl_take(limit, ex->tier, identity, now_s(), &ex->rl);
+    ex->limit = limit;
+    if (ex->rl.limited) {
+      ex->rl_decision = "limited";
+      local_problem(ex, 429, "Too Many Requests", "rate limit exceeded; see Retry-After");
+      local_header(ex, "Retry-After", "%ld", ex->rl.retry_after_s);
+      char labels[300];
+      snprintf(labels, sizeof labels, "route=\"%s\",tier=\"%s\"", route->name, ex->tier);
+      gw_stats_add(w->stats, "gateway_ratelimited_total", labels, 1);
+      goto out;
+    }
+    ex->rl_decision = "allowed";
+  }
+  /* body limit, from Content-Length, before reading the body or calling anyone */
+  ex->max_body = route->max_body;
+  if (!ex->chunked_in && ex->content_length > ex->max_body) {
+    char detail[128];
+    snprintf(detail, sizeof detail, "the body may be at most %llu bytes", (unsigned long long)ex->max_body);
+    local_problem(ex, 413, "Payload Too Large", detail);
+    note_reject(ex, "body_too_large");
+    goto out;
+  }
+
+  /* the upstream request head */
+  char path[8192];
+  int plen = gw_route_rewrite(route, ex->uri, ex->pathlen, path, sizeof path);
+  if (plen < 0) {
+    local_problem(ex, 414, "URI Too Long", NULL);
+    goto out;
+  }
+  buf_init(&ex->req, 4096 + c->buffer_bytes);
+  const char *query = ex->uri + ex->pathlen;
+  const char *host = h.host ? h.host : route->upstreams[0];
+  bool trusted = gw_cidr_match(c->trusted, c->ntrusted, ex->peer_ip);
+  req_printf(ex, "%s %s%s %s\r\nHost: %s\r\n", method, path, *query == '?' ? query : "",
+             "HTTP/1.1", host);
+  fwd_ctx f = {.ex = ex, .h = &h, .drop_authorization = bearer};
+  MHD_get_connection_values(ex->conn, MHD_HEADER_KIND, forward_header, &f);
+  req_printf(ex, "X-Request-ID: %s\r\n", ex->request_id);
+  if (h.xff) req_printf(ex, "X-Forwarded-For: %s, %s\r\n", h.xff, ex->peer_ip);
+  else req_printf(ex, "X-Forwarded-For: %s\r\n", ex->peer_ip);
+  req_printf(ex, "X-Forwarded-Proto: %s\r\n", trusted && h.xfp ? h.xfp : "http");
+  req_printf(ex, "X-Forwarded-Host: %s\r\n", trusted && h.xfh ? h.xfh : host);
+  if (ex->chunked_in) req_printf(ex, "Transfer-Encoding: chunked\r\n");
+  else if (h.content_length) req_printf(ex, "Content-Length: %llu\r\n", (unsigned long long)ex->content_length);
+  else if (ex->mbit & (GW_M_POST | GW_M_PUT | GW_M_PATCH)) req_printf(ex, "Content-Length: 0\r\n");
+  req_printf(ex, "\r\n");
+  ex->head_len = ex->req.len;
+  if (ex->req.cap < ex->head_len + c->buffer_bytes) {
+    ex->req.cap = ex->head_len + c->buffer_bytes;
+    ex->req.data = realloc(ex->req.data, ex->req.cap);
+    if (!ex->req.data) abort();
+  }
+  buf_init(&ex->resp, c->buffer_bytes);
+  if (!ex->has_body) ex->body_done = true;
+  (void)version;
+  start_attempt(ex);
+out:
+  free(h.xff_joined); /* the other header pointers are MHD's and live as long as the request */
+}
+
+/* A body piece arrived. */
+static void on_body_data(exchange *ex, const char *data, size_t *size) {
+  size_t n = *size;
+  if (ex->local || ex->pending) { /* answered already: drop the rest */
+    *size = 0;
+    if (!ex->response_queued) {
+      suspend(ex);
+      defer(ex);
+    }
+    return;
+  }
+  if (ex->body_seen + n > ex->max_body) {
+    /* chunked body past the limit: stop the upstream request and answer now */
+    ex->body_seen += n;
+    *size = 0;
+    up_detach(ex, false);
+    active_del(ex);
+    char detail[128];
+    snprintf(detail, sizeof detail, "the body may be at most %llu bytes", (unsigned long long)ex->max_body);
+    local_problem(ex, 413, "Payload Too Large", detail);
+    note_reject(ex, "body_too_large");
+    suspend(ex);
+    defer(ex);
+    return;
+  }
+  size_t frame = ex->chunked_in ? 24 : 0;
+  if (ex->req.len + frame + n > ex->req.cap && ex->req.off > 0) {
+    /* no room at the end: drop the bytes already sent (the request can then no longer be
+     * replayed on another replica) */
+    memmove(ex->req.data, ex->req.data + ex->req.off, ex->req.len - ex->req.off);
+    ex->req.len -= ex->req.off;
+    ex->req.off = 0;
+    ex->replayable = false;
+  }
+  size_t room = ex->req.cap - ex->req.len;
+  if (room <= frame) {
+    suspend(ex); /* resumed by up_write once the upstream took some bytes */
+    return;
+  }
+  size_t want = n < room - frame ? n : room - frame;
+  if (ex->chunked_in) {
+    char hdr[24];
+    int hn = snprintf(hdr, sizeof hdr, "%zx\r\n", want);
+    req_append(ex, hdr, (size_t)hn);
+    req_append(ex, data, want);
+    req_append(ex, "\r\n", 2);
+  } else {
+    req_append(ex, data, want);
+  }
+  ex->body_seen += want;
+  *size = n - want;
+  if (*size) suspend(ex);
+  if (ex->uc && !ex->uc->connecting) up_write(ex);
+}
+
+static enum MHD_Result on_complete(exchange *ex) {
+  if (ex->local) return queue_local(ex);
+  if (ex->chunked_in && !ex->eof_chunk_written) {
+    bool keep = ex->replayable;
+    if (!buf_room(&ex->req, 5, &keep)) {
+      suspend(ex);
+      return MHD_YES;
+    }
+    ex->replayable = keep;
+    req_append(ex, "0\r\n\r\n", 5);
+    ex->eof_chunk_written = true;
+  }
+  if (!ex->body_done) {
+    ex->body_done = true;
+    if (ex->uc && !ex->uc->connecting) up_write(ex);
+    if (ex->local) return queue_local(ex); /* the write failed for good */
+  }
+  if (ex->pending) return queue_pending(ex);
+  suspend(ex); /* until the upstream's head arrives */
+  if (ex->uc) update_events(ex);
+  return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls) {
+  (void)cls, (void)url, (void)conn;
+  exchange *ex = *con_cls;
+  if (!ex) return MHD_NO;
+  if (!ex->started) {
+    ex->started = true;
+    on_headers(ex, method, version);
+    /* Refusals of requests with a body are answered now: no 100 Continue is sent and the
+     * body is never read (libmicrohttpd then closes the connection). Everything else is
+     * answered once the request is complete, which keeps the connection alive. */
+    if (ex->local && ex->has_body) return queue_local(ex);
+    return MHD_YES;
+  }
+  if (*upload_data_size) {
+    on_body_data(ex, upload_data, upload_data_size);
+    return MHD_YES;
+  }
+  if (ex->response_queued) return MHD_YES;
+  return on_complete(ex);
+}
+
+static void log_exchange(exchange *ex, enum MHD_RequestTerminationCode toe) {
+  worker *w = ex->w;
+  double end = now_s();
+  int status = ex->response_queued ? ex->status : 0;
+  const char *route = ex->route ? ex->route->name : NULL;
+  char labels[320];
+  snprintf(labels, sizeof labels, "route=\"%s\",code=\"%d\"", route ? route : "", status);
+  gw_stats_add(w->stats, "gateway_requests_total", labels, 1);
+  snprintf(labels, sizeof labels, "route=\"%s\"", route ? route : "");
+  gw_stats_observe(w->stats, "gateway_request_duration_seconds", labels, end - ex->t_start);
+  if (ex->t_up_headers > 0)
+    gw_stats_observe(w->stats, "gateway_upstream_duration_seconds", labels, ex->t_up_headers - ex->t_up_start);
+  const gw_conf *c = ex->conf ? ex->conf : w->cur->conf;
+  if (!c->access_log) return;
+  gw_alog *l = &w->log;
+  gw_alog_begin(l);
+  gw_alog_str(l, "request_id", ex->request_id[0] ? ex->request_id : NULL);
+  gw_alog_str(l, "method", ex->method[0] ? ex->method : NULL);
+  gw_alog_printf(l, ",\"path\":");
+  gw_json_str(l, ex->uri, strlen(ex->uri) > 2048 ? 2048 : strlen(ex->uri));
+  gw_alog_str(l, "route", route);
+  gw_alog_printf(l, ",\"status\":%d", status);
+  gw_alog_str(l, "upstream", ex->upstream_name);
+  if (ex->upstream_status) gw_alog_printf(l, ",\"upstream_status\":%d", ex->upstream_status);
+  else gw_alog_printf(l, ",\"upstream_status\":null");
+  gw_alog_printf(l, ",\"retries\":%d", ex->retries);
+  gw_alog_str(l, "ratelimit", ex->rl_decision);
+  if (ex->limit) gw_alog_printf(l, ",\"ratelimit_remaining\":%ld", ex->rl.remaining);
+  gw_alog_str(l, "tier", ex->tier);
+  gw_alog_str(l, "client_ip", ex->client_ip[0] ? ex->client_ip : NULL);
+  gw_alog_printf(l, ",\"bytes_in\":%llu,\"bytes_out\":%llu", (unsigned long long)ex->body_seen,
+                 (unsigned long long)ex->bytes_out);
+  gw_alog_printf(l, ",\"latency_ms\":%.3f", (end - ex->t_start) * 1000.0);
+  if (ex->t_up_headers > 0)
+    gw_alog_printf(l, ",\"upstream_latency_ms\":%.3f", (ex->t_up_headers - ex->t_up_start) * 1000.0);
+  else gw_alog_printf(l, ",\"upstream_latency_ms\":null");
+  if (ex->error) gw_alog_str(l, "error", ex->error);
+  if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+    gw_alog_str(l, "termination", toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? "client_timeout"
+                                  : toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ? "client_abort"
+                                  : toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "shutdown"
+                                  : "error");
+  gw_alog_end(l);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+  (void)cls, (void)conn;
+  exchange *ex = *con_cls;
+  if (!ex) return;
+  *con_cls = NULL;
+  worker *w = ex->w;
+  ex->completed = true;
+  log_exchange(ex, toe);
+  if (ex->uc) up_detach(ex, false); /* ended before the upstream did: not reusable */
+  active_del(ex);
+  if (ex->in_deferred) { /* unlink */
+    for (exchange **pp = &w->deferred; *pp; pp = &(*pp)->deferred_next)
+      if (*pp == ex) {
+        *pp = ex->deferred_next;
+        break;
+      }
+    ex->in_deferred = false;
+  }
+  if (ex->pending) {
+    MHD_destroy_response(ex->pending); /* drops the response's reference via reader_free */
+    ex->pending = NULL;
+  }
+  if (ex->slot) {
+    ex->slot->uses--;
+    cslot_release(w, ex->slot);
+  }
+  w->inflight--;
+  ex->conn = NULL;
+  ex_unref(ex);
+}
+
+/* ------------------------------------------------------------------ the loop */
+
+static void run_deferred(worker *w) {
+  while (w->deferred) {
+    exchange *ex = w->deferred;
+    w->deferred = ex->deferred_next;
+    ex->in_deferred = false;
+    wake_client(ex);
+  }
+}
+
+static void check_timeouts(worker *w, int64_t now) {
+  for (exchange *ex = w->active, *next; ex; ex = next) {
+    next = ex->active_next;
+    if (!ex->uc) continue;
+    if (ex->uc->connecting) {
+      if (now >= ex->deadline_ms) upstream_failed(ex, FAIL_CONNECT, "connect to upstream timed out");
+      continue;
+    }
+    /* waiting on the client (it is slow to send its body or to read ours) is not the
+     * upstream's fault: the client's own timeout covers that */
+    bool waiting_client = (!ex->body_done && buf_pending(&ex->req) == 0 && !ex->suspended) ||
+                          (ex->head_done && ex->up_paused);
+    if (waiting_client) {
+      ex->progress_ms = now;
+      continue;
+    }
+    if (now - ex->progress_ms >= ex->route->read_timeout_ms)
+      upstream_failed(ex, FAIL_TIMEOUT, "upstream read timed out");
+  }
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+  (void)cls;
+  char msg[512];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  size_t n = strlen(msg);
+  while (n && msg[n - 1] == '\n') msg[--n] = 0;
+  log_fields(LOG_DEBUG, "libmicrohttpd", json_pack("{s:s}", "detail", msg));
+}
+
+static size_t unescape_none(void *cls, struct MHD_Connection *c, char *s) {
+  (void)cls, (void)c;
+  return strlen(s);
+}
+
+static void quiesce(worker *w) {
+  if (w->quiesced) return;
+  w->quiesced = true;
+  MHD_socket fd = MHD_quiesce_daemon(w->d);
+  if (fd != MHD_INVALID_SOCKET) close(fd);
+}
+
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  struct epoll_event evs[128];
+  int64_t drain_deadline = 0;
+  for (;;) {
+    int64_t now = gw_now_ms();
+    if (atomic_load(&draining)) {
+      if (!w->quiesced) {
+        quiesce(w);
+        gw_conf *c = w->cur->conf;
+        drain_deadline = now + (int64_t)c->drain_timeout_s * 1000;
+      }
+      if (w->inflight == 0 || now >= drain_deadline || atomic_load(&stopping)) break;
+    }
+    take_conf(w);
+    int timeout = 1000;
+    MHD_UNSIGNED_LONG_LONG mt;
+    if (MHD_get_timeout(w->d, &mt) == MHD_YES && mt < (MHD_UNSIGNED_LONG_LONG)timeout) timeout = (int)mt;
+    if (w->active && timeout > TIMER_TICK_MS) timeout = TIMER_TICK_MS;
+    if (w->quiesced && timeout > 50) timeout = 50;
+    if (w->need_run) timeout = 0;
+    int n = epoll_wait(w->epfd, evs, 128, timeout);
+    bool run = w->need_run;
+    w->need_run = false;
+    for (int i = 0; i < n; i++) {
+      int tag = *(int *)evs[i].data.ptr;
+      if (tag == TAG_MHD) run = true;
+      else if (tag == TAG_WAKE) {
+        uint64_t v;
+        ssize_t r = read(w->wakefd, &v, sizeof v);
+        (void)r;
+      } else {
+        up_event((uconn *)evs[i].data.ptr, evs[i].events);
+      }
+    }
+    if (w->deferred) run_deferred(w);
+    now = gw_now_ms();
+    if (now >= w->next_tick_ms) {
+      check_timeouts(w, now);
+      w->next_tick_ms = now + TIMER_TICK_MS;
+    }
+    if (now >= w->next_sweep_ms) {
+      pool_sweep(w, w->cur->conf->keepalive_idle_ms, false);
+      w->next_sweep_ms = now + 1000;
+    }
+    if (run || w->need_run || timeout == 0 || n == 0) {
+      w->need_run = false;
+      MHD_run(w->d);
+      if (w->deferred) {
+        run_deferred(w);
+        MHD_run(w->d);
+      }
+    }
+    if (w->log.len) gw_alog_flush(&w->log);
+  }
+  /* stop: every suspended connection must be resumed before the daemon goes */
+  atomic_store(&stopping, true);
+  for (exchange *ex = w->active; ex; ex = ex->active_next) {
+    if (ex->uc) up_detach(ex, false);
+  }
+  /* libmicrohttpd has no iterator over connections; exchanges still suspended are found
+   * through the active list or are waiting on their client, and resume() is idempotent */
+  for (exchange *ex = w->active, *next; ex; ex = next) {
+    next = ex->active_next;
+    active_del(ex);
+    if (!ex->head_done) {
+      ex->up_failed = true;
+      local_problem(ex, 503, "Service Unavailable", "the gateway is shutting down");
+    } else {
+      ex->up_failed = true;
+    }
+    wake_client(ex);
+  }
+  MHD_run(w->d);
+  MHD_stop_daemon(w->d);
+  w->d = NULL;
+  pool_sweep(w, 0, true);
+  if (w->log.len) gw_alog_flush(&w->log);
+  return NULL;
+}
+
+/* ------------------------------------------------------------------ start and stop */
+
+static int listen_socket(const char *host, int port, int *bound) {
+  struct sockaddr_storage ss = {0};
+  socklen_t sl;
+  struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+  struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+  if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons((uint16_t)port);
+    sl = sizeof *a4;
+  } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons((uint16_t)port);
+    sl = sizeof *a6;
+  } else {
+    log_error("gateway: listen address %s is not an IP address", host);
+    return -1;
+  }
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 4096) != 0) {
+    log_error("gateway: cannot listen on %s:%d: %s", host, port, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  struct sockaddr_storage got;
+  socklen_t gl = sizeof got;
+  getsockname(fd, (struct sockaddr *)&got, &gl);
+  *bound = ntohs(got.ss_family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port
+                                          : ((struct sockaddr_in6 *)&got)->sin6_port);
+  return fd;
+}
+
+int gw_proxy_start(gw_conf *c) {
+  gw_conf_ref(c);
+  current_conf = c;
+  nworkers = c->threads > MAX_WORKERS ? MAX_WORKERS : c->threads;
+  int port = c->port;
+  for (int i = 0; i < nworkers; i++) {
+    worker *w = &workers[i];
+    w->id = i;
+    w->tag_mhd = TAG_MHD;
+    w->tag_wake = TAG_WAKE;
+    w->stats = gw_stats_new();
+    w->listen_fd = listen_socket(c->host, port, &bound_port);
+    if (w->listen_fd < 0) return -1;
+    port = bound_port; /* port 0: the others join the first one's port */
+    w->d = MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO, 0, NULL,
+        NULL, on_request, w, MHD_OPTION_LISTEN_SOCKET, w->listen_fd, MHD_OPTION_URI_LOG_CALLBACK,
+        uri_cb, w, MHD_OPTION_NOTIFY_COMPLETED, on_completed, w, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)c->client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)c->max_header_bytes + 16384, MHD_OPTION_CONNECTION_LIMIT, (unsigned)20000,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+        NULL, MHD_OPTION_END);
+    if (!w->d) {
+      log_error("gateway: libmicrohttpd did not start");
+      return -1;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_EPOLL_FD);
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!di || w->epfd < 0 || w->wakefd < 0) return -1;
+    ws_set(w, di->epoll_fd, EPOLLIN, &w->tag_mhd, EPOLL_CTL_ADD);
+    ws_set(w, w->wakefd, EPOLLIN, &w->tag_wake, EPOLL_CTL_ADD);
+  }
+  for (int i = 0; i < nworkers; i++) {
+    /* workers ignore signals: the main thread handles them */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) return -1;
+  }
+  return 0;
+}
+
+void gw_proxy_stop(int timeout_s) {
+  (void)timeout_s;
+  atomic_store(&draining, true);
+  for (int i = 0; i < nworkers; i++) {
+    uint64_t one = 1;
+    ssize_t n = write(workers[i].wakefd, &one, sizeof one);
+    (void)n;
+  }
+  for (int i = 0; i < nworkers; i++) {
+    pthread_join(workers[i].thread, NULL);
+    worker *w = &workers[i];
+    close(w->epfd);
+    close(w->wakefd);
+    if (w->cur) {
+      cslot *s = w->cur;
+      w->cur = NULL;
+      if (s->uses == 0) {
+        gw_conf_unref(s->conf);
+        free(s);
+      }
+    }
+    free(w->rr);
+    free(w->pools);
+    gw_stats_free(w->stats);
+    gw_alog_free(&w->log);
+  }
+  pthread_mutex_lock(&conf_lock);
+  gw_conf *c = current_conf;
+  current_conf = NULL;
+  pthread_mutex_unlock(&conf_lock);
+  gw_conf_unref(c);
+}

@@ -1,0 +1,24 @@
+/* stats — per-worker Prometheus counters and histograms (prefix gw_stats_).
+ *
+ * Every worker owns a gw_stats and updates it under its own mutex (uncontended: only the
+ * /gateway/metrics renderer ever takes another worker's lock), so the per-request cost is
+ * one uncontended lock and a hash lookup, never a process-wide lock. Rendering merges the
+ * series of all workers by (family, labels). */
+#ifndef GW_STATS_H
+#define GW_STATS_H
+
+typedef struct gw_stats gw_stats;
+
+gw_stats *gw_stats_new(void);
+void gw_stats_free(gw_stats *s);
+
+/* Adds delta to counter `family{labels}`. */
+void gw_stats_add(gw_stats *s, const char *family, const char *labels, double delta);
+/* Observes seconds into histogram `family{labels}` (buckets 1ms .. 10s). */
+void gw_stats_observe(gw_stats *s, const char *family, const char *labels, double seconds);
+
+/* Renders the merged series of n workers in text format 0.0.4, family by family, with the
+ * HELP/TYPE lines declared in stats.c. Caller frees. */
+char *gw_stats_render(gw_stats *const *all, int n);
+
+#endif

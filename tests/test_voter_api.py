@@ -1,0 +1,285 @@
+"""Voter service over real HTTP with real RabbitMQ and FerretDB. Its replicas are fed by
+publishing candidate/election events to the exchange, exactly as the other services do."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import requests
+
+from events import candidate_data, cloud_event, election_data, publish
+from harness import wait_until
+
+FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "votes-35.json").read_text())
+E2016 = "2016 Presidential Election"
+CANDIDATES_2016 = [("Chris", "Keniston"), ("Darrell", "Castle"), ("Donald", "Trump"),
+                   ("Gary", "Johnson"), ("Hillary", "Clinton"), ("Jill", "Stein")]
+ODD = "Election, with. dots and, commas"
+JSON = {"Content-Type": "application/json"}
+
+
+def oid(n: int) -> str:
+    return f"{n:024x}"
+
+
+@pytest.fixture
+def voter(service_factory, rabbit, amqp_exchange):
+    svc = service_factory("voter", env={"RECONCILE_S": "2"})
+    events = [cloud_event("election.created", oid(1), 1, election_data(oid(1), E2016)),
+              cloud_event("election.created", oid(2), 1, election_data(oid(2), ODD))]
+    for i, (first, last) in enumerate(CANDIDATES_2016):
+        cid = oid(100 + i)
+        events.append(cloud_event("candidate.created", cid, 1, candidate_data(cid, first, last, E2016)))
+    for i, (first, last) in enumerate([("Zed", "Alpha"), ("Amy", "Zulu")]):
+        cid = oid(200 + i)
+        events.append(cloud_event("candidate.created", cid, 1, candidate_data(cid, first, last, ODD)))
+    publish(rabbit.url, amqp_exchange, events)
+    wait_until(lambda: requests.get(f"{svc.url}/voter/candidates").json()["page"]["totalElements"] == 8,
+               timeout=15, message="the candidate replica has the 8 candidates")
+    svc.api = svc.url + "/voter"
+    return svc
+
+
+def vote(api, candidate, election=E2016, **kw):
+    return requests.post(f"{api}/votes", json={"candidate": candidate, "election": election}, **kw)
+
+
+def assert_problem(r, status, field=None):
+    assert r.status_code == status, r.text
+    assert r.headers["Content-Type"].startswith("application/problem+json")
+    if field:
+        assert any(e["field"] == field for e in r.json()["errors"]), r.json()
+
+
+def total_votes(api):
+    return requests.get(f"{api}/votes").json()["page"]["totalElements"]
+
+
+def test_the_35_vote_fixture(voter):
+    api = voter.api
+    for v in FIXTURE["votes"]:
+        r = requests.post(f"{api}/votes", json=v)
+        assert r.status_code == 201, r.text
+    enc = quote(E2016)
+    results = requests.get(f"{api}/results/{enc}").json()["results"]
+    expect = FIXTURE["expect"]
+    assert results[0] == expect["results_head"]
+    assert requests.get(f"{api}/results/{enc}/votes").json() == {"votes": expect["total"]}
+    assert requests.get(f"{api}/winners/{enc}").json() == {"results": expect["winners"]}
+    assert requests.get(f"{api}/winners/{enc}/votes").json() == {"votes": expect["winners_votes"]}
+    counts = Counter(v["candidate"] for v in FIXTURE["votes"])
+    assert {r["candidate"]: r["votes"] for r in results} == dict(counts)
+    votes = [r["votes"] for r in results]
+    assert votes == sorted(votes, reverse=True)
+
+
+def test_vote_crud_and_hal(voter):
+    api = voter.api
+    r = vote(api, "Jill Stein")
+    assert r.status_code == 201
+    item = r.json()
+    assert item["candidate"] == "Jill Stein" and item["election"] == E2016 and len(item["id"]) == 24
+    assert r.headers["Location"].endswith(f"/voter/votes/{item['id']}")
+    assert requests.get(f"{api}/votes/{item['id']}").json()["candidate"] == "Jill Stein"
+    listing = requests.get(f"{api}/votes").json()
+    assert listing["page"]["totalElements"] == 1 and listing["_embedded"]["votes"][0]["_links"]["vote"]
+    assert requests.delete(f"{api}/votes/{item['id']}").status_code == 204
+    assert_problem(requests.get(f"{api}/votes/{item['id']}"), 404)
+    assert_problem(requests.delete(f"{api}/votes/{item['id']}"), 404)
+    assert_problem(requests.get(f"{api}/votes/nonsense"), 404)
+    assert requests.get(f"{api}/results/{quote(E2016)}").json() == {"results": []}
+    assert_problem(requests.put(f"{api}/votes/{item['id']}", json={}), 405)
+
+
+def test_deleting_a_vote_updates_the_tally(voter):
+    api = voter.api
+    ids = [vote(api, "Gary Johnson").json()["id"] for _ in range(3)]
+    requests.delete(f"{api}/votes/{ids[0]}")
+    assert requests.get(f"{api}/results/{quote(E2016)}").json() == {
+        "results": [{"candidate": "Gary Johnson", "votes": 2}]}
+
+
+def test_unknown_candidate_or_election_is_422_and_not_written(voter):
+    api = voter.api
+    assert_problem(vote(api, "Nobody Atall"), 422, "candidate")
+    assert_problem(vote(api, "Jill Stein", election="No Such Election"), 422, "election")
+    assert_problem(vote(api, "Zed Alpha"), 422, "candidate")  # known, but in another election
+    assert total_votes(api) == 0
+
+
+def test_idempotency_key_counts_once_and_replays_the_first_response(voter):
+    api = voter.api
+    first = vote(api, "Donald Trump", headers={"Idempotency-Key": "k-1"})
+    again = vote(api, "Donald Trump", headers={"Idempotency-Key": "k-1"})
+    assert first.status_code == again.status_code == 201
+    assert first.json()["id"] == again.json()["id"]
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert_problem(vote(api, "Jill Stein", headers={"Idempotency-Key": "k-1"}), 409)
+    assert total_votes(api) == 1
+    # a failed request does not burn its key
+    assert_problem(vote(api, "Nobody", headers={"Idempotency-Key": "k-2"}), 422)
+    assert vote(api, "Jill Stein", headers={"Idempotency-Key": "k-2"}).status_code == 201
+
+
+def test_winners_report_every_tie_from_one_read(voter):
+    api = voter.api
+    for name in ["Jill Stein", "Jill Stein", "Gary Johnson", "Gary Johnson", "Darrell Castle"]:
+        vote(api, name)
+    enc = quote(E2016)
+    assert requests.get(f"{api}/winners/{enc}").json() == {"results": [
+        {"candidate": "Gary Johnson", "votes": 2}, {"candidate": "Jill Stein", "votes": 2}]}
+    assert requests.get(f"{api}/winners/{enc}/votes").json() == {"votes": 2}
+
+
+def test_no_votes_means_empty_results_and_zero(voter):
+    api = voter.api
+    enc = quote("Nothing here")
+    assert requests.get(f"{api}/results/{enc}").json() == {"results": []}
+    assert requests.get(f"{api}/results/{enc}/votes").json() == {"votes": 0}
+    assert requests.get(f"{api}/winners/{enc}").json() == {"results": []}
+    assert requests.get(f"{api}/winners/{enc}/votes").json() == {"votes": 0}
+
+
+def test_titles_with_commas_and_dots_are_not_truncated(voter):
+    api = voter.api
+    assert vote(api, "Amy Zulu", election=ODD).status_code == 201
+    enc = quote(ODD, safe="")
+    assert requests.get(f"{api}/results/{enc}").json() == {"results": [{"candidate": "Amy Zulu", "votes": 1}]}
+    body = requests.get(f"{api}/candidates/{enc}").json()
+    assert [c["fullName"] for c in body["candidates"]] == ["Zed Alpha", "Amy Zulu"]  # by lastName
+
+
+def test_candidates_of_an_election_sorted_by_last_name(voter):
+    body = requests.get(f"{voter.api}/candidates/{quote(E2016)}").json()
+    names = [c["fullName"] for c in body["candidates"]]
+    assert names == ["Darrell Castle", "Hillary Clinton", "Gary Johnson", "Chris Keniston",
+                     "Jill Stein", "Donald Trump"]
+    assert set(body["candidates"][0]) == {"fullName", "politicalParty", "election"}
+
+
+def test_candidate_replica_is_hal_and_searchable(voter):
+    api = voter.api
+    body = requests.get(f"{api}/candidates", params={"size": 3, "sort": "lastName,desc"}).json()
+    assert body["page"]["totalElements"] == 8 and body["page"]["totalPages"] == 3
+    assert [c["lastName"] for c in body["_embedded"]["candidates"]] == ["Zulu", "Trump", "Stein"]
+    found = requests.get(f"{api}/candidates/search/findByElectionContains", params={"election": "dots"}).json()
+    assert {c["fullName"] for c in found["_embedded"]["candidates"]} == {"Zed Alpha", "Amy Zulu"}
+    assert_problem(requests.get(f"{api}/candidates/search/findByElectionContains"), 400)
+    assert_problem(requests.post(f"{api}/candidates", json={}), 405)
+    elections = requests.get(f"{api}/elections").json()
+    assert elections["page"]["totalElements"] == 2
+
+
+def test_simulation_adds_3_to_25_votes_per_candidate(voter):
+    api = voter.api
+    enc = quote(E2016)
+    r = requests.post(f"{api}/simulation/{enc}")
+    assert r.status_code == 200
+    assert r.json() == {"message": "Simulation data created using eventual consistency!"}
+    results = requests.get(f"{api}/results/{enc}").json()["results"]
+    assert len(results) == 6 and all(3 <= x["votes"] <= 25 for x in results)
+    total = sum(x["votes"] for x in results)
+    assert requests.get(f"{api}/results/{enc}/votes").json() == {"votes": total}
+    assert total_votes(api) == total
+    # the original's GET alias
+    assert requests.get(f"{api}/simulation/{enc}").status_code == 200
+    assert requests.get(f"{api}/results/{enc}/votes").json()["votes"] > total
+    assert_problem(requests.post(f"{api}/simulation/{quote('Unknown')}"), 404)
+
+
+def test_drop_votes(voter):
+    api = voter.api
+    requests.post(f"{api}/simulation/{quote(E2016)}")
+    assert requests.post(f"{api}/drop/votes").status_code == 204
+    assert total_votes(api) == 0
+    assert requests.get(f"{api}/results/{quote(E2016)}").json() == {"results": []}
+
+
+def test_drop_candidates_clears_the_replica(voter):
+    # no candidate service runs here: the replica is cleared and the failed replay reported
+    r = requests.post(f"{voter.api}/drop/candidates")
+    assert r.status_code == 204 and "Warning" in r.headers
+    assert requests.get(f"{voter.api}/candidates").json()["page"]["totalElements"] == 0
+    assert_problem(vote(voter.api, "Jill Stein"), 422, "candidate")
+
+
+BAD = [
+    ("malformed", b'{"candidate": ', 400, None),
+    ("not an object", b'["Jill Stein"]', 422, None),
+    ("missing candidate", json.dumps({"election": E2016}), 422, "candidate"),
+    ("missing election", json.dumps({"candidate": "Jill Stein"}), 422, "election"),
+    ("wrong type", json.dumps({"candidate": 7, "election": E2016}), 422, "candidate"),
+    ("unknown field", json.dumps({"candidate": "Jill Stein", "election": E2016, "weight": 100}), 422, "weight"),
+    ("dollar key", json.dumps({"candidate": {"$ne": ""}, "election": E2016}), 422, "candidate.$ne"),
+    ("dotted key", json.dumps({"candidate": "Jill Stein", "election": E2016, "a.b": 1}), 422, "a.b"),
+]
+
+
+@pytest.mark.parametrize("name,body,status,field", BAD, ids=[b[0] for b in BAD])
+def test_bad_vote_bodies_are_rejected_and_nothing_written(voter, name, body, status, field):
+    assert_problem(requests.post(f"{voter.api}/votes", data=body, headers=JSON), status, field)
+    assert total_votes(voter.api) == 0
+
+
+def test_wrong_content_type_and_huge_body(voter):
+    api = voter.api
+    assert_problem(requests.post(f"{api}/votes", data=json.dumps({"candidate": "Jill Stein", "election": E2016})), 415)
+    huge = json.dumps({"candidate": "x" * (2 * 1024 * 1024), "election": E2016})
+    assert_problem(requests.post(f"{api}/votes", data=huge, headers=JSON), 413)
+    assert total_votes(api) == 0
+
+
+@pytest.mark.parametrize("params", [{"page": "-1"}, {"size": "0"}, {"sort": "weight"}, {"size": "x"}])
+def test_bad_paging_is_400(voter, params):
+    assert_problem(requests.get(f"{voter.api}/votes", params=params), 400)
+    assert_problem(requests.get(f"{voter.api}/candidates", params=params), 400)
+
+
+# ---- bulk ingestion ----
+
+def wait_batch(api, location, timeout=30):
+    return wait_until(lambda: (lambda b: b if b["status"] != "queued" else None)(
+        requests.get(location).json()), timeout=timeout, message="the batch completes")
+
+
+def test_ndjson_batch_is_accepted_queued_and_written_with_per_line_rejections(voter):
+    api = voter.api
+    lines = [json.dumps({"candidate": "Jill Stein", "election": E2016})] * 700
+    lines.insert(3, "{not json")
+    lines.insert(10, json.dumps({"candidate": "Nobody", "election": E2016}))
+    lines.insert(20, "")
+    lines.insert(30, json.dumps({"candidate": "Jill Stein", "election": E2016, "extra": 1}))
+    body = "\n".join(lines) + "\n"
+    r = requests.post(f"{api}/votes/batch", data=body, headers={"Content-Type": "application/x-ndjson"})
+    assert r.status_code == 202, r.text
+    accepted = r.json()
+    assert accepted["total"] == 703 and accepted["accepted"] == 700 and accepted["rejected"] == 3
+    assert r.headers["Location"] == accepted["statusUrl"]
+    rejected_lines = sorted(x["line"] for x in accepted["rejections"])
+    assert rejected_lines == [4, 11, 31]
+    done = wait_batch(api, r.headers["Location"])
+    assert done["status"] == "completed" and done["written"] == 700
+    assert requests.get(f"{api}/results/{quote(E2016)}/votes").json() == {"votes": 700}
+    assert total_votes(api) == 700
+
+
+def test_json_array_batch(voter):
+    api = voter.api
+    votes = [{"candidate": "Gary Johnson", "election": E2016}, {"candidate": "Amy Zulu", "election": ODD}]
+    r = requests.post(f"{api}/votes/batch", json=votes)
+    assert r.status_code == 202 and r.json()["accepted"] == 2
+    wait_batch(api, r.headers["Location"])
+    assert requests.get(f"{api}/results/{quote(ODD, safe='')}/votes").json() == {"votes": 1}
+
+
+def test_bad_batches(voter):
+    api = voter.api
+    assert_problem(requests.post(f"{api}/votes/batch", data="{}", headers=JSON), 400)
+    assert_problem(requests.post(f"{api}/votes/batch", data="[1,", headers=JSON), 400)
+    assert_problem(requests.post(f"{api}/votes/batch", data="x", headers={"Content-Type": "text/csv"}), 415)
+    assert_problem(requests.get(f"{api}/votes/batch/{'0' * 24}"), 404)
+    assert total_votes(api) == 0

@@ -1,0 +1,412 @@
+/* batch — bulk ingestion; see batch.h. */
+#include "batch.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "votes.h"
+#include "voter/amqp.h"
+#include "voter/events.h"
+#include "voter/json.h"
+#include "voter/log.h"
+#include "voter/metrics.h"
+#include "voter/util.h"
+
+#define BATCHES "batches"
+#define MAX_REJECTIONS 1000
+#define INGEST_KEY "voter.ingest"
+
+struct batch_ctx {
+  mongo_db *db;
+  char *url, *exchange;
+  int chunk_size;
+  mq_conn *publisher; /* shared by HTTP threads: guarded by lock */
+  pthread_mutex_t lock;
+  pthread_t worker;
+  volatile sig_atomic_t stop;
+};
+
+bool batch_init(mongo_db *db) {
+  (void)db;
+  metrics_describe("votes_ingested_total", "counter", "Votes written by the batch ingestion worker");
+  return true;
+}
+
+/* ---- worker ---- */
+
+static void record_progress(batch_ctx *b, const char *batch, int64_t seq, int64_t n) {
+  bson_oid_t oid;
+  if (!util_is_object_id(batch)) return;
+  bson_oid_init_from_string(&oid, batch);
+  mongoc_client_t *client = mongo_acquire(b->db);
+  mongoc_collection_t *coll = mongo_collection(b->db, client, BATCHES);
+  bson_error_t error;
+  ev_doc_lock(batch);
+  /* only the first delivery of a chunk counts it */
+  bson_t *filter = BCON_NEW("_id", BCON_OID(&oid), "chunksDone", "{", "$ne", BCON_INT64(seq), "}");
+  bson_t *update = BCON_NEW("$push", "{", "chunksDone", BCON_INT64(seq), "}", "$inc", "{",
+                            "written", BCON_INT64(n), "}");
+  if (!mongoc_collection_update_one(coll, filter, update, NULL, NULL, &error))
+    log_warn("batch: progress update failed: %s", error.message);
+  /* completion: read back and compare ($expr is not available on FerretDB) */
+  bson_t *byid = BCON_NEW("_id", BCON_OID(&oid));
+  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, byid, NULL, NULL);
+  const bson_t *doc;
+  if (mongoc_cursor_next(cur, &doc)) {
+    bson_iter_t it;
+    int64_t written = 0, accepted = -1;
+    if (bson_iter_init_find(&it, doc, "written")) written = bson_iter_as_int64(&it);
+    if (bson_iter_init_find(&it, doc, "accepted")) accepted = bson_iter_as_int64(&it);
+    if (written >= accepted) {
+      bson_t *set = BCON_NEW("$set", "{", "status", BCON_UTF8("completed"), "completedAt",
+                             BCON_DATE_TIME(util_now_ms()), "}");
+      mongoc_collection_update_one(coll, byid, set, NULL, NULL, &error);
+      bson_destroy(set);
+    }
+  }
+  mongoc_cursor_destroy(cur);
+  ev_doc_unlock(batch);
+  bson_destroy(byid);
+  bson_destroy(filter);
+  bson_destroy(update);
+  mongoc_collection_destroy(coll);
+  mongo_release(b->db, client);
+}
+
+static mq_verdict handle_chunk(void *ctx, const mq_message *msg, const char **error) {
+  batch_ctx *b = ctx;
+  json_t *chunk = json_loadb(msg->body, msg->len, 0, NULL);
+  const char *batch = jsonv_str(chunk, "batch");
+  json_t *seq = json_object_get(chunk, "seq"), *list = json_object_get(chunk, "votes");
+  if (!batch || !json_is_integer(seq) || !json_is_array(list)) {
+    json_decref(chunk);
+    *error = "malformed ingestion chunk";
+    return MQ_REJECT;
+  }
+  size_t n = json_array_size(list);
+  vote_in *votes = calloc(n ? n : 1, sizeof *votes);
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    json_t *v = json_array_get(list, i);
+    const char *id = jsonv_str(v, "id"), *c = jsonv_str(v, "candidate"), *e = jsonv_str(v, "election");
+    if (!util_is_object_id(id) || !c || !e) continue;
+    snprintf(votes[k].id, sizeof votes[k].id, "%s", id);
+    votes[k].candidate = c;
+    votes[k].election = e;
+    k++;
+  }
+  int64_t written;
+  vs_status st = votes_insert_many(b->db, votes, k, &written);
+  free(votes);
+  mq_verdict verdict = MQ_ACK;
+  if (st != VS_OK) {
+    *error = "database unavailable";
+    verdict = MQ_RETRY;
+  } else {
+    metrics_counter_add("votes_ingested_total", "", (double)written);
+    record_progress(b, batch, json_integer_value(seq), (int64_t)k);
+  }
+  json_decref(chunk);
+  return verdict;
+}
+
+static const char *const ingest_keys[] = {INGEST_KEY, NULL};
+/* prefetch 1: one chunk in flight, so the database sets the pace */
+static const mq_queue_spec ingest_spec = {.queue = "voter.ingest", .keys = ingest_keys,
+                                          .prefetch = 1, .max_attempts = 10,
+                                          .retry_delay_ms = 2000};
+
+static void *worker_main(void *arg) {
+  batch_ctx *b = arg;
+  mq_consume(b->url, b->exchange, &ingest_spec, handle_chunk, b, &b->stop);
+  return NULL;
+}
+
+batch_ctx *batch_start(mongo_db *db, const char *amqp_url, const char *exchange, int chunk_size) {
+  batch_ctx *b = calloc(1, sizeof *b);
+  if (!b) return NULL;
+  b->db = db;
+  b->url = strdup(amqp_url);
+  b->exchange = strdup(exchange);
+  b->chunk_size = chunk_size > 0 ? chunk_size : 500;
+  b->publisher = mq_conn_new(b->url, b->exchange, "voter-batch-publisher");
+  pthread_mutex_init(&b->lock, NULL);
+  /* the work queue exists before the first batch is accepted (best effort, see replica.c) */
+  if (b->publisher && mq_ensure(b->publisher) == 0) mq_declare_queue(b->publisher, &ingest_spec);
+  if (!b->publisher || pthread_create(&b->worker, NULL, worker_main, b) != 0) {
+    mq_conn_free(b->publisher);
+    pthread_mutex_destroy(&b->lock);
+    free(b->url);
+    free(b->exchange);
+    free(b);
+    return NULL;
+  }
+  return b;
+}
+
+void batch_stop(batch_ctx *b) {
+  if (!b) return;
+  b->stop = 1;
+  pthread_join(b->worker, NULL);
+  mq_conn_free(b->publisher);
+  pthread_mutex_destroy(&b->lock);
+  free(b->url);
+  free(b->exchange);
+  free(b);
+}
+
+/* ---- submission ---- */
+
+static const jsonv_field vote_fields[] = {
+    {"candidate", JSONV_STRING, true, 256},
+    {"election", JSONV_STRING, true, 256},
+    {NULL, 0, false, 0},
+};
+
+/* Validates one vote; returns NULL when valid, else a message (static or in buf). */
+static const char *check_vote(batch_ctx *b, json_t *v, json_t *cache, char *buf, size_t len) {
+  if (!json_is_object(v)) return "must be a JSON object";
+  json_t *errors = json_array();
+  if (jsonv_check_keys(v, "", errors) + jsonv_check(v, vote_fields, false, errors) > 0) {
+    json_t *first = json_array_get(errors, 0);
+    snprintf(buf, len, "%s %s", json_string_value(json_object_get(first, "field")),
+             json_string_value(json_object_get(first, "message")));
+    json_decref(errors);
+    return buf;
+  }
+  json_decref(errors);
+  const char *c = jsonv_str(v, "candidate"), *e = jsonv_str(v, "election");
+  char key[600];
+  snprintf(key, sizeof key, "%s\x1f%s", e, c);
+  json_t *known = json_object_get(cache, key);
+  int st;
+  if (known) {
+    st = (int)json_integer_value(known);
+  } else {
+    st = votes_check(b->db, c, e);
+    json_object_set_new(cache, key, json_integer(st));
+  }
+  switch (st) {
+  case VS_OK: return NULL;
+  case VS_UNKNOWN_ELECTION: return "unknown election";
+  case VS_UNKNOWN_CANDIDATE: return "unknown candidate in this election";
+  default: return "could not be checked (database unavailable)";
+  }
+}
+
+/* Splits the body into vote values with their line numbers (1-based). */
+static json_t *parse_body(const char *body, size_t len, bool ndjson, json_t *rejections,
+                          json_t *lines, char *detail, size_t dlen) {
+  json_t *votes = json_array();
+  if (!ndjson) {
+    json_error_t err;
+    json_t *arr = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err);
+    if (!json_is_array(arr)) {
+      snprintf(detail, dlen, arr ? "the body must be a JSON array of votes"
+                                 : "malformed JSON at line %d, column %d: %s",
+               err.line, err.column, err.text);
+      json_decref(arr);
+      json_decref(votes);
+      return NULL;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v) {
+      json_array_append(votes, v);
+      json_array_append_new(lines, json_integer((json_int_t)i + 1));
+    }
+    json_decref(arr);
+    return votes;
+  }
+  size_t line = 0;
+  for (const char *p = body, *end = body + len; p < end;) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    line++;
+    size_t m = n;
+    while (m && (p[m - 1] == '\r' || p[m - 1] == ' ' || p[m - 1] == '\t')) m--;
+    if (m > 0) {
+      json_error_t err;
+      json_t *v = json_loadb(p, m, JSON_REJECT_DUPLICATES, &err);
+      if (!v) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "malformed JSON at column %d: %s", err.column, err.text);
+        if (json_array_size(rejections) < MAX_REJECTIONS)
+          json_array_append_new(rejections, json_pack("{s:I, s:s}", "line", (json_int_t)line, "error", msg));
+        json_array_append_new(votes, json_null()); /* placeholder, counted as rejected */
+      } else {
+        json_array_append_new(votes, v);
+      }
+      json_array_append_new(lines, json_integer((json_int_t)line));
+    }
+    p += n + 1;
+  }
+  return votes;
+}
+
+static json_t *batch_view(const bson_t *doc) {
+  json_t *raw = mongo_bson_to_json(doc);
+  if (!raw) return json_object();
+  json_t *id = json_object_get(json_object_get(raw, "_id"), "$oid");
+  json_t *view = json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "id", id, "status",
+                           json_object_get(raw, "status"), "total", json_object_get(raw, "total"),
+                           "accepted", json_object_get(raw, "accepted"), "rejected",
+                           json_object_get(raw, "rejected"), "written",
+                           json_object_get(raw, "written"), "rejections",
+                           json_object_get(raw, "rejections"));
+  json_t *created = json_object_get(json_object_get(raw, "createdAt"), "$date");
+  if (created) json_object_set(view, "createdAt", created);
+  json_t *completed = json_object_get(json_object_get(raw, "completedAt"), "$date");
+  if (completed) json_object_set(view, "completedAt", completed);
+  json_decref(raw);
+  return view;
+}
+
+batch_status batch_get(batch_ctx *b, const char *id, json_t **result) {
+  *result = NULL;
+  if (!util_is_object_id(id)) return BATCH_NOT_FOUND;
+  bson_oid_t oid;
+  bson_oid_init_from_string(&oid, id);
+  mongoc_client_t *client = mongo_acquire(b->db);
+  mongoc_collection_t *coll = mongo_collection(b->db, client, BATCHES);
+  bson_t *filter = BCON_NEW("_id", BCON_OID(&oid));
+  bson_t *opts = BCON_NEW("projection", "{", "chunksDone", BCON_INT32(0), "}");
+  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+  const bson_t *doc;
+  bson_error_t error;
+  batch_status st = BATCH_NOT_FOUND;
+  if (mongoc_cursor_next(cur, &doc)) {
+    *result = batch_view(doc);
+    st = BATCH_ACCEPTED;
+  } else if (mongoc_cursor_error(cur, &error)) {
+    st = BATCH_UNAVAILABLE;
+  }
+  mongoc_cursor_destroy(cur);
+  bson_destroy(filter);
+  bson_destroy(opts);
+  mongoc_collection_destroy(coll);
+  mongo_release(b->db, client);
+  return st;
+}
+
+/* Publishes the accepted votes in chunks; returns how many chunks were confirmed. */
+static size_t publish_chunks(batch_ctx *b, const char *batch, json_t *accepted, size_t nchunks) {
+  size_t done = 0;
+  pthread_mutex_lock(&b->lock);
+  for (size_t c = 0; c < nchunks; c++) {
+    json_t *slice = json_array();
+    for (size_t i = c * (size_t)b->chunk_size;
+         i < json_array_size(accepted) && i < (c + 1) * (size_t)b->chunk_size; i++)
+      json_array_append(slice, json_array_get(accepted, i));
+    json_t *msg = json_pack("{s:s, s:I, s:o}", "batch", batch, "seq", (json_int_t)c, "votes", slice);
+    char *text = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    char id[37];
+    util_uuid(id);
+    mq_props props = {.message_id = id, .type = INGEST_KEY, .content_type = "application/json"};
+    int rc = text ? mq_publish(b->publisher, NULL, INGEST_KEY, text, strlen(text), &props, 5000) : -1;
+    free(text);
+    if (rc != 0) break;
+    done++;
+  }
+  pthread_mutex_unlock(&b->lock);
+  return done;
+}
+
+batch_status batch_submit(batch_ctx *b, const char *body, size_t len, bool ndjson,
+                          json_t **result, char *detail, size_t detail_len) {
+  *result = NULL;
+  json_t *rejections = json_array(), *lines = json_array();
+  json_t *votes = parse_body(body, len, ndjson, rejections, lines, detail, detail_len);
+  if (!votes) {
+    json_decref(rejections);
+    json_decref(lines);
+    return BATCH_BAD_REQUEST;
+  }
+  json_t *accepted = json_array(), *cache = json_object();
+  size_t rejected = 0, i;
+  json_t *v;
+  json_array_foreach(votes, i, v) {
+    json_int_t line = json_integer_value(json_array_get(lines, i));
+    if (json_is_null(v)) {
+      rejected++; /* malformed line, already recorded */
+      continue;
+    }
+    char buf[320];
+    const char *why = check_vote(b, v, cache, buf, sizeof buf);
+    if (why) {
+      rejected++;
+      if (json_array_size(rejections) < MAX_REJECTIONS)
+        json_array_append_new(rejections, json_pack("{s:I, s:s}", "line", line, "error", why));
+      continue;
+    }
+    bson_oid_t oid;
+    char id[25];
+    bson_oid_init(&oid, NULL);
+    bson_oid_to_string(&oid, id);
+    json_array_append_new(accepted, json_pack("{s:s, s:O, s:O}", "id", id, "candidate",
+                                              json_object_get(v, "candidate"), "election",
+                                              json_object_get(v, "election")));
+  }
+  size_t total = json_array_size(votes), naccepted = json_array_size(accepted);
+  size_t nchunks = (naccepted + (size_t)b->chunk_size - 1) / (size_t)b->chunk_size;
+
+  bson_oid_t oid;
+  char batch[25];
+  bson_oid_init(&oid, NULL);
+  bson_oid_to_string(&oid, batch);
+  json_t *doc_json = json_pack("{s:s, s:I, s:I, s:I, s:I, s:O, s:I, s:[]}", "status",
+                               naccepted ? "queued" : "completed", "total", (json_int_t)total,
+                               "accepted", (json_int_t)naccepted, "rejected", (json_int_t)rejected,
+                               "written", (json_int_t)0, "rejections", rejections, "chunks",
+                               (json_int_t)nchunks, "chunksDone");
+  bson_t doc = BSON_INITIALIZER;
+  BSON_APPEND_OID(&doc, "_id", &oid);
+  bson_t fields;
+  batch_status st = BATCH_ACCEPTED;
+  mongoc_client_t *client = mongo_acquire(b->db);
+  mongoc_collection_t *coll = mongo_collection(b->db, client, BATCHES);
+  bson_error_t error;
+  if (!mongo_json_to_bson(doc_json, &fields)) {
+    st = BATCH_UNAVAILABLE;
+  } else {
+    bson_concat(&doc, &fields);
+    bson_destroy(&fields);
+    BSON_APPEND_DATE_TIME(&doc, "createdAt", util_now_ms());
+    if (!mongoc_collection_insert_one(coll, &doc, NULL, NULL, &error)) st = BATCH_UNAVAILABLE;
+  }
+  if (st == BATCH_ACCEPTED && nchunks) {
+    size_t sent = publish_chunks(b, batch, accepted, nchunks);
+    if (sent < nchunks) {
+      /* Chunks already confirmed will be written; say exactly what was not queued. */
+      bson_t *filter = BCON_NEW("_id", BCON_OID(&oid));
+      bson_t *update = BCON_NEW("$set", "{", "status", BCON_UTF8("failed"), "error",
+                                BCON_UTF8("the work queue is unavailable"), "chunksQueued",
+                                BCON_INT64((int64_t)sent), "}");
+      mongoc_collection_update_one(coll, filter, update, NULL, NULL, &error);
+      bson_destroy(filter);
+      bson_destroy(update);
+      snprintf(detail, detail_len, "the work queue is unavailable (%zu of %zu chunks queued)", sent, nchunks);
+      st = BATCH_UNAVAILABLE;
+    }
+  }
+  mongoc_collection_destroy(coll);
+  mongo_release(b->db, client);
+  bson_destroy(&doc);
+  if (st == BATCH_ACCEPTED) {
+    json_object_set_new(doc_json, "id", json_string(batch));
+    json_object_del(doc_json, "chunksDone");
+    json_object_del(doc_json, "chunks");
+    *result = json_incref(doc_json);
+  }
+  json_decref(doc_json);
+  json_decref(rejections);
+  json_decref(lines);
+  json_decref(votes);
+  json_decref(accepted);
+  json_decref(cache);
+  return st;
+}

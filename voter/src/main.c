@@ -1,0 +1,153 @@
+/* main — the voter service: configuration, wiring, start and graceful stop.
+ *
+ * Owns votes and their tallies; keeps replicas of candidates and elections fed by events;
+ * bulk ingestion through a durable work queue. */
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "batch.h"
+#include "replicas.h"
+#include "routes.h"
+#include "votes.h"
+#include "voter/config.h"
+#include "voter/http.h"
+#include "voter/log.h"
+#include "voter/metrics.h"
+#include "voter/mongo.h"
+#include "voter/replica.h"
+#include "voter/service.h"
+#include "voter/util.h"
+
+#ifndef VOTER_VERSION
+#define VOTER_VERSION "dev"
+#endif
+#ifndef VOTER_GIT_COMMIT
+#define VOTER_GIT_COMMIT "unknown"
+#endif
+
+static const char usage[] =
+    "usage: voter-voter [--help]\n"
+    "\n"
+    "The voter service of the Voter API: votes, results and winners under /voter, replicas\n"
+    "of candidates and elections fed by events, simulation and bulk ingestion.\n"
+    "\n"
+    "Configuration (environment):\n"
+    "  HTTP_HOST, HTTP_PORT (default 8083), HTTP_THREADS, HTTP_TIMEOUT_S, HTTP_MAX_BODY,\n"
+    "  CORS_ALLOWED_ORIGINS, MONGODB_URI, MONGODB_DATABASE (default voter), AMQP_URL,\n"
+    "  AMQP_EXCHANGE, LOG_LEVEL      as for every service (see README)\n"
+    "  CANDIDATE_URL        candidate service, asked to replay by POST /voter/drop/candidates\n"
+    "                       (default http://127.0.0.1:8082)\n"
+    "  REPLICA_QUEUE        queue feeding the replicas (default voter.replicas)\n"
+    "  REPLICA_RETRY_MS     delay before a failed event is retried (default 1000)\n"
+    "  REPLICA_MAX_ATTEMPTS attempts before an event is dead-lettered (default 5)\n"
+    "  BATCH_CHUNK          votes per work-queue message for bulk ingestion (default 500)\n"
+    "  RECONCILE_S          how often uncounted votes are looked for (default 30)\n";
+
+/* Waits up to ms for SIGTERM/SIGINT; true when one arrived. */
+static bool signalled_within(long ms) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+  return sigtimedwait(&set, NULL, &ts) > 0;
+}
+
+int main(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      fputs(usage, stdout);
+      return 0;
+    }
+    fprintf(stderr, "voter-voter: unknown argument %s\n%s", argv[i], usage);
+    return 2;
+  }
+  log_init("voter", cfg_str("LOG_LEVEL", "info"));
+  long port, threads, timeout, max_body, retry_ms, attempts, chunk, reconcile_s;
+  if (cfg_long("HTTP_PORT", 8083, 0, 65535, &port) || cfg_long("HTTP_THREADS", 4, 1, 256, &threads) ||
+      cfg_long("HTTP_TIMEOUT_S", 30, 1, 3600, &timeout) ||
+      cfg_long("HTTP_MAX_BODY", 1048576, 1024, 1L << 30, &max_body) ||
+      cfg_long("REPLICA_RETRY_MS", 1000, 10, 3600000, &retry_ms) ||
+      cfg_long("REPLICA_MAX_ATTEMPTS", 5, 1, 1000, &attempts) ||
+      cfg_long("BATCH_CHUNK", 500, 1, 10000, &chunk) ||
+      cfg_long("RECONCILE_S", 30, 1, 86400, &reconcile_s))
+    return 2;
+
+  service_block_signals();
+  mongo_global_init();
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  int rc = 1;
+  const char *amqp_url = cfg_str("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F");
+  const char *exchange = cfg_str("AMQP_EXCHANGE", "voter.events");
+  service_info info = {.name = "voter", .version = VOTER_VERSION, .commit = VOTER_GIT_COMMIT,
+                       .started = util_monotonic()};
+  voter_app app = {.candidate_url = cfg_str("CANDIDATE_URL", "http://127.0.0.1:8082")};
+  http_server *srv = NULL;
+  replica_consumer *consumer = NULL;
+  mongo_db *db = mongo_db_open(cfg_str("MONGODB_URI", "mongodb://127.0.0.1:27017"),
+                               cfg_str("MONGODB_DATABASE", "voter"), "voter-voter");
+  if (!db) goto out;
+  info.db = db;
+  app.db = db;
+
+  static const replica_source sources[] = {
+      {"candidate", "candidates", replicas_candidate_required},
+      {"election", "elections", replicas_election_required},
+  };
+  http_options hopts = {.service = "voter",
+                        .host = cfg_str("HTTP_HOST", "127.0.0.1"),
+                        .port = (int)port,
+                        .threads = (int)threads,
+                        .timeout_s = (int)timeout,
+                        .max_body = (size_t)max_body,
+                        .cors_origins = cfg_str("CORS_ALLOWED_ORIGINS", "*")};
+  srv = http_server_new(&hopts);
+  if (!srv) goto out;
+  service_ops_routes(srv, "/voter", &info);
+  voter_routes(srv, &app);
+
+  /* Indexes and the recount of votes a crash left uncounted come before serving results. */
+  for (;;) {
+    int recounted;
+    if (votes_init(db) && replica_init(db, &sources[0]) && replica_init(db, &sources[1]) &&
+        batch_init(db) && votes_reconcile(db, 0, &recounted) == VS_OK)
+      break;
+    if (signalled_within(1000)) {
+      rc = 0;
+      goto out;
+    }
+  }
+  replica_options ropts = {.db = db, .amqp_url = amqp_url, .exchange = exchange,
+                           .queue = cfg_str("REPLICA_QUEUE", "voter.replicas"),
+                           .sources = sources, .nsources = 2,
+                           .retry_delay_ms = (int)retry_ms, .max_attempts = (int)attempts};
+  consumer = replica_consumer_start(&ropts);
+  app.batch = batch_start(db, amqp_url, exchange, (int)chunk);
+  if (!consumer || !app.batch) goto out;
+  if (http_server_start(srv) != 0) goto out;
+  info.ready = true;
+  log_fields(LOG_INFO, "ready", json_pack("{s:s, s:i}", "host", hopts.host, "port", http_server_port(srv)));
+
+  /* Periodic reconciliation: votes left uncounted by an interrupted write (older than the
+   * period, so live requests are never raced) get their elections recounted. */
+  while (!signalled_within(reconcile_s * 1000)) {
+    int recounted;
+    votes_reconcile(db, reconcile_s * 1000, &recounted);
+  }
+  log_info("stopping");
+  rc = 0;
+out:
+  http_server_free(srv);
+  batch_stop(app.batch);
+  replica_consumer_stop(consumer);
+  mongo_db_close(db);
+  curl_global_cleanup();
+  mongo_global_cleanup();
+  metrics_reset();
+  if (rc == 0) log_info("stopped");
+  return rc;
+}

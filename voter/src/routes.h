@@ -1,0 +1,17 @@
+/* routes — the voter service's HTTP handlers: parse, validate, call the domain, render. */
+#ifndef VOTER_ROUTES_H
+#define VOTER_ROUTES_H
+
+#include "batch.h"
+#include "voter/http.h"
+#include "voter/mongo.h"
+
+typedef struct voter_app {
+  mongo_db *db;
+  batch_ctx *batch;
+  const char *candidate_url; /* for POST /voter/drop/candidates (replay request) */
+} voter_app;
+
+void voter_routes(http_server *srv, voter_app *app);
+
+#endif

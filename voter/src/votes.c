@@ -1,0 +1,612 @@
+/* votes — votes, tallies, idempotency; see votes.h. */
+#include "votes.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "voter/events.h"
+#include "voter/log.h"
+#include "voter/util.h"
+
+#define VOTES "votes"
+#define TALLIES "tallies"
+#define IDEM "idempotency"
+/* An idempotency record left "pending" by a crashed request is taken over after this. */
+#define IDEM_PENDING_MS 30000
+
+static vs_status db_error(const char *what, const bson_error_t *e) {
+  log_warn("votes: %s failed: %s", what, e->message);
+  return VS_UNAVAILABLE;
+}
+
+/* Serializes every tally change of one election in this process. */
+static void election_lock(const char *election) {
+  char key[600];
+  snprintf(key, sizeof key, "tally\x1f%s", election);
+  ev_doc_lock(key);
+}
+
+static void election_unlock(const char *election) {
+  char key[600];
+  snprintf(key, sizeof key, "tally\x1f%s", election);
+  ev_doc_unlock(key);
+}
+
+static void tally_key(char *out, size_t len, const char *election, const char *candidate) {
+  snprintf(out, len, "%s\x1f%s", election, candidate);
+}
+
+bool votes_init(mongo_db *db) {
+  bson_error_t error;
+  bson_t *by_election = BCON_NEW("election", BCON_INT32(1), "tallied", BCON_INT32(1));
+  bson_t *tallied = BCON_NEW("tallied", BCON_INT32(1));
+  bson_t *tally = BCON_NEW("election", BCON_INT32(1));
+  bool ok = mongo_create_index(db, VOTES, "election_tallied", by_election, false, &error) &&
+            mongo_create_index(db, VOTES, "tallied", tallied, false, &error) &&
+            mongo_create_index(db, TALLIES, "election", tally, false, &error);
+  if (!ok) log_warn("votes: cannot create indexes yet: %s", error.message);
+  bson_destroy(by_election);
+  bson_destroy(tallied);
+  bson_destroy(tally);
+  return ok;
+}
+
+/* true when a live document matches filter in collection. */
+static vs_status exists(mongo_db *db, const char *collection, bson_t *filter, bool *found) {
+  mongoc_client_t *client = mongo_acquire(db);
+  mongoc_collection_t *coll = mongo_collection(db, client, collection);
+  bson_t *opts = BCON_NEW("limit", BCON_INT64(1), "projection", "{", "_id", BCON_INT32(1), "}");
+  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+  const bson_t *doc;
+  bson_error_t error;
+  *found = mongoc_cursor_next(cur, &doc);
+  vs_status st = mongoc_cursor_error(cur, &error) ? db_error("lookup", &error) : VS_OK;
+  mongoc_cursor_destroy(cur);
+  bson_destroy(opts);
+  mongoc_collection_destroy(coll);
+  mongo_release(db, client);
+  return st;
+}
+
+vs_status votes_check(mongo_db *db, const char *candidate, const char *election) {
+  bool found;
+  bson_t *f = BCON_NEW("title", BCON_UTF8(election), "deleted", BCON_BOOL(false));
+  vs_status st = exists(db, "elections", f, &found);
+  bson_destroy(f);
+  if (st != VS_OK) return st;
+  if (!found) return VS_UNKNOWN_ELECTION;
+  f = BCON_NEW("fullName", BCON_UTF8(candidate), "election", BCON_UTF8(election), "deleted",
+               BCON_BOOL(false));
+  st = exists(db, "candidates", f, &found);
+  bson_destroy(f);
+  if (st != VS_OK) return st;
+  return found ? VS_OK : VS_UNKNOWN_CANDIDATE;
+}
+
+static bool tally_add(mongoc_collection_t *tallies, const char *election, const char *candidate,
+                      int64_t delta, bson_error_t *error) {
+  char key[1100];
+  tally_key(key, sizeof key, election, candidate);
+  bson_t *filter = BCON_NEW("_id", BCON_UTF8(key));
+  bson_t *update = BCON_NEW("$inc", "{", "votes", BCON_INT64(delta), "}", "$set", "{", "election",
+                            BCON_UTF8(election), "candidate", BCON_UTF8(candidate), "}");
+  bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
+  bool ok = mongoc_collection_update_one(tallies, filter, update, opts, NULL, error);
+  bson_destroy(filter);
+  bson_destroy(update);
+  bson_destroy(opts);
+  return ok;
+}
+
+static json_t *vote_item(const char *id, const char *candidate, const char *election) {
+  return json_pack("{s:s, s:s, s:s}", "id", id, "candidate", candidate, "election", election);
+}
+
+vs_status votes_create(mongo_db *db, const char *candidate, const char *election, json_t **item) {
+  bson_oid_t oid;
+  char id[25];
+  bson_oid_init(&oid, NULL);
+  bson_oid_to_string(&oid, id);
+  mongoc_client_t *client = mongo_acquire(db);
+  mongoc_collection_t *votes = mongo_collection(db, client, VOTES);
+  mongoc_collection_t *tallies = mongo_collection(db, client, TALLIES);
+  bson_t *doc = BCON_NEW("_id", BCON_OID(&oid), "candidate", BCON_UTF8(candidate), "election",
+                         BCON_UTF8(election), "createdAt", BCON_DATE_TIME(util_now_ms()),
+                         "tallied", BCON_BOOL(false), "deleted", BCON_BOOL(false));
+  bson_error_t error;
+  vs_status st = VS_CREATED;
+  election_lock(election);
+  if (!mongoc_collection_insert_one(votes, doc, NULL, NULL, &error)) {
+    st = db_error("insert vote", &error);
+  } else if (tally_add(tallies, election, candidate, 1, &error)) {
+    bson_t *filter = BCON_NEW("_id", BCON_OID(&oid));
+    bson_t *update = BCON_NEW("$set", "{", "tallied", BCON_BOOL(true), "}");
+    /* If this fails the vote stays untallied and reconciliation recounts its election. */
+    mongoc_collection_update_one(votes, filter, update, NULL, NULL, &error);
+    bson_destroy(filter);
+    bson_destroy(update);
+  } else {
+    log_warn("votes: tally update failed, reconciliation will recount: %s", error.message);
+  }
+  election_unlock(election);
+  bson_destroy(doc);
+  mongoc_collection_destroy(votes);
+  mongoc_collection_destroy(tallies);
+  mongo_release(db, client);
+  *item = st == VS_CREATED ? vote_item(id, candidate, election) : NULL;
+  return st;
+}
+
+static json_t *doc_to_vote(const bson_t *doc) {
+  bson_iter_t it;
+  char id[25] = "";
+  const char *candidate = "", *election = "";
+  if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_OID(&it))
+    bson_oid_to_string(bson_iter_oid(&it), id);
+  if (bson_iter_init_find(&it, doc, "candidate") && BSON_ITER_HOLDS_UTF8(&it))
+    candidate = bson_iter_utf8(&it, NULL);
+  if (bson_iter_init_find(&it, doc, "election") && BSON_ITER_HOLDS_UTF8(&it))
+    election = bson_iter_utf8(&it, NULL);
+  return vote_item(id, candidate, election);
+}
+
+/* Reads a live vote. */
+static vs_status read_vote(mongoc_collection_t *votes, const bson_oid_t *oid, json_t **item) {
+  bson_t *filter = BCON_NEW("_id", BCON_OID(oid), "deleted", BCON_BOOL(false));
+  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(votes, filter, NULL, NULL);
+  const bson_t *doc;
+  bson_error_t error;
+  vs_status st = VS_NOT_FOUND;
+  *item = NULL;
+  if (mongoc_cursor_next(cur, &doc)) {
+    *item = doc_to_vote(doc);
+    st = VS_OK;
+  } else if (mongoc_cursor_error(cur, &error)) {
+    st = db_error("read vote", &error);
+  }
+  mongoc_cursor_destroy(cur);
+  bson_destroy(filter);
+  return st;
+}
+
+vs_status votes_get(mongo_db *db, const char *id, json_t **item) {
+  *item = NULL;
+  if (!util_is_object_id(id)) return VS_NOT_FOUND;
+  bson_oid_t oid;
+  bson_oid_init_from_string(&oid, id);
+  mongoc_client_t *client = mongo_acquire(db);
+  mongoc_collection_t *votes = mongo_collection(db, client, VOTES);
+  vs_status st = read_vote(votes, &oid, item);
+  mongoc_collection_destroy(votes);
+  mongo_release(db, client);
+  return st;
+}
+
+vs_status votes_delete(mongo_db *db, const char *id) {
+  json_t *item;
+  vs_status st = votes_get(db, id, &item);
+  if (st != VS_OK) return st;
+  char election[512], candidate[512];
+  snprintf(election, sizeof election, "%s", json_string_value(json_object_get(item, "election")));
+  snprintf(candidate, sizeof candidate, "%s", json_string_value(json_object_get(item, "candidate")));
+  json_decref(item);
+  bson_oid_t oid;
+  bson_oid_init_from_string(&oid, id);
+  mongoc_client_t *client = mongo_acquire(db);
+  mongoc_collection_t *votes = mongo_collection(db, client, VOTES);
+  mongoc_collection_t *tallies = mongo_collection(db, client, TALLIES);
+  bson_error_t error;
+  election_lock(election);
+  /* Mark first (deleted, uncounted): a crash after this point is repaired by
+   * reconciliation, which counts only live votes and then purges marked ones. */
+  bson_t *filter = BCON_NEW("_id", BCON_OID(&oid), "deleted", BCON_BOOL(false));
+  bson_t *mark = BCON_NEW("$set", "{", "deleted", BCON_BOOL(true), "tallied", BCON_BOOL(false), "}");
+  bson_t reply;
+  if (!mongoc_collection_update_one(votes, filter, mark, NULL, &reply, &error)) {
+    st = db_error("mark vote deleted", &error);
+  } else {
+    bson_iter_t it;
+    bool matched = bson_iter_init_find(&it, &reply, "matchedCount") && bson_iter_as_int64(&it) > 0;
+    if (!matched) {
+      st = VS_NOT_FOUND; /* deleted concurrently */
+    } else if (tally_add(tallies, election, candidate, -1, &error)) {
+      bson_t *byid = BCON_NEW("_id", BCON_OID(&oid));
+      mongoc_collection_delete_one(votes, byid, NULL, NULL, &error);
+      bson_destroy(byid);
+    }
+  }
+  bson_destroy(&reply);
+  election_unlock(election);
+  bson_destroy(filter);
+  bson_destroy(mark);
+  mongoc_collection_destroy(votes);
+  mongoc_collection_destroy(tallies);
+  mongo_release(db, client);
+  return st;
+}
+
+vs_status votes_list(mongo_db *db, int64_t page, int64_t size, const char *const *sort_fields,
+                     const int *sort_dirs, int nsort, json_t **items, int64_t *total) {
+  bson_t *filter = BCON_NEW("deleted", BCON_BOOL(false));
+  bson_t opts = BSON_INITIALIZER, sort;
+  BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
+  bool has_id = false;
+  for (int i = 0; i < nsort; i++) {
+    BSON_APPEND_INT32(&sort, sort_fields[i], sort_dirs[i]);
+    has_id |= strcmp(sort_fields[i], "_id") == 0;
+  }
+  if (!has_id) BSON_APPEND_INT32(&sort, "_id", 1);
+  bson_append_document_end(&opts, &sort);
+  BSON_APPEND_INT64(&opts, "skip", page * size);
+  BSON_APPEND_INT64(&opts, "limit", size);
+  mongoc_client_t *client = mongo_acquire(db);
+  mongoc_collection_t *votes = mongo_collection(db, client, VOTES);
+  bson_error_t error;
+  vs_status st = VS_OK;
+  *items = NULL;
+  *total = mongoc_collection_count_documents(votes, filter, NULL, NULL, NULL, &error);
+  if (*total < 0) {
+    st = db_error("count votes", &error);
+  } else {
+    json_t *arr = json_array();
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(votes, filter, &opts, NULL);
+    const bson_t *doc;
+    while (mongoc_cursor_next(cur, &doc)) json_array_append_new(arr, doc_to_vote(doc));
+    if (mongoc_cursor_error(cur, &error)) {
+      st = db_error("list votes", &error);
+      json_decref(arr);
+    } else {
+      *items = arr;
+    }
+    mongoc_cursor_destroy(cur);
+  }
+  mongoc_collection_destroy(votes);
+  mongo_release(db, client);
+  bson_destroy(&opts);
+  bson_destroy(filter);
+  return st;
+}
+
+/* Distinct elections of a vote list, in first-seen order. */
+static size_t distinct_elections(const vote_in *v, size_t n, const char **out) {
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t j = 0;
+    while (j < k && strcmp(out[j], v[i].election) != 0) j++;
+    if (j == k) out[k++] = v[i].election;
+  }
+  return k;
+}
+
+vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, int64_t *written) {
+  *written = 0;
+  if (n == 0) return VS_OK;
+  mongoc_client_t *client = mongo_acquire(db);
+  mongoc_collection_t *votes = mongo_collection(db, client, VOTES);
+  mongoc_collection_t *tallies = mongo_collection(db, client, TALLIES);
+  bson_t **docs = calloc(n, sizeof *docs);
+  const char **elections = calloc(n, sizeof *elections);
+  int64_t now = util_now_ms();
+  for (size_t i = 0; i < n; i++) {
+    bson_oid_t oid;
+    bson_oid_init_from_string(&oid, v[i].id);
+    docs[i] = BCON_NEW("_id", BCON_OID(&oid), "candidate", BCON_UTF8(v[i].candidate), "election",
+                       BCON_UTF8(v[i].election), "createdAt", BCON_DATE_TIME(now), "tallied",
+                       BCON_BOOL(false), "deleted", BCON_BOOL(false));
+  }
+  size_t ne = distinct_elections(v, n, elections);
+  for (size_t e = 0; e < ne; e++) election_lock(elections[e]);
+  bson_error_t error;
+  vs_status st = VS_OK;
+  /* Unordered: on a redelivered chunk the votes already written collide on _id and the
+   * rest still go in. */
+  bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
+  if (!mongoc_collection_insert_many(votes, (const bson_t **)docs, n, opts, NULL, &error) &&
+      !mongo_is_duplicate(&error)) {
+    st = db_error("insert votes", &error);
+  }
+  bson_destroy(opts);
+  /* Count exactly the votes of this chunk that are not yet counted. */
+  if (st == VS_OK) {
+    bson_t filter = BSON_INITIALIZER, in, arr;
+    BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &in);
+    BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
+    for (size_t i = 0; i < n; i++) {
+      char key[24];
+      bson_oid_t oid;
+      bson_oid_init_from_string(&oid, v[i].id);
+      snprintf(key, sizeof key, "%zu", i);
+      BSON_APPEND_OID(&arr, key, &oid);
+    }
+    bson_append_array_end(&in, &arr);
+    bson_append_document_end(&filter, &in);
+    BSON_APPEND_BOOL(&filter, "tallied", false);
+    BSON_APPEND_BOOL(&filter, "deleted", false);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(votes, &filter, NULL, NULL);
+    const bson_t *doc;
+    /* per (election, candidate) counts of the uncounted votes */
+    typedef struct {
+      char *election, *candidate;
+      int64_t n;
+    } bucket;
+    bucket *buckets = calloc(n, sizeof *buckets);
+    size_t nb = 0;
+    while (mongoc_cursor_next(cur, &doc)) {
+      bson_iter_t it;
+      const char *c = NULL, *e = NULL;
+      if (bson_iter_init_find(&it, doc, "candidate")) c = bson_iter_utf8(&it, NULL);
+      if (bson_iter_init_find(&it, doc, "election")) e = bson_iter_utf8(&it, NULL);
+      if (!c || !e) continue;
+      size_t b = 0;
+      while (b < nb && (strcmp(buckets[b].election, e) != 0 || strcmp(buckets[b].candidate, c) != 0)) b++;
+      if (b == nb) buckets[nb].election = strdup(e), buckets[nb].candidate = strdup(c), nb++;
+      buckets[b].n++;
+    }
+    if (mongoc_cursor_error(cur, &error)) st = db_error("find uncounted", &error);
+    mongoc_cursor_destroy(cur);
+    for (size_t b = 0; st == VS_OK && b < nb; b++) {
+      if (!tally_add(tallies, buckets[b].election, buckets[b].candidate, buckets[b].n, &error))
+        st = db_error("tally", &error);
+      else
+        *written += buckets[b].n;
+    }
+    if (st == VS_OK) {
+      bson_t *update = BCON_NEW("$set", "{", "tallied", BCON_BOOL(true), "}");
+      mongoc_collection_update_many(votes, &filter, update, NULL, NULL, &error);
+      bson_destroy(update);
+    }
+    for (size_t b = 0; b < nb; b++) free(buckets[b].election), free(buckets[b].candidate);
+    free(buckets);
+    bson_destroy(&filter);
+  }
+  for (size_t e = ne; e-- > 0;) election_unlock(elections[e]);
+  for (size_t i = 0; i < n; i++) bson_destroy(docs[i]);
+  free(docs);
+  free(elections);
+  mongoc_collection_destroy(votes);
+  mongoc_collection_destroy(tallies);
+  mongo_release(db, client);
+  return st;
+}
+
+static int cmp_results(const void *a, const void *b) {
+  const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+  json_int_t vx = json_integer_value(json_object_get(x, "votes"));
+  json_int_t vy = json_integer_value(json_object_get(y, "votes"));
+  if (vx != vy) return vx > vy ? -1 : 1;
+  return strcmp(json_string_value(json_object_get(x, "candidate")),
+                json_string_value(json_object_get(y, "candidate")));
+}
+
+vs_status votes_results(mongo_db *db, const char *election, json_t **results) {
+  mongoc_client_t *client = mongo_acquire(db);
+  mongoc_collection_t *tallies = mongo_collection(db, client, TALLIES);
+  bson_t *filter = BCON_NEW("election", BCON_UTF8(election));
+  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(tallies, filter, NULL, NULL);
+  const bson_t *doc;
+  size_t n = 0, cap = 16;
+  json_t **rows = malloc(cap * sizeof *rows);
+  while (mongoc_cursor_next(cur, &doc)) {
+    bson_iter_t it;
+    const char *candidate = NULL;
+    int64_t votes = 0;
+    if (bson_iter_init_find(&it, doc, "candidate") && BSON_ITER_HOLDS_UTF8(&it))
+      candidate = bson_iter_utf8(&it, NULL);
+    if (bson_iter_init_find(&it, doc, "votes") && BSON_ITER_HOLDS_NUMBER(&it))
+      votes = bson_iter_as_int64(&it);
+    if (!candidate || votes <= 0) continue;
+    if (n == cap) rows = realloc(rows, (cap *= 2) * sizeof *rows);
+    rows[n++] = json_pack("{s:s, s:I}", "candidate", candidate, "votes", (json_int_t)votes);
+  }
+  bson_error_t error;
+  vs_status st = VS_OK;
+  *results = NULL;
+  if (mongoc_cursor_error(cur, &error)) {
+    st = db_error("read tallies", &error);
+    for (size_t i = 0; i < n; i++) json_decref(rows[i]);
+  } else {
+    qsort(rows, n, sizeof *rows, cmp_results);
+    *results = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(*results, rows[i]);
+  }
+  free(rows);
+  mongoc_cursor_destroy(cur);
+  bson_destroy(filter);
+  mongoc_collection_destroy(tallies);
+  mongo_release(db, client);
+  return st;
+}
+
+vs_status votes_drop_all(mongo_db *db) {
+  mongoc_client_t *client = mongo_acquire(db);
+  bson_error_t error;
+  vs_status st = VS_OK;
+  bson_t empty = BSON_INITIALIZER;
+  const char *names[] = {VOTES, TALLIES};
+  for (int i = 0; i < 2 && st == VS_OK; i++) {
+    mongoc_collection_t *coll = mongo_collection(db, client, names[i]);
+    if (!mongoc_collection_delete_many(coll, &empty, NULL, NULL, &error))
+      st = db_error("drop", &error);
+    mongoc_collection_destroy(coll);
+  }
+  mongo_release(db, client);
+  return st;
+}
+
+/* Recounts one election from its live votes, then purges its deleted votes. */
+static vs_status recount(mongoc_collection_t *votes, mongoc_collection_t *tallies,
+                         const char *election) {
+  bson_error_t error;
+  bson_t *pipeline = BCON_NEW("pipeline", "[", "{", "$match", "{", "election", BCON_UTF8(election),
+                              "deleted", BCON_BOOL(false), "}", "}", "{", "$group", "{", "_id",
+                              BCON_UTF8("$candidate"), "n", "{", "$sum", BCON_INT32(1), "}", "}",
+                              "}", "]");
+  mongoc_cursor_t *cur = mongoc_collection_aggregate(votes, MONGOC_QUERY_NONE, pipeline, NULL, NULL);
+  bson_t *clear = BCON_NEW("election", BCON_UTF8(election));
+  vs_status st = VS_OK;
+  json_t *counts = json_object();
+  const bson_t *doc;
+  while (mongoc_cursor_next(cur, &doc)) {
+    bson_iter_t it;
+    const char *candidate = NULL;
+    int64_t n = 0;
+    if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_UTF8(&it)) candidate = bson_iter_utf8(&it, NULL);
+    if (bson_iter_init_find(&it, doc, "n") && BSON_ITER_HOLDS_NUMBER(&it)) n = bson_iter_as_int64(&it);
+    if (candidate) json_object_set_new(counts, candidate, json_integer(n));
+  }
+  if (mongoc_cursor_error(cur, &error)) st = db_error("recount", &error);
+  mongoc_cursor_destroy(cur);
+  if (st == VS_OK && !mongoc_collection_delete_many(tallies, clear, NULL, NULL, &error))
+    st = db_error("clear tallies", &error);
+  const char *candidate;
+  json_t *n;
+  json_object_foreach(counts, candidate, n) {
+    if (st == VS_OK && !tally_add(tallies, election, candidate, json_integer_value(n), &error))
+      st = db_error("write tally", &error);
+  }
+  if (st == VS_OK) {
+    bson_t *live = BCON_NEW("election", BCON_UTF8(election), "tallied", BCON_BOOL(false), "deleted",
+                            BCON_BOOL(false));
+    bson_t *set = BCON_NEW("$set", "{", "tallied", BCON_BOOL(true), "}");
+    bson_t *dead = BCON_NEW("election", BCON_UTF8(election), "deleted", BCON_BOOL(true));
+    if (!mongoc_collection_update_many(votes, live, set, NULL, NULL, &error) ||
+        !mongoc_collection_delete_many(votes, dead, NULL, NULL, &error))
+      st = db_error("mark recounted", &error);
+    bson_destroy(live);
+    bson_destroy(set);
+    bson_destroy(dead);
+  }
+  json_decref(counts);
+  bson_destroy(clear);
+  bson_destroy(pipeline);
+  return st;
+}
+
+vs_status votes_reconcile(mongo_db *db, int64_t age_ms, int *elections) {
+  *elections = 0;
+  mongoc_client_t *client = mongo_acquire(db);
+  mongoc_collection_t *votes = mongo_collection(db, client, VOTES);
+  mongoc_collection_t *tallies = mongo_collection(db, client, TALLIES);
+  bson_t *filter = BCON_NEW("tallied", BCON_BOOL(false), "createdAt", "{", "$lt",
+                            BCON_DATE_TIME(util_now_ms() - age_ms), "}");
+  bson_t *opts = BCON_NEW("projection", "{", "election", BCON_INT32(1), "}", "limit", BCON_INT64(10000));
+  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(votes, filter, opts, NULL);
+  json_t *names = json_object();
+  const bson_t *doc;
+  while (mongoc_cursor_next(cur, &doc)) {
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, doc, "election") && BSON_ITER_HOLDS_UTF8(&it))
+      json_object_set_new(names, bson_iter_utf8(&it, NULL), json_true());
+  }
+  bson_error_t error;
+  vs_status st = mongoc_cursor_error(cur, &error) ? db_error("find uncounted", &error) : VS_OK;
+  mongoc_cursor_destroy(cur);
+  const char *election;
+  json_t *unused;
+  json_object_foreach(names, election, unused) {
+    if (st != VS_OK) break;
+    election_lock(election);
+    st = recount(votes, tallies, election);
+    election_unlock(election);
+    if (st == VS_OK) {
+      (*elections)++;
+      log_fields(LOG_WARN, "recounted an election after an interrupted write",
+                 json_pack("{s:s}", "election", election));
+    }
+  }
+  json_decref(names);
+  bson_destroy(filter);
+  bson_destroy(opts);
+  mongoc_collection_destroy(votes);
+  mongoc_collection_destroy(tallies);
+  mongo_release(db, client);
+  return st;
+}
+
+/* ---- idempotency keys ---- */
+
+vs_status votes_idem_begin(mongo_db *db, const char *key, const char *fingerprint, int *status,
+                           char **response) {
+  *response = NULL;
+  mongoc_client_t *client = mongo_acquire(db);
+  mongoc_collection_t *coll = mongo_collection(db, client, IDEM);
+  bson_error_t error;
+  vs_status st = VS_UNAVAILABLE;
+  for (int attempt = 0; attempt < 3; attempt++) {
+    bson_t *doc = BCON_NEW("_id", BCON_UTF8(key), "fingerprint", BCON_UTF8(fingerprint), "state",
+                           BCON_UTF8("pending"), "createdAt", BCON_DATE_TIME(util_now_ms()));
+    bool inserted = mongoc_collection_insert_one(coll, doc, NULL, NULL, &error);
+    bson_destroy(doc);
+    if (inserted) {
+      st = VS_OK;
+      break;
+    }
+    if (!mongo_is_duplicate(&error)) {
+      st = db_error("idempotency insert", &error);
+      break;
+    }
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8(key));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, NULL, NULL);
+    const bson_t *found;
+    bool have = mongoc_cursor_next(cur, &found);
+    if (have) {
+      bson_iter_t it;
+      const char *fp = "", *state = "";
+      int64_t created = 0;
+      if (bson_iter_init_find(&it, found, "fingerprint") && BSON_ITER_HOLDS_UTF8(&it)) fp = bson_iter_utf8(&it, NULL);
+      if (bson_iter_init_find(&it, found, "state") && BSON_ITER_HOLDS_UTF8(&it)) state = bson_iter_utf8(&it, NULL);
+      if (bson_iter_init_find(&it, found, "createdAt") && BSON_ITER_HOLDS_DATE_TIME(&it)) created = bson_iter_date_time(&it);
+      if (strcmp(fp, fingerprint) != 0) {
+        st = VS_CONFLICT;
+      } else if (strcmp(state, "done") == 0) {
+        if (bson_iter_init_find(&it, found, "status")) *status = (int)bson_iter_as_int64(&it);
+        if (bson_iter_init_find(&it, found, "response") && BSON_ITER_HOLDS_UTF8(&it))
+          *response = strdup(bson_iter_utf8(&it, NULL));
+        st = VS_CREATED;
+      } else if (util_now_ms() - created < IDEM_PENDING_MS) {
+        st = VS_CONFLICT; /* the first request is still running */
+      } else {
+        /* a crashed request left it pending: take it over */
+        bson_t *stale = BCON_NEW("_id", BCON_UTF8(key), "state", BCON_UTF8("pending"));
+        mongoc_collection_delete_one(coll, stale, NULL, NULL, &error);
+        bson_destroy(stale);
+        mongoc_cursor_destroy(cur);
+        bson_destroy(filter);
+        continue;
+      }
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(filter);
+    if (have) break;
+  }
+  mongoc_collection_destroy(coll);
+  mongo_release(db, client);
+  return st;
+}
+
+void votes_idem_finish(mongo_db *db, const char *key, int status, const char *response) {
+  mongoc_client_t *client = mongo_acquire(db);
+  mongoc_collection_t *coll = mongo_collection(db, client, IDEM);
+  bson_t *filter = BCON_NEW("_id", BCON_UTF8(key));
+  bson_t *update = BCON_NEW("$set", "{", "state", BCON_UTF8("done"), "status", BCON_INT32(status),
+                            "response", BCON_UTF8(response), "}");
+  bson_error_t error;
+  if (!mongoc_collection_update_one(coll, filter, update, NULL, NULL, &error))
+    log_warn("votes: cannot record idempotent response: %s", error.message);
+  bson_destroy(filter);
+  bson_destroy(update);
+  mongoc_collection_destroy(coll);
+  mongo_release(db, client);
+}
+
+void votes_idem_abort(mongo_db *db, const char *key) {
+  mongoc_client_t *client = mongo_acquire(db);
+  mongoc_collection_t *coll = mongo_collection(db, client, IDEM);
+  bson_t *filter = BCON_NEW("_id", BCON_UTF8(key), "state", BCON_UTF8("pending"));
+  bson_error_t error;
+  mongoc_collection_delete_one(coll, filter, NULL, NULL, &error);
+  bson_destroy(filter);
+  mongoc_collection_destroy(coll);
+  mongo_release(db, client);
+}
