@@ -8,7 +8,7 @@ tests never see each other's data or events.
 Standard environment given to a service by `service_factory` (the C services read it):
     HTTP_HOST=127.0.0.1  HTTP_PORT=<free port>
     MONGODB_URI=<FerretDB uri>  MONGODB_DATABASE=<name>_<ns>
-    AMQP_URL=<RabbitMQ url>     AMQP_EXCHANGE=voter.events.<ns>
+    AMQP_URL=<RabbitMQ url>     AMQP_EXCHANGE=voter.events.<ns>  AMQP_QUEUE_PREFIX=<ns>.
     LOG_LEVEL=info
 """
 
@@ -85,6 +85,12 @@ def ns():
 
 
 @pytest.fixture
+def queue(ns):
+    """The broker-side name of a service queue in this test: queue("voter.replicas.dlq")."""
+    return lambda name: f"{ns}.{name}"
+
+
+@pytest.fixture
 def amqp_exchange(ns):
     """The AMQP exchange every service started by this test publishes to."""
     return f"voter.events.{ns}"
@@ -127,6 +133,7 @@ def service_factory(request, rabbit, mongo, ns, amqp_exchange, run_dir):
             "MONGODB_DATABASE": database or f"{name}_{ns}",
             "AMQP_URL": rabbit.url,
             "AMQP_EXCHANGE": amqp_exchange,
+            "AMQP_QUEUE_PREFIX": f"{ns}.",
             "LOG_LEVEL": "info",
         }
         full_env.update(env or {})

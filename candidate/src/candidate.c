@@ -182,6 +182,12 @@ static void append_fields(bson_t *dst, const json_t *body) {
   free(full);
 }
 
+/* mongo_is_duplicate misses FerretDB's answer to an update that violates a unique index
+ * (a SQLite "UNIQUE constraint failed" without code 11000); inserts are recognised. */
+static bool is_duplicate(const bson_error_t *error) {
+  return mongo_is_duplicate(error) || strstr(error->message, "UNIQUE constraint failed");
+}
+
 static cs_status db_error(const char *what, const bson_error_t *error) {
   log_warn("candidate: %s failed: %s", what, error->message);
   return CS_UNAVAILABLE;
@@ -230,7 +236,7 @@ static cs_status conditional_update(mongoc_collection_t *coll, const bson_oid_t 
   *matched = ok && docs_int(&reply, "matchedCount") > 0;
   bson_destroy(&reply);
   bson_destroy(&filter);
-  if (!ok) return mongo_is_duplicate(&error) ? CS_DUPLICATE : db_error("update", &error);
+  if (!ok) return is_duplicate(&error) ? CS_DUPLICATE : db_error("update", &error);
   return CS_OK;
 }
 
@@ -267,7 +273,7 @@ cs_status candidate_create(candidate_store *s, const json_t *body, json_t **item
   bson_error_t error;
   st = CS_CREATED;
   if (!mongoc_collection_insert_one(coll, &doc, NULL, NULL, &error))
-    st = mongo_is_duplicate(&error) ? CS_DUPLICATE : db_error("insert", &error);
+    st = is_duplicate(&error) ? CS_DUPLICATE : db_error("insert", &error);
   mongoc_collection_destroy(coll);
   mongo_release(s->db, client);
   bson_destroy(&doc);
@@ -334,10 +340,10 @@ static cs_status write_attempt(candidate_store *s, mongoc_collection_t *coll,
     bson_error_t error;
     if (mongoc_collection_insert_one(coll, &doc, NULL, NULL, &error)) {
       st = CS_CREATED, matched = true;
-    } else if (mongo_is_duplicate(&error) && !strstr(error.message, "nameKey")) {
+    } else if (is_duplicate(&error) && !strstr(error.message, "nameKey")) {
       st = CS_OK; /* the id appeared concurrently: read again */
     } else {
-      st = mongo_is_duplicate(&error) ? CS_DUPLICATE : db_error("insert", &error);
+      st = is_duplicate(&error) ? CS_DUPLICATE : db_error("insert", &error);
       matched = true;
     }
     bson_destroy(&doc);
@@ -353,7 +359,7 @@ static cs_status write_attempt(candidate_store *s, mongoc_collection_t *coll,
     ev_outbox_update_ops(&update, &ev);
     st = conditional_update(coll, oid, version - 1, &update, &matched);
     if (st == CS_OK) st = live ? CS_OK : CS_CREATED;
-    if (st == CS_DUPLICATE) matched = true;
+    else matched = true; /* a real error (a taken name, the database): no retry */
     bson_destroy(&update);
   }
   ev_free(&ev);

@@ -10,6 +10,7 @@
 
 #include "election.h"
 #include "routes.h"
+#include "voter/amqp.h"
 #include "voter/config.h"
 #include "voter/events.h"
 #include "voter/http.h"
@@ -46,6 +47,7 @@ static const char usage[] =
     "  EVENT_SOURCE         CloudEvents source (default /election)\n"
     "  OUTBOX_POLL_MS       outbox scan interval when idle (default 1000)\n"
     "  OUTBOX_RELAY_PAUSED  true: never publish (fault injection for tests; default false)\n"
+    "  AMQP_QUEUE_PREFIX    prefix for every queue name (default none)\n"
     "  LOG_LEVEL            debug, info, warn, error (default info)\n";
 
 int main(int argc, char **argv) {
@@ -67,6 +69,7 @@ int main(int argc, char **argv) {
       cfg_bool("OUTBOX_RELAY_PAUSED", false, &paused))
     return 2;
 
+  mq_set_queue_prefix(cfg_str("AMQP_QUEUE_PREFIX", ""));
   service_block_signals();
   mongo_global_init();
   int rc = 1;

@@ -702,9 +702,28 @@ size_t mq_publish_batch(mq_conn *c, const mq_message_out *msgs, size_t n, int ti
   return mq_publish_n(c, c->exchange, msgs, n, NULL, timeout_ms);
 }
 
-int mq_declare_queue(mq_conn *c, const mq_queue_spec *spec) {
-  char retry[MQ_QUEUE_NAME_MAX + 1], dlq[MQ_QUEUE_NAME_MAX + 1];
-  if (!c || !spec || mq_spec_names(spec, retry, dlq) != 0) return -1;
+/* ---- queue name prefix ---- */
+
+static char mq_prefix[64];
+
+void mq_set_queue_prefix(const char *prefix) {
+  snprintf(mq_prefix, sizeof mq_prefix, "%s", prefix ? prefix : "");
+}
+
+/* The broker-side name of a logical queue: prefix + name. NULL when too long. */
+static const char *mq_physical(const char *queue, char buf[MQ_QUEUE_NAME_MAX + 1]) {
+  if (!queue) return NULL;
+  int n = snprintf(buf, MQ_QUEUE_NAME_MAX + 1, "%s%s", mq_prefix, queue);
+  return n > MQ_QUEUE_NAME_MAX ? NULL : buf;
+}
+
+int mq_declare_queue(mq_conn *c, const mq_queue_spec *logical) {
+  char retry[MQ_QUEUE_NAME_MAX + 1], dlq[MQ_QUEUE_NAME_MAX + 1], name[MQ_QUEUE_NAME_MAX + 1];
+  if (!c || !logical) return -1;
+  mq_queue_spec physical = *logical;
+  physical.queue = mq_physical(logical->queue, name);
+  const mq_queue_spec *spec = &physical;
+  if (!physical.queue || mq_spec_names(spec, retry, dlq) != 0) return -1;
   if (mq_ensure(c) != 0) return -1;
   if (mq_declare_spec(c, spec) != 0) {
     /* The broker closed the channel: the connection is of no use any more. */
@@ -842,6 +861,11 @@ static int64_t mq_wait_left(const mq_conn *c) {
 int mq_consume(const char *url, const char *exchange, const mq_queue_spec *spec,
                mq_handler handler, void *ctx, volatile sig_atomic_t *stop) {
   if (!spec || !spec->queue || !handler || !stop) return -1;
+  /* Metric labels keep the logical name; the broker sees the prefixed one. */
+  char physical_name[MQ_QUEUE_NAME_MAX + 1];
+  mq_queue_spec physical = *spec;
+  physical.queue = mq_physical(spec->queue, physical_name);
+  if (!physical.queue) return -1;
   mq_consumer k = {.handler = handler, .ctx = ctx};
   int rc = -1;
   char name[MQ_QUEUE_NAME_MAX + 32];
@@ -851,7 +875,7 @@ int mq_consume(const char *url, const char *exchange, const mq_queue_spec *spec,
   k.out = mq_conn_new(url, exchange, name);
   if (!k.in || !k.out) goto done;
   k.in->role = MQ_ROLE_CONSUME;
-  k.in->spec = mq_spec_defaults(spec);
+  k.in->spec = mq_spec_defaults(&physical);
   if (mq_spec_names(&k.in->spec, k.retry, k.dlq) != 0) {
     log_error("amqp consumer queue name too long: %s", spec->queue);
     goto done;

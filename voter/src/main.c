@@ -13,6 +13,7 @@
 #include "replicas.h"
 #include "routes.h"
 #include "votes.h"
+#include "voter/amqp.h"
 #include "voter/config.h"
 #include "voter/http.h"
 #include "voter/log.h"
@@ -38,7 +39,7 @@ static const char usage[] =
     "Configuration (environment):\n"
     "  HTTP_HOST, HTTP_PORT (default 8083), HTTP_THREADS, HTTP_TIMEOUT_S, HTTP_MAX_BODY,\n"
     "  CORS_ALLOWED_ORIGINS, MONGODB_URI, MONGODB_DATABASE (default voter), AMQP_URL,\n"
-    "  AMQP_EXCHANGE, LOG_LEVEL      as for every service (see README)\n"
+    "  AMQP_EXCHANGE, AMQP_QUEUE_PREFIX, LOG_LEVEL   as for every service (see README)\n"
     "  CANDIDATE_URL        candidate service, asked to replay by POST /voter/drop/candidates\n"
     "                       (default http://127.0.0.1:8082)\n"
     "  REPLICA_QUEUE        queue feeding the replicas (default voter.replicas)\n"
@@ -77,6 +78,7 @@ int main(int argc, char **argv) {
       cfg_long("RECONCILE_S", 30, 1, 86400, &reconcile_s))
     return 2;
 
+  mq_set_queue_prefix(cfg_str("AMQP_QUEUE_PREFIX", ""));
   service_block_signals();
   mongo_global_init();
   curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -86,6 +86,12 @@ typedef struct mq_queue_spec {
   int prefetch;              /* basic.qos; default 32 */
 } mq_queue_spec;
 
+/* A prefix put before every queue name this process declares or consumes (from
+ * AMQP_QUEUE_PREFIX; default none). Several deployments - or test runs - can then share
+ * one broker without sharing queues. Metric labels keep the unprefixed name. Call once at
+ * start-up, before any thread uses the module. */
+void mq_set_queue_prefix(const char *prefix);
+
 /* Declares Q, Q.retry and Q.dlq for spec (also done by mq_consume), connecting first
  * when needed. -1 (connection dropped) when the broker refuses, e.g. an existing Q.retry
  * with a different retry delay (406 PRECONDITION_FAILED). */

@@ -1,0 +1,311 @@
+"""Test upstreams for the gateway suites: small HTTP/1.1 servers on real loopback sockets
+whose behaviour a test can change at any moment, and which record what they received.
+
+    up = Upstream("a").start()
+    up.mode = "reset"          # ok | reset | close | delay | hang
+    up.delay = 0.5             # seconds, for mode "delay"
+    up.healthy = False         # GET /health answers 503
+    up.received                # list of Request (method, path, headers, body)
+    up.connections             # TCP connections accepted so far
+    up.stop()
+
+Responses (mode "ok"): JSON describing the request (upstream name, method, path, headers,
+body length and sha256) with Content-Length, kept alive. Special paths:
+    /health              200 {"status":"UP"} (503 when healthy is False)
+    /status/NNN          answers status NNN
+    /stream?n=N&chunk=C&pause=S
+                         N bytes, chunked, in C-byte chunks with S seconds between them
+    /slowhead?s=S        waits S seconds before the response head
+Modes apply to every path except /health:
+    reset   read the request, then close with RST (SO_LINGER 0) before answering
+    close   read the request, then close cleanly without answering
+    delay   wait `delay` seconds, then answer normally
+    hang    never answer (until stop)
+
+Run as a program (`/usr/bin/python3 tests/gateway_upstreams.py --port N`) it serves mode
+"ok" until killed (used by the benchmark as a stand-alone upstream).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import struct
+import sys
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict  # lower-case name -> value (last one wins)
+    header_list: list  # (name, value) as received
+    body: bytes = b""
+    chunked: bool = False
+
+
+@dataclass
+class _Conn:
+    sock: socket.socket
+    buf: bytes = b""
+
+
+class Upstream:
+    def __init__(self, name: str, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.mode = "ok"
+        self.delay = 0.0
+        self.healthy = True
+        self.received: list[Request] = []
+        self.health_checks = 0
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._listener: Optional[socket.socket] = None
+        self._threads: list[threading.Thread] = []
+        self._socks: set = set()
+
+    # ------------------------------------------------------------------ control
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> "Upstream":
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((self.host, self.port))
+        s.listen(512)
+        s.settimeout(0.2)
+        self.port = s.getsockname()[1]
+        self._listener = s
+        self._stop.clear()
+        t = threading.Thread(target=self._accept_loop, name=f"upstream-{self.name}", daemon=True)
+        t.start()
+        self._threads.append(t)
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and close every connection (the port becomes free)."""
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            socks = list(self._socks)
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                s.close()
+            except OSError:
+                pass
+        for t in self._threads:
+            t.join(timeout=2)
+        self._threads = []
+
+    def requests(self, path_prefix: str = "") -> list[Request]:
+        """Received requests (excluding health checks) whose path starts with path_prefix."""
+        with self._lock:
+            return [r for r in self.received if r.path.startswith(path_prefix)]
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self.received.clear()
+            self.connections = 0
+
+    # ------------------------------------------------------------------ serving
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except (socket.timeout, OSError):
+                continue
+            with self._lock:
+                self.connections += 1
+                self._socks.add(sock)
+            t = threading.Thread(target=self._serve, args=(sock,), daemon=True)
+            t.start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        conn = _Conn(sock)
+        sock.settimeout(None)
+        try:
+            while not self._stop.is_set():
+                req = self._read_request(conn)
+                if req is None:
+                    return
+                if not self._answer(conn, req):
+                    return
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._socks.discard(sock)
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _recv(self, conn: _Conn) -> bool:
+        data = conn.sock.recv(65536)
+        if not data:
+            return False
+        conn.buf += data
+        return True
+
+    def _read_line(self, conn: _Conn) -> Optional[bytes]:
+        while b"\r\n" not in conn.buf:
+            if not self._recv(conn):
+                return None
+        line, conn.buf = conn.buf.split(b"\r\n", 1)
+        return line
+
+    def _read_exact(self, conn: _Conn, n: int) -> Optional[bytes]:
+        while len(conn.buf) < n:
+            if not self._recv(conn):
+                return None
+        data, conn.buf = conn.buf[:n], conn.buf[n:]
+        return data
+
+    def _read_request(self, conn: _Conn) -> Optional[Request]:
+        while b"\r\n\r\n" not in conn.buf:
+            if not self._recv(conn):
+                return None
+        head, conn.buf = conn.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        method, path, _version = lines[0].split(" ", 2)
+        header_list = []
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            header_list.append((name.strip(), value.strip()))
+        headers = {k.lower(): v for k, v in header_list}
+        body = b""
+        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        if chunked:
+            while True:
+                size_line = self._read_line(conn)
+                if size_line is None:
+                    return None
+                size = int(size_line.split(b";")[0], 16)
+                if size == 0:
+                    # trailers until an empty line
+                    while True:
+                        t = self._read_line(conn)
+                        if t is None:
+                            return None
+                        if t == b"":
+                            break
+                    break
+                chunk = self._read_exact(conn, size + 2)
+                if chunk is None:
+                    return None
+                body += chunk[:-2]
+        elif "content-length" in headers:
+            body = self._read_exact(conn, int(headers["content-length"]))
+            if body is None:
+                return None
+        return Request(method, path, headers, header_list, body, chunked)
+
+    def _send(self, conn: _Conn, status: int, body: bytes, headers: Optional[dict] = None,
+              ctype: str = "application/json") -> None:
+        reason = {200: "OK", 201: "Created", 204: "No Content", 404: "Not Found",
+                  500: "Internal Server Error", 503: "Service Unavailable"}.get(status, "Status")
+        lines = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {ctype}",
+                 f"Content-Length: {len(body)}", f"X-Upstream: {self.name}"]
+        for k, v in (headers or {}).items():
+            lines.append(f"{k}: {v}")
+        conn.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+
+    def _answer(self, conn: _Conn, req: Request) -> bool:
+        url = urllib.parse.urlsplit(req.path)
+        if url.path == "/health" or url.path.endswith("/health"):
+            with self._lock:
+                self.health_checks += 1
+            if self.healthy and self.mode not in ("reset", "close", "hang"):
+                self._send(conn, 200, b'{"status":"UP"}')
+            else:
+                self._send(conn, 503, b'{"status":"DOWN"}')
+            return req.headers.get("connection", "").lower() != "close"
+        with self._lock:
+            self.received.append(req)
+        mode = self.mode
+        if mode == "reset":
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.sock.close()
+            return False
+        if mode == "close":
+            conn.sock.shutdown(socket.SHUT_RDWR)
+            return False
+        if mode == "hang":
+            while not self._stop.is_set():
+                time.sleep(0.05)
+            return False
+        if mode == "delay":
+            time.sleep(self.delay)
+        query = dict(urllib.parse.parse_qsl(url.query))
+        if url.path.startswith("/status/"):
+            self._send(conn, int(url.path.split("/")[2]), b'{"status":"as asked"}')
+            return True
+        if url.path.endswith("/slowhead"):
+            time.sleep(float(query.get("s", "1")))
+        if url.path.endswith("/stream"):
+            n = int(query.get("n", "1000"))
+            chunk = int(query.get("chunk", "1000"))
+            pause = float(query.get("pause", "0"))
+            conn.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                              b"Transfer-Encoding: chunked\r\nX-Upstream: " +
+                              self.name.encode() + b"\r\n\r\n")
+            sent = 0
+            while sent < n:
+                k = min(chunk, n - sent)
+                conn.sock.sendall(b"%x\r\n" % k + b"x" * k + b"\r\n")
+                sent += k
+                if pause:
+                    time.sleep(pause)
+            conn.sock.sendall(b"0\r\n\r\n")
+            return True
+        info = {
+            "upstream": self.name,
+            "method": req.method,
+            "path": req.path,
+            "headers": req.headers,
+            "header_names": [k for k, _ in req.header_list],
+            "body_length": len(req.body),
+            "body_sha256": hashlib.sha256(req.body).hexdigest(),
+            "chunked": req.chunked,
+        }
+        self._send(conn, 200, json.dumps(info).encode(),
+                   {"X-Request-ID": req.headers.get("x-request-id", ""),
+                    "Keep-Alive": "timeout=60", "X-Hop": "1", "Connection": "X-Hop"})
+        return True
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--name", default="bench")
+    args = ap.parse_args(argv)
+    up = Upstream(args.name, args.port).start()
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    up.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,124 @@
+"""The voter service's replicas and tallies under real event traffic: updates and deletes
+propagate, duplicates and stale events are not re-applied, poison goes to the dead-letter
+queue, a database outage is retried, and votes a crash left uncounted are recounted."""
+
+from __future__ import annotations
+
+import datetime
+from urllib.parse import quote
+
+import pymongo
+import pytest
+import requests
+from bson import ObjectId
+
+from events import candidate_data, cloud_event, election_data, publish, queue_depth
+from harness import wait_until
+
+E = "2020 Test Election"
+
+
+def oid(n: int) -> str:
+    return f"{n:024x}"
+
+
+@pytest.fixture
+def voter(service_factory, rabbit, amqp_exchange, ns):
+    svc = service_factory("voter", env={"RECONCILE_S": "1", "REPLICA_RETRY_MS": "300"})
+    svc.api = svc.url + "/voter"
+    svc.db = f"voter_{ns}"
+    publish(rabbit.url, amqp_exchange, [
+        cloud_event("election.created", oid(1), 1, election_data(oid(1), E)),
+        cloud_event("candidate.created", oid(10), 1, candidate_data(oid(10), "Ada", "Lovelace", E)),
+        cloud_event("candidate.created", oid(11), 1, candidate_data(oid(11), "Alan", "Turing", E)),
+    ])
+    wait_until(lambda: len(candidates(svc)) == 2, message="replica has 2 candidates")
+    return svc
+
+
+def candidates(svc):
+    return requests.get(f"{svc.api}/candidates").json()["_embedded"]["candidates"]
+
+
+def metric(svc, name, labels):
+    for line in requests.get(f"{svc.api}/metrics").text.splitlines():
+        if line.startswith(f"{name}{{{labels}}} "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def vote(svc, candidate, election=E):
+    return requests.post(f"{svc.api}/votes", json={"candidate": candidate, "election": election})
+
+
+def test_update_and_delete_propagate(voter, rabbit, amqp_exchange):
+    publish(rabbit.url, amqp_exchange, [cloud_event(
+        "candidate.updated", oid(10), 2, candidate_data(oid(10), "Ada", "Lovelace", E, party="Analytical"))])
+    wait_until(lambda: any(c["politicalParty"] == "Analytical" for c in candidates(voter)))
+    publish(rabbit.url, amqp_exchange, [cloud_event("candidate.deleted", oid(11), 2, {"id": oid(11), "version": 2})])
+    wait_until(lambda: [c["fullName"] for c in candidates(voter)] == ["Ada Lovelace"])
+    assert vote(voter, "Alan Turing").status_code == 422
+    assert vote(voter, "Ada Lovelace").status_code == 201
+    publish(rabbit.url, amqp_exchange, [cloud_event("election.deleted", oid(1), 2, {"id": oid(1), "version": 2})])
+    wait_until(lambda: vote(voter, "Ada Lovelace").status_code == 422, message="deleted election refuses votes")
+
+
+def test_duplicates_and_stale_events_are_not_reapplied(voter, rabbit, amqp_exchange):
+    v3 = cloud_event("candidate.updated", oid(10), 3, candidate_data(oid(10), "Ada", "Lovelace", E, party="v3"))
+    v2 = cloud_event("candidate.updated", oid(10), 2, candidate_data(oid(10), "Ada", "Lovelace", E, party="v2"))
+    publish(rabbit.url, amqp_exchange, [v3, v3, v2])  # duplicate, then out of order
+    wait_until(lambda: metric(voter, "replica_events_total", 'collection="candidates",result="stale"') >= 1)
+    assert metric(voter, "replica_events_total", 'collection="candidates",result="duplicate"') == 1
+    ada = [c for c in candidates(voter) if c["firstName"] == "Ada"][0]
+    assert ada["politicalParty"] == "v3" and ada["version"] == 3
+
+
+def test_tombstone_stops_a_late_older_update(voter, rabbit, amqp_exchange):
+    publish(rabbit.url, amqp_exchange, [
+        cloud_event("candidate.deleted", oid(11), 5, {"id": oid(11), "version": 5}),
+        cloud_event("candidate.updated", oid(11), 4, candidate_data(oid(11), "Alan", "Turing", E, party="late"))])
+    wait_until(lambda: metric(voter, "replica_events_total", 'collection="candidates",result="stale"') >= 1)
+    assert [c["fullName"] for c in candidates(voter)] == ["Ada Lovelace"]
+
+
+def test_poison_messages_are_dead_lettered_at_once(voter, rabbit, amqp_exchange, queue):
+    publish(rabbit.url, amqp_exchange, [], raw=b"{this is not json", routing_key="candidate.created")
+    publish(rabbit.url, amqp_exchange, [cloud_event("candidate.created", oid(12), 1, {"no": "fullName"})])
+    publish(rabbit.url, amqp_exchange, [cloud_event("candidate.created", "", 1, candidate_data("", "A", "B", E))])
+    wait_until(lambda: queue_depth(rabbit.url, queue("voter.replicas.dlq")) == 3, timeout=10)
+    # and the consumer keeps going
+    publish(rabbit.url, amqp_exchange, [cloud_event("candidate.created", oid(13), 1,
+                                                    candidate_data(oid(13), "Grace", "Hopper", E))])
+    wait_until(lambda: len(candidates(voter)) == 3)
+    assert metric(voter, "events_consumed_total", 'queue="voter.replicas",result="dead"') == 3
+
+
+def test_database_outage_while_events_arrive_is_retried(voter, rabbit, amqp_exchange, mongo, queue):
+    mongo.kill()
+    try:
+        publish(rabbit.url, amqp_exchange, [cloud_event("candidate.created", oid(20 + i), 1,
+                candidate_data(oid(20 + i), f"C{i}", f"L{i}", E)) for i in range(5)])
+        wait_until(lambda: metric(voter, "events_consumed_total", 'queue="voter.replicas",result="retry"') >= 1,
+                   timeout=30, message="events go to the retry queue while the database is down")
+    finally:
+        mongo.start()
+    wait_until(lambda: len(candidates(voter)) == 7, timeout=60, message="the replica converges")
+    assert queue_depth(rabbit.url, queue("voter.replicas.dlq")) == 0
+
+
+def test_votes_left_uncounted_by_a_crash_are_recounted(voter, mongo):
+    for _ in range(3):
+        assert vote(voter, "Ada Lovelace").status_code == 201
+    # what a crash between writing a vote and counting it leaves behind
+    db = pymongo.MongoClient(mongo.uri)[voter.db]
+    old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=10)
+    db.votes.insert_many([{"_id": ObjectId(), "candidate": "Alan Turing", "election": E,
+                           "createdAt": old, "tallied": False, "deleted": False} for _ in range(2)])
+    # and a delete interrupted after marking
+    victim = db.votes.find_one({"candidate": "Ada Lovelace"})
+    db.votes.update_one({"_id": victim["_id"]}, {"$set": {"deleted": True, "tallied": False, "createdAt": old}})
+    expected = {"results": [{"candidate": "Ada Lovelace", "votes": 2}, {"candidate": "Alan Turing", "votes": 2}]}
+    wait_until(lambda: requests.get(f"{voter.api}/results/{quote(E)}").json() == expected, timeout=15,
+               message="reconciliation recounts the election")
+    assert db.votes.count_documents({"tallied": False}) == 0
+    assert db.votes.count_documents({"deleted": True}) == 0
