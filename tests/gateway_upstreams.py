@@ -13,8 +13,9 @@ Responses (mode "ok"): JSON describing the request (upstream name, method, path,
 body length and sha256) with Content-Length, kept alive. Special paths:
     /health              200 {"status":"UP"} (503 when healthy is False)
     /status/NNN          answers status NNN
-    /stream?n=N&chunk=C&pause=S
-                         N bytes, chunked, in C-byte chunks with S seconds between them
+    /stream?n=N&chunk=C&pause=S&die=D
+                         N bytes, chunked, in C-byte chunks with S seconds between them;
+                         with die, the connection is reset once D bytes were sent
     /slowhead?s=S        waits S seconds before the response head
 Modes apply to every path except /health:
     reset   read the request, then close with RST (SO_LINGER 0) before answering
@@ -138,8 +139,8 @@ class Upstream:
 
     def _serve(self, sock: socket.socket) -> None:
         conn = _Conn(sock)
-        sock.settimeout(None)
         try:
+            sock.settimeout(None)
             while not self._stop.is_set():
                 req = self._read_request(conn)
                 if req is None:
@@ -220,8 +221,9 @@ class Upstream:
               ctype: str = "application/json") -> None:
         reason = {200: "OK", 201: "Created", 204: "No Content", 404: "Not Found",
                   500: "Internal Server Error", 503: "Service Unavailable"}.get(status, "Status")
-        lines = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {ctype}",
-                 f"Content-Length: {len(body)}", f"X-Upstream: {self.name}"]
+        lines = [f"HTTP/1.1 {status} {reason}", f"X-Upstream: {self.name}"]
+        if status not in (204, 304):
+            lines += [f"Content-Type: {ctype}", f"Content-Length: {len(body)}"]
         for k, v in (headers or {}).items():
             lines.append(f"{k}: {v}")
         conn.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
@@ -253,8 +255,9 @@ class Upstream:
         if mode == "delay":
             time.sleep(self.delay)
         query = dict(urllib.parse.parse_qsl(url.query))
-        if url.path.startswith("/status/"):
-            self._send(conn, int(url.path.split("/")[2]), b'{"status":"as asked"}')
+        if "/status/" in url.path:
+            code = int(url.path.rsplit("/", 1)[1])
+            self._send(conn, code, b"" if code in (204, 304) else b'{"status":"as asked"}')
             return True
         if url.path.endswith("/slowhead"):
             time.sleep(float(query.get("s", "1")))
@@ -265,11 +268,16 @@ class Upstream:
             conn.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
                               b"Transfer-Encoding: chunked\r\nX-Upstream: " +
                               self.name.encode() + b"\r\n\r\n")
+            die = int(query.get("die", "-1"))
             sent = 0
             while sent < n:
                 k = min(chunk, n - sent)
                 conn.sock.sendall(b"%x\r\n" % k + b"x" * k + b"\r\n")
                 sent += k
+                if 0 <= die <= sent:  # reset in the middle of the body
+                    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    conn.sock.close()
+                    return False
                 if pause:
                     time.sleep(pause)
             conn.sock.sendall(b"0\r\n\r\n")
@@ -309,3 +317,154 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+# --------------------------------------------------------------------------- gateway fixtures
+#
+# Imported by the tests/test_gateway*.py suites:
+#     from gateway_upstreams import upstreams, gateway  # noqa: F401 (pytest fixtures)
+# `upstreams(n)` starts n test upstreams (stopped at teardown); `gateway(config)` writes the
+# configuration to a file, starts voter-gateway on a free port and waits for
+# /gateway/health. At teardown the gateway gets SIGTERM and the test fails if it did not
+# exit 0 or left a sanitizer report in its log.
+
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+
+
+class Gateway:
+    def __init__(self, svc: "harness.Service", config_path: Path, config: dict) -> None:
+        self.svc = svc
+        self.config_path = config_path
+        self.config = config
+
+    @property
+    def url(self) -> str:
+        return self.svc.url
+
+    @property
+    def port(self) -> int:
+        return self.svc.port
+
+    def reload(self, config: Optional[dict] = None, text: Optional[str] = None) -> None:
+        """Rewrite the configuration file (atomically) and send SIGHUP."""
+        if config is not None:
+            self.config = config
+            text = json.dumps(config, indent=2)
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.config_path)
+        os.kill(self.svc.pid, 1)  # SIGHUP
+
+    def access_lines(self) -> list[dict]:
+        out = []
+        for line in self.svc.log_lines():
+            if '"msg":"access"' in line:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+        return out
+
+    def log_text(self) -> str:
+        return "\n".join(self.svc.log_lines())
+
+
+def base_config(routes: list, **extra) -> dict:
+    """A small configuration for tests: one worker thread (deterministic round-robin),
+    fast health checks, the given routes."""
+    cfg = {
+        "listen": {"host": "127.0.0.1", "port": 0, "threads": 1},
+        "client_timeout_s": 5,
+        "drain_timeout_s": 5,
+        "health_check": {"interval_ms": 200, "timeout_ms": 300},
+        "ejection": {"failures": 2, "base_ms": 500, "max_ms": 4000},
+        "routes": routes,
+    }
+    cfg.update(extra)
+    return cfg
+
+
+@pytest.fixture
+def upstreams():
+    started: list[Upstream] = []
+
+    def make(n: int = 1, names: Optional[list] = None) -> list:
+        out = []
+        for i in range(n):
+            up = Upstream(names[i] if names else f"u{len(started)}").start()
+            started.append(up)
+            out.append(up)
+        return out
+
+    yield make
+    for up in started:
+        up.stop()
+
+
+@pytest.fixture
+def gateway(request, tmp_path):
+    started: list[Gateway] = []
+    request.node._voter_services = []
+
+    def start(config: dict, env: Optional[dict] = None, wait: bool = True) -> Gateway:
+        port = harness.free_port()
+        path = tmp_path / f"gateway-{len(started)}.json"
+        path.write_text(json.dumps(config, indent=2))
+        full_env = {"HTTP_PORT": str(port), "GATEWAY_CONFIG": str(path), "LOG_LEVEL": "info"}
+        full_env.update(env or {})
+        svc = harness.Service("gateway", harness.binary("gateway"), full_env, "/gateway/health",
+                              tmp_path / f"gateway-{len(started)}.log")
+        request.node._voter_services.append(svc)
+        gw = Gateway(svc, path, config)
+        started.append(gw)
+        svc.start()
+        if wait:
+            svc.wait_ready(timeout=20)
+        return gw
+
+    yield start
+    problems = []
+    for gw in started:
+        was_running = gw.svc.running
+        try:
+            code = gw.svc.stop(grace=15)
+        except harness.HarnessError as exc:
+            problems.append(str(exc))
+            code = None
+        if was_running and code not in (0, None):
+            problems.append(f"gateway exited with {code} after SIGTERM:\n{gw.svc.log_tail()}")
+        report = gw.svc.sanitizer_report()
+        if report:
+            problems.append(f"sanitizer report in {gw.svc.log_path}:\n{report}")
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+def raw_request(port: int, data: bytes, read_timeout: float = 5.0, shut: bool = False) -> bytes:
+    """Send raw bytes on a fresh connection and return everything read until close or
+    timeout."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=read_timeout)
+    try:
+        s.sendall(data)
+        if shut:
+            s.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+    finally:
+        s.close()

@@ -110,8 +110,8 @@ struct exchange {
   gw_rl_result rl;
   double t_start, t_up_start, t_up_headers;
   bool started, completed, suspended;
-  bool in_active, in_deferred;
-  exchange *active_prev, *active_next, *deferred_next;
+  bool in_active;
+  exchange *active_prev, *active_next;
   /* response made by the gateway */
   bool local;
   int status;
@@ -142,6 +142,9 @@ struct exchange {
   char *hbuf; /* name\0value\0 pairs */
   size_t hlen, hcap;
   bool head_done, up_done, up_failed, up_paused, response_queued;
+  bool at_complete; /* the request is complete: a response may be queued */
+  bool raw_sent;    /* a 413 was written on the socket directly (see too_large_midway) */
+  uint64_t discarded;
   int upstream_status;
   uint64_t resp_length; /* UINT64_MAX: unknown */
   struct MHD_Response *pending; /* response made, waiting for a chance to queue it */
@@ -165,7 +168,6 @@ struct worker {
   } *pools;
   int npools;
   exchange *active;
-  exchange *deferred;
   int inflight;
   bool need_run, quiesced;
   gw_alog log;
@@ -352,13 +354,6 @@ static void active_del(exchange *ex) {
   ex->in_active = false;
 }
 
-static void defer(exchange *ex) {
-  if (ex->in_deferred) return;
-  ex->in_deferred = true;
-  ex->deferred_next = ex->w->deferred;
-  ex->w->deferred = ex;
-}
-
 static void ex_unref(exchange *ex) {
   if (--ex->refs > 0) return;
   free(ex->uri);
@@ -456,10 +451,14 @@ static enum MHD_Result queue_pending(exchange *ex) {
 
 static bool has_response(const exchange *ex) { return ex->local || ex->pending; }
 
-/* Something changed on the upstream side: give the client connection a chance to move. */
+/* Something changed on the upstream side: give the client connection a chance to move.
+ * libmicrohttpd 0.9.75 accepts a response only before the body is read or once the request
+ * is complete (MHD_queue_response fails in between, suspended or not), so a response that
+ * becomes ready mid-upload waits: the client is resumed, the rest of its body is discarded
+ * and on_complete queues the response. */
 static void wake_client(exchange *ex) {
   if (ex->completed || !ex->suspended) return;
-  if (!ex->response_queued && has_response(ex)) {
+  if (!ex->response_queued && has_response(ex) && ex->at_complete) {
     if (ex->local) queue_local(ex);
     else queue_pending(ex);
   }
@@ -1313,30 +1312,49 @@ out:
   free(h.xff_joined); /* the other header pointers are MHD's and live as long as the request */
 }
 
-/* A body piece arrived. */
-static void on_body_data(exchange *ex, const char *data, size_t *size) {
+/* A chunked body crossed the route's limit. libmicrohttpd cannot queue a response in the
+ * middle of a body, and waiting for the end would let a client stream forever, so the 413
+ * is written on the socket here, the write side is shut, and what the client still sends
+ * is read and dropped (bounded) so that closing does not reset the connection under the
+ * response before the client has read it. */
+static void too_large_midway(exchange *ex) {
+  up_detach(ex, false);
+  active_del(ex);
+  char detail[128];
+  snprintf(detail, sizeof detail, "the body may be at most %llu bytes", (unsigned long long)ex->max_body);
+  local_problem(ex, 413, "Payload Too Large", detail);
+  note_reject(ex, "body_too_large");
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(ex->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+  char *msg = NULL;
+  int n = asprintf(&msg,
+                   "HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/problem+json\r\n"
+                   "Content-Length: %zu\r\nX-Request-ID: %s\r\nConnection: close\r\n\r\n%.*s",
+                   ex->llen, ex->request_id, (int)ex->llen, ex->lbody);
+  if (ci && n > 0) {
+    ssize_t w = send(ci->connect_fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)w; /* a fresh socket buffer takes a few hundred bytes; if not, the client is gone */
+    shutdown(ci->connect_fd, SHUT_WR);
+  }
+  free(msg);
+  ex->raw_sent = true;
+  ex->response_queued = true; /* for the log: the client got a 413 */
+}
+
+/* A body piece arrived. Returns MHD_NO to drop the connection. */
+static enum MHD_Result on_body_data(exchange *ex, const char *data, size_t *size) {
   size_t n = *size;
-  if (ex->local || ex->pending) { /* answered already: drop the rest */
+  if (ex->raw_sent || ex->local || ex->pending) { /* answered already: drop the rest */
     *size = 0;
-    if (!ex->response_queued) {
-      suspend(ex);
-      defer(ex);
-    }
-    return;
+    ex->discarded += n;
+    /* keep reading a while so the close is clean, but not forever */
+    if (ex->raw_sent && ex->discarded > ex->max_body + 1048576) return MHD_NO;
+    return MHD_YES;
   }
   if (ex->body_seen + n > ex->max_body) {
-    /* chunked body past the limit: stop the upstream request and answer now */
     ex->body_seen += n;
     *size = 0;
-    up_detach(ex, false);
-    active_del(ex);
-    char detail[128];
-    snprintf(detail, sizeof detail, "the body may be at most %llu bytes", (unsigned long long)ex->max_body);
-    local_problem(ex, 413, "Payload Too Large", detail);
-    note_reject(ex, "body_too_large");
-    suspend(ex);
-    defer(ex);
-    return;
+    too_large_midway(ex);
+    return MHD_YES;
   }
   size_t frame = ex->chunked_in ? 24 : 0;
   if (ex->req.len + frame + n > ex->req.cap && ex->req.off > 0) {
@@ -1350,7 +1368,7 @@ static void on_body_data(exchange *ex, const char *data, size_t *size) {
   size_t room = ex->req.cap - ex->req.len;
   if (room <= frame) {
     suspend(ex); /* resumed by up_write once the upstream took some bytes */
-    return;
+    return MHD_YES;
   }
   size_t want = n < room - frame ? n : room - frame;
   if (ex->chunked_in) {
@@ -1366,13 +1384,17 @@ static void on_body_data(exchange *ex, const char *data, size_t *size) {
   *size = n - want;
   if (*size) suspend(ex);
   if (ex->uc && !ex->uc->connecting) up_write(ex);
+  return MHD_YES;
 }
 
 static enum MHD_Result on_complete(exchange *ex) {
+  if (ex->raw_sent) return MHD_NO; /* the 413 is out; close */
+  ex->at_complete = true;
   if (ex->local) return queue_local(ex);
   if (ex->chunked_in && !ex->eof_chunk_written) {
     bool keep = ex->replayable;
     if (!buf_room(&ex->req, 5, &keep)) {
+      ex->at_complete = false; /* not yet: waiting for buffer space */
       suspend(ex);
       return MHD_YES;
     }
@@ -1407,10 +1429,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (ex->local && ex->has_body) return queue_local(ex);
     return MHD_YES;
   }
-  if (*upload_data_size) {
-    on_body_data(ex, upload_data, upload_data_size);
-    return MHD_YES;
-  }
+  if (*upload_data_size) return on_body_data(ex, upload_data, upload_data_size);
   if (ex->response_queued) return MHD_YES;
   return on_complete(ex);
 }
@@ -1471,14 +1490,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   log_exchange(ex, toe);
   if (ex->uc) up_detach(ex, false); /* ended before the upstream did: not reusable */
   active_del(ex);
-  if (ex->in_deferred) { /* unlink */
-    for (exchange **pp = &w->deferred; *pp; pp = &(*pp)->deferred_next)
-      if (*pp == ex) {
-        *pp = ex->deferred_next;
-        break;
-      }
-    ex->in_deferred = false;
-  }
   if (ex->pending) {
     MHD_destroy_response(ex->pending); /* drops the response's reference via reader_free */
     ex->pending = NULL;
@@ -1493,15 +1504,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 }
 
 /* ------------------------------------------------------------------ the loop */
-
-static void run_deferred(worker *w) {
-  while (w->deferred) {
-    exchange *ex = w->deferred;
-    w->deferred = ex->deferred_next;
-    ex->in_deferred = false;
-    wake_client(ex);
-  }
-}
 
 static void check_timeouts(worker *w, int64_t now) {
   for (exchange *ex = w->active, *next; ex; ex = next) {
@@ -1580,7 +1582,6 @@ static void *worker_main(void *arg) {
         up_event((uconn *)evs[i].data.ptr, evs[i].events);
       }
     }
-    if (w->deferred) run_deferred(w);
     now = gw_now_ms();
     if (now >= w->next_tick_ms) {
       check_timeouts(w, now);
@@ -1593,10 +1594,6 @@ static void *worker_main(void *arg) {
     if (run || w->need_run || timeout == 0 || n == 0) {
       w->need_run = false;
       MHD_run(w->d);
-      if (w->deferred) {
-        run_deferred(w);
-        MHD_run(w->d);
-      }
     }
     if (w->log.len) gw_alog_flush(&w->log);
   }
