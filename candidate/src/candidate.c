@@ -224,6 +224,15 @@ static cs_status read_doc(mongoc_collection_t *coll, const bson_oid_t *oid, bson
   return st;
 }
 
+/* Whether a document with this id exists. FerretDB names no index in a duplicate-key
+ * error, so this is how an insert tells a taken id from a taken name. */
+static bool id_exists(mongoc_collection_t *coll, const bson_oid_t *oid) {
+  bson_t *doc = NULL;
+  bool found = read_doc(coll, oid, &doc) == CS_OK;
+  if (doc) bson_destroy(doc);
+  return found;
+}
+
 /* Runs an update conditioned on the document's current version; *matched tells whether
  * the version was still current. Maps a taken full name to CS_DUPLICATE. */
 static cs_status conditional_update(mongoc_collection_t *coll, const bson_oid_t *oid,
@@ -340,8 +349,8 @@ static cs_status write_attempt(candidate_store *s, mongoc_collection_t *coll,
     bson_error_t error;
     if (mongoc_collection_insert_one(coll, &doc, NULL, NULL, &error)) {
       st = CS_CREATED, matched = true;
-    } else if (is_duplicate(&error) && !strstr(error.message, "nameKey")) {
-      st = CS_OK; /* the id appeared concurrently: read again */
+    } else if (is_duplicate(&error) && id_exists(coll, oid)) {
+      st = CS_OK; /* the id appeared concurrently (another replica): read again */
     } else {
       st = is_duplicate(&error) ? CS_DUPLICATE : db_error("insert", &error);
       matched = true;

@@ -623,7 +623,7 @@ static const http_parser_settings parser_settings = {
 
 static void start_attempt(exchange *ex);
 
-enum fail_kind { FAIL_CONNECT, FAIL_IO, FAIL_TIMEOUT, FAIL_PROTOCOL };
+enum fail_kind { FAIL_CONNECT, FAIL_CONNECT_TIMEOUT, FAIL_IO, FAIL_TIMEOUT, FAIL_PROTOCOL };
 
 /* Whether a failed attempt may be repeated on another replica: never once the client has
  * the response head; always when the request never left the gateway (connection refused
@@ -631,7 +631,7 @@ enum fail_kind { FAIL_CONNECT, FAIL_IO, FAIL_TIMEOUT, FAIL_PROTOCOL };
  * methods whose request bytes are still all in the buffer. */
 static bool may_retry(const exchange *ex, enum fail_kind kind) {
   if (ex->head_done || ex->retries >= ex->route->retries) return false;
-  if (kind == FAIL_CONNECT) return true;
+  if (kind == FAIL_CONNECT || kind == FAIL_CONNECT_TIMEOUT) return true;
   return ex->idempotent && ex->replayable;
 }
 
@@ -644,7 +644,9 @@ static void upstream_failed(exchange *ex, enum fail_kind kind, const char *why) 
   char labels[320];
   if (rep) {
     snprintf(labels, sizeof labels, "upstream=\"%s\",outcome=\"%s\"", rep->name,
-             kind == FAIL_TIMEOUT ? "timeout" : kind == FAIL_CONNECT ? "connect_error" : "error");
+             kind == FAIL_TIMEOUT || kind == FAIL_CONNECT_TIMEOUT ? "timeout"
+             : kind == FAIL_CONNECT                               ? "connect_error"
+                                                                  : "error");
     gw_stats_add(w->stats, "gateway_upstream_requests_total", labels, 1);
     /* a pooled connection the upstream had closed says nothing about its health */
     if (!stale) gw_replica_failure(rep, ex->conf, why);
@@ -668,7 +670,7 @@ static void upstream_failed(exchange *ex, enum fail_kind kind, const char *why) 
     return;
   }
   active_del(ex);
-  if (kind == FAIL_TIMEOUT) local_problem(ex, 504, "Gateway Timeout", "the upstream did not answer in time");
+  if (kind == FAIL_TIMEOUT || kind == FAIL_CONNECT_TIMEOUT) local_problem(ex, 504, "Gateway Timeout", "the upstream did not answer in time");
   else local_problem(ex, 502, "Bad Gateway", "the upstream failed to answer");
   wake_client(ex);
 }
@@ -1510,7 +1512,7 @@ static void check_timeouts(worker *w, int64_t now) {
     next = ex->active_next;
     if (!ex->uc) continue;
     if (ex->uc->connecting) {
-      if (now >= ex->deadline_ms) upstream_failed(ex, FAIL_CONNECT, "connect to upstream timed out");
+      if (now >= ex->deadline_ms) upstream_failed(ex, FAIL_CONNECT_TIMEOUT, "connect to upstream timed out");
       continue;
     }
     /* waiting on the client (it is slow to send its body or to read ours) is not the
