@@ -412,10 +412,13 @@ def gateway(request, tmp_path):
     started: list[Gateway] = []
     request.node._voter_services = []
 
-    def start(config: dict, env: Optional[dict] = None, wait: bool = True) -> Gateway:
+    def start(config: Optional[dict], env: Optional[dict] = None, wait: bool = True,
+              config_path: Optional[Path] = None) -> Gateway:
+        """config: written to a temporary file; or config=None and config_path=FILE."""
         port = harness.free_port()
-        path = tmp_path / f"gateway-{len(started)}.json"
-        path.write_text(json.dumps(config, indent=2))
+        path = config_path or tmp_path / f"gateway-{len(started)}.json"
+        if config is not None:
+            path.write_text(json.dumps(config, indent=2))
         full_env = {"HTTP_PORT": str(port), "GATEWAY_CONFIG": str(path), "LOG_LEVEL": "info"}
         full_env.update(env or {})
         svc = harness.Service("gateway", harness.binary("gateway"), full_env, "/gateway/health",

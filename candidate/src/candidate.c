@@ -462,7 +462,8 @@ cs_status candidate_patch(candidate_store *s, const char *id, const json_t *patc
     json_object_del(current, "fullName");
     static const char *const optional[] = {"politicalParty", "homeState", EXPERIENCE};
     for (size_t i = 0; i < sizeof optional / sizeof optional[0]; i++)
-      if (json_is_null(json_object_get(current, optional[i]))) json_object_del(current, optional[i]);
+      if (json_is_null(json_object_get(current, optional[i])))
+        json_object_del(current, optional[i]);
     merge_patch(current, p);
     if (candidate_validate(current, id, errors) > 0) {
       json_decref(current);

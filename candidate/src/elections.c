@@ -120,7 +120,8 @@ elections_status elections_list(elections *e, const docs_page *q, const char *ty
   mongoc_collection_t *coll = mongo_collection(e->db, client, COLLECTION);
   bson_error_t error;
   elections_status st = ELECTIONS_OK;
-  if (!docs_find_page(coll, &filter, q, render, items, total, &error)) st = db_error("find", &error);
+  if (!docs_find_page(coll, &filter, q, render, items, total, &error))
+    st = db_error("find", &error);
   mongoc_collection_destroy(coll);
   mongo_release(e->db, client);
   bson_destroy(&filter);
@@ -184,8 +185,10 @@ elections_status elections_clear(elections *e, int64_t *count) {
   mongoc_collection_t *coll = mongo_collection(e->db, client, COLLECTION);
   elections_status st = ELECTIONS_OK;
   *count = 0;
-  if (mongoc_collection_delete_many(coll, &filter, NULL, &reply, &error)) *count = docs_int(&reply, "deletedCount");
-  else st = db_error("clear", &error);
+  if (mongoc_collection_delete_many(coll, &filter, NULL, &reply, &error))
+    *count = docs_int(&reply, "deletedCount");
+  else
+    st = db_error("clear", &error);
   bson_destroy(&reply);
   mongoc_collection_destroy(coll);
   mongo_release(e->db, client);

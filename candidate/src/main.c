@@ -82,7 +82,8 @@ int main(int argc, char **argv) {
   log_init("candidate", cfg_str("LOG_LEVEL", "info"));
   long port, threads, timeout, max_body, poll_ms, retry_delay, max_attempts;
   bool paused;
-  if (cfg_long("HTTP_PORT", 8082, 0, 65535, &port) || cfg_long("HTTP_THREADS", 4, 1, 256, &threads) ||
+  if (cfg_long("HTTP_PORT", 8082, 0, 65535, &port) ||
+      cfg_long("HTTP_THREADS", 4, 1, 256, &threads) ||
       cfg_long("HTTP_TIMEOUT_S", 30, 1, 3600, &timeout) ||
       cfg_long("HTTP_MAX_BODY", 1048576, 1024, 1L << 30, &max_body) ||
       cfg_long("OUTBOX_POLL_MS", 1000, 10, 600000, &poll_ms) ||

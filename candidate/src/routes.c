@@ -145,7 +145,9 @@ static void list_candidates(candidate_api *api, const http_request *req, http_re
   json_t *shown = json_array();
   size_t i;
   json_t *item;
-  json_array_foreach(items, i, item) json_array_append_new(shown, present(req, json_incref(item), voter_view));
+  json_array_foreach(items, i, item) {
+    json_array_append_new(shown, present(req, json_incref(item), voter_view));
+  }
   json_decref(items);
   http_reply_hal(res, 200, hal_collection(req, self_path, "candidates", shown, &page, total,
                                           search_path));

@@ -384,7 +384,7 @@ static unsigned methods_mask(perr *p, json_t *arr, const char *where) {
 }
 
 static void parse_rules(perr *p, gw_conf *c, gw_route *r, json_t *rules, const char *where) {
-  if (!rules) {
+  if (!rules || json_is_null(rules)) {
     r->rules = calloc(1, sizeof *r->rules);
     if (!r->rules) abort();
     r->rules[0].methods = GW_M_ANY;
@@ -434,6 +434,52 @@ static char *normalize_prefix(perr *p, const char *s, const char *where) {
     return NULL;
   }
   return strndup(s, n);
+}
+
+/* Expands ${VAR} and ${VAR:-default} (so one file serves the local stack, compose and
+ * Kubernetes), then accepts "http://host:port[/]" as well as "host:port". NULL when the
+ * result is not host:port. */
+static char *expand_upstream(const char *in) {
+  char out[512];
+  size_t o = 0;
+  for (const char *p = in; *p && o < sizeof out - 1;) {
+    if (p[0] == '$' && p[1] == '{') {
+      const char *end = strchr(p, '}');
+      if (!end) return NULL;
+      char name[128];
+      const char *def = NULL;
+      size_t defn = 0, n = (size_t)(end - p - 2);
+      const char *colon = memchr(p + 2, ':', n);
+      if (colon && colon[1] == '-') {
+        def = colon + 2;
+        defn = (size_t)(end - def);
+        n = (size_t)(colon - p - 2);
+      }
+      if (n == 0 || n >= sizeof name) return NULL;
+      memcpy(name, p + 2, n);
+      name[n] = 0;
+      const char *v = getenv(name);
+      size_t vn = v && *v ? strlen(v) : defn;
+      if (!(v && *v)) v = def;
+      if (!v || o + vn >= sizeof out) return NULL;
+      memcpy(out + o, v, vn);
+      o += vn;
+      p = end + 1;
+    } else {
+      out[o++] = *p++;
+    }
+  }
+  out[o] = 0;
+  char *s = out;
+  if (strncmp(s, "http://", 7) == 0) s += 7;
+  size_t n = strlen(s);
+  while (n > 0 && s[n - 1] == '/') s[--n] = 0;
+  const char *colon = strrchr(s, ':');
+  char *end;
+  long port = colon ? strtol(colon + 1, &end, 10) : 0;
+  if (!colon || colon == s || !colon[1] || *end || port < 1 || port > 65535 || strchr(s, '/'))
+    return NULL;
+  return strdup(s);
 }
 
 static int route_cmp(const void *a, const void *b) {
@@ -486,11 +532,14 @@ static void parse_routes(perr *p, gw_conf *c, json_t *routes, json_t *defaults) 
     r->upstreams = get_strv(p, ups, uw, &r->nupstreams);
     if (!p->failed && r->nupstreams == 0) fail(p, "%s: needs at least one upstream", uw);
     for (int u = 0; u < r->nupstreams && !p->failed; u++) {
-      const char *colon = strrchr(r->upstreams[u], ':');
-      char *end;
-      long port = colon ? strtol(colon + 1, &end, 10) : 0;
-      if (!colon || colon == r->upstreams[u] || !colon[1] || *end || port < 1 || port > 65535)
-        fail(p, "%s[%d]: must be host:port", uw, u);
+      char *x = expand_upstream(r->upstreams[u]);
+      if (!x) {
+        fail(p, "%s[%d]: \"%s\" must be host:port (or http://host:port, ${VAR:-host:port})", uw, u,
+             r->upstreams[u]);
+        break;
+      }
+      free(r->upstreams[u]);
+      r->upstreams[u] = x;
     }
     r->health_path = get_str(p, j, w, "health_path", "/health");
     if (r->health_path && r->health_path[0] != '/') fail(p, "%s.health_path: must start with /", w);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "conf.h"
 #include "proxy.h"
@@ -17,6 +18,10 @@
 #include "voter/config.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
+
+#ifndef GW_DEFAULT_CONFIG
+#define GW_DEFAULT_CONFIG "gateway.example.json"
+#endif
 
 static const char usage[] =
     "usage: voter-gateway [--config FILE] [--check] [--help]\n"
@@ -27,12 +32,16 @@ static const char usage[] =
     "\n"
     "Options:\n"
     "  --config FILE   configuration file (default: $GATEWAY_CONFIG, else\n"
-    "                  /etc/voter/gateway.json)\n"
+    "                  /etc/voter/gateway.json when it exists, else the example\n"
+    "                  configuration of the source tree, " GW_DEFAULT_CONFIG ")\n"
     "  --check         parse the configuration, print any error and exit (0 when valid)\n"
     "  --help          this text\n"
     "\n"
     "Environment (overrides the file):\n"
     "  GATEWAY_CONFIG  configuration file when --config is not given\n"
+    "  ELECTION_URL, CANDIDATE_URL, VOTER_URL, JOBS_URL, ...\n"
+    "                  any ${VAR} or ${VAR:-default} in an upstream entry of the file is\n"
+    "                  replaced by the variable (the example configuration uses these)\n"
     "  HTTP_HOST       listen address (file: listen.host, default 127.0.0.1)\n"
     "  HTTP_PORT       listen port (file: listen.port, default 8080)\n"
     "  HTTP_THREADS    worker threads (file: listen.threads, default 2)\n"
@@ -64,7 +73,9 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  if (!path) path = cfg_str("GATEWAY_CONFIG", "/etc/voter/gateway.json");
+  if (!path) path = cfg_str("GATEWAY_CONFIG", NULL);
+  if (!path) path = access("/etc/voter/gateway.json", R_OK) == 0 ? "/etc/voter/gateway.json"
+                                                                  : GW_DEFAULT_CONFIG;
   log_init("gateway", cfg_str("LOG_LEVEL", "info"));
 
   /* signals are taken synchronously by this thread; every other thread blocks them */
