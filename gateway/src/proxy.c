@@ -42,6 +42,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "alog.h"
@@ -58,6 +59,8 @@
 #define MAX_TRIES 11
 #define MAX_RESP_HEADER_BYTES 65536
 #define TIMER_TICK_MS 10
+#define RAW_DISCARD_LIMIT (64u << 20) /* bytes read and dropped after a refusal, at most */
+#define SMALL_BODY 65536              /* refused bodies up to this are read, keeping the connection */
 
 enum { TAG_MHD = 1, TAG_WAKE, TAG_UP };
 
@@ -123,7 +126,7 @@ struct exchange {
   int nlhdr;
   bool close_after;
   /* request body */
-  bool has_body, chunked_in, body_done, eof_chunk_written;
+  bool has_body, chunked_in, body_done, eof_chunk_written, expect_continue;
   uint64_t content_length, body_seen, max_body;
   buf req;
   size_t head_len;
@@ -904,7 +907,7 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn) {
 
 typedef struct {
   const char *host, *request_id, *xff, *xfp, *xfh, *api_key, *authorization, *content_length,
-      *transfer_encoding, *origin, *acrm, *connection;
+      *transfer_encoding, *origin, *acrm, *connection, *expect;
   char *xff_joined;
 } req_headers;
 
@@ -938,6 +941,7 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
       break;
     case 't': if (strcasecmp(key, "Transfer-Encoding") == 0) h->transfer_encoding = value; break;
     case 'o': if (strcasecmp(key, "Origin") == 0) h->origin = value; break;
+    case 'e': if (strcasecmp(key, "Expect") == 0) h->expect = value; break;
     default: break;
   }
   return MHD_YES;
@@ -1166,6 +1170,7 @@ static void on_headers(exchange *ex, const char *method, const char *version) {
   }
   gw_client_ip(c->trusted, c->ntrusted, ex->peer_ip, h.xff, ex->client_ip);
   ex->origin = h.origin;
+  ex->expect_continue = h.expect && strcasecmp(h.expect, "100-continue") == 0;
   if (atomic_load(&draining)) ex->close_after = true;
 
   /* body framing, needed even to refuse: a refused request with a body closes */
@@ -1314,11 +1319,45 @@ out:
   free(h.xff_joined); /* the other header pointers are MHD's and live as long as the request */
 }
 
-/* A chunked body crossed the route's limit. libmicrohttpd cannot queue a response in the
- * middle of a body, and waiting for the end would let a client stream forever, so the 413
- * is written on the socket here, the write side is shut, and what the client still sends
- * is read and dropped (bounded) so that closing does not reset the connection under the
- * response before the client has read it. */
+/* Writes the gateway-made response straight onto the client socket, then shuts our side
+ * for writing. Used when a request is refused while its body is (or would be) arriving:
+ * libmicrohttpd cannot queue a response in the middle of a body, and queueing before it
+ * makes libmicrohttpd close the socket with the body unread, which resets the connection
+ * under the response before a client that is still sending has read it. After this the
+ * rest of the body is read and dropped (bounded, see on_body_data) and the connection
+ * closed: the client gets its answer at once and a clean close, as with nginx's lingering
+ * close. */
+static void send_raw_local(exchange *ex) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(ex->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+  char head[2048];
+  const char *reason = MHD_get_reason_phrase_for((unsigned)ex->status);
+  int n = snprintf(head, sizeof head,
+                   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                   "X-Request-ID: %s\r\nConnection: close\r\n",
+                   ex->status, reason && *reason ? reason : "Error",
+                   ex->lctype ? ex->lctype : "text/plain", ex->llen, ex->request_id);
+  for (int i = 0; i < ex->nlhdr && n > 0 && (size_t)n < sizeof head; i++)
+    n += snprintf(head + n, sizeof head - (size_t)n, "%s: %s\r\n", ex->lhdr_name[i], ex->lhdr_value[i]);
+  if (ex->limit && n > 0 && (size_t)n < sizeof head) {
+    char policy[160], value[160];
+    if (gw_rl_format(ex->limit, &ex->rl, policy, sizeof policy, value, sizeof value) == 0)
+      n += snprintf(head + n, sizeof head - (size_t)n, "RateLimit-Policy: %s\r\nRateLimit: %s\r\n", policy, value);
+  }
+  if (n <= 0 || (size_t)n + 2 >= sizeof head) return;
+  memcpy(head + n, "\r\n", 2);
+  n += 2;
+  if (ci) {
+    struct iovec iov[2] = {{head, (size_t)n}, {ex->lbody ? ex->lbody : (char *)"", ex->llen}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+    ssize_t w = sendmsg(ci->connect_fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)w; /* a few hundred bytes into a fresh socket buffer; if not, the client is gone */
+    shutdown(ci->connect_fd, SHUT_WR);
+  }
+  ex->raw_sent = true;
+  ex->response_queued = true; /* for the log: the client has its answer */
+}
+
+/* A chunked body crossed the route's limit: stop the upstream request, answer 413 now. */
 static void too_large_midway(exchange *ex) {
   up_detach(ex, false);
   active_del(ex);
@@ -1326,20 +1365,7 @@ static void too_large_midway(exchange *ex) {
   snprintf(detail, sizeof detail, "the body may be at most %llu bytes", (unsigned long long)ex->max_body);
   local_problem(ex, 413, "Payload Too Large", detail);
   note_reject(ex, "body_too_large");
-  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(ex->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-  char *msg = NULL;
-  int n = asprintf(&msg,
-                   "HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/problem+json\r\n"
-                   "Content-Length: %zu\r\nX-Request-ID: %s\r\nConnection: close\r\n\r\n%.*s",
-                   ex->llen, ex->request_id, (int)ex->llen, ex->lbody);
-  if (ci && n > 0) {
-    ssize_t w = send(ci->connect_fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    (void)w; /* a fresh socket buffer takes a few hundred bytes; if not, the client is gone */
-    shutdown(ci->connect_fd, SHUT_WR);
-  }
-  free(msg);
-  ex->raw_sent = true;
-  ex->response_queued = true; /* for the log: the client got a 413 */
+  send_raw_local(ex);
 }
 
 /* A body piece arrived. Returns MHD_NO to drop the connection. */
@@ -1349,7 +1375,7 @@ static enum MHD_Result on_body_data(exchange *ex, const char *data, size_t *size
     *size = 0;
     ex->discarded += n;
     /* keep reading a while so the close is clean, but not forever */
-    if (ex->raw_sent && ex->discarded > ex->max_body + 1048576) return MHD_NO;
+    if (ex->raw_sent && ex->discarded > RAW_DISCARD_LIMIT) return MHD_NO;
     return MHD_YES;
   }
   if (ex->body_seen + n > ex->max_body) {
@@ -1425,10 +1451,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   if (!ex->started) {
     ex->started = true;
     on_headers(ex, method, version);
-    /* Refusals of requests with a body are answered now: no 100 Continue is sent and the
-     * body is never read (libmicrohttpd then closes the connection). Everything else is
-     * answered once the request is complete, which keeps the connection alive. */
-    if (ex->local && ex->has_body) return queue_local(ex);
+    /* A refused request with a body: if the client waits for 100 Continue, answer now (it
+     * never sends the body; libmicrohttpd closes afterwards). A large or unknown-length
+     * body gets its answer at once too, written directly (send_raw_local). A small body
+     * is read and dropped, and answered when complete like everything else, which keeps
+     * the connection alive. */
+    if (ex->local && ex->has_body) {
+      if (ex->expect_continue) return queue_local(ex);
+      if (ex->status == 413 || ex->chunked_in || ex->content_length > SMALL_BODY) send_raw_local(ex);
+    }
     return MHD_YES;
   }
   if (*upload_data_size) return on_body_data(ex, upload_data, upload_data_size);
