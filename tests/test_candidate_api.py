@@ -558,7 +558,9 @@ def test_health_ready_info_metrics(stack):
     text = requests.get(f"{api}/metrics").text
     assert 'http_requests_total{route="/candidate/candidates",method="GET",status="200"}' in text
     assert 'replica_events_total{collection="elections",result="applied"} 1' in text
-    assert f'events_consumed_total{{queue="{QUEUE}",result="ack"}} 1' in text
+    # counted once the ack went out, just after the election became visible
+    wait_until(lambda: f'events_consumed_total{{queue="{QUEUE}",result="ack"}} 1'
+               in requests.get(f"{api}/metrics").text, timeout=10)
 
 
 def test_help_describes_the_configuration():

@@ -232,7 +232,8 @@ def test_duplicate_delivery_is_applied_once(service_factory, rabbit, amqp_exchan
                timeout=15)
     assert metric(svc, "replica_events_total", collection="elections", result="applied") == 1
     assert replica_item(svc, eid)["version"] == 1
-    assert metric(svc, "events_consumed_total", queue=QUEUE, result="ack") == 2
+    wait_until(lambda: metric(svc, "events_consumed_total", queue=QUEUE, result="ack") == 2,
+               timeout=10)  # counted after the ack, just after the apply
     # a replay of the same version through another message id is a duplicate too
     publish(rabbit, amqp_exchange, election_event("updated", eid, 1))
     wait_until(lambda: metric(svc, "replica_events_total", collection="elections", result="duplicate") == 2,
@@ -316,6 +317,8 @@ def test_database_outage_while_events_arrive(service_factory, rabbit, amqp_excha
         wait_until(lambda: metric(svc, "events_consumed_total", queue=QUEUE, result="retry") > 0,
                    timeout=30, message="an event sent to the retry queue")
         assert requests.get(f"{svc.api}/ready", timeout=10).status_code == 503
+        r = requests.post(f"{svc.api}/candidates", json=CANDIDATE, timeout=10)
+        assert r.status_code == 503 and r.headers["Retry-After"]
     finally:
         mongo.start()
 
