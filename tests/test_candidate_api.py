@@ -30,47 +30,34 @@ CANDIDATE = {
     "politcalExperience": "67th Secretary of State",
 }
 JSON = {"Content-Type": "application/json"}
-QUEUE = "candidate.elections"
+QUEUE = "candidate.elections"  # the logical name; on the broker: queue(QUEUE)
 
 
 # ---- fixtures and helpers ----
 
-def fresh_queues(rabbit):
-    """Queue names are per broker, not per exchange: remove what an earlier test in this
-    file left in the candidate service's queues so each test starts clean."""
-    conn = pika.BlockingConnection(pika.URLParameters(rabbit.url))
-    try:
-        ch = conn.channel()
-        for q in (QUEUE, f"{QUEUE}.retry", f"{QUEUE}.dlq"):
-            ch.queue_delete(q)
-    finally:
-        conn.close()
-
-
-def wait_consuming(rabbit, queue=QUEUE):
+def wait_consuming(rabbit, name):
     """Until the service consumes its queue (declared and bound: events are not lost)."""
     def consuming():
         conn = pika.BlockingConnection(pika.URLParameters(rabbit.url))
         try:
-            return conn.channel().queue_declare(queue, passive=True).method.consumer_count >= 1
+            return conn.channel().queue_declare(name, passive=True).method.consumer_count >= 1
         finally:
             conn.close()
-    wait_until(consuming, timeout=15, message=f"a consumer on {queue}")
+    wait_until(consuming, timeout=15, message=f"a consumer on {name}")
 
 
-def start_candidate(service_factory, rabbit, election=None, env=None):
-    fresh_queues(rabbit)
+def start_candidate(service_factory, rabbit, queue, election=None, env=None):
     full_env = {"ELECTION_URL": election.url if election else f"http://127.0.0.1:{free_port()}"}
     full_env.update(env or {})
     svc = service_factory("candidate", env=full_env)
-    wait_consuming(rabbit)
+    wait_consuming(rabbit, queue(QUEUE))
     return svc
 
 
 @pytest.fixture
-def stack(service_factory, rabbit):
+def stack(service_factory, rabbit, queue):
     election = service_factory("election")
-    candidate = start_candidate(service_factory, rabbit, election)
+    candidate = start_candidate(service_factory, rabbit, queue, election)
     return SimpleNamespace(election=election, candidate=candidate,
                            api=candidate.url + "/candidate", eapi=election.url + "/election")
 
@@ -524,8 +511,9 @@ def test_drop_elections_clears_the_replica_and_it_rebuilds(stack):
                timeout=15, message="the replica rebuilt by the election service's replay")
 
 
-def test_drop_elections_answers_204_with_warning_when_election_service_is_down(service_factory, rabbit):
-    svc = start_candidate(service_factory, rabbit)  # ELECTION_URL: a port nobody listens on
+def test_drop_elections_answers_204_with_warning_when_election_service_is_down(service_factory, rabbit,
+                                                                               queue):
+    svc = start_candidate(service_factory, rabbit, queue)  # ELECTION_URL: nobody listens there
     api = svc.url + "/candidate"
     r = requests.post(f"{api}/drop/elections")
     assert r.status_code == 204
@@ -557,17 +545,18 @@ def test_health_ready_info_metrics(stack):
     requests.get(f"{api}/candidates")
     text = requests.get(f"{api}/metrics").text
     assert 'http_requests_total{route="/candidate/candidates",method="GET",status="200"}' in text
-    assert 'replica_events_total{collection="elections",result="applied"} 1' in text
-    # counted once the ack went out, just after the election became visible
-    wait_until(lambda: f'events_consumed_total{{queue="{QUEUE}",result="ack"}} 1'
-               in requests.get(f"{api}/metrics").text, timeout=10)
+    # both are counted just after the election became visible (applied, then acked)
+    for series in ('replica_events_total{collection="elections",result="applied"} 1',
+                   f'events_consumed_total{{queue="{QUEUE}",result="ack"}} 1'):
+        wait_until(lambda: series in requests.get(f"{api}/metrics").text, timeout=10, message=series)
 
 
 def test_help_describes_the_configuration():
     import subprocess
     from harness import binary
     out = subprocess.run([binary("candidate"), "--help"], capture_output=True, text=True, check=True).stdout
-    for var in ("HTTP_PORT", "MONGODB_URI", "AMQP_URL", "ELECTION_URL", "REPLICA_MAX_ATTEMPTS", "8082"):
+    for var in ("HTTP_PORT", "MONGODB_URI", "AMQP_URL", "AMQP_QUEUE_PREFIX", "ELECTION_URL",
+                "REPLICA_QUEUE", "REPLICA_RETRY_MS", "REPLICA_MAX_ATTEMPTS", "8082"):
         assert var in out
 
 

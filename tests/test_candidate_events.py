@@ -25,7 +25,7 @@ ELECTION = {"title": "2016 Presidential Election", "date": "2016-11-08",
 CANDIDATE = {"firstName": "Hillary", "lastName": "Clinton", "politicalParty": "Democratic Party",
              "election": ELECTION["title"], "homeState": "New York",
              "politcalExperience": "67th Secretary of State"}
-QUEUE = "candidate.elections"
+QUEUE = "candidate.elections"  # the logical name (metric labels); on the broker: queue(QUEUE)
 
 
 # ---- helpers ----
@@ -38,30 +38,22 @@ def channel_call(rabbit, fn):
         conn.close()
 
 
-def fresh_queues(rabbit):
-    """Queue names are per broker, not per exchange: start each test with empty ones."""
-    def delete(ch):
-        for q in (QUEUE, f"{QUEUE}.retry", f"{QUEUE}.dlq"):
-            ch.queue_delete(q)
-    channel_call(rabbit, delete)
+def queue_depth(rabbit, name):
+    return channel_call(rabbit, lambda ch: ch.queue_declare(name, passive=True).method.message_count)
 
 
-def queue_depth(rabbit, queue):
-    return channel_call(rabbit, lambda ch: ch.queue_declare(queue, passive=True).method.message_count)
-
-
-def wait_consuming(rabbit):
-    wait_until(lambda: channel_call(rabbit, lambda ch: ch.queue_declare(QUEUE, passive=True)
+def wait_consuming(rabbit, name):
+    """Until the service consumes its queue (declared and bound: events are not lost)."""
+    wait_until(lambda: channel_call(rabbit, lambda ch: ch.queue_declare(name, passive=True)
                                     .method.consumer_count) >= 1,
-               timeout=15, message=f"a consumer on {QUEUE}")
+               timeout=15, message=f"a consumer on {name}")
 
 
-def start_candidate(service_factory, rabbit, election=None, env=None):
-    fresh_queues(rabbit)
+def start_candidate(service_factory, rabbit, queue, election=None, env=None):
     full_env = {"ELECTION_URL": election.url if election else f"http://127.0.0.1:{free_port()}"}
     full_env.update(env or {})
     svc = service_factory("candidate", env=full_env)
-    wait_consuming(rabbit)
+    wait_consuming(rabbit, queue(QUEUE))
     svc.api = svc.url + "/candidate"
     return svc
 
@@ -111,9 +103,9 @@ def new_id():
 
 
 @pytest.fixture
-def stack(service_factory, rabbit):
+def stack(service_factory, rabbit, queue):
     election = service_factory("election")
-    candidate = start_candidate(service_factory, rabbit, election)
+    candidate = start_candidate(service_factory, rabbit, queue, election)
     return SimpleNamespace(election=election, candidate=candidate,
                            eapi=election.url + "/election", api=candidate.api)
 
@@ -222,8 +214,8 @@ def test_drop_candidates_emits_a_delete_each_and_replay_republishes(stack, rabbi
 
 # ---- delivery faults on the replica's queue ----
 
-def test_duplicate_delivery_is_applied_once(service_factory, rabbit, amqp_exchange):
-    svc = start_candidate(service_factory, rabbit)
+def test_duplicate_delivery_is_applied_once(service_factory, rabbit, amqp_exchange, queue):
+    svc = start_candidate(service_factory, rabbit, queue)
     eid = new_id()
     event = election_event("created", eid, 1)
     publish(rabbit, amqp_exchange, event)
@@ -241,8 +233,8 @@ def test_duplicate_delivery_is_applied_once(service_factory, rabbit, amqp_exchan
     assert requests.get(f"{svc.api}/elections").json()["page"]["totalElements"] == 1
 
 
-def test_out_of_order_delivery_ends_at_the_newest_version(service_factory, rabbit, amqp_exchange):
-    svc = start_candidate(service_factory, rabbit)
+def test_out_of_order_delivery_ends_at_the_newest_version(service_factory, rabbit, amqp_exchange, queue):
+    svc = start_candidate(service_factory, rabbit, queue)
     eid = new_id()
     publish(rabbit, amqp_exchange, election_event("updated", eid, 2, description="v2"))
     publish(rabbit, amqp_exchange, election_event("created", eid, 1, description="v1"))
@@ -253,8 +245,8 @@ def test_out_of_order_delivery_ends_at_the_newest_version(service_factory, rabbi
     assert metric(svc, "replica_events_total", collection="elections", result="applied") == 1
 
 
-def test_delete_tombstone_blocks_a_late_older_update(service_factory, rabbit, amqp_exchange):
-    svc = start_candidate(service_factory, rabbit)
+def test_delete_tombstone_blocks_a_late_older_update(service_factory, rabbit, amqp_exchange, queue):
+    svc = start_candidate(service_factory, rabbit, queue)
     eid = new_id()
     publish(rabbit, amqp_exchange, election_event("created", eid, 1))
     publish(rabbit, amqp_exchange, election_event("deleted", eid, 3))
@@ -272,8 +264,8 @@ def test_delete_tombstone_blocks_a_late_older_update(service_factory, rabbit, am
     assert requests.post(f"{svc.api}/candidates", json=CANDIDATE).status_code == 201
 
 
-def test_poison_messages_go_to_the_dead_letter_queue_at_once(service_factory, rabbit, amqp_exchange):
-    svc = start_candidate(service_factory, rabbit)
+def test_poison_messages_go_to_the_dead_letter_queue_at_once(service_factory, rabbit, amqp_exchange, queue):
+    svc = start_candidate(service_factory, rabbit, queue)
     publish(rabbit, amqp_exchange, b"{not json at all", routing_key="election.created")
     unknown = election_event("exploded", new_id(), 1)
     publish(rabbit, amqp_exchange, unknown)
@@ -284,16 +276,16 @@ def test_poison_messages_go_to_the_dead_letter_queue_at_once(service_factory, ra
     publish(rabbit, amqp_exchange, good)
     # the consumer keeps going: the good event behind the poison is applied
     wait_until(lambda: replica_item(svc, good["subject"]), timeout=15)
-    wait_until(lambda: queue_depth(rabbit, f"{QUEUE}.dlq") == 3, timeout=15)
+    wait_until(lambda: queue_depth(rabbit, queue(f"{QUEUE}.dlq")) == 3, timeout=15)
     assert metric(svc, "events_consumed_total", queue=QUEUE, result="dead") == 3
     assert metric(svc, "events_consumed_total", queue=QUEUE, result="retry") == 0
     assert metric(svc, "replica_events_total", collection="elections", result="invalid") == 2
-    assert queue_depth(rabbit, QUEUE) == 0 and queue_depth(rabbit, f"{QUEUE}.retry") == 0
+    assert queue_depth(rabbit, queue(QUEUE)) == 0 and queue_depth(rabbit, queue(f"{QUEUE}.retry")) == 0
 
     def dead_letters(ch):
         out = []
         for _ in range(3):
-            method, props, body = ch.basic_get(f"{QUEUE}.dlq", auto_ack=False)
+            method, props, body = ch.basic_get(queue(f"{QUEUE}.dlq"), auto_ack=False)
             out.append((body, props.headers or {}))
         return out  # not acked: they stay parked when the channel closes
     parked = channel_call(rabbit, dead_letters)
@@ -301,12 +293,12 @@ def test_poison_messages_go_to_the_dead_letter_queue_at_once(service_factory, ra
     assert all(h.get("x-error") for _, h in parked)
     assert [h.get("x-routing-key") for _, h in parked] == ["election.created", "election.exploded",
                                                             "election.created"]
-    assert queue_depth(rabbit, f"{QUEUE}.dlq") == 3
+    assert queue_depth(rabbit, queue(f"{QUEUE}.dlq")) == 3
 
 
-def test_database_outage_while_events_arrive(service_factory, rabbit, amqp_exchange, mongo):
-    svc = start_candidate(service_factory, rabbit,
-                          env={"REPLICA_RETRY_DELAY_MS": "300", "REPLICA_MAX_ATTEMPTS": "100"})
+def test_database_outage_while_events_arrive(service_factory, rabbit, amqp_exchange, mongo, queue):
+    svc = start_candidate(service_factory, rabbit, queue,
+                          env={"REPLICA_RETRY_MS": "300", "REPLICA_MAX_ATTEMPTS": "100"})
     ids = [new_id() for _ in range(3)]
     mongo.kill()
     try:
@@ -327,9 +319,9 @@ def test_database_outage_while_events_arrive(service_factory, rabbit, amqp_excha
         return (a and a["version"] == 2 and a["title"] == "Outage 0 v2" and b and b["version"] == 1
                 and requests.get(f"{svc.api}/elections/{ids[2]}").status_code == 404)
     wait_until(converged, timeout=60, message="the replica converged after the outage")
-    wait_until(lambda: queue_depth(rabbit, QUEUE) == 0 and queue_depth(rabbit, f"{QUEUE}.retry") == 0,
-               timeout=30)
-    assert queue_depth(rabbit, f"{QUEUE}.dlq") == 0
+    wait_until(lambda: queue_depth(rabbit, queue(QUEUE)) == 0
+               and queue_depth(rabbit, queue(f"{QUEUE}.retry")) == 0, timeout=30)
+    assert queue_depth(rabbit, queue(f"{QUEUE}.dlq")) == 0
     assert metric(svc, "events_consumed_total", queue=QUEUE, result="retry") > 0
     titles = sorted(e["title"] for e in requests.get(f"{svc.api}/elections").json()["_embedded"]["elections"])
     assert titles == ["Outage 0 v2", "Outage 1"]

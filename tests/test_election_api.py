@@ -324,6 +324,7 @@ BAD_BODIES = [
     ("malformed JSON", b'{"title": "x", ', 400, None),
     ("empty body", b"", 400, None),
     ("array body", b"[1,2]", 422, ""),
+    ("string body", b"\"x\"", 422, ""),
     ("missing title", json.dumps({k: v for k, v in ELECTION.items() if k != "title"}), 422, "title"),
     ("missing date", json.dumps({k: v for k, v in ELECTION.items() if k != "date"}), 422, "date"),
     ("empty title", json.dumps(dict(ELECTION, title="")), 422, "title"),
@@ -407,3 +408,13 @@ def test_injection_in_search_is_literal(api):
     r = requests.get(f"{api}/elections/search/findByElectionTypeContaining",
                      params={"electionType": '{"$ne": null}'})
     assert r.status_code == 200 and r.json()["page"]["totalElements"] == 0
+
+
+def test_renaming_to_a_taken_title_is_409_on_put_patch_and_put_create(api):
+    a = create(api, title="A")
+    create(api, title="B")
+    assert_problem(requests.put(f"{api}/elections/{a['id']}", json=dict(ELECTION, title="B")), 409)
+    assert_problem(requests.patch(f"{api}/elections/{a['id']}", json={"title": "B"}), 409)
+    assert_problem(requests.put(f"{api}/elections/{'5' * 24}", json=dict(ELECTION, title="B")), 409)
+    assert requests.get(f"{api}/elections/{a['id']}").json()["title"] == "A"
+    assert count(api) == 2

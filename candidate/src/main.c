@@ -12,6 +12,7 @@
 #include "candidate.h"
 #include "elections.h"
 #include "routes.h"
+#include "voter/amqp.h"
 #include "voter/config.h"
 #include "voter/events.h"
 #include "voter/http.h"
@@ -51,9 +52,11 @@ static const char usage[] =
     "  EVENT_SOURCE         CloudEvents source (default /candidate)\n"
     "  OUTBOX_POLL_MS       outbox scan interval when idle (default 1000)\n"
     "  OUTBOX_RELAY_PAUSED  true: never publish (fault injection for tests; default false)\n"
-    "  ELECTIONS_QUEUE      queue of the election replica (default candidate.elections)\n"
-    "  REPLICA_RETRY_DELAY_MS  delay before a failed event is retried (default 1000)\n"
-    "  REPLICA_MAX_ATTEMPTS    failed attempts before an event is dead-lettered (default 5)\n"
+    "  AMQP_QUEUE_PREFIX    prefix for every queue name (default none)\n"
+    "  REPLICA_QUEUE        queue feeding the election replica (default candidate.elections;\n"
+    "                       its retry and dead-letter queues add .retry and .dlq)\n"
+    "  REPLICA_RETRY_MS     delay before a failed event is retried (default 1000)\n"
+    "  REPLICA_MAX_ATTEMPTS attempts before an event is dead-lettered (default 5)\n"
     "  ELECTION_URL         the election service, asked to replay by POST\n"
     "                       /candidate/drop/elections (default http://127.0.0.1:8081)\n"
     "  ELECTION_API_KEY     X-API-Key for that request, when ELECTION_URL is a gateway\n"
@@ -88,10 +91,11 @@ int main(int argc, char **argv) {
       cfg_long("HTTP_MAX_BODY", 1048576, 1024, 1L << 30, &max_body) ||
       cfg_long("OUTBOX_POLL_MS", 1000, 10, 600000, &poll_ms) ||
       cfg_bool("OUTBOX_RELAY_PAUSED", false, &paused) ||
-      cfg_long("REPLICA_RETRY_DELAY_MS", 1000, 10, 3600000, &retry_delay) ||
+      cfg_long("REPLICA_RETRY_MS", 1000, 10, 3600000, &retry_delay) ||
       cfg_long("REPLICA_MAX_ATTEMPTS", 5, 1, 1000, &max_attempts))
     return 2;
 
+  mq_set_queue_prefix(cfg_str("AMQP_QUEUE_PREFIX", ""));
   service_block_signals();
   mongo_global_init();
   /* before any thread: curl_global_init is not thread-safe */
@@ -130,7 +134,7 @@ int main(int argc, char **argv) {
                              .api_key = cfg_str("ELECTION_API_KEY", NULL),
                              .amqp_url = amqp_url,
                              .exchange = exchange,
-                             .queue = cfg_str("ELECTIONS_QUEUE", "candidate.elections"),
+                             .queue = cfg_str("REPLICA_QUEUE", "candidate.elections"),
                              .retry_delay_ms = (int)retry_delay,
                              .max_attempts = (int)max_attempts};
   replica = elections_open(&eopts);

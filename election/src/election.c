@@ -292,14 +292,19 @@ static es_status write_state(election_store *s, const bson_oid_t *oid, const jso
       BSON_APPEND_DATE_TIME(&doc, "updatedAt", now);
       ev_outbox_insert_fields(&doc, &ev);
       bson_error_t error;
+      bson_t *again = NULL;
       if (mongoc_collection_insert_one(coll, &doc, NULL, NULL, &error)) {
         st = ES_CREATED, matched = true;
-      } else if (mongo_is_duplicate(&error) && !strstr(error.message, "titleKey")) {
+      } else if (!mongo_is_duplicate(&error)) {
+        st = db_error("insert", &error), matched = true;
+      } else if (read_doc(s, coll, oid, &again) == ES_OK) {
         st = ES_OK; /* the id appeared concurrently: read again */
       } else {
-        st = mongo_is_duplicate(&error) ? ES_DUPLICATE : db_error("insert", &error);
-        matched = true;
+        /* FerretDB's duplicate-key message does not name the index: the id is free, so
+         * the title is taken */
+        st = ES_DUPLICATE, matched = true;
       }
+      if (again) bson_destroy(again);
       bson_destroy(&doc);
     } else {
       bson_t update = BSON_INITIALIZER, set;
@@ -313,7 +318,7 @@ static es_status write_state(election_store *s, const bson_oid_t *oid, const jso
       ev_outbox_update_ops(&update, &ev);
       st = conditional_update(coll, oid, version - 1, &update, &matched);
       if (st == ES_OK) st = live ? ES_OK : ES_CREATED;
-      if (st == ES_DUPLICATE) matched = true;
+      if (st == ES_DUPLICATE || st == ES_UNAVAILABLE) matched = true; /* no retry: a real error */
       bson_destroy(&update);
     }
     ev_free(&ev);

@@ -24,6 +24,10 @@ void gw_alog_printf(gw_alog *l, const char *fmt, ...) __attribute__((format(prin
 void gw_alog_begin(gw_alog *l);
 /* ,"key":"value" (value NULL renders null) */
 void gw_alog_str(gw_alog *l, const char *key, const char *value);
+/* ,"key":123  /  ,"key":12.345 (seconds rendered as milliseconds)  /  ,"key":null */
+void gw_alog_uint(gw_alog *l, const char *key, unsigned long long v);
+void gw_alog_ms(gw_alog *l, const char *key, double seconds);
+void gw_alog_null(gw_alog *l, const char *key);
 /* Ends the line with }\n. */
 void gw_alog_end(gw_alog *l);
 /* Writes out what was buffered. */

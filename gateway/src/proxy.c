@@ -176,6 +176,7 @@ struct worker {
   gw_alog log;
   gw_stats *stats;
   int64_t next_tick_ms, next_sweep_ms;
+  uint64_t rng;
   char scratch[65536];
 };
 
@@ -508,7 +509,7 @@ static void reader_free(void *cls);
 static void make_response(exchange *ex) {
   ex->status = ex->upstream_status;
   uint64_t size = ex->resp_length == UINT64_MAX ? MHD_SIZE_UNKNOWN : ex->resp_length;
-  struct MHD_Response *r = MHD_create_response_from_callback(size, 32768, reader, ex, reader_free);
+  struct MHD_Response *r = MHD_create_response_from_callback(size, 16384, reader, ex, reader_free);
   if (!r) abort();
   ex->refs++; /* the response's reference, dropped by reader_free */
   const char *conn_list = NULL;
@@ -595,14 +596,27 @@ static int on_headers_complete(http_parser *p) {
   ex->resp_length = (p->flags & F_CHUNKED) || p->content_length == ULLONG_MAX ? UINT64_MAX
                                                                               : p->content_length;
   if (no_body && ex->mbit != GW_M_HEAD) ex->resp_length = 0;
+  /* the response buffer: the body's size when known and small, else the configured size */
+  size_t cap = ex->conf->buffer_bytes;
+  if (ex->resp_length != UINT64_MAX && ex->resp_length + 1 < cap) cap = (size_t)ex->resp_length + 1;
+  buf_init(&ex->resp, cap);
   make_response(ex);
   return no_body ? 1 : 0;
 }
 
 static int on_body(http_parser *p, const char *at, size_t n) {
   exchange *ex = p->data;
-  /* room was reserved before reading: decoded body bytes never exceed the bytes read */
-  if (!buf_room(&ex->resp, n, NULL)) return -1;
+  /* room was reserved before reading (decoded body bytes never exceed the bytes read),
+   * except on the read that carried the head: grow the buffer up to its configured size */
+  if (!buf_room(&ex->resp, n, NULL)) {
+    size_t need = buf_pending(&ex->resp) + n;
+    if (need > ex->conf->buffer_bytes) return -1;
+    buf_room(&ex->resp, ex->resp.cap, NULL); /* compact */
+    char *nb = realloc(ex->resp.data, need);
+    if (!nb) abort();
+    ex->resp.data = nb;
+    ex->resp.cap = need;
+  }
   memcpy(ex->resp.data + ex->resp.len, at, n);
   ex->resp.len += n;
   return 0;
@@ -686,7 +700,7 @@ static void update_events(exchange *ex) {
   if (!uc->connecting && !ex->up_done) {
     /* read only when the response buffer has room for a full read */
     size_t freeb = ex->resp.cap - buf_pending(&ex->resp);
-    if (!ex->head_done || freeb >= ex->resp.cap / 4) ev |= EPOLLIN | EPOLLRDHUP;
+    if (!ex->head_done || freeb >= ex->resp.cap / 4 || freeb >= 16384) ev |= EPOLLIN | EPOLLRDHUP;
     ex->up_paused = !(ev & EPOLLIN);
   }
   uc_events(uc, ev);
@@ -717,9 +731,13 @@ static void up_read(exchange *ex) {
   for (;;) {
     size_t room = sizeof ex->w->scratch;
     /* decoded body bytes never outnumber the bytes read, so this read always fits */
-    size_t freeb = ex->resp.cap - buf_pending(&ex->resp);
-    if (freeb < room) room = freeb;
-    if (room == 0) break;
+    if (ex->head_done) {
+      size_t freeb = ex->resp.cap - buf_pending(&ex->resp);
+      if (freeb < room) room = freeb;
+      if (room == 0) break;
+    } else if (room > ex->conf->buffer_bytes) {
+      room = ex->conf->buffer_bytes; /* the head's read may carry the start of the body */
+    }
     ssize_t n = recv(uc->fd, ex->w->scratch, room, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
@@ -965,25 +983,18 @@ static void req_append(exchange *ex, const char *s, size_t n) {
   ex->req.len += n;
 }
 
-static void req_printf(exchange *ex, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void req_printf(exchange *ex, const char *fmt, ...) {
-  char tmp[8192];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-  va_end(ap);
-  if (n < 0) return;
-  if ((size_t)n < sizeof tmp) {
-    req_append(ex, tmp, (size_t)n);
-    return;
+static void req_put(exchange *ex, const char *s) { req_append(ex, s, strlen(s)); }
+
+/* name: value CRLF, by copies */
+static void req_header(exchange *ex, const char *name, const char *v1, const char *v2) {
+  req_put(ex, name);
+  req_append(ex, ": ", 2);
+  req_put(ex, v1);
+  if (v2) {
+    req_append(ex, ", ", 2);
+    req_put(ex, v2);
   }
-  char *big = malloc((size_t)n + 1);
-  if (!big) abort();
-  va_start(ap, fmt);
-  vsnprintf(big, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  req_append(ex, big, (size_t)n);
-  free(big);
+  req_append(ex, "\r\n", 2);
 }
 
 static enum MHD_Result forward_header(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -998,7 +1009,7 @@ static enum MHD_Result forward_header(void *cls, enum MHD_ValueKind kind, const 
   for (int i = 0; own[i]; i++)
     if (strcasecmp(key, own[i]) == 0) return MHD_YES;
   if (f->drop_authorization && strcasecmp(key, "Authorization") == 0) return MHD_YES;
-  req_printf(f->ex, "%s: %s\r\n", key, value ? value : "");
+  req_header(f->ex, key, value ? value : "", NULL);
   return MHD_YES;
 }
 
@@ -1041,6 +1052,39 @@ static bool has_dot_segment(const char *p, size_t n) {
     if (only && (dots == 1 || dots == 2)) return true;
   }
   return false;
+}
+
+/* A UUIDv4-shaped id from a per-worker xorshift generator seeded from the CSPRNG: ids need
+ * to be unique, not secret, and RAND_bytes per request costs more than the proxying. */
+static uint64_t xorshift(uint64_t *s) {
+  uint64_t x = *s;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return *s = x;
+}
+
+static void request_id_new(worker *w, char out[37]) {
+  static const char hex[] = "0123456789abcdef";
+  if (!w->rng) {
+    char seed[37];
+    util_uuid(seed);
+    for (int i = 0; seed[i]; i++) w->rng = w->rng * 131 + (unsigned char)seed[i];
+    w->rng |= 1;
+  }
+  uint64_t a = xorshift(&w->rng), b = xorshift(&w->rng);
+  unsigned char bytes[16];
+  memcpy(bytes, &a, 8);
+  memcpy(bytes + 8, &b, 8);
+  bytes[6] = (unsigned char)((bytes[6] & 0x0f) | 0x40);
+  bytes[8] = (unsigned char)((bytes[8] & 0x3f) | 0x80);
+  int o = 0;
+  for (int i = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
+    out[o++] = hex[bytes[i] >> 4];
+    out[o++] = hex[bytes[i] & 15];
+  }
+  out[o] = 0;
 }
 
 static void cslot_release(worker *w, cslot *s) {
@@ -1159,7 +1203,7 @@ static void on_headers(exchange *ex, const char *method, const char *version) {
   MHD_get_connection_values(ex->conn, MHD_HEADER_KIND, collect_header, &h);
   if (h.request_id && valid_request_id(h.request_id))
     snprintf(ex->request_id, sizeof ex->request_id, "%s", h.request_id);
-  else util_uuid(ex->request_id);
+  else request_id_new(w, ex->request_id);
   const union MHD_ConnectionInfo *ci = MHD_get_connection_info(ex->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
   if (ci && ci->client_addr) {
     const struct sockaddr *sa = ci->client_addr;
@@ -1288,30 +1332,44 @@ static void on_headers(exchange *ex, const char *method, const char *version) {
     local_problem(ex, 414, "URI Too Long", NULL);
     goto out;
   }
-  buf_init(&ex->req, 4096 + c->buffer_bytes);
+  /* sized to what is needed: a bodyless request holds only its head */
+  buf_init(&ex->req, 1024);
   const char *query = ex->uri + ex->pathlen;
   const char *host = h.host ? h.host : route->upstreams[0];
   bool trusted = gw_cidr_match(c->trusted, c->ntrusted, ex->peer_ip);
-  req_printf(ex, "%s %s%s %s\r\nHost: %s\r\n", method, path, *query == '?' ? query : "",
-             "HTTP/1.1", host);
+  req_put(ex, method);
+  req_append(ex, " ", 1);
+  req_append(ex, path, (size_t)plen);
+  if (*query == '?') req_put(ex, query);
+  req_append(ex, " HTTP/1.1\r\n", 11);
+  req_header(ex, "Host", host, NULL);
   fwd_ctx f = {.ex = ex, .h = &h, .drop_authorization = bearer};
   MHD_get_connection_values(ex->conn, MHD_HEADER_KIND, forward_header, &f);
-  req_printf(ex, "X-Request-ID: %s\r\n", ex->request_id);
-  if (h.xff) req_printf(ex, "X-Forwarded-For: %s, %s\r\n", h.xff, ex->peer_ip);
-  else req_printf(ex, "X-Forwarded-For: %s\r\n", ex->peer_ip);
-  req_printf(ex, "X-Forwarded-Proto: %s\r\n", trusted && h.xfp ? h.xfp : "http");
-  req_printf(ex, "X-Forwarded-Host: %s\r\n", trusted && h.xfh ? h.xfh : host);
-  if (ex->chunked_in) req_printf(ex, "Transfer-Encoding: chunked\r\n");
-  else if (h.content_length) req_printf(ex, "Content-Length: %llu\r\n", (unsigned long long)ex->content_length);
-  else if (ex->mbit & (GW_M_POST | GW_M_PUT | GW_M_PATCH)) req_printf(ex, "Content-Length: 0\r\n");
-  req_printf(ex, "\r\n");
-  ex->head_len = ex->req.len;
-  if (ex->req.cap < ex->head_len + c->buffer_bytes) {
-    ex->req.cap = ex->head_len + c->buffer_bytes;
-    ex->req.data = realloc(ex->req.data, ex->req.cap);
-    if (!ex->req.data) abort();
+  req_header(ex, "X-Request-ID", ex->request_id, NULL);
+  if (h.xff) req_header(ex, "X-Forwarded-For", h.xff, ex->peer_ip);
+  else req_header(ex, "X-Forwarded-For", ex->peer_ip, NULL);
+  req_header(ex, "X-Forwarded-Proto", trusted && h.xfp ? h.xfp : "http", NULL);
+  req_header(ex, "X-Forwarded-Host", trusted && h.xfh ? h.xfh : host, NULL);
+  if (ex->chunked_in) {
+    req_header(ex, "Transfer-Encoding", "chunked", NULL);
+  } else if (h.content_length) {
+    char num[24];
+    snprintf(num, sizeof num, "%llu", (unsigned long long)ex->content_length);
+    req_header(ex, "Content-Length", num, NULL);
+  } else if (ex->mbit & (GW_M_POST | GW_M_PUT | GW_M_PATCH)) {
+    req_header(ex, "Content-Length", "0", NULL);
   }
-  buf_init(&ex->resp, c->buffer_bytes);
+  req_append(ex, "\r\n", 2);
+  ex->head_len = ex->req.len;
+  if (ex->has_body) {
+    uint64_t body = ex->chunked_in ? c->buffer_bytes : ex->content_length;
+    size_t want = ex->head_len + (body < c->buffer_bytes ? (size_t)body : c->buffer_bytes) + 64;
+    if (ex->req.cap < want) {
+      ex->req.cap = want;
+      ex->req.data = realloc(ex->req.data, ex->req.cap);
+      if (!ex->req.data) abort();
+    }
+  }
   if (!ex->has_body) ex->body_done = true;
   (void)version;
   start_attempt(ex);
@@ -1472,37 +1530,32 @@ static void log_exchange(exchange *ex, enum MHD_RequestTerminationCode toe) {
   double end = now_s();
   int status = ex->response_queued ? ex->status : 0;
   const char *route = ex->route ? ex->route->name : NULL;
-  char labels[320];
-  snprintf(labels, sizeof labels, "route=\"%s\",code=\"%d\"", route ? route : "", status);
-  gw_stats_add(w->stats, "gateway_requests_total", labels, 1);
-  snprintf(labels, sizeof labels, "route=\"%s\"", route ? route : "");
-  gw_stats_observe(w->stats, "gateway_request_duration_seconds", labels, end - ex->t_start);
-  if (ex->t_up_headers > 0)
-    gw_stats_observe(w->stats, "gateway_upstream_duration_seconds", labels, ex->t_up_headers - ex->t_up_start);
+  gw_stats_request(w->stats, route ? route : "", status, end - ex->t_start,
+                   ex->t_up_headers > 0 ? ex->t_up_headers - ex->t_up_start : -1);
   const gw_conf *c = ex->conf ? ex->conf : w->cur->conf;
   if (!c->access_log) return;
   gw_alog *l = &w->log;
   gw_alog_begin(l);
   gw_alog_str(l, "request_id", ex->request_id[0] ? ex->request_id : NULL);
   gw_alog_str(l, "method", ex->method[0] ? ex->method : NULL);
-  gw_alog_printf(l, ",\"path\":");
-  gw_json_str(l, ex->uri, strlen(ex->uri) > 2048 ? 2048 : strlen(ex->uri));
+  gw_alog_raw(l, ",\"path\":", 8);
+  size_t ulen = strlen(ex->uri);
+  gw_json_str(l, ex->uri, ulen > 2048 ? 2048 : ulen);
   gw_alog_str(l, "route", route);
-  gw_alog_printf(l, ",\"status\":%d", status);
+  gw_alog_uint(l, "status", (unsigned)status);
   gw_alog_str(l, "upstream", ex->upstream_name);
-  if (ex->upstream_status) gw_alog_printf(l, ",\"upstream_status\":%d", ex->upstream_status);
-  else gw_alog_printf(l, ",\"upstream_status\":null");
-  gw_alog_printf(l, ",\"retries\":%d", ex->retries);
+  if (ex->upstream_status) gw_alog_uint(l, "upstream_status", (unsigned)ex->upstream_status);
+  else gw_alog_null(l, "upstream_status");
+  gw_alog_uint(l, "retries", (unsigned)ex->retries);
   gw_alog_str(l, "ratelimit", ex->rl_decision);
-  if (ex->limit) gw_alog_printf(l, ",\"ratelimit_remaining\":%ld", ex->rl.remaining);
+  if (ex->limit) gw_alog_uint(l, "ratelimit_remaining", (unsigned long long)ex->rl.remaining);
   gw_alog_str(l, "tier", ex->tier);
   gw_alog_str(l, "client_ip", ex->client_ip[0] ? ex->client_ip : NULL);
-  gw_alog_printf(l, ",\"bytes_in\":%llu,\"bytes_out\":%llu", (unsigned long long)ex->body_seen,
-                 (unsigned long long)ex->bytes_out);
-  gw_alog_printf(l, ",\"latency_ms\":%.3f", (end - ex->t_start) * 1000.0);
-  if (ex->t_up_headers > 0)
-    gw_alog_printf(l, ",\"upstream_latency_ms\":%.3f", (ex->t_up_headers - ex->t_up_start) * 1000.0);
-  else gw_alog_printf(l, ",\"upstream_latency_ms\":null");
+  gw_alog_uint(l, "bytes_in", ex->body_seen);
+  gw_alog_uint(l, "bytes_out", ex->bytes_out);
+  gw_alog_ms(l, "latency_ms", end - ex->t_start);
+  if (ex->t_up_headers > 0) gw_alog_ms(l, "upstream_latency_ms", ex->t_up_headers - ex->t_up_start);
+  else gw_alog_null(l, "upstream_latency_ms");
   if (ex->error) gw_alog_str(l, "error", ex->error);
   if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
     gw_alog_str(l, "termination", toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? "client_timeout"
@@ -1712,7 +1765,7 @@ int gw_proxy_start(gw_conf *c) {
         NULL, on_request, w, MHD_OPTION_LISTEN_SOCKET, w->listen_fd, MHD_OPTION_URI_LOG_CALLBACK,
         uri_cb, w, MHD_OPTION_NOTIFY_COMPLETED, on_completed, w, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)c->client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)c->max_header_bytes + 16384, MHD_OPTION_CONNECTION_LIMIT, (unsigned)20000,
+        (size_t)c->max_header_bytes + 4096, /* zeroed on every request: keep it tight */ MHD_OPTION_CONNECTION_LIMIT, (unsigned)20000,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
         NULL, MHD_OPTION_END);
     if (!w->d) {

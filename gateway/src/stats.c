@@ -25,8 +25,16 @@ typedef struct series {
   uint64_t buckets[NB];
 } series;
 
+#define RCACHE 256
+typedef struct {
+  char route[96];
+  int status;
+  series *requests, *duration, *upstream;
+} rentry;
+
 struct gw_stats {
   pthread_mutex_t lock;
+  rentry rcache[RCACHE];
   series *chains[CHAINS];
   series *all;
   series **all_tail;
@@ -103,6 +111,34 @@ void gw_stats_observe(gw_stats *s, const char *family, const char *labels, doubl
   e->count++;
   for (int i = 0; i < NB; i++)
     if (seconds <= bounds[i]) e->buckets[i]++;
+  pthread_mutex_unlock(&s->lock);
+}
+
+static void observe(series *e, double seconds) {
+  e->value += seconds;
+  e->count++;
+  for (int i = 0; i < NB; i++)
+    if (seconds <= bounds[i]) e->buckets[i]++;
+}
+
+void gw_stats_request(gw_stats *s, const char *route, int status, double seconds,
+                      double upstream_seconds) {
+  unsigned h = (hash2(route, "") * 31u + (unsigned)status) % RCACHE;
+  pthread_mutex_lock(&s->lock);
+  rentry *e = &s->rcache[h];
+  if (!e->requests || e->status != status || strcmp(e->route, route) != 0) {
+    char labels[160];
+    snprintf(e->route, sizeof e->route, "%s", route);
+    e->status = status;
+    snprintf(labels, sizeof labels, "route=\"%s\",code=\"%d\"", route, status);
+    e->requests = get(s, "gateway_requests_total", labels, false);
+    snprintf(labels, sizeof labels, "route=\"%s\"", route);
+    e->duration = get(s, "gateway_request_duration_seconds", labels, true);
+    e->upstream = get(s, "gateway_upstream_duration_seconds", labels, true);
+  }
+  e->requests->value += 1;
+  observe(e->duration, seconds);
+  if (upstream_seconds >= 0) observe(e->upstream, upstream_seconds);
   pthread_mutex_unlock(&s->lock);
 }
 

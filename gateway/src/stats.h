@@ -17,6 +17,12 @@ void gw_stats_add(gw_stats *s, const char *family, const char *labels, double de
 /* Observes seconds into histogram `family{labels}` (buckets 1ms .. 10s). */
 void gw_stats_observe(gw_stats *s, const char *family, const char *labels, double seconds);
 
+/* The per-request series: requests_total{route,code}, request_duration{route} and, when
+ * upstream_seconds >= 0, upstream_duration{route}. Labels are rendered once per (route,
+ * code) and cached, so the hot path does no formatting. */
+void gw_stats_request(gw_stats *s, const char *route, int status, double seconds,
+                      double upstream_seconds);
+
 /* Renders the merged series of n workers in text format 0.0.4, family by family, with the
  * HELP/TYPE lines declared in stats.c. Caller frees. */
 char *gw_stats_render(gw_stats *const *all, int n);

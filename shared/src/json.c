@@ -54,7 +54,7 @@ int jsonv_parse_body(const http_request *req, http_response *res, json_t **out) 
     return -1;
   }
   json_error_t err;
-  json_t *doc = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &err);
+  json_t *doc = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
   if (!doc) {
     char detail[300];
     snprintf(detail, sizeof detail, "malformed JSON at line %d, column %d: %s", err.line,

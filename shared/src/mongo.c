@@ -106,9 +106,11 @@ bool mongo_create_index(mongo_db *db, const char *collection, const char *name, 
   return ok;
 }
 
+/* MongoDB says E11000/11000. FerretDB says the same for inserts, but an update that breaks
+ * a unique index surfaces SQLite's "UNIQUE constraint failed" with no code. */
 bool mongo_is_duplicate(const bson_error_t *error) {
   return error->code == 11000 || error->code == 11001 || strstr(error->message, "E11000") ||
-         strstr(error->message, "duplicate key");
+         strstr(error->message, "duplicate key") || strstr(error->message, "UNIQUE constraint failed");
 }
 
 json_t *mongo_bson_to_json(const bson_t *doc) {

@@ -1,0 +1,44 @@
+/* app — what the job service's threads share: configuration, the store, the runner, the
+ * work queue, the worker pool, and a "something changed" signal for long polls. */
+#ifndef JOBS_APP_H
+#define JOBS_APP_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "jobs.h"
+#include "runner.h"
+#include "store.h"
+#include "voter/events.h"
+#include "workq.h"
+
+typedef struct worker_pool worker_pool;
+typedef struct sweeper sweeper;
+typedef struct webhooks webhooks;
+
+typedef struct jobs_app {
+  const jobs_config *cfg;
+  job_store *store;
+  runner *runner;
+  workq *wq;
+  worker_pool *pool;
+  sweeper *sweeper;
+  webhooks *hooks;
+  atomic_bool stopping; /* SIGTERM: long polls return at once */
+
+  pthread_mutex_t change_lock;
+  pthread_cond_t change_cond;
+  uint64_t change_seq;
+} jobs_app;
+
+void app_init(jobs_app *app, const jobs_config *cfg);
+void app_destroy(jobs_app *app);
+/* A job changed state in this process: wakes long polls (other replicas' changes are
+ * seen by their periodic re-read). */
+void app_changed(jobs_app *app);
+/* Waits until app_changed after seq, or ms pass; returns the current sequence. */
+uint64_t app_wait_change(jobs_app *app, uint64_t seq, long ms);
+uint64_t app_change_seq(jobs_app *app);
+
+#endif

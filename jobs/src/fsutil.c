@@ -1,0 +1,137 @@
+/* fsutil — small file helpers; see fsutil.h. */
+#include "fsutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "runner.h"
+
+int fs_mkdirs(const char *path, mode_t mode) {
+  char buf[PATH_MAX];
+  if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  for (char *p = buf + 1;; p++) {
+    if (*p == '/' || *p == 0) {
+      char c = *p;
+      *p = 0;
+      if (mkdir(buf, mode) != 0 && errno != EEXIST) return -1;
+      *p = c;
+      if (!c) break;
+    }
+  }
+  return 0;
+}
+
+int fs_write(const char *path, const void *data, size_t len) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return -1;
+  const char *p = data;
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      close(fd);
+      errno = e;
+      return -1;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return close(fd);
+}
+
+int fs_read(const char *path, size_t max, char **data, size_t *len) {
+  *data = NULL;
+  *len = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    close(fd);
+    return -1;
+  }
+  if ((size_t)st.st_size > max) {
+    close(fd);
+    return -2;
+  }
+  size_t cap = (size_t)st.st_size + 1, n = 0;
+  char *buf = malloc(cap);
+  while (buf) {
+    if (n + 1 == cap) {
+      if (cap > max) { /* grew while we read */
+        free(buf);
+        close(fd);
+        return -2;
+      }
+      char *bigger = realloc(buf, cap * 2);
+      if (!bigger) break;
+      buf = bigger;
+      cap *= 2;
+    }
+    ssize_t r = read(fd, buf + n, cap - 1 - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      if (r < 0) {
+        free(buf);
+        buf = NULL;
+      }
+      break;
+    }
+    n += (size_t)r;
+  }
+  close(fd);
+  if (!buf) return -1;
+  buf[n] = 0;
+  *data = buf;
+  *len = n;
+  return 0;
+}
+
+char *fs_tail(const char *path, size_t max) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NULL;
+  struct stat st;
+  char *out = NULL;
+  if (fstat(fd, &st) == 0) {
+    off_t from = st.st_size > (off_t)max ? st.st_size - (off_t)max : 0;
+    size_t want = (size_t)(st.st_size - from);
+    char *buf = malloc(want + 1);
+    ssize_t n = buf ? pread(fd, buf, want, from) : -1;
+    if (n >= 0) out = runner_tail(buf, (size_t)n, max);
+    free(buf);
+  }
+  close(fd);
+  return out;
+}
+
+int fs_remove_tree(const char *path) {
+  struct stat st;
+  if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : -1;
+  if (!S_ISDIR(st.st_mode)) return unlink(path);
+  DIR *d = opendir(path);
+  if (!d) return -1;
+  int rc = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    char child[PATH_MAX];
+    if (snprintf(child, sizeof child, "%s/%s", path, e->d_name) >= (int)sizeof child) {
+      rc = -1;
+      continue;
+    }
+    if (fs_remove_tree(child) != 0) rc = -1;
+  }
+  closedir(d);
+  if (rmdir(path) != 0) rc = -1;
+  return rc;
+}

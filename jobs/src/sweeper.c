@@ -1,0 +1,141 @@
+/* sweeper — expired leases, re-dispatch and retention; see sweeper.h. */
+#include "sweeper.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "voter/log.h"
+#include "voter/util.h"
+#include "webhook.h"
+
+#define BATCH 64
+
+struct sweeper {
+  jobs_app *app;
+  pthread_t thread;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  bool stop, kicked;
+};
+
+static void expired_leases(sweeper *sw) {
+  jobs_app *app = sw->app;
+  char ids[BATCH][25];
+  int n = store_scan_expired(app->store, util_now_ms(), ids, BATCH);
+  for (int i = 0; i < n; i++) {
+    job_info j;
+    if (store_get(app->store, ids[i], &j) != JS_OK || strcmp(j.status, "running") != 0 ||
+        j.lease_until_ms >= util_now_ms())
+      continue;
+    if (j.attempts >= app->cfg->max_attempts) {
+      char reason[160];
+      snprintf(reason, sizeof reason,
+               "the worker was lost and the attempt budget (%ld) is spent", app->cfg->max_attempts);
+      if (store_fail_expired(app->store, &j, reason) == JS_OK) {
+        log_fields(LOG_WARN, "job failed: worker lost",
+                   json_pack("{s:s, s:i}", "job", j.id, "attempts", j.attempts));
+        app_changed(app);
+        webhooks_kick(app->hooks);
+      }
+      continue;
+    }
+    if (store_requeue_expired(app->store, &j) == JS_OK) {
+      log_fields(LOG_WARN, "job re-queued: its worker's lease expired",
+                 json_pack("{s:s, s:s, s:i}", "job", j.id, "worker", j.worker, "attempts",
+                           j.attempts));
+      if (wq_publish(app->wq, j.id) == 0) store_set_dispatched(app->store, j.id, true);
+      app_changed(app);
+    }
+  }
+}
+
+static void undispatched(sweeper *sw) {
+  jobs_app *app = sw->app;
+  char ids[BATCH][25];
+  int64_t now = util_now_ms();
+  int n = store_scan_undispatched(app->store, now, now - app->cfg->redispatch_s * 1000, ids,
+                                  BATCH);
+  for (int i = 0; i < n; i++) {
+    if (wq_publish(app->wq, ids[i]) != 0) break; /* the broker is away: next time */
+    store_set_dispatched(app->store, ids[i], true);
+  }
+}
+
+static void retention(sweeper *sw) {
+  jobs_app *app = sw->app;
+  char ids[BATCH][25];
+  int n = store_scan_retention(app->store, util_now_ms() - app->cfg->retention_s * 1000, ids,
+                               BATCH);
+  for (int i = 0; i < n; i++) {
+    job_info j;
+    if (store_get(app->store, ids[i], &j) != JS_OK || !jobs_status_final(j.status)) continue;
+    if (store_purge(app->store, &j) == JS_OK) {
+      log_fields(LOG_INFO, "job purged", json_pack("{s:s, s:s}", "job", j.id, "status", j.status));
+      app_changed(app);
+    }
+  }
+}
+
+static void *sweeper_main(void *arg) {
+  sweeper *sw = arg;
+  pthread_mutex_lock(&sw->lock);
+  while (!sw->stop) {
+    sw->kicked = false;
+    pthread_mutex_unlock(&sw->lock);
+    expired_leases(sw);
+    undispatched(sw);
+    retention(sw);
+    pthread_mutex_lock(&sw->lock);
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    long ms = sw->app->cfg->sweep_ms;
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    while (!sw->stop && !sw->kicked)
+      if (pthread_cond_timedwait(&sw->cond, &sw->lock, &until) != 0) break;
+  }
+  pthread_mutex_unlock(&sw->lock);
+  return NULL;
+}
+
+sweeper *sweeper_start(jobs_app *app) {
+  sweeper *sw = calloc(1, sizeof *sw);
+  if (!sw) return NULL;
+  sw->app = app;
+  pthread_mutex_init(&sw->lock, NULL);
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_cond_init(&sw->cond, &attr);
+  pthread_condattr_destroy(&attr);
+  if (pthread_create(&sw->thread, NULL, sweeper_main, sw) != 0) {
+    pthread_cond_destroy(&sw->cond);
+    pthread_mutex_destroy(&sw->lock);
+    free(sw);
+    return NULL;
+  }
+  return sw;
+}
+
+void sweeper_kick(sweeper *sw) {
+  if (!sw) return;
+  pthread_mutex_lock(&sw->lock);
+  sw->kicked = true;
+  pthread_cond_signal(&sw->cond);
+  pthread_mutex_unlock(&sw->lock);
+}
+
+void sweeper_stop(sweeper *sw) {
+  if (!sw) return;
+  pthread_mutex_lock(&sw->lock);
+  sw->stop = true;
+  pthread_cond_signal(&sw->cond);
+  pthread_mutex_unlock(&sw->lock);
+  pthread_join(sw->thread, NULL);
+  pthread_cond_destroy(&sw->cond);
+  pthread_mutex_destroy(&sw->lock);
+  free(sw);
+}

@@ -1,0 +1,154 @@
+/* webhook — completion callbacks with signatures and retries; see webhook.h. */
+#include "webhook.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "httpc.h"
+#include "sign.h"
+#include "voter/log.h"
+#include "voter/metrics.h"
+#include "voter/util.h"
+
+#define BATCH 32
+#define POLL_MS 500
+
+struct webhooks {
+  jobs_app *app;
+  pthread_t thread;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  bool stop, kicked;
+};
+
+char *webhooks_body(const jobs_app *app, const job_info *j) {
+  char status_url[512], result_path[256], result_url[768];
+  snprintf(status_url, sizeof status_url, "%s/jobs/%s", j->base_url, j->id);
+  json_t *body = json_pack("{s:s, s:s, s:s}", "id", j->id, "status", j->status, "statusUrl",
+                           status_url);
+  if (strcmp(j->status, "succeeded") == 0) {
+    int64_t expires = util_now_ms() / 1000 + app->cfg->result_url_ttl_s;
+    sign_result_path(app->cfg->hmac_secret, j->id, expires, result_path, sizeof result_path);
+    snprintf(result_url, sizeof result_url, "%s%s", j->base_url, result_path);
+    json_object_set_new(body, "resultUrl", json_string(result_url));
+  } else {
+    json_object_set_new(body, "resultUrl", json_null());
+    if (j->reason[0]) json_object_set_new(body, "reason", json_string(j->reason));
+  }
+  char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(body);
+  return text;
+}
+
+static void deliver(webhooks *w, const char *id) {
+  jobs_app *app = w->app;
+  const jobs_config *cfg = app->cfg;
+  job_info j;
+  if (store_get(app->store, id, &j) != JS_OK || !j.hook_pending || !j.callback_url[0]) return;
+  int64_t now = util_now_ms();
+  /* Claim this attempt; the claim's next time covers a sender that dies mid-request. */
+  if (store_hook_claim(app->store, id, j.hook_attempts,
+                       now + (cfg->webhook_timeout_s + 5) * 1000) != JS_OK)
+    return;
+  int attempt = j.hook_attempts + 1;
+  char *body = webhooks_body(app, &j);
+  if (!body) return;
+  char mac[65], sig[96], hid[48], hattempt[48];
+  sign_hmac_hex(cfg->hmac_secret, body, strlen(body), mac);
+  snprintf(sig, sizeof sig, "X-Signature: sha256=%s", mac);
+  snprintf(hid, sizeof hid, "X-Job-Id: %s", j.id);
+  snprintf(hattempt, sizeof hattempt, "X-Webhook-Attempt: %d", attempt);
+  const char *headers[] = {sig, hid, hattempt, "User-Agent: voter-jobs", NULL};
+  httpc_request req = {.method = "POST",
+                       .url = j.callback_url,
+                       .content_type = "application/json",
+                       .body = body,
+                       .body_len = strlen(body),
+                       .headers = headers,
+                       .timeout_ms = cfg->webhook_timeout_s * 1000,
+                       .max_response = 4096};
+  httpc_response res;
+  int rc = httpc_do(&req, &res);
+  bool ok = rc == 0 && res.status >= 200 && res.status < 300;
+  char error[256] = "";
+  if (!ok) {
+    if (rc != 0) snprintf(error, sizeof error, "%s", res.error);
+    else snprintf(error, sizeof error, "HTTP %ld", res.status);
+  }
+  httpc_response_free(&res);
+  free(body);
+  int64_t next = -1;
+  if (!ok && attempt < cfg->webhook_attempts) {
+    long delay = cfg->webhook_backoff_ms << (attempt - 1 < 10 ? attempt - 1 : 10);
+    next = util_now_ms() + delay;
+  }
+  store_hook_result(app->store, id, ok, next, error);
+  metrics_counter_inc("jobs_webhooks_total", ok ? "result=\"delivered\""
+                                           : next < 0 ? "result=\"abandoned\""
+                                                      : "result=\"retry\"");
+  log_fields(ok ? LOG_INFO : LOG_WARN, ok ? "webhook delivered" : "webhook failed",
+             json_pack("{s:s, s:i, s:s}", "job", id, "attempt", attempt, "error", error));
+}
+
+static void *hooks_main(void *arg) {
+  webhooks *w = arg;
+  pthread_mutex_lock(&w->lock);
+  while (!w->stop) {
+    w->kicked = false;
+    pthread_mutex_unlock(&w->lock);
+    char ids[BATCH][25];
+    int n = store_scan_webhooks(w->app->store, util_now_ms(), ids, BATCH);
+    for (int i = 0; i < n; i++) deliver(w, ids[i]);
+    pthread_mutex_lock(&w->lock);
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += POLL_MS * 1000000L;
+    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    while (!w->stop && !w->kicked)
+      if (pthread_cond_timedwait(&w->cond, &w->lock, &until) != 0) break;
+  }
+  pthread_mutex_unlock(&w->lock);
+  return NULL;
+}
+
+webhooks *webhooks_start(jobs_app *app) {
+  webhooks *w = calloc(1, sizeof *w);
+  if (!w) return NULL;
+  w->app = app;
+  metrics_describe("jobs_webhooks_total", "counter", "Webhook delivery attempts by result");
+  pthread_mutex_init(&w->lock, NULL);
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_cond_init(&w->cond, &attr);
+  pthread_condattr_destroy(&attr);
+  if (pthread_create(&w->thread, NULL, hooks_main, w) != 0) {
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+    return NULL;
+  }
+  return w;
+}
+
+void webhooks_kick(webhooks *w) {
+  if (!w) return;
+  pthread_mutex_lock(&w->lock);
+  w->kicked = true;
+  pthread_cond_signal(&w->cond);
+  pthread_mutex_unlock(&w->lock);
+}
+
+void webhooks_stop(webhooks *w) {
+  if (!w) return;
+  pthread_mutex_lock(&w->lock);
+  w->stop = true;
+  pthread_cond_signal(&w->cond);
+  pthread_mutex_unlock(&w->lock);
+  pthread_join(w->thread, NULL);
+  pthread_cond_destroy(&w->cond);
+  pthread_mutex_destroy(&w->lock);
+  free(w);
+}

@@ -1,0 +1,263 @@
+"""Job service over real HTTP with real RabbitMQ and FerretDB and the `local` runner running
+the real `tabulate` from the build directory: submission, validation, polling, results by
+signed URL, idempotency, listing, logs and events."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+
+from events import EventTap, queue_depth
+from jobs_helpers import (SECRET, big_ballots, fixture, jobs_env, sign, status, submit_json,
+                          submit_multipart, wait_final)
+
+
+@pytest.fixture
+def jobs(service_factory, tmp_path):
+    svc = service_factory("jobs", env=jobs_env(tmp_path / "work"))
+    svc.work_dir = tmp_path / "work"
+    return svc
+
+
+def assert_problem(r, status_code, field=None):
+    assert r.status_code == status_code, r.text
+    assert r.headers["Content-Type"].startswith("application/problem+json")
+    if field:
+        assert any(e["field"].startswith(field) for e in r.json()["errors"]), r.json()
+    return r.json()
+
+
+def finished_result(base, job_id):
+    r = wait_final(base, job_id)
+    assert r.status_code == 303, r.text
+    loc = r.headers["Location"]
+    assert f"/jobs/{job_id}/result?expires=" in loc and "&sig=" in loc
+    got = requests.get(loc, timeout=10)
+    assert got.status_code == 200, got.text
+    assert got.headers["Content-Type"].startswith("application/json")
+    return got
+
+
+@pytest.mark.parametrize("name", ["small-irv", "small-batch"])
+def test_submit_poll_303_and_result_equals_the_fixture(jobs, name):
+    fx = fixture(name)
+    r = submit_json(jobs.url, fx["rules"], fx["ballots"])
+    assert r.status_code == 202, r.text
+    body = r.json()
+    job_id = body["id"]
+    assert body["status"] == "pending"
+    assert body["statusUrl"] == f"{jobs.url}/jobs/{job_id}" == body["cancelUrl"]
+    assert r.headers["Location"] == body["statusUrl"]
+    assert int(r.headers["Retry-After"]) >= 1
+    got = finished_result(jobs.url, job_id)
+    assert got.content == fx["expected"]  # byte for byte what tabulate wrote
+    assert got.json() == json.loads(fx["expected"])
+    st = status(jobs.url, job_id)
+    assert st["status"] == "succeeded" and st["attempts"] == 1 and st["exitCode"] == 0
+    assert st["reason"] is None and st["ballots"] == 23 if name == "small-irv" else True
+
+
+def test_multipart_submission(jobs):
+    fx = fixture("small-irv")
+    r = submit_multipart(jobs.url, fx["rules"], fx["ballots"])
+    assert r.status_code == 202, r.text
+    assert finished_result(jobs.url, r.json()["id"]).content == fx["expected"]
+
+
+def test_pending_or_running_is_202_with_location_and_progress(jobs, tmp_path):
+    fx = fixture("small-irv")
+    job_id = submit_json(jobs.url, fx["rules"], fx["ballots"]).json()["id"]
+    r = requests.get(f"{jobs.url}/jobs/{job_id}", allow_redirects=False)
+    if r.status_code == 202:  # unless it was already done
+        doc = r.json()
+        assert r.headers["Location"] == f"{jobs.url}/jobs/{job_id}"
+        assert set(doc["progress"]) == {"done", "total", "message"}
+        assert doc["status"] in ("pending", "running") and "createdAt" in doc
+    assert wait_final(jobs.url, job_id).status_code == 303
+
+
+def test_idempotency_key_same_body_same_job_other_body_409(jobs):
+    fx = fixture("small-irv")
+    key = {"Idempotency-Key": "submit-42"}
+    first = submit_json(jobs.url, fx["rules"], fx["ballots"], headers=key)
+    assert first.status_code == 202
+    # the same inputs as multipart: the same submission
+    again = submit_multipart(jobs.url, fx["rules"], fx["ballots"], headers=key)
+    assert again.status_code == 202 and again.json()["id"] == first.json()["id"]
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    other = submit_json(jobs.url, fx["rules"], fx["ballots"] + "b24,D,C,\n", headers=key)
+    assert_problem(other, 409)
+    # another caller may use the same key for something else
+    mine = submit_json(jobs.url, fx["rules"], fx["ballots"] + "b24,D,C,\n",
+                       headers={**key, "X-API-Key": "someone-else"})
+    assert mine.status_code == 202 and mine.json()["id"] != first.json()["id"]
+    assert requests.get(f"{jobs.url}/jobs").json()["page"]["totalElements"] == 1
+
+
+def test_body_over_10_mb_is_413(jobs):
+    ballots = "id,rank1\n" + "x,A\n" * (10 * 1024 * 1024 // 4 + 10)
+    r = requests.post(f"{jobs.url}/jobs/tabulations", data=ballots,
+                      headers={"Content-Type": "text/csv"})
+    assert_problem(r, 413)
+    # just under the limit is accepted (and counted)
+    fx = fixture("small-irv")
+    rows = big_ballots(200_000)
+    assert len(rows) < 10 * 1024 * 1024 - 4096
+    r = submit_json(jobs.url, fx["rules"], rows)
+    assert r.status_code == 202, r.text
+    assert status(jobs.url, r.json()["id"])["ballots"] == 200_000
+
+
+def test_invalid_inputs_are_refused_and_nothing_is_enqueued(jobs, rabbit, queue):
+    fx = fixture("small-irv")
+    rules = json.loads(fx["rules"])
+    # malformed JSON body
+    r = requests.post(f"{jobs.url}/jobs/tabulations", data="{", headers={"Content-Type": "application/json"})
+    assert_problem(r, 400)
+    # not a supported type
+    assert_problem(requests.post(f"{jobs.url}/jobs/tabulations", data="x",
+                                 headers={"Content-Type": "text/plain"}), 415)
+    # rules with a bad enum, located by the tabulator's own parser
+    bad = dict(rules, tiebreak="coin_flip")
+    p = assert_problem(submit_json(jobs.url, bad, fx["ballots"]), 422, "rules.tiebreak")
+    assert "tiebreak" in p["detail"]
+    # rules missing a required member
+    bad = {k: v for k, v in rules.items() if k != "overvote"}
+    assert_problem(submit_json(jobs.url, bad, fx["ballots"]), 422, "rules")
+    # multipart rules that are not JSON: line and column
+    p = assert_problem(submit_multipart(jobs.url, '{"contest": ', fx["ballots"]), 422, "rules")
+    assert p["errors"][0]["line"] == 1
+    # an unknown candidate in row 3 (line 4 of the file), column rank2
+    ballots = fx["ballots"].replace("b03,A,B,C", "b03,A,Zed,C")
+    p = assert_problem(submit_json(jobs.url, rules, ballots), 422, "ballots.rank2")
+    assert p["errors"][0]["line"] == 4 and p["errors"][0]["column"] == 3
+    assert "Zed" in p["errors"][0]["message"]
+    # an empty ballots file, missing parts, unknown fields, a bad callback URL
+    assert_problem(submit_json(jobs.url, rules, ""), 422, "ballots")
+    assert_problem(requests.post(f"{jobs.url}/jobs/tabulations", json={"rules": rules}), 422, "ballots")
+    assert_problem(submit_json(jobs.url, rules, fx["ballots"], extra=1), 422, "extra")
+    assert_problem(submit_json(jobs.url, rules, fx["ballots"], callbackUrl="ftp://x"), 422, "callbackUrl")
+    r = requests.post(f"{jobs.url}/jobs/tabulations", files={"rules": ("r.json", fx["rules"])})
+    assert_problem(r, 422, "ballots")
+    # multi-winner is refused by the program, so it is refused here
+    assert_problem(submit_json(jobs.url, dict(rules, winners=2), fx["ballots"]), 422, "rules")
+    # nothing stored, nothing enqueued
+    assert requests.get(f"{jobs.url}/jobs").json()["page"]["totalElements"] == 0
+    assert queue_depth(rabbit.url, queue("jobs.work")) == 0
+
+
+def test_unknown_job_is_404_and_bad_wait_is_400(jobs):
+    for path in ("", "/result?expires=1&sig=00", "/logs"):
+        r = requests.get(f"{jobs.url}/jobs/{'a' * 24}{path}")
+        assert r.status_code in (403, 404), (path, r.status_code)
+    assert_problem(requests.get(f"{jobs.url}/jobs/{'a' * 24}"), 404)
+    assert_problem(requests.delete(f"{jobs.url}/jobs/nope"), 404)
+    assert_problem(requests.get(f"{jobs.url}/jobs/{'a' * 24}", params={"wait": "61"}), 400)
+    assert_problem(requests.get(f"{jobs.url}/jobs/{'a' * 24}", params={"wait": "x"}), 400)
+
+
+def test_signed_result_url_tampering_and_expiry_are_403(jobs):
+    fx = fixture("small-irv")
+    job_id = submit_json(jobs.url, fx["rules"], fx["ballots"]).json()["id"]
+    finished_result(jobs.url, job_id)
+    url = f"{jobs.url}/jobs/{job_id}/result"
+    future = int(time.time()) + 300
+    ok = requests.get(url, params={"expires": future, "sig": sign(job_id, future)})
+    assert ok.status_code == 200 and ok.content == fx["expected"]
+    # a changed expiry, a changed signature, another job's id, a wrong secret
+    assert_problem(requests.get(url, params={"expires": future + 1, "sig": sign(job_id, future)}), 403)
+    bad = sign(job_id, future)
+    bad = ("0" if bad[0] != "0" else "1") + bad[1:]
+    assert_problem(requests.get(url, params={"expires": future, "sig": bad}), 403)
+    other = "b" * 24
+    assert_problem(requests.get(f"{jobs.url}/jobs/{other}/result",
+                                params={"expires": future, "sig": sign(job_id, future)}), 403)
+    assert_problem(requests.get(url, params={"expires": future, "sig": sign(job_id, future, "x")}), 403)
+    assert_problem(requests.get(url), 403)
+    # correctly signed but expired
+    past = int(time.time()) - 1
+    p = assert_problem(requests.get(url, params={"expires": past, "sig": sign(job_id, past)}), 403)
+    assert "expired" in p["detail"]
+
+
+def test_failed_count_is_200_with_reason_exit_code_and_logs(jobs):
+    """A tie with tiebreak "stop" cannot be told apart before counting: the job is accepted
+    and fails with tabulate's exit code 3 and its reason."""
+    rules = {"contest": "Tie", "candidates": [{"name": "A"}, {"name": "B"}, {"name": "C"}],
+             "overvote": "exhaust_immediately", "max_skipped_ranks": "unlimited",
+             "max_rankings": "max", "tiebreak": "stop"}
+    ballots = "rank1,rank2\nA,\nB,\nC,\nA,\nB,\n"
+    job_id = submit_json(jobs.url, rules, ballots).json()["id"]
+    r = wait_final(jobs.url, job_id)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["status"] == "failed" and doc["exitCode"] == 3
+    assert "could not finish" in doc["reason"]
+    assert doc["logsUrl"] == f"{jobs.url}/jobs/{job_id}/logs"
+    logs = requests.get(doc["logsUrl"])
+    assert logs.status_code == 200 and "count stopped" in logs.text
+    assert_problem(requests.delete(f"{jobs.url}/jobs/{job_id}"), 409)
+
+
+def test_wait_returns_early_when_the_status_changes(service_factory, tmp_path):
+    from jobs_helpers import slow_tabulate
+    wrapper = slow_tabulate(tmp_path / "slow.sh", 1.5)
+    svc = service_factory("jobs", env=jobs_env(tmp_path / "work", JOBS_TABULATE_BIN=wrapper))
+    fx = fixture("small-irv")
+    job_id = submit_json(svc.url, fx["rules"], fx["ballots"]).json()["id"]
+    first = status(svc.url, job_id)["status"]
+    t0 = time.monotonic()
+    r = requests.get(f"{svc.url}/jobs/{job_id}", params={"wait": 30}, allow_redirects=False, timeout=40)
+    took = time.monotonic() - t0
+    assert took < 10, took
+    assert r.json()["status"] != first or r.status_code == 303
+    # and waits while nothing changes: a finished job answers at once
+    r = wait_final(svc.url, job_id)
+    t0 = time.monotonic()
+    assert requests.get(f"{svc.url}/jobs/{job_id}", params={"wait": 5}, allow_redirects=False).status_code == 303
+    assert time.monotonic() - t0 < 2
+
+
+def test_list_is_hal_per_api_key_with_status_filter(jobs):
+    fx = fixture("small-irv")
+    mine = {"X-API-Key": "key-one"}
+    a = submit_json(jobs.url, fx["rules"], fx["ballots"], headers=mine).json()["id"]
+    b = submit_json(jobs.url, fx["rules"], fx["ballots"], headers={"X-API-Key": "key-two"}).json()["id"]
+    c = submit_json(jobs.url, fx["rules"], fx["ballots"]).json()["id"]
+    for job_id in (a, b, c):
+        wait_final(jobs.url, job_id)
+    r = requests.get(f"{jobs.url}/jobs", headers=mine)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/hal+json")
+    doc = r.json()
+    assert [j["id"] for j in doc["_embedded"]["jobs"]] == [a]
+    assert doc["_embedded"]["jobs"][0]["_links"]["self"]["href"].endswith(f"/jobs/{a}")
+    assert doc["page"]["totalElements"] == 1
+    assert [j["id"] for j in requests.get(f"{jobs.url}/jobs").json()["_embedded"]["jobs"]] == [c]
+    r = requests.get(f"{jobs.url}/jobs", params={"status": "failed"}, headers=mine)
+    assert r.json()["page"]["totalElements"] == 0
+    r = requests.get(f"{jobs.url}/jobs", params={"status": "succeeded"}, headers=mine)
+    assert r.json()["page"]["totalElements"] == 1
+    assert_problem(requests.get(f"{jobs.url}/jobs", params={"status": "weird"}), 400)
+
+
+def test_events_metrics_and_ops_endpoints(jobs, rabbit, amqp_exchange):
+    tap = EventTap(rabbit.url, amqp_exchange, keys=("job.#",))
+    try:
+        fx = fixture("small-irv")
+        job_id = submit_json(jobs.url, fx["rules"], fx["ballots"]).json()["id"]
+        wait_final(jobs.url, job_id)
+        ev = tap.wait_for(1)[0]
+        assert ev["type"] == "job.succeeded" and ev["subject"] == job_id
+        assert ev["data"]["status"] == "succeeded" and ev["data"]["contest"] == "Small example"
+    finally:
+        tap.close()
+    metrics = requests.get(f"{jobs.url}/jobs/metrics").text
+    assert 'jobs_total{status="succeeded"} 1' in metrics
+    assert "jobs_duration_seconds_bucket" in metrics
+    assert requests.get(f"{jobs.url}/jobs/health").json()["status"] == "UP"
+    info = requests.get(f"{jobs.url}/jobs/info").json()
+    assert info["name"] == "jobs"
+    assert SECRET not in requests.get(f"{jobs.url}/jobs/info").text
