@@ -109,6 +109,7 @@ def slow_tabulate(path: Path, sleep_s: float, real: Path | None = None) -> Path:
         'read -r _ _ _ _ pgid _ < /proc/$$/stat\n'
         'echo "$$ $pgid" > "$dir/wrapper.pid.tmp"\n'
         'mv "$dir/wrapper.pid.tmp" "$dir/wrapper.pid"\n'
+        'echo \'{"phase":"reading","done":5,"total":10}\' > "$dir/progress.json"\n'
         'echo "wrapper: sleeping"\n'
         f"sleep {sleep_s} &\n"
         "wait $!\n"

@@ -42,10 +42,17 @@ def test_cancel_stops_the_running_process_group(service_factory, tmp_path):
     job_id = submit_json(svc.url, fx["rules"], fx["ballots"]).json()["id"]
     pid, pgid = wrapper_pid(svc.work_dir)
     assert harness.pid_alive(pid) and group_alive(pgid)
-    assert wait_status(svc.url, job_id, "running")["attempts"] == 1
+    running = wait_until(lambda: (lambda d: d if d["progress"]["message"] == "reading" else None)(
+        status(svc.url, job_id)), timeout=10, message="progress from the progress file")
+    assert running["status"] == "running" and running["attempts"] == 1
+    assert running["progress"] == {"done": 5, "total": 10, "message": "reading"}
+    r = requests.get(f"{svc.url}/jobs/{job_id}", allow_redirects=False)
+    assert r.status_code == 202 and r.json()["progress"]["done"] == 5
     # a second job waits behind it (concurrency 1) and is cancelled before it runs
     queued = submit_json(svc.url, fx["rules"], fx["ballots"]).json()["id"]
     assert status(svc.url, queued)["status"] == "pending"
+    assert requests.delete(f"{svc.url}/jobs/{queued}").status_code == 202
+    assert status(svc.url, queued)["status"] == "cancelled"
 
     r = requests.delete(f"{svc.url}/jobs/{job_id}")
     assert r.status_code == 202, r.text
@@ -63,7 +70,6 @@ def test_cancel_stops_the_running_process_group(service_factory, tmp_path):
     wait_until(lambda: not any(svc.work_dir.glob(f"{job_id}-*")), timeout=5,
                message="the work directory is removed")
 
-    assert requests.delete(f"{svc.url}/jobs/{queued}").status_code == 202
     time.sleep(0.5)
     st = status(svc.url, queued)
     assert st["status"] == "cancelled" and st["attempts"] == 0  # never started
@@ -229,6 +235,9 @@ def test_sigkill_mid_run_the_restarted_service_finishes_the_job_exactly_once(
     assert db.job_data.count_documents({"job": job_id, "_id": {"$regex": r"\.result\."}}) == 1
     doc = db.jobs.find_one({"_id": __import__("bson").ObjectId(job_id)})
     assert doc["status"] == "succeeded" and doc["resultKey"] == f"{job_id}.result.2"
+    # the killed run's work directory is swept up
+    wait_until(lambda: not (svc.work_dir / f"{job_id}-1").exists(), timeout=20,
+               message="the stale work directory is removed")
 
 
 def test_a_second_replica_takes_over_a_job_whose_worker_died(service_factory, tmp_path, mongo, ns):

@@ -92,6 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       gw_size_parse(s, &bytes);
       if (gw_limit_parse(s, &l, err, sizeof err) == 0 && !l.unlimited) {
         l.name = (char *)"fuzz";
+        gw_limit_finish(&l);
         gw_rl_result r;
         gw_rl_take(&l, "t", "id", 1.0, &r);
         char policy[160], value[160];

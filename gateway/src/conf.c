@@ -150,6 +150,13 @@ int gw_limit_parse(const char *text, gw_limit *out, char *err, size_t errlen) {
   return 0;
 }
 
+void gw_limit_finish(gw_limit *l) {
+  snprintf(l->policy, sizeof l->policy, "\"%s\";q=%.0f;w=%.0f", l->name ? l->name : "", l->count,
+           ceil(l->window_s));
+  snprintf(l->key, sizeof l->key, "%s\x1f%g/%g/%g", l->name ? l->name : "", l->count, l->window_s,
+           l->burst);
+}
+
 /* ------------------------------------------------------------------ freeing */
 
 static void free_strv(char **v, int n) {
@@ -322,6 +329,7 @@ static void parse_tiers(perr *p, gw_conf *c, json_t *tiers) {
           return;
         }
       l->name = strdup(lname);
+      gw_limit_finish(l);
       t->nlimits++;
     }
   }

@@ -40,11 +40,16 @@ typedef struct gw_limit {
   double count;     /* quota per window */
   double window_s;
   double burst;     /* bucket capacity (defaults to count) */
+  /* rendered once by gw_limit_finish, so a request formats no numbers */
+  char policy[160]; /* the RateLimit-Policy value: "name";q=N;w=SECONDS */
+  char key[192];    /* bucket key prefix: name and numbers */
 } gw_limit;
 
 /* Parses "N/WINDOW[;burst=B]" ("1/5m", "20/s", "100/1s;burst=200") or "unlimited".
  * WINDOW is a duration (ms, s, m, h, d; a bare unit means 1). 0 on success. */
 int gw_limit_parse(const char *text, gw_limit *out, char *err, size_t errlen);
+/* Renders policy and key once name is set (gw_conf_parse does it). */
+void gw_limit_finish(gw_limit *l);
 /* Parses a duration ("250ms", "5m", "1h", "2s", a bare number is seconds) into seconds. */
 int gw_duration_parse(const char *text, double *seconds);
 /* Parses a byte size (1048576, "1MB", "10MiB", "512KB"; MB means MiB here). */

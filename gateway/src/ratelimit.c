@@ -4,7 +4,6 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,12 +39,18 @@ void gw_rl_take(const gw_limit *l, const char *tier, const char *identity, doubl
                 gw_rl_result *out) {
   memset(out, 0, sizeof *out);
   if (!l || l->unlimited) return;
-  /* the policy's numbers are part of the key: a reload that changes them starts afresh */
+  /* the policy's numbers are part of the key (l->key): a reload that changes them starts
+   * afresh */
   char key[512];
-  int n = snprintf(key, sizeof key, "%s\x1f%s\x1f%g/%g/%g\x1f%s", l->name, tier ? tier : "",
-                   l->count, l->window_s, l->burst, identity ? identity : "");
-  if (n < 0) return;
-  size_t klen = (size_t)n < sizeof key ? (size_t)n : sizeof key - 1;
+  size_t klen = 0;
+  const char *parts[5] = {l->key, "\x1f", tier ? tier : "", "\x1f", identity ? identity : ""};
+  for (int i = 0; i < 5; i++) {
+    size_t n = strlen(parts[i]);
+    if (klen + n >= sizeof key) n = sizeof key - 1 - klen;
+    memcpy(key + klen, parts[i], n);
+    klen += n;
+  }
+  key[klen] = 0;
   uint64_t h = fnv1a(key, klen);
   shard *s = &shards[h % SHARDS];
   double rate = l->count / l->window_s; /* tokens per second */
@@ -95,13 +100,35 @@ void gw_rl_take(const gw_limit *l, const char *tier, const char *identity, doubl
   pthread_mutex_unlock(&s->lock);
 }
 
+static size_t put_long(char *o, long v) {
+  char tmp[24];
+  size_t n = 0;
+  unsigned long u = v < 0 ? 0 : (unsigned long)v;
+  do {
+    tmp[n++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  for (size_t i = 0; i < n; i++) o[i] = tmp[n - 1 - i];
+  return n;
+}
+
 int gw_rl_format(const gw_limit *l, const gw_rl_result *r, char *policy, size_t policylen,
                  char *ratelimit, size_t ratelimitlen) {
-  int a = snprintf(policy, policylen, "\"%s\";q=%.0f;w=%.0f", l->name, l->count,
-                   ceil(l->window_s));
-  int b = snprintf(ratelimit, ratelimitlen, "\"%s\";r=%ld;t=%ld", l->name, r->remaining,
-                   r->reset_s);
-  return a < 0 || (size_t)a >= policylen || b < 0 || (size_t)b >= ratelimitlen ? -1 : 0;
+  size_t pn = strlen(l->policy), nn = strlen(l->name);
+  if (pn + 1 > policylen || nn + 60 > ratelimitlen) return -1;
+  memcpy(policy, l->policy, pn + 1);
+  char *o = ratelimit;
+  *o++ = '"';
+  memcpy(o, l->name, nn);
+  o += nn;
+  memcpy(o, "\";r=", 4);
+  o += 4;
+  o += put_long(o, r->remaining);
+  memcpy(o, ";t=", 3);
+  o += 3;
+  o += put_long(o, r->reset_s);
+  *o = 0;
+  return 0;
 }
 
 void gw_rl_free_all(void) {

@@ -348,7 +348,7 @@ static void cancel(void *ctx, const http_request *req, http_response *res) {
     worker_cancel_local(app->pool, j.id);
     app_changed(app);
     webhooks_kick(app->hooks);
-    metrics_counter_inc("jobs_cancel_requests_total", "");
+    metrics_counter_inc("jobs_total", "status=\"cancelled\"");
     log_fields(LOG_INFO, "job cancelled", json_pack("{s:s, s:s}", "job", j.id, "was", j.status));
     store_get(app->store, j.id, &j);
     reply_accepted(c, req, res, status_doc(c, req, &j), j.id);
@@ -412,7 +412,6 @@ routes_ctx *jobs_routes(http_server *srv, jobs_app *app, int http_threads) {
   /* Long polls block their HTTP thread: keep at least one thread for everything else. */
   c->max_waiters = http_threads > 2 ? http_threads - 2 : 1;
   metrics_describe("jobs_submitted_total", "counter", "Jobs accepted");
-  metrics_describe("jobs_cancel_requests_total", "counter", "Jobs cancelled by clients");
   http_route(srv, "POST", JOBS_CONTEXT "/tabulations", submit, c);
   http_route(srv, "GET", JOBS_CONTEXT, list, c);
   http_route(srv, "GET", JOBS_CONTEXT "/{id}", get_job, c);

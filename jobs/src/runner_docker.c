@@ -158,7 +158,8 @@ static int docker_run(runner *r, const runner_task *t, runner_result *out) {
                  sizeof out->detail);
   if (st == 201) {
     json_t *doc = json_loads(res.body, 0, NULL);
-    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(doc, "Id")) ?: "");
+    const char *cid = json_string_value(json_object_get(doc, "Id"));
+    if (cid) snprintf(id, sizeof id, "%s", cid);
     json_decref(doc);
   }
   httpc_response_free(&res);
@@ -214,6 +215,10 @@ static int docker_run(runner *r, const runner_task *t, runner_result *out) {
     out->outcome = RUN_SIGNALED;
     out->signal = 9;
     snprintf(out->detail, sizeof out->detail, "memory limit exceeded (OOM killed)");
+  } else if (code > 128) { /* killed by a signal: 128 + its number */
+    out->outcome = RUN_SIGNALED;
+    out->signal = code - 128;
+    snprintf(out->detail, sizeof out->detail, "killed by signal %d", out->signal);
   } else {
     out->outcome = RUN_EXITED;
     out->exit_code = code;

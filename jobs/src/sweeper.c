@@ -1,12 +1,17 @@
 /* sweeper — expired leases, re-dispatch and retention; see sweeper.h. */
 #include "sweeper.h"
 
+#include <dirent.h>
+#include <limits.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "fsutil.h"
 #include "voter/log.h"
+#include "voter/metrics.h"
 #include "voter/util.h"
 #include "webhook.h"
 
@@ -18,6 +23,7 @@ struct sweeper {
   pthread_mutex_t lock;
   pthread_cond_t cond;
   bool stop, kicked;
+  unsigned rounds;
 };
 
 static void expired_leases(sweeper *sw) {
@@ -34,6 +40,7 @@ static void expired_leases(sweeper *sw) {
       snprintf(reason, sizeof reason,
                "the worker was lost and the attempt budget (%ld) is spent", app->cfg->max_attempts);
       if (store_fail_expired(app->store, &j, reason) == JS_OK) {
+        metrics_counter_inc("jobs_total", "status=\"failed\"");
         log_fields(LOG_WARN, "job failed: worker lost",
                    json_pack("{s:s, s:i}", "job", j.id, "attempts", j.attempts));
         app_changed(app);
@@ -78,6 +85,40 @@ static void retention(sweeper *sw) {
   }
 }
 
+/* Work directories left by runs that ended without cleaning up (a replica killed mid-run):
+ * everything below JOBS_WORK_DIR named <id>-<attempt> whose job is not running that
+ * attempt. The work directory may be shared by replicas (kubernetes), so a directory of a
+ * run elsewhere is recognized by the job's state, not by what this process knows. */
+static void stale_work_dirs(sweeper *sw) {
+  jobs_app *app = sw->app;
+  DIR *d = opendir(app->cfg->work_dir);
+  if (!d) return;
+  struct dirent *e;
+  int checked = 0;
+  while ((e = readdir(d)) && checked < BATCH) {
+    char id[25];
+    int attempt;
+    const char *name = e->d_name;
+    if (strlen(name) < 26 || name[24] != '-' || sscanf(name + 25, "%d", &attempt) != 1) continue;
+    memcpy(id, name, 24);
+    id[24] = 0;
+    if (!util_is_object_id(id)) continue;
+    char path[PATH_MAX];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", app->cfg->work_dir, name);
+    /* young directories belong to runs being set up right now */
+    if (lstat(path, &st) != 0 || time(NULL) - st.st_mtime < 5) continue;
+    checked++;
+    job_info j;
+    js_status rc = store_get(app->store, id, &j);
+    if (rc == JS_UNAVAILABLE) break;
+    if (rc == JS_OK && strcmp(j.status, "running") == 0 && j.attempts == attempt) continue;
+    if (fs_remove_tree(path) == 0)
+      log_fields(LOG_INFO, "stale work directory removed", json_pack("{s:s}", "path", path));
+  }
+  closedir(d);
+}
+
 static void *sweeper_main(void *arg) {
   sweeper *sw = arg;
   pthread_mutex_lock(&sw->lock);
@@ -87,6 +128,7 @@ static void *sweeper_main(void *arg) {
     expired_leases(sw);
     undispatched(sw);
     retention(sw);
+    if (++sw->rounds % 16 == 1) stale_work_dirs(sw);
     pthread_mutex_lock(&sw->lock);
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);

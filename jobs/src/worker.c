@@ -141,6 +141,7 @@ wq_verdict worker_dispatch(void *ctx, wq_delivery *d, long *later_ms) {
              cfg->max_attempts);
     st = store_fail_expired(p->app->store, &j, reason);
     if (st == JS_OK) {
+      metrics_counter_inc("jobs_total", "status=\"failed\"");
       app_changed(p->app);
       webhooks_kick(p->app->hooks);
     }
@@ -229,7 +230,6 @@ static void record(worker_pool *p, slot *s, const runner_result *rr, double run_
   if (rr->outcome == RUN_STOPPED || (why != WHY_NONE && rr->outcome != RUN_EXITED)) {
     if (why == WHY_CANCEL) {
       store_note_exit(store, id, attempt, rr->exit_code);
-      metrics_counter_inc("jobs_total", "status=\"cancelled\"");
     } else if (why == WHY_SHUTDOWN) {
       if (store_requeue_own(store, id, cfg->instance, attempt, util_now_ms(), 1,
                             "the worker shut down") == JS_OK)

@@ -37,7 +37,11 @@ func checkObject(o *object) {
 		}
 	case *appsv1.StatefulSet:
 		checkSelector(o, "spec", t.Spec.Selector, t.Spec.Template.Labels)
-		checkPodSpec(o, "spec.template.spec", &t.Spec.Template.Spec)
+		var claims []string
+		for _, c := range t.Spec.VolumeClaimTemplates {
+			claims = append(claims, c.Name)
+		}
+		checkPodSpec(o, "spec.template.spec", &t.Spec.Template.Spec, claims...)
 		if t.Spec.ServiceName == "" {
 			o.fail("spec.serviceName: required for a StatefulSet")
 		}
@@ -180,11 +184,15 @@ func checkDataKey(o *object, path, key string) {
 	}
 }
 
-func checkPodSpec(o *object, path string, spec *corev1.PodSpec) {
+// checkPodSpec; claims are a StatefulSet's volumeClaimTemplates, mountable like volumes.
+func checkPodSpec(o *object, path string, spec *corev1.PodSpec, claims ...string) {
 	if len(spec.Containers) == 0 {
 		o.fail("%s.containers: at least one container", path)
 	}
 	volumes := map[string]bool{}
+	for _, c := range claims {
+		volumes[c] = true
+	}
 	for i, v := range spec.Volumes {
 		vp := fmt.Sprintf("%s.volumes[%d]", path, i)
 		for _, e := range validation.IsDNS1123Label(v.Name) {

@@ -58,6 +58,11 @@ func (o *object) fail(format string, args ...any) {
 func main() {
 	quiet := flag.Bool("q", false, "print only failures and the summary")
 	noRefs := flag.Bool("no-refs", false, "skip the checks of references between objects")
+	var external, runtimePods listFlag
+	flag.Var(&external, "external", "KIND/NAME of an object that exists outside the rendered set\n"+
+		"(made beforehand, e.g. a Secret in production); repeatable")
+	flag.Var(&runtimePods, "runtime-pods", "label selector of pods created at run time (not by a template\n"+
+		"in the set), e.g. app=batch: selectors matching them are not dangling; repeatable")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: k8scheck [-q] [-no-refs] [FILE...]   (stdin when no FILE)\n")
 		flag.PrintDefaults()
@@ -102,7 +107,10 @@ func main() {
 		}
 	}
 	if !*noRefs {
-		checkReferences(objs)
+		if err := checkReferences(objs, external, runtimePods); err != nil {
+			fmt.Fprintf(os.Stderr, "k8scheck: %v\n", err)
+			os.Exit(2)
+		}
 	}
 	checkDuplicates(objs)
 
@@ -233,4 +241,8 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-func joinPath(parts ...string) string { return strings.Join(parts, ".") }
+// listFlag collects a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }

@@ -6,6 +6,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -28,11 +29,34 @@ type podTemplate struct {
 type index struct {
 	byKind    map[string]*object // "Kind ns/name"
 	templates map[string][]podTemplate
+	external  map[string]bool // "Kind/name": exists outside the set, in any namespace
+	runtime   []labels.Selector
 }
 
 func (ix *index) has(kind, ns, name string) bool {
 	_, ok := ix.byKind[kind+" "+ns+"/"+name]
-	return ok
+	return ok || ix.external[kind+"/"+name]
+}
+
+// selectsSomething: the selector matches a pod template of the set or pods made at run time.
+func (ix *index) selectsSomething(ns string, sel labels.Selector) bool {
+	if len(ix.selected(ns, sel)) > 0 {
+		return true
+	}
+	for _, r := range ix.runtime {
+		if reqs, ok := r.Requirements(); ok {
+			set := labels.Set{}
+			for _, req := range reqs {
+				if v := req.Values().List(); len(v) == 1 {
+					set[req.Key()] = v[0]
+				}
+			}
+			if sel.Matches(set) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (ix *index) get(kind, ns, name string) *object { return ix.byKind[kind+" "+ns+"/"+name] }
@@ -47,8 +71,21 @@ func (ix *index) selected(ns string, sel labels.Selector) []podTemplate {
 	return out
 }
 
-func checkReferences(objs []*object) {
-	ix := &index{byKind: map[string]*object{}, templates: map[string][]podTemplate{}}
+func checkReferences(objs []*object, external, runtimePods []string) error {
+	ix := &index{byKind: map[string]*object{}, templates: map[string][]podTemplate{}, external: map[string]bool{}}
+	for _, e := range external {
+		if !strings.Contains(e, "/") {
+			return fmt.Errorf("-external %q: want KIND/NAME", e)
+		}
+		ix.external[e] = true
+	}
+	for _, r := range runtimePods {
+		sel, err := labels.Parse(r)
+		if err != nil {
+			return fmt.Errorf("-runtime-pods %q: %v", r, err)
+		}
+		ix.runtime = append(ix.runtime, sel)
+	}
 	for _, o := range objs {
 		if o.typed == nil {
 			continue
@@ -77,13 +114,13 @@ func checkReferences(objs []*object) {
 			}
 		case *policyv1.PodDisruptionBudget:
 			if t.Spec.Selector != nil {
-				if sel, err := metav1.LabelSelectorAsSelector(t.Spec.Selector); err == nil && len(ix.selected(o.ns, sel)) == 0 {
+				if sel, err := metav1.LabelSelectorAsSelector(t.Spec.Selector); err == nil && !ix.selectsSomething(o.ns, sel) {
 					o.fail("spec.selector %q selects no pod template in namespace %q", sel, o.ns)
 				}
 			}
 		case *networkingv1.NetworkPolicy:
 			sel, err := metav1.LabelSelectorAsSelector(&t.Spec.PodSelector)
-			if err == nil && !sel.Empty() && len(ix.selected(o.ns, sel)) == 0 {
+			if err == nil && !sel.Empty() && !ix.selectsSomething(o.ns, sel) {
 				o.fail("spec.podSelector %q selects no pod template in namespace %q", sel, o.ns)
 			}
 		case *rbacv1.RoleBinding:
@@ -101,6 +138,7 @@ func checkReferences(objs []*object) {
 			}
 		}
 	}
+	return nil
 }
 
 func templateOf(o *object) *corev1.PodTemplateSpec {
@@ -189,7 +227,9 @@ func dataKeys(obj *object) map[string]bool {
 func checkKey(o *object, ix *index, kind, name, key, where string) {
 	obj := ix.get(kind, o.ns, name)
 	if obj == nil {
-		o.fail("%s: no %s %q in namespace %q", where, kind, name, o.ns)
+		if !ix.external[kind+"/"+name] {
+			o.fail("%s: no %s %q in namespace %q", where, kind, name, o.ns)
+		}
 		return
 	}
 	if !dataKeys(obj)[key] {
