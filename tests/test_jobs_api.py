@@ -102,6 +102,13 @@ def test_body_over_10_mb_is_413(jobs):
     r = requests.post(f"{jobs.url}/jobs/tabulations", data=ballots,
                       headers={"Content-Type": "text/csv"})
     assert_problem(r, 413)
+
+    def chunks():  # no Content-Length: the limit holds while reading
+        for _ in range(11 * 16):
+            yield b"x" * 65536
+    r = requests.post(f"{jobs.url}/jobs/tabulations", data=chunks(),
+                      headers={"Content-Type": "application/json"})
+    assert_problem(r, 413)
     # just under the limit is accepted (and counted)
     fx = fixture("small-irv")
     rows = big_ballots(200_000)

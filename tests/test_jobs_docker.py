@@ -153,3 +153,30 @@ def test_docker_runner_error_is_retried_then_fails(service_factory, tmp_path, en
     doc = r.json()
     assert doc["status"] == "failed" and doc["attempts"] == 2
     assert "runner error" in doc["reason"] and "does-not-exist" in doc["reason"]
+
+
+def test_docker_sigkill_mid_run_reruns_and_removes_the_old_container(
+        service_factory, tmp_path, tabulator_image, tmp_path_factory):
+    """A replica killed mid-run leaves its container running; the attempt that takes the
+    job over removes it (a job is run by one container at a time) and finishes the job."""
+    ctx = tmp_path_factory.mktemp("slow3-image")
+    (ctx / "Dockerfile").write_text(
+        f"FROM {tabulator_image}\n"
+        'ENTRYPOINT ["/bin/sh", "-c", "sleep 3; exec /usr/local/bin/tabulate \\"$@\\"", "tabulate"]\n')
+    image = tabulator_image.replace("voter-tabulator:", "voter-tabulator-slow3:")
+    subprocess.run(["docker", "build", "-q", "-t", image, str(ctx)], check=True,
+                   capture_output=True, timeout=300)
+    svc = service_factory("jobs", env=docker_env(tmp_path, image, JOBS_LEASE_S=2))
+    fx = fixture("small-irv")
+    job_id = submit_json(svc.url, fx["rules"], fx["ballots"]).json()["id"]
+    first = wait_until(lambda: containers_of(job_id), timeout=30, message="the first container")
+    svc.kill()
+    svc.start()
+    svc.wait_ready()
+    r = wait_final(svc.url, job_id, timeout=60)
+    assert r.status_code == 303, r.text
+    assert requests.get(r.headers["Location"]).content == fx["expected"]
+    assert status(svc.url, job_id)["attempts"] == 2
+    assert containers_of(job_id) == []  # the first attempt's container is gone too
+    code, _ = docker_api("GET", f"/containers/{first[0]['Id']}/json")
+    assert code == 404

@@ -95,11 +95,11 @@ static json_t *render(const bson_t *doc) {
     if (BSON_ITER_HOLDS_UTF8(&it)) snprintf(id, sizeof id, "%s", bson_iter_utf8(&it, NULL));
     else if (BSON_ITER_HOLDS_OID(&it)) bson_oid_to_string(bson_iter_oid(&it), id);
   }
-  return json_pack("{s:s, s:o, s:o, s:o, s:o, s:I}", "id", id, "title", docs_json_str(doc, "title"),
-                   "date", docs_json_str(doc, "date"), "electionType",
-                   docs_json_str(doc, "electionType"), "description",
-                   docs_json_str(doc, "description"), "version",
-                   (json_int_t)docs_int(doc, "version"));
+  return json_pack("{s:s, s:o, s:o, s:o, s:o, s:I}", "id", id, "title", mongo_doc_json_str(doc, "title"),
+                   "date", mongo_doc_json_str(doc, "date"), "electionType",
+                   mongo_doc_json_str(doc, "electionType"), "description",
+                   mongo_doc_json_str(doc, "description"), "version",
+                   (json_int_t)mongo_doc_int(doc, "version"));
 }
 
 static elections_status db_error(const char *what, const bson_error_t *error) {
@@ -107,7 +107,7 @@ static elections_status db_error(const char *what, const bson_error_t *error) {
   return ELECTIONS_UNAVAILABLE;
 }
 
-elections_status elections_list(elections *e, const docs_page *q, const char *type_contains,
+elections_status elections_list(elections *e, const mongo_page *q, const char *type_contains,
                                 json_t **items, int64_t *total) {
   bson_t filter = BSON_INITIALIZER;
   BSON_APPEND_BOOL(&filter, "deleted", false);
@@ -120,7 +120,7 @@ elections_status elections_list(elections *e, const docs_page *q, const char *ty
   mongoc_collection_t *coll = mongo_collection(e->db, client, COLLECTION);
   bson_error_t error;
   elections_status st = ELECTIONS_OK;
-  if (!docs_find_page(coll, &filter, q, render, items, total, &error))
+  if (!mongo_find_page(coll, &filter, q, render, items, total, &error))
     st = db_error("find", &error);
   mongoc_collection_destroy(coll);
   mongo_release(e->db, client);
@@ -186,7 +186,7 @@ elections_status elections_clear(elections *e, int64_t *count) {
   elections_status st = ELECTIONS_OK;
   *count = 0;
   if (mongoc_collection_delete_many(coll, &filter, NULL, &reply, &error))
-    *count = docs_int(&reply, "deletedCount");
+    *count = mongo_doc_int(&reply, "deletedCount");
   else
     st = db_error("clear", &error);
   bson_destroy(&reply);

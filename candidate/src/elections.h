@@ -19,7 +19,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "docs.h"
 #include "voter/mongo.h"
 
 typedef enum {
@@ -56,7 +55,7 @@ const char *elections_sort_field(const char *property);
 
 /* Live elections, one page; type_contains (may be NULL) filters by substring of
  * electionType, matched literally. */
-elections_status elections_list(elections *e, const docs_page *q, const char *type_contains,
+elections_status elections_list(elections *e, const mongo_page *q, const char *type_contains,
                                 json_t **items, int64_t *total);
 elections_status elections_get(elections *e, const char *id, json_t **item);
 /* Whether a live election has exactly this title. */

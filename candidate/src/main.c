@@ -110,7 +110,7 @@ int main(int argc, char **argv) {
   const char *amqp_url = cfg_str("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F");
   const char *exchange = cfg_str("AMQP_EXCHANGE", "voter.events");
   http_server *srv = NULL;
-  candidate_store *store = NULL;
+  entity_store *store = NULL;
   elections *replica = NULL;
   ev_relay *relay = NULL;
   mongo_db *db = mongo_db_open(cfg_str("MONGODB_URI", "mongodb://127.0.0.1:27017"),
@@ -139,7 +139,8 @@ int main(int argc, char **argv) {
                              .max_attempts = (int)max_attempts};
   replica = elections_open(&eopts);
   if (!replica) goto out;
-  store = candidate_store_open(db, relay, cfg_str("EVENT_SOURCE", "/candidate"), replica);
+  store = entity_store_open(db, relay, cfg_str("EVENT_SOURCE", "/candidate"), &candidate_kind,
+                            replica);
   if (!store) goto out;
   /* Events that arrive while the database is still away go through the retry queue. */
   if (!elections_start_consumer(replica)) goto out;
@@ -162,7 +163,7 @@ int main(int argc, char **argv) {
 
   /* Indexes need the database; until they exist /ready says DOWN. Retry in the main thread
    * while also watching for a stop signal. */
-  while (!(candidate_store_init(store) && elections_init(replica))) {
+  while (!(entity_store_init(store) && candidate_indexes(db) && elections_init(replica))) {
     if (stop_requested()) {
       rc = 0;
       goto out;
@@ -181,7 +182,7 @@ out:
   http_server_free(srv);
   elections_close(replica);
   ev_relay_stop(relay);
-  candidate_store_close(store);
+  entity_store_close(store);
   mongo_db_close(db);
   curl_global_cleanup();
   mongo_global_cleanup();

@@ -23,20 +23,20 @@ static void reply_unavailable(http_response *res) {
 }
 
 /* Answers the non-success domain statuses uniformly. */
-static void reply_status(http_response *res, cs_status st, json_t *errors) {
+static void reply_status(http_response *res, entity_status st, json_t *errors) {
   switch (st) {
-  case CS_NOT_FOUND:
+  case ENTITY_NOT_FOUND:
     http_reply_problem(res, 404, "Not Found", "no candidate with this id", NULL);
     break;
-  case CS_DUPLICATE:
+  case ENTITY_DUPLICATE:
     http_reply_problem(res, 409, "Conflict",
                        "a candidate with this full name already stands in this election", NULL);
     break;
-  case CS_PRECONDITION:
+  case ENTITY_PRECONDITION:
     http_reply_problem(res, 412, "Precondition Failed",
                        "If-Match does not match the candidate's current version", NULL);
     break;
-  case CS_INVALID:
+  case ENTITY_INVALID:
     jsonv_reply_invalid(res, json_incref(errors));
     break;
   default:
@@ -71,22 +71,8 @@ static int64_t parse_if_match(const http_request *req) {
 static bool if_match(const http_request *req, http_response *res, int64_t *version) {
   *version = parse_if_match(req);
   if (*version != -2) return true;
-  reply_status(res, CS_PRECONDITION, NULL);
+  reply_status(res, ENTITY_PRECONDITION, NULL);
   return false;
-}
-
-/* page, size and sort into storage terms; false (and 400) on a bad parameter. */
-static bool parse_page(const http_request *req, http_response *res, hal_sortable sortable,
-                       hal_page *page, docs_page *q) {
-  if (hal_parse_page(req, res, sortable, page) != 0) return false;
-  q->page = page->page;
-  q->size = page->size;
-  q->nsort = page->nsort;
-  for (int i = 0; i < page->nsort && i < DOCS_MAX_SORT; i++) {
-    q->sort_fields[i] = page->sort_fields[i];
-    q->sort_dirs[i] = page->sort_dirs[i];
-  }
-  return true;
 }
 
 /* ?projection=candidateVoterView (Spring Data REST's name); false (and 400) for any other
@@ -136,12 +122,11 @@ static void list_candidates(candidate_api *api, const http_request *req, http_re
   bool voter_view;
   if (!parse_projection(req, res, &voter_view)) return;
   hal_page page;
-  candidate_query q = {.election_contains = election_contains};
-  if (!parse_page(req, res, candidate_sort_field, &page, &q.page)) return;
+  if (hal_parse_page(req, res, candidate_sort_field, &page) != 0) return;
   json_t *items;
   int64_t total;
-  cs_status st = candidate_list(api->store, &q, &items, &total);
-  if (st != CS_OK) return reply_status(res, st, NULL);
+  entity_status st = candidate_list(api->store, &page, election_contains, &items, &total);
+  if (st != ENTITY_OK) return reply_status(res, st, NULL);
   json_t *shown = json_array();
   size_t i;
   json_t *item;
@@ -197,9 +182,9 @@ static void create(void *ctx, const http_request *req, http_response *res) {
   json_t *body = valid_body(req, res, NULL);
   if (!body) return;
   json_t *item, *errors = json_array();
-  cs_status st = candidate_create(api->store, body, &item, errors);
+  entity_status st = entity_create(api->store, body, &item, errors);
   json_decref(body);
-  if (st != CS_CREATED) reply_status(res, st, errors);
+  if (st != ENTITY_CREATED) reply_status(res, st, errors);
   else reply_item(req, res, 201, item, false);
   json_decref(errors);
 }
@@ -209,8 +194,8 @@ static void get_one(void *ctx, const http_request *req, http_response *res) {
   bool voter_view;
   if (!parse_projection(req, res, &voter_view)) return;
   json_t *item;
-  cs_status st = candidate_get(api->store, req->params[0], &item);
-  if (st != CS_OK) return reply_status(res, st, NULL);
+  entity_status st = entity_get(api->store, req->params[0], &item);
+  if (st != ENTITY_OK) return reply_status(res, st, NULL);
   const char *inm = http_header(req, "If-None-Match");
   char etag[40];
   etag_of(item, etag);
@@ -235,10 +220,10 @@ static void replace(void *ctx, const http_request *req, http_response *res) {
   json_t *body = valid_body(req, res, id);
   if (!body) return;
   json_t *item, *errors = json_array();
-  cs_status st = candidate_replace(api->store, id, body, version, &item, errors);
+  entity_status st = entity_put(api->store, id, body, version, &item, errors);
   json_decref(body);
-  if (st != CS_OK && st != CS_CREATED) reply_status(res, st, errors);
-  else reply_item(req, res, st == CS_CREATED ? 201 : 200, item, false);
+  if (st != ENTITY_OK && st != ENTITY_CREATED) reply_status(res, st, errors);
+  else reply_item(req, res, st == ENTITY_CREATED ? 201 : 200, item, false);
   json_decref(errors);
 }
 
@@ -249,9 +234,9 @@ static void patch(void *ctx, const http_request *req, http_response *res) {
   json_t *body;
   if (jsonv_parse_body(req, res, &body) != 0) return;
   json_t *errors = json_array(), *item;
-  cs_status st = candidate_patch(api->store, req->params[0], body, version, &item, errors);
+  entity_status st = candidate_patch(api->store, req->params[0], body, version, &item, errors);
   json_decref(body);
-  if (st != CS_OK) reply_status(res, st, errors);
+  if (st != ENTITY_OK) reply_status(res, st, errors);
   else reply_item(req, res, 200, item, false);
   json_decref(errors);
 }
@@ -260,15 +245,15 @@ static void delete_one(void *ctx, const http_request *req, http_response *res) {
   candidate_api *api = ctx;
   int64_t version;
   if (!if_match(req, res, &version)) return;
-  cs_status st = candidate_delete(api->store, req->params[0], version);
-  if (st != CS_OK) return reply_status(res, st, NULL);
+  entity_status st = entity_delete(api->store, req->params[0], version);
+  if (st != ENTITY_OK) return reply_status(res, st, NULL);
   http_reply_empty(res, 204);
 }
 
 static void reply_summary(candidate_api *api, const char *election, http_response *res) {
   json_t *list;
-  cs_status st = candidate_summary(api->store, election, &list);
-  if (st != CS_OK) return reply_status(res, st, NULL);
+  entity_status st = candidate_summary(api->store, election, &list);
+  if (st != ENTITY_OK) return reply_status(res, st, NULL);
   http_reply_json(res, 200, json_pack("{s:o}", "candidates", list));
 }
 
@@ -287,8 +272,8 @@ static void drop_candidates(void *ctx, const http_request *req, http_response *r
   (void)req;
   candidate_api *api = ctx;
   int64_t n;
-  cs_status st = candidate_drop_all(api->store, &n);
-  if (st != CS_OK) return reply_status(res, st, NULL);
+  entity_status st = entity_drop_all(api->store, &n);
+  if (st != ENTITY_OK) return reply_status(res, st, NULL);
   http_reply_empty(res, 204);
 }
 
@@ -296,8 +281,8 @@ static void replay(void *ctx, const http_request *req, http_response *res) {
   (void)req;
   candidate_api *api = ctx;
   int64_t n;
-  cs_status st = candidate_replay(api->store, &n);
-  if (st != CS_OK) return reply_status(res, st, NULL);
+  entity_status st = entity_replay(api->store, &n);
+  if (st != ENTITY_OK) return reply_status(res, st, NULL);
   http_reply_json(res, 202, json_pack("{s:I}", "republished", (json_int_t)n));
 }
 
@@ -307,11 +292,10 @@ static void replica_list_reply(candidate_api *api, const http_request *req, http
                                const char *type_contains, const char *self_path,
                                const char *search_path) {
   hal_page page;
-  docs_page q;
-  if (!parse_page(req, res, elections_sort_field, &page, &q)) return;
+  if (hal_parse_page(req, res, elections_sort_field, &page) != 0) return;
   json_t *items;
   int64_t total;
-  if (elections_list(api->replica, &q, type_contains, &items, &total) != ELECTIONS_OK)
+  if (elections_list(api->replica, &page, type_contains, &items, &total) != ELECTIONS_OK)
     return reply_unavailable(res);
   size_t i;
   json_t *item;

@@ -8,7 +8,7 @@
 
 /* What the handlers work on; owned by main for the server's lifetime. */
 typedef struct candidate_api {
-  candidate_store *store;
+  entity_store *store;
   elections *replica;
 } candidate_api;
 

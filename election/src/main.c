@@ -76,7 +76,7 @@ int main(int argc, char **argv) {
   service_info info = {.name = "election", .version = VOTER_VERSION, .commit = VOTER_GIT_COMMIT,
                        .started = util_monotonic()};
   http_server *srv = NULL;
-  election_store *store = NULL;
+  entity_store *store = NULL;
   ev_relay *relay = NULL;
   mongo_db *db = mongo_db_open(cfg_str("MONGODB_URI", "mongodb://127.0.0.1:27017"),
                                cfg_str("MONGODB_DATABASE", "election"), "voter-election");
@@ -93,7 +93,7 @@ int main(int argc, char **argv) {
   relay = ev_relay_start(&ropts);
   if (!relay) goto out;
   info.relay = relay;
-  store = election_store_open(db, relay, cfg_str("EVENT_SOURCE", "/election"));
+  store = entity_store_open(db, relay, cfg_str("EVENT_SOURCE", "/election"), &election_kind, NULL);
   if (!store) goto out;
 
   http_options hopts = {.service = "election",
@@ -113,7 +113,7 @@ int main(int argc, char **argv) {
 
   /* Indexes need the database; until they exist /ready says DOWN. Retry in the main thread
    * while also watching for a stop signal. */
-  for (int attempt = 0; !election_store_init(store); attempt++) {
+  for (int attempt = 0; !entity_store_init(store); attempt++) {
     struct timespec ts = {.tv_sec = 1};
     sigset_t set;
     sigemptyset(&set);
@@ -135,7 +135,7 @@ out:
    * relay, then close the database. */
   http_server_free(srv);
   ev_relay_stop(relay);
-  election_store_close(store);
+  entity_store_close(store);
   mongo_db_close(db);
   mongo_global_cleanup();
   metrics_reset();

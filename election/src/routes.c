@@ -13,19 +13,19 @@
 #define PATH "/election/elections"
 
 /* Answers the non-success domain statuses uniformly. */
-static void reply_status(http_response *res, es_status st, json_t *errors) {
+static void reply_status(http_response *res, entity_status st, json_t *errors) {
   switch (st) {
-  case ES_NOT_FOUND:
+  case ENTITY_NOT_FOUND:
     http_reply_problem(res, 404, "Not Found", "no election with this id", NULL);
     break;
-  case ES_DUPLICATE:
+  case ENTITY_DUPLICATE:
     http_reply_problem(res, 409, "Conflict", "an election with this title already exists", NULL);
     break;
-  case ES_PRECONDITION:
+  case ENTITY_PRECONDITION:
     http_reply_problem(res, 412, "Precondition Failed",
                        "If-Match does not match the election's current version", NULL);
     break;
-  case ES_INVALID:
+  case ENTITY_INVALID:
     jsonv_reply_invalid(res, json_incref(errors));
     break;
   default:
@@ -72,21 +72,18 @@ static int64_t parse_if_match(const http_request *req) {
 static bool if_match(const http_request *req, http_response *res, int64_t *version) {
   *version = parse_if_match(req);
   if (*version != -2) return true;
-  reply_status(res, ES_PRECONDITION, NULL);
+  reply_status(res, ENTITY_PRECONDITION, NULL);
   return false;
 }
 
 static void list(void *ctx, const http_request *req, http_response *res) {
-  election_store *s = ctx;
+  entity_store *s = ctx;
   hal_page page;
   if (hal_parse_page(req, res, election_sort_field, &page) != 0) return;
-  election_query q = {.page = page.page, .size = page.size, .nsort = page.nsort};
-  memcpy(q.sort_fields, page.sort_fields, sizeof q.sort_fields);
-  memcpy(q.sort_dirs, page.sort_dirs, sizeof q.sort_dirs);
   json_t *items;
   int64_t total;
-  es_status st = election_list(s, &q, &items, &total);
-  if (st != ES_OK) return reply_status(res, st, NULL);
+  entity_status st = election_list(s, &page, NULL, &items, &total);
+  if (st != ENTITY_OK) return reply_status(res, st, NULL);
   size_t i;
   json_t *item;
   json_array_foreach(items, i, item) hal_item_links(req, item, PATH, "election");
@@ -95,7 +92,7 @@ static void list(void *ctx, const http_request *req, http_response *res) {
 }
 
 static void search_by_type(void *ctx, const http_request *req, http_response *res) {
-  election_store *s = ctx;
+  entity_store *s = ctx;
   const char *type = http_query(req, "electionType");
   if (!type) {
     http_reply_problem(res, 400, "Bad Request", "query parameter electionType is required", NULL);
@@ -103,14 +100,10 @@ static void search_by_type(void *ctx, const http_request *req, http_response *re
   }
   hal_page page;
   if (hal_parse_page(req, res, election_sort_field, &page) != 0) return;
-  election_query q = {.page = page.page, .size = page.size, .nsort = page.nsort,
-                      .type_contains = type};
-  memcpy(q.sort_fields, page.sort_fields, sizeof q.sort_fields);
-  memcpy(q.sort_dirs, page.sort_dirs, sizeof q.sort_dirs);
   json_t *items;
   int64_t total;
-  es_status st = election_list(s, &q, &items, &total);
-  if (st != ES_OK) return reply_status(res, st, NULL);
+  entity_status st = election_list(s, &page, type, &items, &total);
+  if (st != ENTITY_OK) return reply_status(res, st, NULL);
   size_t i;
   json_t *item;
   json_array_foreach(items, i, item) hal_item_links(req, item, PATH, "election");
@@ -144,21 +137,23 @@ static json_t *valid_body(const http_request *req, http_response *res, const cha
 }
 
 static void create(void *ctx, const http_request *req, http_response *res) {
-  election_store *s = ctx;
+  entity_store *s = ctx;
   json_t *body = valid_body(req, res, NULL);
   if (!body) return;
-  json_t *item;
-  es_status st = election_create(s, body, &item);
+  json_t *item, *errors = json_array();
+  entity_status st = entity_create(s, body, &item, errors);
   json_decref(body);
-  if (st != ES_CREATED) return reply_status(res, st, NULL);
+  if (st != ENTITY_CREATED) reply_status(res, st, errors);
+  json_decref(errors);
+  if (st != ENTITY_CREATED) return;
   reply_item(req, res, 201, item);
 }
 
 static void get_one(void *ctx, const http_request *req, http_response *res) {
-  election_store *s = ctx;
+  entity_store *s = ctx;
   json_t *item;
-  es_status st = election_get(s, req->params[0], &item);
-  if (st != ES_OK) return reply_status(res, st, NULL);
+  entity_status st = entity_get(s, req->params[0], &item);
+  if (st != ENTITY_OK) return reply_status(res, st, NULL);
   const char *inm = http_header(req, "If-None-Match");
   char etag[40];
   snprintf(etag, sizeof etag, "\"%lld\"", (long long)json_integer_value(json_object_get(item, "version")));
@@ -172,7 +167,7 @@ static void get_one(void *ctx, const http_request *req, http_response *res) {
 }
 
 static void replace(void *ctx, const http_request *req, http_response *res) {
-  election_store *s = ctx;
+  entity_store *s = ctx;
   const char *id = req->params[0];
   if (!util_is_object_id(id)) {
     http_reply_problem(res, 400, "Bad Request", "the id must be a 24-character hex ObjectId", NULL);
@@ -182,64 +177,66 @@ static void replace(void *ctx, const http_request *req, http_response *res) {
   if (!if_match(req, res, &version)) return;
   json_t *body = valid_body(req, res, id);
   if (!body) return;
-  json_t *item;
-  es_status st = election_replace(s, id, body, version, &item);
+  json_t *item, *errors = json_array();
+  entity_status st = entity_put(s, id, body, version, &item, errors);
   json_decref(body);
-  if (st != ES_OK && st != ES_CREATED) return reply_status(res, st, NULL);
-  reply_item(req, res, st == ES_CREATED ? 201 : 200, item);
+  if (st != ENTITY_OK && st != ENTITY_CREATED) reply_status(res, st, errors);
+  json_decref(errors);
+  if (st != ENTITY_OK && st != ENTITY_CREATED) return;
+  reply_item(req, res, st == ENTITY_CREATED ? 201 : 200, item);
 }
 
 static void patch(void *ctx, const http_request *req, http_response *res) {
-  election_store *s = ctx;
+  entity_store *s = ctx;
   int64_t version;
   if (!if_match(req, res, &version)) return;
   json_t *body;
   if (jsonv_parse_body(req, res, &body) != 0) return;
   json_t *errors = json_array(), *item;
-  es_status st = election_patch(s, req->params[0], body, version, &item, errors);
+  entity_status st = entity_patch(s, req->params[0], body, version, &item, errors);
   json_decref(body);
-  if (st != ES_OK) reply_status(res, st, errors);
+  if (st != ENTITY_OK) reply_status(res, st, errors);
   else reply_item(req, res, 200, item);
   json_decref(errors);
 }
 
 static void delete_one(void *ctx, const http_request *req, http_response *res) {
-  election_store *s = ctx;
+  entity_store *s = ctx;
   int64_t version;
   if (!if_match(req, res, &version)) return;
-  es_status st = election_delete(s, req->params[0], version);
-  if (st != ES_OK) return reply_status(res, st, NULL);
+  entity_status st = entity_delete(s, req->params[0], version);
+  if (st != ENTITY_OK) return reply_status(res, st, NULL);
   http_reply_empty(res, 204);
 }
 
 static void summary(void *ctx, const http_request *req, http_response *res) {
   (void)req;
-  election_store *s = ctx;
+  entity_store *s = ctx;
   json_t *titles;
-  es_status st = election_titles(s, &titles);
-  if (st != ES_OK) return reply_status(res, st, NULL);
+  entity_status st = election_titles(s, &titles);
+  if (st != ENTITY_OK) return reply_status(res, st, NULL);
   http_reply_json(res, 200, json_pack("{s:o}", "elections", titles));
 }
 
 static void drop(void *ctx, const http_request *req, http_response *res) {
   (void)req;
-  election_store *s = ctx;
+  entity_store *s = ctx;
   int64_t n;
-  es_status st = election_drop_all(s, &n);
-  if (st != ES_OK) return reply_status(res, st, NULL);
+  entity_status st = entity_drop_all(s, &n);
+  if (st != ENTITY_OK) return reply_status(res, st, NULL);
   http_reply_empty(res, 204);
 }
 
 static void replay(void *ctx, const http_request *req, http_response *res) {
   (void)req;
-  election_store *s = ctx;
+  entity_store *s = ctx;
   int64_t n;
-  es_status st = election_replay(s, &n);
-  if (st != ES_OK) return reply_status(res, st, NULL);
+  entity_status st = entity_replay(s, &n);
+  if (st != ENTITY_OK) return reply_status(res, st, NULL);
   http_reply_json(res, 202, json_pack("{s:I}", "republished", (json_int_t)n));
 }
 
-void election_routes(http_server *srv, election_store *s) {
+void election_routes(http_server *srv, entity_store *s) {
   http_route(srv, "GET", PATH, list, s);
   http_route(srv, "POST", PATH, create, s);
   http_route(srv, "GET", PATH "/search", search_index, s);

@@ -5,6 +5,6 @@
 #include "election.h"
 #include "voter/http.h"
 
-void election_routes(http_server *srv, election_store *store);
+void election_routes(http_server *srv, entity_store *store);
 
 #endif

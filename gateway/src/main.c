@@ -138,7 +138,7 @@ int main(int argc, char **argv) {
   }
 out:
   gw_health_stop();
-  gw_proxy_stop(c->drain_timeout_s);
+  gw_proxy_stop();
   gw_conf_unref(c);
   gw_rl_free_all();
   gw_replica_free_all();

@@ -1791,8 +1791,7 @@ int gw_proxy_start(gw_conf *c) {
   return 0;
 }
 
-void gw_proxy_stop(int timeout_s) {
-  (void)timeout_s;
+void gw_proxy_stop(void) {
   atomic_store(&draining, true);
   for (int i = 0; i < nworkers; i++) {
     uint64_t one = 1;

@@ -32,8 +32,8 @@ void gw_proxy_set_conf(gw_conf *c);
 /* The current configuration, referenced: release with gw_conf_unref. */
 gw_conf *gw_proxy_conf(void);
 
-/* Stops accepting, lets running requests finish (at most timeout_s), then stops the
+/* Stops accepting, lets running requests finish (at most drain_timeout_s), then stops the
  * workers. Responses given while draining carry Connection: close. */
-void gw_proxy_stop(int timeout_s);
+void gw_proxy_stop(void);
 
 #endif

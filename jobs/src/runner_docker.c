@@ -147,8 +147,12 @@ static int docker_run(runner *r, const runner_task *t, runner_result *out) {
   const jobs_config *cfg = r->cfg;
   memset(out, 0, sizeof *out);
   char name[96], path[256], id[80] = "";
-  snprintf(name, sizeof name, "voter-job-%s-%d", t->job_id, t->attempt);
-  remove_container(cfg, name); /* a leftover of a crashed run of this attempt */
+  /* Leftovers of earlier attempts (a replica died: its container may still run) and of a
+   * crashed run of this one: a job is run by one container at a time. */
+  for (int k = 1; k <= t->attempt; k++) {
+    snprintf(name, sizeof name, "voter-job-%s-%d", t->job_id, k);
+    remove_container(cfg, name);
+  }
 
   /* The image runs as an unprivileged user: let it write into the work directory. */
   chmod(t->work_dir, 0777);

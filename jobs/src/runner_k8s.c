@@ -196,8 +196,12 @@ static int k8s_run(runner *r, const runner_task *t, runner_result *out) {
   const jobs_config *cfg = r->cfg;
   memset(out, 0, sizeof *out);
   char name[96], path[512];
-  snprintf(name, sizeof name, "voter-job-%s-%d", t->job_id, t->attempt);
-  delete_job(cfg, name); /* a leftover of a crashed run of this attempt */
+  /* Jobs of earlier attempts (a replica died: its Job may still run) and a leftover of a
+   * crashed run of this one: a job is run by one Kubernetes Job at a time. */
+  for (int k = 1; k <= t->attempt; k++) {
+    snprintf(name, sizeof name, "voter-job-%s-%d", t->job_id, k);
+    delete_job(cfg, name);
+  }
   snprintf(path, sizeof path, "/apis/batch/v1/namespaces/%s/jobs", cfg->k8s_namespace);
   httpc_response res;
   long st = call(cfg, "POST", path, job_manifest(cfg, t, name), &res, out->detail,

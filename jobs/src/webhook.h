@@ -16,7 +16,7 @@ webhooks *webhooks_start(jobs_app *app);
 void webhooks_kick(webhooks *w);
 void webhooks_stop(webhooks *w);
 
-/* The body and signature header value of the webhook for job j (for tests and logs). */
+/* The JSON body of the webhook for job j (a fresh signed result URL when succeeded). */
 char *webhooks_body(const jobs_app *app, const job_info *j);
 
 #endif

@@ -75,13 +75,13 @@ int hal_parse_page(const http_request *req, http_response *res, hal_sortable sor
   return 0;
 }
 
-static json_t *link(const char *href) { return json_pack("{s:s}", "href", href); }
+static json_t *href_link(const char *href) { return json_pack("{s:s}", "href", href); }
 
 static json_t *page_link(const char *base, const char *path, int64_t page, int64_t size) {
   char href[1024];
   snprintf(href, sizeof href, "%s%s?page=%lld&size=%lld", base, path, (long long)page,
            (long long)size);
-  return link(href);
+  return href_link(href);
 }
 
 json_t *hal_collection(const http_request *req, const char *path, const char *rel,
@@ -105,10 +105,10 @@ json_t *hal_collection(const http_request *req, const char *path, const char *re
   const char *second = strchr(path + 1, '/');
   int ctx_len = second ? (int)(second - path) : (int)strlen(path);
   snprintf(href, sizeof href, "%s%.*s/profile/%s", base, ctx_len, path, rel);
-  json_object_set_new(links, "profile", link(href));
+  json_object_set_new(links, "profile", href_link(href));
   if (search_path) {
     snprintf(href, sizeof href, "%s%s", base, search_path);
-    json_object_set_new(links, "search", link(href));
+    json_object_set_new(links, "search", href_link(href));
   }
   json_t *embedded = json_object();
   json_object_set_new(embedded, rel, items);

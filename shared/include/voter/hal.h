@@ -8,17 +8,14 @@
 #include <stdint.h>
 
 #include "voter/http.h"
+#include "voter/mongo.h"
 
-#define HAL_MAX_SORT 4
+#define HAL_MAX_SORT MONGO_MAX_SORT
 #define HAL_DEFAULT_SIZE 20
 #define HAL_MAX_SIZE 1000
 
-typedef struct hal_page {
-  int64_t page, size;
-  const char *sort_fields[HAL_MAX_SORT]; /* storage field names */
-  int sort_dirs[HAL_MAX_SORT];           /* 1 asc, -1 desc */
-  int nsort;
-} hal_page;
+/* The requested page in storage terms (sort fields are document field names). */
+typedef mongo_page hal_page;
 
 /* Maps an API property to a sortable storage field, or NULL. */
 typedef const char *(*hal_sortable)(const char *property);

@@ -33,6 +33,36 @@ bool mongo_create_index(mongo_db *db, const char *collection, const char *name, 
 /* true when the error is a duplicate-key violation (E11000). */
 bool mongo_is_duplicate(const bson_error_t *error);
 
+/* ---- reading documents ---- */
+
+/* A string member (NULL when absent or not a string). */
+const char *mongo_doc_str(const bson_t *doc, const char *key);
+/* A numeric member as int64 (0 when absent). */
+int64_t mongo_doc_int(const bson_t *doc, const char *key);
+/* true only for a boolean member that is true. */
+bool mongo_doc_bool(const bson_t *doc, const char *key);
+/* A string member as JSON, null when absent. */
+json_t *mongo_doc_json_str(const bson_t *doc, const char *key);
+
+#define MONGO_MAX_SORT 4
+
+/* One page of a sorted collection, in storage terms. */
+typedef struct mongo_page {
+  int64_t page, size;
+  const char *sort_fields[MONGO_MAX_SORT]; /* document field names */
+  int sort_dirs[MONGO_MAX_SORT];           /* 1 asc, -1 desc */
+  int nsort;
+} mongo_page;
+
+/* Renders one stored document as its client representation (a new reference). */
+typedef json_t *(*mongo_render)(const bson_t *doc);
+
+/* Counts the documents matching filter and renders the requested page of them, sorted by
+ * the page's fields with ties broken by _id so paging is stable. false (error set) on a
+ * database failure. */
+bool mongo_find_page(mongoc_collection_t *coll, const bson_t *filter, const mongo_page *page,
+                     mongo_render render, json_t **items, int64_t *total, bson_error_t *error);
+
 /* Relaxed Extended JSON conversion (ObjectId → {"$oid":...}); NULL on failure. */
 json_t *mongo_bson_to_json(const bson_t *doc);
 /* JSON object → BSON; false on failure (keys are expected to be validated already). */
