@@ -17,7 +17,7 @@
 
 /* Everything main.c reads from the environment, in one place (see `voter-jobs --help`). */
 typedef struct jobs_config {
-  char instance[40];          /* this process's lease-owner id: "<hostname>/<uuid>" prefix */
+  char instance[40];          /* this process's lease-owner id: "<host>-<pid>-<random>" */
   const char *runner;         /* local | docker | kubernetes */
   const char *tabulate_bin;   /* local runner: the program */
   const char *work_dir;       /* per-job work directories are created below it */

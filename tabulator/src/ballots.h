@@ -49,9 +49,11 @@ void ballots_free(ballot_store *s);
  * 2^31 distinct rankings). */
 int ballots_add(ballot_store *s, const uint16_t *marks, uint32_t len, int64_t weight);
 
+/* NULL-safe: a store of only empty rankings never allocates marks, and an offset added
+ * to a null pointer is undefined even when it is zero. */
 static inline const uint16_t *ballots_marks(const ballot_store *s, const ballot_group *g)
 {
-    return s->marks + g->off;
+    return s->marks ? s->marks + g->off : s->marks;
 }
 
 #endif
