@@ -543,12 +543,11 @@ static int on_header_field(http_parser *p, const char *at, size_t n) {
     ex->hbuf = realloc(ex->hbuf, ex->hcap);
     if (!ex->hbuf) abort();
   }
-  if (!ex->parsing_field) { /* a new field: terminate the previous value */
-    ex->parsing_field = true;
-    if (ex->hlen) ex->hbuf[ex->hlen++] = 0;
-  } else if (ex->hlen) {
-    ex->hlen--; /* continue the field: drop its terminator */
-  }
+  /* Layout: name\0value\0name\0value\0... Every piece is stored terminated, so a new
+   * field simply follows the previous value; a field split across reads continues over
+   * its terminator. */
+  if (!ex->parsing_field) ex->parsing_field = true;
+  else if (ex->hlen) ex->hlen--;
   memcpy(ex->hbuf + ex->hlen, at, n);
   ex->hlen += n;
   ex->hbuf[ex->hlen++] = 0;

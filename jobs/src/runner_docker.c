@@ -7,6 +7,7 @@
  * Containers are named voter-job-<id>-<attempt> and labelled voter.job=<id>, so a leftover
  * of a crashed replica is recognizable and is removed before the same name is reused. */
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,16 @@ typedef struct docker_runner {
 
 /* One API call; body is stolen. Returns the HTTP status, 0 on a transport error
  * (detail filled in). */
+/* An error detail, cut to fit (vsnprintf: a long engine message is truncated on purpose,
+ * which gcc's -Wformat-truncation would flag on a plain snprintf in optimised builds). */
+__attribute__((format(printf, 3, 4))) static void detail_printf(char *out, size_t cap,
+                                                                const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(out, cap, fmt, ap);
+  va_end(ap);
+}
+
 static long call(const jobs_config *cfg, const char *method, const char *path, json_t *body,
                  long timeout_ms, httpc_response *res, char *detail, size_t dlen) {
   char url[1024];
@@ -42,12 +53,12 @@ static long call(const jobs_config *cfg, const char *method, const char *path, j
   int rc = httpc_do(&req, res);
   free(text);
   if (rc != 0) {
-    snprintf(detail, dlen, "docker %s %s: %s", method, path, res->error);
+    detail_printf(detail, dlen, "docker %s %s: %s", method, path, res->error);
     return 0;
   }
   if (res->status >= 300) {
     json_t *doc = json_loads(res->body, 0, NULL);
-    snprintf(detail, dlen, "docker %s %s: HTTP %ld %s", method, path, res->status,
+    detail_printf(detail, dlen, "docker %s %s: HTTP %ld %s", method, path, res->status,
              doc && json_string_value(json_object_get(doc, "message"))
                  ? json_string_value(json_object_get(doc, "message"))
                  : "");
