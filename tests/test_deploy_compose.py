@@ -161,6 +161,12 @@ def suite(request, project, images):
             h = requests.get(f"{url}/gateway/health", timeout=3).json()
             return h["status"] == "UP" and all(u["up"] for u in h["upstreams"])
         wait_until(gateway_sees_all, timeout=120, interval=0.5, message="the gateway and all its upstreams")
+
+        def all_healthy():
+            ids = sh(["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={project['name']}"]).stdout.split()
+            states = sh(["docker", "inspect", "-f", "{{.State.Health.Status}}", *ids]).stdout.split()
+            return len(states) == 7 and set(states) == {"healthy"}
+        wait_until(all_healthy, timeout=120, interval=1, message="every container healthy (its HEALTHCHECK)")
         log(f"up in {time.monotonic() - t0:.0f}s at {url} (project {project['name']})")
         broken = False
         yield project
@@ -261,20 +267,24 @@ def test_an_election_update_propagates_to_the_replicas(suite, seeded):
                       json={"title": title, "date": "2030-11-05", "electionType": "LOCAL", "description": "v1"})
     assert r.status_code == 201, r.text
     eid = r.json()["id"]
-    replicas = (f"{base}/candidate/elections/{eid}", f"{base}/voter/elections/{eid}")
+
+    def replicas():
+        """The election as the candidate and the voter service know it (None: absent)."""
+        c = requests.get(f"{base}/candidate/elections/{eid}", timeout=5)
+        listing = requests.get(f"{base}/voter/elections", params={"size": 1000}, timeout=5).json()
+        v = [e for e in listing["_embedded"]["elections"] if e["id"] == eid]
+        return (c.json() if c.status_code == 200 else None), (v[0] if v else None)
 
     def replicas_show(description):
-        def check():
-            docs = [requests.get(u, timeout=5) for u in replicas]
-            return all(d.status_code == 200 and d.json()["description"] == description for d in docs)
-        return check
+        return lambda: all(e and e["description"] == description for e in replicas())
     wait_until(replicas_show("v1"), timeout=30, interval=0.2, message="the new election in both replicas")
     r = requests.patch(f"{base}/election/elections/{eid}", json={"description": "v2"}, headers=KEY, timeout=30)
     assert r.status_code == 200, r.text
     wait_until(replicas_show("v2"), timeout=30, interval=0.2, message="the update in both replicas")
+    assert all(e["version"] == r.json()["version"] for e in replicas())
     assert requests.delete(f"{base}/election/elections/{eid}", headers=KEY, timeout=30).status_code == 204
-    wait_until(lambda: all(requests.get(u, timeout=5).status_code == 404 for u in replicas),
-               timeout=30, interval=0.2, message="the delete in both replicas")
+    wait_until(lambda: replicas() == (None, None), timeout=30, interval=0.2,
+               message="the delete in both replicas")
 
 
 def test_a_tabulation_job_runs_through_the_docker_runner(suite, images):

@@ -8,6 +8,7 @@
 
 #include "voter/hal.h"
 #include "voter/json.h"
+#include "voter/resource.h"
 #include "voter/log.h"
 #include "voter/util.h"
 
@@ -15,64 +16,14 @@
 #define REPLICA_PATH "/candidate/elections"
 #define VOTER_VIEW "candidateVoterView"
 
-/* ---- shared helpers ---- */
+static const resource_messages messages = {
+    .not_found = "no candidate with this id",
+    .duplicate = "a candidate with this full name already stands in this election",
+    .precondition = "If-Match does not match the candidate's current version",
+};
 
-static void reply_unavailable(http_response *res) {
-  http_reply_problem(res, 503, "Service Unavailable", "the database is not reachable", NULL);
-  http_set_header(res, "Retry-After", "2");
-}
-
-/* Answers the non-success domain statuses uniformly. */
 static void reply_status(http_response *res, entity_status st, json_t *errors) {
-  switch (st) {
-  case ENTITY_NOT_FOUND:
-    http_reply_problem(res, 404, "Not Found", "no candidate with this id", NULL);
-    break;
-  case ENTITY_DUPLICATE:
-    http_reply_problem(res, 409, "Conflict",
-                       "a candidate with this full name already stands in this election", NULL);
-    break;
-  case ENTITY_PRECONDITION:
-    http_reply_problem(res, 412, "Precondition Failed",
-                       "If-Match does not match the candidate's current version", NULL);
-    break;
-  case ENTITY_INVALID:
-    jsonv_reply_invalid(res, json_incref(errors));
-    break;
-  default:
-    reply_unavailable(res);
-    break;
-  }
-}
-
-static void etag_of(const json_t *item, char etag[40]) {
-  snprintf(etag, 40, "\"%lld\"", (long long)json_integer_value(json_object_get(item, "version")));
-}
-
-/* If-Match: "<version>", W/"<version>", a bare number or *. -1 when absent or "*"; -2 when
- * unparseable (can never match). */
-static int64_t parse_if_match(const http_request *req) {
-  const char *h = http_header(req, "If-Match");
-  if (!h || strcmp(h, "*") == 0) return -1;
-  if (strncmp(h, "W/", 2) == 0) h += 2;
-  char buf[32];
-  size_t n = strlen(h);
-  if (n >= 2 && h[0] == '"' && h[n - 1] == '"') h++, n -= 2;
-  if (n == 0 || n >= sizeof buf) return -2;
-  memcpy(buf, h, n);
-  buf[n] = 0;
-  char *end;
-  errno = 0;
-  long long v = strtoll(buf, &end, 10);
-  return (errno || *end || v < 0) ? -2 : v;
-}
-
-/* The If-Match version for a conditional write; false (and 412) when it cannot match. */
-static bool if_match(const http_request *req, http_response *res, int64_t *version) {
-  *version = parse_if_match(req);
-  if (*version != -2) return true;
-  reply_status(res, ENTITY_PRECONDITION, NULL);
-  return false;
+  resource_reply_status(res, st, errors, &messages);
 }
 
 /* ?projection=candidateVoterView (Spring Data REST's name); false (and 400) for any other
@@ -100,18 +51,13 @@ static json_t *present(const http_request *req, json_t *item, bool voter_view) {
 
 /* ---- candidates ---- */
 
-/* Renders one candidate with its links and ETag. */
+/* Renders one candidate with its links and ETag, reduced to the voter view if asked. */
 static void reply_item(const http_request *req, http_response *res, int status, json_t *item,
                        bool voter_view) {
+  if (!voter_view) return resource_reply_item(req, res, status, item, PATH, "candidate");
   char etag[40];
-  etag_of(item, etag);
-  if (status == 201) {
-    char loc[512];
-    snprintf(loc, sizeof loc, "%s%s/%s", http_base_url(req), PATH,
-             json_string_value(json_object_get(item, "id")));
-    http_set_header(res, "Location", loc);
-  }
-  http_reply_hal(res, status, present(req, item, voter_view));
+  resource_etag(item, etag);
+  http_reply_hal(res, status, present(req, item, true));
   http_set_header(res, "ETag", etag);
 }
 
@@ -163,23 +109,9 @@ static void search_index(void *ctx, const http_request *req, http_response *res)
                            "href", href, "templated", 1, "self", "href", self));
 }
 
-/* Parses and validates a full representation; on failure the response is set. */
-static json_t *valid_body(const http_request *req, http_response *res, const char *path_id) {
-  json_t *body;
-  if (jsonv_parse_body(req, res, &body) != 0) return NULL;
-  json_t *errors = json_array();
-  if (candidate_validate(body, path_id, errors) > 0) {
-    jsonv_reply_invalid(res, errors);
-    json_decref(body);
-    return NULL;
-  }
-  json_decref(errors);
-  return body;
-}
-
 static void create(void *ctx, const http_request *req, http_response *res) {
   candidate_api *api = ctx;
-  json_t *body = valid_body(req, res, NULL);
+  json_t *body = resource_valid_body(req, res, candidate_validate, NULL);
   if (!body) return;
   json_t *item, *errors = json_array();
   entity_status st = entity_create(api->store, body, &item, errors);
@@ -196,15 +128,7 @@ static void get_one(void *ctx, const http_request *req, http_response *res) {
   json_t *item;
   entity_status st = entity_get(api->store, req->params[0], &item);
   if (st != ENTITY_OK) return reply_status(res, st, NULL);
-  const char *inm = http_header(req, "If-None-Match");
-  char etag[40];
-  etag_of(item, etag);
-  if (inm && strcmp(inm, etag) == 0) {
-    json_decref(item);
-    http_reply_empty(res, 304);
-    http_set_header(res, "ETag", etag);
-    return;
-  }
+  if (resource_not_modified(req, res, item)) return json_decref(item);
   reply_item(req, res, 200, item, voter_view);
 }
 
@@ -216,8 +140,8 @@ static void replace(void *ctx, const http_request *req, http_response *res) {
     return;
   }
   int64_t version;
-  if (!if_match(req, res, &version)) return;
-  json_t *body = valid_body(req, res, id);
+  if (!resource_if_match(req, res, &messages, &version)) return;
+  json_t *body = resource_valid_body(req, res, candidate_validate, id);
   if (!body) return;
   json_t *item, *errors = json_array();
   entity_status st = entity_put(api->store, id, body, version, &item, errors);
@@ -230,7 +154,7 @@ static void replace(void *ctx, const http_request *req, http_response *res) {
 static void patch(void *ctx, const http_request *req, http_response *res) {
   candidate_api *api = ctx;
   int64_t version;
-  if (!if_match(req, res, &version)) return;
+  if (!resource_if_match(req, res, &messages, &version)) return;
   json_t *body;
   if (jsonv_parse_body(req, res, &body) != 0) return;
   json_t *errors = json_array(), *item;
@@ -244,7 +168,7 @@ static void patch(void *ctx, const http_request *req, http_response *res) {
 static void delete_one(void *ctx, const http_request *req, http_response *res) {
   candidate_api *api = ctx;
   int64_t version;
-  if (!if_match(req, res, &version)) return;
+  if (!resource_if_match(req, res, &messages, &version)) return;
   entity_status st = entity_delete(api->store, req->params[0], version);
   if (st != ENTITY_OK) return reply_status(res, st, NULL);
   http_reply_empty(res, 204);
@@ -296,7 +220,7 @@ static void replica_list_reply(candidate_api *api, const http_request *req, http
   json_t *items;
   int64_t total;
   if (elections_list(api->replica, &page, type_contains, &items, &total) != ELECTIONS_OK)
-    return reply_unavailable(res);
+    return resource_reply_unavailable(res);
   size_t i;
   json_t *item;
   json_array_foreach(items, i, item) hal_item_links(req, item, REPLICA_PATH, "election");
@@ -338,12 +262,8 @@ static void replica_get(void *ctx, const http_request *req, http_response *res) 
     http_reply_problem(res, 404, "Not Found", "no election with this id is known here", NULL);
     return;
   }
-  if (st != ELECTIONS_OK) return reply_unavailable(res);
-  char etag[40];
-  etag_of(item, etag);
-  hal_item_links(req, item, REPLICA_PATH, "election");
-  http_reply_hal(res, 200, item);
-  http_set_header(res, "ETag", etag);
+  if (st != ELECTIONS_OK) return resource_reply_unavailable(res);
+  resource_reply_item(req, res, 200, item, REPLICA_PATH, "election");
 }
 
 /* Clears the replica, then asks the election service to replay. The replica is empty
@@ -352,7 +272,7 @@ static void replica_get(void *ctx, const http_request *req, http_response *res) 
 static void drop_elections(void *ctx, const http_request *req, http_response *res) {
   candidate_api *api = ctx;
   int64_t n;
-  if (elections_clear(api->replica, &n) != ELECTIONS_OK) return reply_unavailable(res);
+  if (elections_clear(api->replica, &n) != ELECTIONS_OK) return resource_reply_unavailable(res);
   char err[512];
   int rc = elections_request_replay(api->replica, req->request_id, err, sizeof err);
   http_reply_empty(res, 204);
