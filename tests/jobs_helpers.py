@@ -47,8 +47,15 @@ def jobs_env(work_dir: Path, **overrides) -> dict:
         "JOBS_KILL_GRACE_S": "1",
         "JOBS_LEASE_S": "4",
         "JOBS_WEBHOOK_BACKOFF_MS": "200",
+        # the suites' webhook receivers listen on loopback, which the default policy
+        # ("public") refuses; None as an override removes a variable (the default applies)
+        "JOBS_CALLBACK_ALLOW": "public,127.0.0.0/8",
     }
-    env.update({k: str(v) for k, v in overrides.items()})
+    for k, v in overrides.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = str(v)
     return env
 
 

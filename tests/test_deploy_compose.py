@@ -119,17 +119,17 @@ def images(project):
     sh([str(ROOT / "scripts" / "docker-base")], timeout=900)
     t_base = time.monotonic() - t0
 
-    sh(["docker", "build", "-q", "-t", STANDIN_RABBITMQ, str(ROOT / "deploy" / "rabbitmq")],
+    sh(["docker", "build", "-q", "--force-rm", "-t", STANDIN_RABBITMQ, str(ROOT / "deploy" / "rabbitmq")],
        timeout=900, env=project["env"])
     with tempfile.TemporaryDirectory(prefix="voter-ferretdb-ctx-") as ctx:
         shutil.copy(ROOT / "deploy" / "ferretdb" / "Dockerfile", ctx)
         shutil.copy(harness.ferretdb_binary(), Path(ctx) / "ferretdb")
-        sh(["docker", "build", "-q", "-t", STANDIN_MONGO, ctx], timeout=600, env=project["env"])
+        sh(["docker", "build", "-q", "--force-rm", "-t", STANDIN_MONGO, ctx], timeout=600, env=project["env"])
     t_standins = time.monotonic() - t0 - t_base
 
     names = {s: f"voter-{s}:{TAG}" for s in SERVICES + ("tabulator",)}
     before = image_ids(names.values())
-    r = sh(project["cmd"] + ["build"], timeout=1800, check=False, env=project["env"])
+    r = sh(project["cmd"] + ["build", "--force-rm"], timeout=1800, check=False, env=project["env"])
     if r.returncode != 0:
         raise AssertionError("docker-compose build failed (the same Dockerfiles users build):\n"
                              + (r.stdout + r.stderr)[-6000:])

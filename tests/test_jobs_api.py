@@ -5,14 +5,16 @@ signed URL, idempotency, listing, logs and events."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import pytest
 import requests
 
+import harness
 from events import EventTap, queue_depth
-from jobs_helpers import (SECRET, big_ballots, fixture, jobs_env, sign, status, submit_json,
-                          submit_multipart, wait_final)
+from jobs_helpers import (SECRET, big_ballots, fixture, jobs_env, sign, slow_tabulate, status,
+                          submit_json, submit_multipart, wait_final)
 
 
 @pytest.fixture
@@ -268,3 +270,153 @@ def test_events_metrics_and_ops_endpoints(jobs, rabbit, amqp_exchange):
     info = requests.get(f"{jobs.url}/jobs/info").json()
     assert info["name"] == "jobs"
     assert SECRET not in requests.get(f"{jobs.url}/jobs/info").text
+
+
+# ---- who may see a job, the status view's media type, webhook targets ----
+
+def test_a_keyed_job_is_404_for_other_callers_and_anonymous_jobs_stay_readable(jobs, tmp_path):
+    """A job submitted with an X-API-Key is visible by id (status, ?view=status, ?wait, logs,
+    cancel) only with the same key; anyone else gets the 404 of an unknown id. Jobs
+    submitted without a key stay readable by anyone who has the id. The signed result URL
+    remains a capability of its own."""
+    fx = fixture("small-irv")
+    owner, other = {"X-API-Key": "key-one"}, {"X-API-Key": "key-two"}
+    mine = submit_json(jobs.url, fx["rules"], fx["ballots"], headers=owner).json()["id"]
+    anon = submit_json(jobs.url, fx["rules"], fx["ballots"]).json()["id"]
+    url = f"{jobs.url}/jobs/{mine}"
+    for headers in (other, {}):
+        assert_problem(requests.get(url, headers=headers, allow_redirects=False), 404)
+        assert_problem(requests.get(url, params={"view": "status"}, headers=headers), 404)
+        t0 = time.monotonic()
+        assert_problem(requests.get(url, params={"wait": 5}, headers=headers), 404)
+        assert time.monotonic() - t0 < 2  # refused before waiting
+        assert_problem(requests.get(f"{url}/logs", headers=headers), 404)
+        assert_problem(requests.delete(url, headers=headers), 404)
+    # the owner's view: it was not cancelled by the refused DELETEs
+    r = requests.get(url, params={"wait": 10}, headers=owner, allow_redirects=False)
+    while r.status_code == 202:
+        r = requests.get(url, params={"wait": 10}, headers=owner, allow_redirects=False)
+    assert r.status_code == 303, r.text
+    assert requests.get(r.headers["Location"]).content == fx["expected"]  # no key needed
+    assert requests.get(f"{url}/logs", headers=owner).status_code == 200
+    assert requests.get(url, params={"view": "status"}, headers=owner).json()["status"] == "succeeded"
+    # an anonymous job: readable with any key and without one
+    wait_final(jobs.url, anon)
+    for headers in (owner, other, {}):
+        r = requests.get(f"{jobs.url}/jobs/{anon}", headers=headers, allow_redirects=False)
+        assert r.status_code == 303, (headers, r.status_code)
+
+
+def test_view_status_honours_accept(jobs):
+    fx = fixture("small-irv")
+    job_id = submit_json(jobs.url, fx["rules"], fx["ballots"]).json()["id"]
+    wait_final(jobs.url, job_id)
+    url = f"{jobs.url}/jobs/{job_id}"
+    for accept in (None, "application/json", "*/*", "application/*", "APPLICATION/JSON",
+                   "text/html, application/json;q=0.9", "text/html;q=1, */*;q=0.1"):
+        headers = {"Accept": accept} if accept else {}
+        if accept is None:
+            headers = {"Accept": ""}  # requests sends */* by default: send none
+        r = requests.get(url, params={"view": "status"}, headers=headers)
+        assert r.status_code == 200, (accept, r.status_code, r.text)
+        assert r.headers["Content-Type"].startswith("application/json")
+        assert r.json()["status"] == "succeeded"
+    for accept in ("text/html", "application/json;q=0", "text/csv, application/json; q=0.0",
+                   "application/xml"):
+        p = assert_problem(requests.get(url, params={"view": "status"}, headers={"Accept": accept}), 406)
+        assert "application/json" in p["detail"]
+    # without ?view=status the answer is the state's (303 here) whatever Accept says
+    r = requests.get(url, headers={"Accept": "text/html"}, allow_redirects=False)
+    assert r.status_code == 303
+
+
+class _Receiver:
+    """A webhook receiver on loopback, recording the bodies it gets."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                received.append(self.rfile.read(int(self.headers["Content-Length"])))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_callback_url_default_policy_refuses_internal_targets(service_factory, tmp_path, rabbit, queue):
+    """Default JOBS_CALLBACK_ALLOW ("public"): loopback, private, link-local (cloud metadata)
+    and other special-purpose addresses are refused with 422 however they are spelled, and
+    names are judged by what they resolve to. Nothing is stored or enqueued."""
+    svc = service_factory("jobs", env=jobs_env(tmp_path / "work", JOBS_CALLBACK_ALLOW=None))
+    fx = fixture("small-irv")
+    for target in ("http://127.0.0.1:8084/jobs", "http://localhost/", "http://127.1/",
+                   "http://0x7f.0.0.1/", "http://2130706433/", "http://[::1]:8080/",
+                   "http://[::ffff:127.0.0.1]/", "http://0.0.0.0/", "http://10.1.2.3/hook",
+                   "https://172.16.0.1/", "http://192.168.1.10/",
+                   "http://169.254.169.254/latest/meta-data/", "http://100.64.0.1/",
+                   "http://[fd00::1]/", "http://[fe80::1]/", "http://224.0.0.1/",
+                   "http://user@127.0.0.1/", "http://no-such-host.invalid/",
+                   "ftp://example.org/", "http://", "gopher://127.0.0.1/"):
+        r = submit_json(svc.url, fx["rules"], fx["ballots"], callbackUrl=target)
+        assert_problem(r, 422, "callbackUrl")
+        r = submit_multipart(svc.url, fx["rules"], fx["ballots"], callback=target)
+        assert_problem(r, 422, "callbackUrl")
+    assert requests.get(f"{svc.url}/jobs").json()["page"]["totalElements"] == 0
+    assert queue_depth(rabbit.url, queue("jobs.work")) == 0
+
+
+def test_callback_url_allow_list(service_factory, tmp_path):
+    """JOBS_CALLBACK_ALLOW lists what may be called: an address with its port is allowed
+    (and delivered to), the same address on another port is not; a name entry is taken
+    on the operator's word; "none" refuses every callback; a malformed list stops the
+    service at start."""
+    hooks = _Receiver()
+    try:
+        allow = f"127.0.0.1:{hooks.port}, *.hooks.example, 10.20.0.0/16"
+        svc = service_factory("jobs", env=jobs_env(tmp_path / "work", JOBS_CALLBACK_ALLOW=allow))
+        fx = fixture("small-irv")
+        ok = submit_json(svc.url, fx["rules"], fx["ballots"], callbackUrl=f"http://127.0.0.1:{hooks.port}/h")
+        assert ok.status_code == 202, ok.text
+        harness.wait_until(lambda: hooks.received, timeout=15, message="the webhook")
+        assert json.loads(hooks.received[0])["id"] == ok.json()["id"]
+        for target in (f"http://127.0.0.1:{hooks.port + 1 if hooks.port < 65535 else 1}/h",
+                       "http://10.21.0.1/", "https://93.184.216.34/", "http://[::1]/"):
+            assert_problem(submit_json(svc.url, fx["rules"], fx["ballots"], callbackUrl=target),
+                           422, "callbackUrl")
+    finally:
+        hooks.close()
+    # accepted targets that must not really be called by the test: jobs that never finish
+    # (a slow program; stopping the service hands them back, no webhook is sent)
+    slow = service_factory("jobs", env=jobs_env(
+        tmp_path / "work1", JOBS_CALLBACK_ALLOW=allow, JOBS_DRAIN_S=0,
+        JOBS_TABULATE_BIN=slow_tabulate(tmp_path / "slow.sh", 60)))
+    for target in ("https://a.hooks.example/x", "http://B.Hooks.Example.:8443/", "http://10.20.3.4:9000/"):
+        r = submit_json(slow.url, fx["rules"], fx["ballots"], callbackUrl=target)
+        assert r.status_code == 202, (target, r.text)
+    slow.stop()
+    none = service_factory("jobs", env=jobs_env(tmp_path / "work2", JOBS_CALLBACK_ALLOW="none"))
+    p = assert_problem(submit_json(none.url, fx["rules"], fx["ballots"],
+                                   callbackUrl="https://example.org/"), 422, "callbackUrl")
+    assert "disabled" in p["errors"][0]["message"]
+    assert submit_json(none.url, fx["rules"], fx["ballots"]).status_code == 202  # no callback: fine
+    for bad in ("10.0.0.0/33", "public,none", "exa mple.org", "host:99999", "[::1"):
+        run = subprocess.run([str(harness.build_dir() / "jobs" / "voter-jobs")],
+                             env={**jobs_env(tmp_path / "work3", JOBS_CALLBACK_ALLOW=bad),
+                                  "PATH": "/usr/bin:/bin", "HTTP_PORT": "0",
+                                  "MONGODB_URI": "mongodb://127.0.0.1:1"},
+                             capture_output=True, text=True, timeout=20)
+        assert run.returncode == 2, (bad, run.returncode, run.stderr[-500:])
+        assert "JOBS_CALLBACK_ALLOW" in run.stderr, run.stderr

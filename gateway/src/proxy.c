@@ -41,6 +41,8 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <poll.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -145,6 +147,8 @@ struct exchange {
   char *hbuf; /* name\0value\0 pairs */
   size_t hlen, hcap;
   bool head_done, up_done, up_failed, up_paused, response_queued;
+  bool response_made; /* the client response was built from the upstream's head */
+  unsigned attempt;   /* counts start_attempt calls */
   bool at_complete; /* the request is complete: a response may be queued */
   bool raw_sent;    /* a 413 was written on the socket directly (see too_large_midway) */
   uint64_t discarded;
@@ -168,6 +172,8 @@ struct worker {
   struct pool {
     uconn *head;
     int n;
+    unsigned fast_skip;    /* fast path: attempts still to skip after a slow answer */
+    unsigned fast_backoff; /* ... and how many to skip after the next one */
   } *pools;
   int npools;
   exchange *active;
@@ -505,13 +511,9 @@ static bool listed_in(const char *list, const char *name, size_t n) {
 static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max);
 static void reader_free(void *cls);
 
-/* The upstream's response head is complete: build the client response. */
-static void make_response(exchange *ex) {
-  ex->status = ex->upstream_status;
-  uint64_t size = ex->resp_length == UINT64_MAX ? MHD_SIZE_UNKNOWN : ex->resp_length;
-  struct MHD_Response *r = MHD_create_response_from_callback(size, 16384, reader, ex, reader_free);
-  if (!r) abort();
-  ex->refs++; /* the response's reference, dropped by reader_free */
+/* Copies the upstream's response fields onto r, less hop-by-hop ones and those the gateway
+ * sets itself, then adds the gateway's own. */
+static void response_fields(exchange *ex, struct MHD_Response *r) {
   const char *conn_list = NULL;
   for (size_t off = 0; off < ex->hlen;) {
     const char *name = ex->hbuf + off;
@@ -532,6 +534,47 @@ static void make_response(exchange *ex) {
     MHD_add_response_header(r, name, value); /* refuses CR/LF itself */
   }
   add_common_headers(ex, r);
+}
+
+/* The upstream's response head is complete: build the client response, streamed from the
+ * response buffer by the content reader. */
+static void make_response(exchange *ex) {
+  ex->status = ex->upstream_status;
+  uint64_t size = ex->resp_length == UINT64_MAX ? MHD_SIZE_UNKNOWN : ex->resp_length;
+  struct MHD_Response *r = MHD_create_response_from_callback(size, 16384, reader, ex, reader_free);
+  if (!r) abort();
+  ex->refs++; /* the response's reference, dropped by reader_free */
+  response_fields(ex, r);
+  ex->pending = r;
+}
+
+/* Whether the whole response is in the buffer and may be handed to libmicrohttpd as one
+ * piece of memory (which then sends head and body with one system call): a body with a
+ * Content-Length, complete. HEAD, 204 and 304 keep the reader, which carries the length
+ * the upstream announced without a body. */
+static bool whole_response(const exchange *ex) {
+  return ex->up_done && ex->mbit != GW_M_HEAD && ex->upstream_status != 204 &&
+         ex->upstream_status != 304 && !(ex->parser.flags & F_CHUNKED) &&
+         ex->resp_length != UINT64_MAX && buf_pending(&ex->resp) == ex->resp_length;
+}
+
+/* The client response, once the upstream's head is in: from memory when the whole
+ * response is there, else streamed. */
+static void build_response(exchange *ex) {
+  ex->response_made = true;
+  if (!whole_response(ex)) {
+    make_response(ex);
+    return;
+  }
+  ex->status = ex->upstream_status;
+  size_t len = buf_pending(&ex->resp);
+  if (ex->resp.off) memmove(ex->resp.data, ex->resp.data + ex->resp.off, len);
+  struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(len, ex->resp.data, free);
+  if (!r) abort();
+  ex->resp.data = NULL; /* the response's now */
+  ex->resp.off = ex->resp.len = ex->resp.cap = 0;
+  ex->bytes_out += len;
+  response_fields(ex, r);
   ex->pending = r;
 }
 
@@ -599,8 +642,7 @@ static int on_headers_complete(http_parser *p) {
   size_t cap = ex->conf->buffer_bytes;
   if (ex->resp_length != UINT64_MAX && ex->resp_length + 1 < cap) cap = (size_t)ex->resp_length + 1;
   buf_init(&ex->resp, cap);
-  make_response(ex);
-  return no_body ? 1 : 0;
+  return no_body ? 1 : 0; /* the client response is built once this read is parsed */
 }
 
 static int on_body(http_parser *p, const char *at, size_t n) {
@@ -748,6 +790,10 @@ static void up_read(exchange *ex) {
     bool had_head = ex->head_done;
     size_t done = http_parser_execute(&ex->parser, &parser_settings, ex->w->scratch, (size_t)n);
     enum http_errno err = HTTP_PARSER_ERRNO(&ex->parser);
+    if (ex->head_done && !ex->response_made) {
+      if (err != HPE_OK && err != HPE_PAUSED) ex->up_done = false; /* never from memory then */
+      build_response(ex);
+    }
     if (err != HPE_OK && err != HPE_PAUSED) {
       upstream_failed(ex, FAIL_PROTOCOL, "invalid response from upstream");
       return;
@@ -839,6 +885,7 @@ static void start_attempt(exchange *ex) {
     wake_client(ex);
     return;
   }
+  ex->attempt++;
   if (ex->ntried < MAX_TRIES) ex->tried[ex->ntried++] = rep;
   ex->upstream_name = rep->name;
   if (ex->t_up_start == 0) ex->t_up_start = now_s();
@@ -1472,6 +1519,67 @@ static enum MHD_Result on_body_data(exchange *ex, const char *data, size_t *size
   return MHD_YES;
 }
 
+/* The fast path. The request is complete and went out on a pooled connection: rather than
+ * suspend the client connection and come back through the event loop when the upstream
+ * answers (for libmicrohttpd two epoll_ctl calls, a resume and another loop iteration, and a
+ * separate send for head and body), read the answer right here, waiting at most
+ * fast_wait_us, and only while the worker has nothing else to do: the wait polls the
+ * worker's epoll set too and gives up as soon as any other event is ready. An upstream on
+ * the same host has usually answered by the time send() returns. Whatever is not finished
+ * then (a slow upstream, a large or still-streaming body, a failure that starts another
+ * attempt) simply continues on the asynchronous path, with everything read so far kept.
+ * An upstream that lets the budget run out is not waited for again on the next 1, 3, 7, …
+ * (up to 1023) requests to it from this worker. */
+static void fast_wait(exchange *ex) {
+  uconn *uc = ex->uc;
+  int budget_us = ex->conf->fast_wait_us;
+  if (budget_us <= 0 || !uc || uc->connecting || !uc->reused || buf_pending(&ex->req) || ex->head_done)
+    return;
+  worker *w = ex->w;
+  int rid = uc->rep->id; /* w->pools may move (pool_put grows it after a reload) */
+  if (w->pools[rid].fast_skip) {
+    w->pools[rid].fast_skip--;
+    return;
+  }
+  unsigned attempt = ex->attempt;
+  struct timespec deadline = {0};
+  for (;;) {
+    up_read(ex);
+    /* answered, failed, or another attempt started (uc may be gone) */
+    if (ex->up_done || ex->attempt != attempt || ex->uc != uc) break;
+    /* a body larger than the buffer, or one that fills it, streams */
+    if (ex->head_done && ((ex->resp_length != UINT64_MAX && ex->resp_length > ex->resp.cap) ||
+                          buf_pending(&ex->resp) == ex->resp.cap))
+      break;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (deadline.tv_sec == 0 && deadline.tv_nsec == 0) {
+      deadline = now;
+      deadline.tv_nsec += (long)budget_us * 1000;
+      if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec += deadline.tv_nsec / 1000000000L;
+        deadline.tv_nsec %= 1000000000L;
+      }
+    }
+    long left_ns = (deadline.tv_sec - now.tv_sec) * 1000000000L + (deadline.tv_nsec - now.tv_nsec);
+    struct pollfd pf[2] = {{.fd = uc->fd, .events = POLLIN | POLLRDHUP}, {.fd = w->epfd, .events = POLLIN}};
+    int n = 0;
+    if (left_ns > 0) {
+      struct timespec ts = {left_ns / 1000000000L, left_ns % 1000000000L};
+      n = ppoll(pf, 2, &ts, NULL);
+      if (n < 0 && errno == EINTR) continue;
+    }
+    if (n > 0 && pf[0].revents) continue; /* more from the upstream */
+    if (n == 0) { /* out of time: this upstream is not that quick */
+      struct pool *p = &w->pools[rid];
+      p->fast_skip = p->fast_backoff;
+      p->fast_backoff = p->fast_backoff < 512 ? p->fast_backoff * 2 + 1 : 1023;
+    }
+    break; /* out of time, or other work is waiting: go asynchronous */
+  }
+  if (ex->up_done && ex->attempt == attempt) w->pools[rid].fast_backoff = 0;
+}
+
 static enum MHD_Result on_complete(exchange *ex) {
   if (ex->raw_sent) return MHD_NO; /* the 413 is out; close */
   ex->at_complete = true;
@@ -1491,6 +1599,10 @@ static enum MHD_Result on_complete(exchange *ex) {
     ex->body_done = true;
     if (ex->uc && !ex->uc->connecting) up_write(ex);
     if (ex->local) return queue_local(ex); /* the write failed for good */
+  }
+  if (!ex->pending) {
+    fast_wait(ex);
+    if (ex->local) return queue_local(ex); /* failed for good while waiting */
   }
   if (ex->pending) return queue_pending(ex);
   suspend(ex); /* until the upstream's head arrives */

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "callback.h"
 #include "jobs.h"
 #include "runner.h"
 #include "store.h"
@@ -25,6 +26,7 @@ typedef struct jobs_app {
   worker_pool *pool;
   sweeper *sweeper;
   webhooks *hooks;
+  cb_policy *callbacks; /* JOBS_CALLBACK_ALLOW: which webhook targets may be called */
   atomic_bool stopping; /* SIGTERM: long polls return at once */
 
   pthread_mutex_t change_lock;

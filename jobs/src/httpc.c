@@ -63,6 +63,10 @@ int httpc_do(const httpc_request *req, httpc_response *res) {
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+  struct curl_slist *resolve = req->resolve && *req->resolve
+                                  ? curl_slist_append(NULL, req->resolve)
+                                  : NULL;
+  if (resolve) curl_easy_setopt(curl, CURLOPT_RESOLVE, resolve);
   if (req->unix_socket) curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, req->unix_socket);
   if (req->ca_file) curl_easy_setopt(curl, CURLOPT_CAINFO, req->ca_file);
   if (req->body) {
@@ -83,8 +87,9 @@ int httpc_do(const httpc_request *req, httpc_response *res) {
     res->body = s.buf ? s.buf : strdup("");
     res->len = s.len;
   }
-  curl_slist_free_all(hdrs);
   curl_easy_cleanup(curl);
+  curl_slist_free_all(hdrs);
+  curl_slist_free_all(resolve);
   return ret;
 }
 

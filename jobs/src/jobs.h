@@ -43,6 +43,7 @@ typedef struct jobs_config {
   long webhook_timeout_s;
   long webhook_backoff_ms;    /* first retry delay; doubles */
   long max_wait_s;            /* ?wait=N cap */
+  const char *callback_allow; /* JOBS_CALLBACK_ALLOW (callback.h) */
   /* docker */
   const char *docker_socket;
   const char *docker_image;

@@ -90,6 +90,10 @@ static const char usage[] =
     "  JOBS_WEBHOOK_ATTEMPTS   webhook deliveries tried (default 6)\n"
     "  JOBS_WEBHOOK_BACKOFF_MS first webhook retry delay, doubling (default 1000)\n"
     "  JOBS_WEBHOOK_TIMEOUT_S  timeout of one webhook request (default 10)\n"
+    "  JOBS_CALLBACK_ALLOW     webhook targets a callbackUrl may name, a comma list of\n"
+    "                          public | * | none | CIDR | address[:port] | host[:port] |\n"
+    "                          *.domain[:port] (default public: any address except\n"
+    "                          loopback, private, link-local and other special ranges)\n"
     "  local runner:\n"
     "  JOBS_TABULATE_BIN       the program (default " JOBS_DEFAULT_TABULATE ")\n"
     "  docker runner:\n"
@@ -177,6 +181,7 @@ static int read_config(jobs_config *c) {
     log_warn("JOBS_HMAC_SECRET is not set: result URLs are signed with a random key and "
              "only this process accepts them");
   }
+  c->callback_allow = cfg_str("JOBS_CALLBACK_ALLOW", "public");
   c->docker_socket = cfg_str("JOBS_DOCKER_SOCKET", "/var/run/docker.sock");
   c->docker_image = cfg_str("JOBS_DOCKER_IMAGE", "voter-tabulator:latest");
   c->docker_host_work_dir = cfg_str("JOBS_DOCKER_HOST_WORK_DIR", c->work_dir);
@@ -238,6 +243,13 @@ int main(int argc, char **argv) {
                        .started = util_monotonic()};
   jobs_app app;
   app_init(&app, &cfg);
+  char policy_error[256];
+  app.callbacks = cb_policy_new(cfg.callback_allow, policy_error, sizeof policy_error);
+  if (!app.callbacks) {
+    log_error("config: %s", policy_error);
+    app_destroy(&app);
+    return 2;
+  }
   http_server *srv = NULL;
   routes_ctx *routes = NULL;
   ev_relay *relay = NULL;
@@ -318,6 +330,7 @@ out:
   store_close(app.store);
   if (app.runner) app.runner->destroy(app.runner);
   mongo_db_close(db);
+  cb_policy_free(app.callbacks);
   app_destroy(&app);
   curl_global_cleanup();
   mongo_global_cleanup();

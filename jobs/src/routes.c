@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "fsutil.h"
 #include "sign.h"
@@ -126,6 +127,56 @@ static bool owner_of(const http_request *req, char out[65]) {
   return true;
 }
 
+/* Who may see a job by its id (status, long poll, logs, cancel): anyone for an anonymous
+ * job; for one submitted with an API key, only requests with the same key. Others get the
+ * same 404 as for an unknown id, so ids of other callers' jobs are not confirmed. The
+ * signed result URL stays a capability of its own. */
+static bool visible(const http_request *req, const job_info *j) {
+  if (!j->owner[0]) return true;
+  char mine[65];
+  if (!owner_of(req, mine)) return false;
+  unsigned char diff = 0; /* constant time, out of habit */
+  for (size_t i = 0; i < 64; i++) diff |= (unsigned char)(mine[i] ^ j->owner[i]);
+  return diff == 0 && j->owner[64] == 0;
+}
+
+/* Whether the Accept header admits application/json: no header, or a range that is
+ * application/json, "application/" + "*" or "*" + "/" + "*" with a q above 0 (other
+ * parameters are ignored). */
+static bool accepts_json(const http_request *req) {
+  const char *accept = http_header(req, "Accept");
+  if (!accept || !*accept) return true;
+  const char *p = accept;
+  while (*p) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    char range[128];
+    if (len < sizeof range) {
+      memcpy(range, p, len);
+      range[len] = 0;
+      char *params = strchr(range, ';');
+      bool q_zero = false;
+      if (params) {
+        *params++ = 0;
+        for (char *s = params; (s = strstr(s, "q=")) != NULL; s += 2) {
+          bool at_start = s == params || s[-1] == ';' || s[-1] == ' ' || s[-1] == '\t';
+          if (at_start && strtod(s + 2, NULL) <= 0) q_zero = true;
+        }
+      }
+      char *type = range;
+      while (*type == ' ' || *type == '\t') type++;
+      size_t n = strlen(type);
+      while (n && (type[n - 1] == ' ' || type[n - 1] == '\t')) type[--n] = 0;
+      if (!q_zero && (strcasecmp(type, "application/json") == 0 ||
+                      strcasecmp(type, "application/*") == 0 || strcmp(type, "*/*") == 0))
+        return true;
+    }
+    if (!end) break;
+    p = end + 1;
+  }
+  return false;
+}
+
 /* ---- POST /jobs/tabulations ---- */
 
 static void submit(void *ctx, const http_request *req, http_response *res) {
@@ -143,7 +194,21 @@ static void submit(void *ctx, const http_request *req, http_response *res) {
     }
   }
   tab_submission sub;
-  if (submit_parse(req, res, &sub) != 0 || submit_validate(&sub, res) != 0) {
+  if (submit_parse(req, res, &sub) != 0) {
+    submit_free(&sub);
+    return;
+  }
+  if (sub.callback_url) { /* the target policy (callback.h): before the costly validation */
+    char why[200];
+    if (cb_check(app->callbacks, sub.callback_url, NULL, 0, why, sizeof why) != 0) {
+      json_t *errors = json_array();
+      jsonv_error(errors, "callbackUrl", why);
+      jsonv_reply_invalid(res, errors);
+      submit_free(&sub);
+      return;
+    }
+  }
+  if (submit_validate(&sub, res) != 0) {
     submit_free(&sub);
     return;
   }
@@ -234,13 +299,22 @@ static void get_job(void *ctx, const http_request *req, http_response *res) {
   routes_ctx *c = ctx;
   long wait_s = parse_wait(c, req, res);
   if (wait_s < 0) return;
+  const char *view = http_query(req, "view");
+  bool status_view = view && strcmp(view, "status") == 0;
+  if (status_view && !accepts_json(req)) {
+    http_reply_problem(res, 406, "Not Acceptable",
+                       "?view=status answers application/json only (send Accept: "
+                       "application/json)",
+                       NULL);
+    return;
+  }
   job_info j;
   js_status st = store_get(c->app->store, req->params[0], &j);
+  if (st == JS_OK && !visible(req, &j)) st = JS_NOT_FOUND;
   if (st == JS_OK && wait_s > 0 && active(&j)) st = wait_for_change(c, req->params[0], &j, wait_s);
   if (st == JS_NOT_FOUND) return not_found(res);
   if (st != JS_OK) return unavailable(res);
-  const char *view = http_query(req, "view");
-  if (view && strcmp(view, "status") == 0) {
+  if (status_view) {
     http_reply_json(res, 200, status_doc(c, req, &j));
     return;
   }
@@ -300,6 +374,7 @@ static void get_logs(void *ctx, const http_request *req, http_response *res) {
   const jobs_config *cfg = c->app->cfg;
   job_info j;
   js_status st = store_get(c->app->store, req->params[0], &j);
+  if (st == JS_OK && !visible(req, &j)) st = JS_NOT_FOUND;
   if (st == JS_NOT_FOUND) return not_found(res);
   if (st != JS_OK) return unavailable(res);
   if (strcmp(j.status, "purged") == 0) return gone(res);
@@ -332,6 +407,7 @@ static void cancel(void *ctx, const http_request *req, http_response *res) {
   for (int attempt = 0; attempt < 8; attempt++) {
     job_info j;
     js_status st = store_get(app->store, req->params[0], &j);
+    if (st == JS_OK && !visible(req, &j)) st = JS_NOT_FOUND;
     if (st == JS_NOT_FOUND) return not_found(res);
     if (st != JS_OK) return unavailable(res);
     if (strcmp(j.status, "purged") == 0) return gone(res);

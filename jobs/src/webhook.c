@@ -61,16 +61,23 @@ static void deliver(webhooks *w, const char *id) {
   snprintf(hid, sizeof hid, "X-Job-Id: %s", j.id);
   snprintf(hattempt, sizeof hattempt, "X-Webhook-Attempt: %d", attempt);
   const char *headers[] = {sig, hid, hattempt, "User-Agent: voter-jobs", NULL};
+  /* The target is checked again at every delivery (the policy may have changed, the name
+   * may point elsewhere now) and the connection is pinned to the addresses checked. */
+  char pin[1024], refused[200];
+  bool allowed = cb_check(app->callbacks, j.callback_url, pin, sizeof pin, refused,
+                          sizeof refused) == 0;
   httpc_request req = {.method = "POST",
                        .url = j.callback_url,
+                       .resolve = pin,
                        .content_type = "application/json",
                        .body = body,
                        .body_len = strlen(body),
                        .headers = headers,
                        .timeout_ms = cfg->webhook_timeout_s * 1000,
                        .max_response = 4096};
-  httpc_response res;
-  int rc = httpc_do(&req, &res);
+  httpc_response res = {0};
+  int rc = allowed ? httpc_do(&req, &res) : -1;
+  if (!allowed) snprintf(res.error, sizeof res.error, "callback target refused: %s", refused);
   bool ok = rc == 0 && res.status >= 200 && res.status < 300;
   char error[256] = "";
   if (!ok) {
