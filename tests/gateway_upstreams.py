@@ -17,6 +17,7 @@ body length and sha256) with Content-Length, kept alive. Special paths:
                          N bytes, chunked, in C-byte chunks with S seconds between them;
                          with die, the connection is reset once D bytes were sent
     /slowhead?s=S        waits S seconds before the response head
+    /big?n=N             N bytes with a Content-Length (no body for HEAD)
 Modes apply to every path except /health:
     reset   read the request, then close with RST (SO_LINGER 0) before answering
     close   read the request, then close cleanly without answering
@@ -261,6 +262,12 @@ class Upstream:
             return True
         if url.path.endswith("/slowhead"):
             time.sleep(float(query.get("s", "1")))
+        if url.path.endswith("/big"):
+            n = int(query.get("n", "100000"))
+            head = (f"HTTP/1.1 200 OK\r\nX-Upstream: {self.name}\r\n"
+                    f"Content-Type: application/octet-stream\r\nContent-Length: {n}\r\n\r\n")
+            conn.sock.sendall(head.encode("latin-1") + (b"" if req.method == "HEAD" else b"b" * n))
+            return True
         if url.path.endswith("/stream"):
             n = int(query.get("n", "1000"))
             chunk = int(query.get("chunk", "1000"))

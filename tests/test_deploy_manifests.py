@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import harness
 from harness import TOOLS_DIR, repo_root
 
 ROOT = repo_root()
@@ -469,3 +470,17 @@ def test_dockerfile_is_multi_stage_non_root_and_healthchecked(name):
 def test_dockerignore_keeps_the_context_small():
     patterns = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".run", "build", "build-*", "tests", "k8s"} <= patterns
+
+
+@pytest.mark.parametrize("config", ["deploy/gateway/gateway.json", "k8s/overlays/dev/gateway.json"])
+def test_shipped_gateway_configurations_load(config):
+    """The gateway configurations of the images, compose and the dev overlay parse with the
+    gateway of this build (upstream names point at loopback: --check resolves them)."""
+    gateway = harness.binary("gateway")
+    if not gateway.exists():
+        pytest.skip(f"no gateway binary at {gateway} (build the tree first)")
+    env = dict(os.environ, ELECTION_URL="127.0.0.1:18081", CANDIDATE_URL="127.0.0.1:18082",
+               VOTER_URL="127.0.0.1:18083", JOBS_URL="127.0.0.1:18084")
+    r = subprocess.run([str(gateway), "--config", str(ROOT / config), "--check"], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr

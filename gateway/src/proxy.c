@@ -66,6 +66,12 @@
 
 enum { TAG_MHD = 1, TAG_WAKE, TAG_UP };
 
+/* What the fast path did with a request (gateway_fast_path_total{result}). */
+enum { FAST_ANSWERED, FAST_TIMEOUT, FAST_YIELDED, FAST_STREAMED, FAST_RETRIED, FAST_SKIPPED,
+       FAST_RESULTS };
+static const char *const fast_result_names[FAST_RESULTS] = {"answered", "timeout", "yielded",
+                                                            "streamed", "retried", "skipped"};
+
 typedef struct worker worker;
 typedef struct exchange exchange;
 
@@ -105,6 +111,7 @@ struct exchange {
   bool idempotent;
   char *uri;
   size_t pathlen;
+  char uri_buf[160]; /* uri points here when it fits */
   char request_id[130];
   char client_ip[GW_IP_MAX];
   char peer_ip[GW_IP_MAX];
@@ -174,14 +181,20 @@ struct worker {
     int n;
     unsigned fast_skip;    /* fast path: attempts still to skip after a slow answer */
     unsigned fast_backoff; /* ... and how many to skip after the next one */
+    char *ok_labels;       /* upstream="…",outcome="response", rendered once */
   } *pools;
   int npools;
   exchange *active;
+  exchange *spare; /* finished exchanges kept for reuse (linked by active_next) */
+  /* fast path outcomes (see fast_wait), read by the metrics renderer */
+  _Atomic uint64_t fast[FAST_RESULTS];
+  int nspare;
   int inflight;
   bool need_run, quiesced;
   gw_alog log;
   gw_stats *stats;
   int64_t next_tick_ms, next_sweep_ms;
+  int64_t now_ms; /* monotonic ms, refreshed once per loop iteration (timeouts, pools) */
   uint64_t rng;
   char scratch[65536];
 };
@@ -292,7 +305,7 @@ static void pool_put(worker *w, uconn *uc) {
     return;
   }
   uc->ex = NULL;
-  uc->idle_since = gw_now_ms();
+  uc->idle_since = w->now_ms;
   uc_events(uc, EPOLLIN | EPOLLRDHUP);
   uc->prev = NULL;
   uc->next = p->head;
@@ -304,7 +317,7 @@ static void pool_put(worker *w, uconn *uc) {
 static uconn *pool_get(worker *w, gw_replica *rep, int idle_ms, bool check_alive) {
   pools_grow(w);
   struct pool *p = &w->pools[rep->id];
-  int64_t now = gw_now_ms();
+  int64_t now = w->now_ms;
   while (p->head) {
     uconn *uc = p->head;
     pool_unlink(w, uc);
@@ -364,14 +377,67 @@ static void active_del(exchange *ex) {
   ex->in_active = false;
 }
 
+/* Exchanges are recycled per worker with their small request and header buffers, which
+ * saves several allocations per request. */
+#define SPARE_MAX 128
+#define SPARE_BUF 4096
+
+static exchange *ex_new(worker *w) {
+  exchange *ex = w->spare;
+  if (!ex) {
+    ex = calloc(1, sizeof *ex);
+    if (!ex) abort();
+    return ex;
+  }
+  w->spare = ex->active_next;
+  w->nspare--;
+  buf req = ex->req;
+  char *hbuf = ex->hbuf;
+  size_t hcap = ex->hcap;
+  memset(ex, 0, sizeof *ex);
+  ex->req.data = req.data;
+  ex->req.cap = req.cap;
+  ex->hbuf = hbuf;
+  ex->hcap = hcap;
+  return ex;
+}
+
 static void ex_unref(exchange *ex) {
   if (--ex->refs > 0) return;
-  free(ex->uri);
+  if (ex->uri != ex->uri_buf) free(ex->uri);
   free(ex->lbody);
-  free(ex->req.data);
   free(ex->resp.data);
+  worker *w = ex->w;
+  if (w->nspare < SPARE_MAX && !atomic_load(&stopping)) {
+    if (ex->req.cap > SPARE_BUF) {
+      free(ex->req.data);
+      ex->req.data = NULL;
+      ex->req.cap = 0;
+    }
+    if (ex->hcap > SPARE_BUF) {
+      free(ex->hbuf);
+      ex->hbuf = NULL;
+      ex->hcap = 0;
+    }
+    ex->active_next = w->spare;
+    w->spare = ex;
+    w->nspare++;
+    return;
+  }
+  free(ex->req.data);
   free(ex->hbuf);
   free(ex);
+}
+
+static void spare_free(worker *w) {
+  while (w->spare) {
+    exchange *ex = w->spare;
+    w->spare = ex->active_next;
+    free(ex->req.data);
+    free(ex->hbuf);
+    free(ex);
+  }
+  w->nspare = 0;
 }
 
 static void suspend(exchange *ex) {
@@ -583,6 +649,7 @@ static int on_header_field(http_parser *p, const char *at, size_t n) {
   if (ex->hlen + n + 2 > MAX_RESP_HEADER_BYTES) return -1;
   if (ex->hlen + n + 2 > ex->hcap) {
     ex->hcap = (ex->hlen + n + 2) * 2;
+    if (ex->hcap < 1024) ex->hcap = 1024;
     ex->hbuf = realloc(ex->hbuf, ex->hcap);
     if (!ex->hbuf) abort();
   }
@@ -602,6 +669,7 @@ static int on_header_value(http_parser *p, const char *at, size_t n) {
   if (ex->hlen + n + 2 > MAX_RESP_HEADER_BYTES) return -1;
   if (ex->hlen + n + 2 > ex->hcap) {
     ex->hcap = (ex->hlen + n + 2) * 2;
+    if (ex->hcap < 1024) ex->hcap = 1024;
     ex->hbuf = realloc(ex->hbuf, ex->hcap);
     if (!ex->hbuf) abort();
   }
@@ -753,7 +821,7 @@ static void up_write(exchange *ex) {
     ssize_t n = send(uc->fd, ex->req.data + ex->req.off, buf_pending(&ex->req), MSG_NOSIGNAL);
     if (n > 0) {
       ex->req.off += (size_t)n;
-      ex->progress_ms = gw_now_ms();
+      ex->progress_ms = ex->w->now_ms;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -786,7 +854,7 @@ static void up_read(exchange *ex) {
       upstream_failed(ex, FAIL_IO, "upstream connection reset");
       return;
     }
-    ex->progress_ms = gw_now_ms();
+    ex->progress_ms = ex->w->now_ms;
     bool had_head = ex->head_done;
     size_t done = http_parser_execute(&ex->parser, &parser_settings, ex->w->scratch, (size_t)n);
     enum http_errno err = HTTP_PARSER_ERRNO(&ex->parser);
@@ -800,9 +868,10 @@ static void up_read(exchange *ex) {
     }
     if (!had_head && ex->head_done) {
       gw_replica_success(uc->rep);
-      char labels[320];
-      snprintf(labels, sizeof labels, "upstream=\"%s\",outcome=\"response\"", uc->rep->name);
-      gw_stats_add(ex->w->stats, "gateway_upstream_requests_total", labels, 1);
+      struct pool *p = &ex->w->pools[uc->rep->id];
+      if (!p->ok_labels && asprintf(&p->ok_labels, "upstream=\"%s\",outcome=\"response\"", uc->rep->name) < 0)
+        abort();
+      gw_stats_add(ex->w->stats, "gateway_upstream_requests_total", p->ok_labels, 1);
     }
     if (ex->up_done) {
       /* reusable when the upstream consumed the whole request, sent nothing extra and
@@ -841,7 +910,7 @@ static void up_event(uconn *uc, uint32_t events) {
     }
     if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
     uc->connecting = false;
-    ex->progress_ms = gw_now_ms();
+    ex->progress_ms = ex->w->now_ms;
   }
   if (events & EPOLLOUT) {
     up_write(ex);
@@ -853,7 +922,7 @@ static void up_event(uconn *uc, uint32_t events) {
 static gw_replica *pick_replica(exchange *ex) {
   worker *w = ex->w;
   const gw_route *r = ex->route;
-  int64_t now = gw_now_ms();
+  int64_t now = w->now_ms;
   unsigned start = r->index < w->nrr ? w->rr[r->index]++ : 0; /* index of an older config */
   for (int pass = 0; pass < 2; pass++) {
     for (int i = 0; i < r->nupstreams; i++) {
@@ -915,7 +984,7 @@ static void start_attempt(exchange *ex) {
     ws_set(w, fd, EPOLLOUT, uc, EPOLL_CTL_ADD);
     ex->uc = uc;
     uc->ex = ex;
-    ex->deadline_ms = gw_now_ms() + ex->route->connect_timeout_ms;
+    ex->deadline_ms = w->now_ms + ex->route->connect_timeout_ms;
     active_add(ex);
     if (connect(fd, (const struct sockaddr *)&rep->addr, rep->addrlen) != 0 && errno != EINPROGRESS) {
       upstream_failed(ex, FAIL_CONNECT, "connect to upstream failed");
@@ -925,7 +994,7 @@ static void start_attempt(exchange *ex) {
   }
   ex->uc = uc;
   uc->ex = ex;
-  ex->progress_ms = gw_now_ms();
+  ex->progress_ms = w->now_ms;
   active_add(ex);
   up_write(ex);
 }
@@ -955,12 +1024,19 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max) {
 static void reader_free(void *cls) { ex_unref(cls); }
 
 static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn) {
-  exchange *ex = calloc(1, sizeof *ex);
-  if (!ex) abort();
+  exchange *ex = ex_new(cls);
   ex->w = cls;
   ex->conn = conn;
   ex->refs = 1;
-  ex->uri = strdup(uri ? uri : "");
+  size_t ulen = uri ? strlen(uri) : 0;
+  if (ulen < sizeof ex->uri_buf) {
+    ex->uri = ex->uri_buf;
+    if (ulen) memcpy(ex->uri_buf, uri, ulen);
+    ex->uri_buf[ulen] = 0;
+  } else {
+    ex->uri = strdup(uri);
+    if (!ex->uri) abort();
+  }
   ex->t_start = now_s();
   ex->rl_decision = "none";
   ex->resp_length = UINT64_MAX;
@@ -1180,8 +1256,19 @@ static void serve_metrics(exchange *ex) {
   char *mine = gw_stats_render(all, nworkers);
   gw_replica_publish_metrics();
   char *shared = metrics_render();
+  char fast[1024];
+  int fn = snprintf(fast, sizeof fast,
+                    "# HELP gateway_fast_path_total Requests whose upstream answer the worker "
+                    "waited for in the access handler, by outcome.\n"
+                    "# TYPE gateway_fast_path_total counter\n");
+  for (int r = 0; r < FAST_RESULTS && fn > 0 && (size_t)fn < sizeof fast; r++) {
+    unsigned long long v = 0;
+    for (int i = 0; i < nworkers; i++) v += atomic_load_explicit(&workers[i].fast[r], memory_order_relaxed);
+    fn += snprintf(fast + fn, sizeof fast - (size_t)fn, "gateway_fast_path_total{result=\"%s\"} %llu\n",
+                   fast_result_names[r], v);
+  }
   char *text = NULL;
-  if (asprintf(&text, "%s%s", mine, shared) < 0) abort();
+  if (asprintf(&text, "%s%s%s", mine, fast, shared) < 0) abort();
   free(mine);
   free(shared);
   local_reply(ex, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
@@ -1239,7 +1326,9 @@ static void on_headers(exchange *ex, const char *method, const char *version) {
   ex->slot = w->cur;
   ex->slot->uses++;
   const gw_conf *c = ex->conf = ex->slot->conf;
-  snprintf(ex->method, sizeof ex->method, "%s", method);
+  size_t mlen = strnlen(method, sizeof ex->method - 1);
+  memcpy(ex->method, method, mlen);
+  ex->method[mlen] = 0;
   ex->mbit = gw_method_bit(method);
   ex->idempotent = gw_method_idempotent(method);
   const char *q = strpbrk(ex->uri, "?#");
@@ -1347,8 +1436,12 @@ static void on_headers(exchange *ex, const char *method, const char *version) {
   const gw_limit *limit = gw_tier_limit(tier, rule->limit);
   if (limit && !limit->unlimited) {
     char identity[300];
-    snprintf(identity, sizeof identity, key ? "key:%s" : "ip:%s", key ? key : ex->client_ip);
-    gw_rl_take(limit, ex->tier, identity, now_s(), &ex->rl);
+    const char *who = key ? key : ex->client_ip;
+    size_t wn = strnlen(who, sizeof identity - 5);
+    memcpy(identity, key ? "key:" : "ip:", key ? 4 : 3);
+    memcpy(identity + (key ? 4 : 3), who, wn);
+    identity[(key ? 4 : 3) + wn] = 0;
+    gw_rl_take(limit, ex->tier, identity, ex->t_start, &ex->rl);
     ex->limit = limit;
     if (ex->rl.limited) {
       ex->rl_decision = "limited";
@@ -1379,7 +1472,8 @@ static void on_headers(exchange *ex, const char *method, const char *version) {
     goto out;
   }
   /* sized to what is needed: a bodyless request holds only its head */
-  buf_init(&ex->req, 1024);
+  if (!ex->req.data) buf_init(&ex->req, 1024);
+  ex->req.off = ex->req.len = 0;
   const char *query = ex->uri + ex->pathlen;
   const char *host = h.host ? h.host : route->upstreams[0];
   bool trusted = gw_cidr_match(c->trusted, c->ntrusted, ex->peer_ip);
@@ -1530,6 +1624,11 @@ static enum MHD_Result on_body_data(exchange *ex, const char *data, size_t *size
  * attempt) simply continues on the asynchronous path, with everything read so far kept.
  * An upstream that lets the budget run out is not waited for again on the next 1, 3, 7, …
  * (up to 1023) requests to it from this worker. */
+static void fast_count(worker *w, int result) {
+  atomic_store_explicit(&w->fast[result], atomic_load_explicit(&w->fast[result], memory_order_relaxed) + 1,
+                        memory_order_relaxed); /* only this worker writes it */
+}
+
 static void fast_wait(exchange *ex) {
   uconn *uc = ex->uc;
   int budget_us = ex->conf->fast_wait_us;
@@ -1539,18 +1638,29 @@ static void fast_wait(exchange *ex) {
   int rid = uc->rep->id; /* w->pools may move (pool_put grows it after a reload) */
   if (w->pools[rid].fast_skip) {
     w->pools[rid].fast_skip--;
+    fast_count(w, FAST_SKIPPED);
     return;
   }
   unsigned attempt = ex->attempt;
   struct timespec deadline = {0};
+  int result;
   for (;;) {
     up_read(ex);
-    /* answered, failed, or another attempt started (uc may be gone) */
-    if (ex->up_done || ex->attempt != attempt || ex->uc != uc) break;
+    if (ex->up_done && ex->attempt == attempt) {
+      result = FAST_ANSWERED;
+      break;
+    }
+    /* failed (a local answer is ready, or another attempt started: uc may be gone) */
+    if (ex->attempt != attempt || ex->uc != uc || ex->local) {
+      result = FAST_RETRIED;
+      break;
+    }
     /* a body larger than the buffer, or one that fills it, streams */
     if (ex->head_done && ((ex->resp_length != UINT64_MAX && ex->resp_length > ex->resp.cap) ||
-                          buf_pending(&ex->resp) == ex->resp.cap))
+                          buf_pending(&ex->resp) == ex->resp.cap)) {
+      result = FAST_STREAMED;
       break;
+    }
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     if (deadline.tv_sec == 0 && deadline.tv_nsec == 0) {
@@ -1567,6 +1677,7 @@ static void fast_wait(exchange *ex) {
     if (left_ns > 0) {
       struct timespec ts = {left_ns / 1000000000L, left_ns % 1000000000L};
       n = ppoll(pf, 2, &ts, NULL);
+      w->now_ms = gw_now_ms();
       if (n < 0 && errno == EINTR) continue;
     }
     if (n > 0 && pf[0].revents) continue; /* more from the upstream */
@@ -1574,10 +1685,14 @@ static void fast_wait(exchange *ex) {
       struct pool *p = &w->pools[rid];
       p->fast_skip = p->fast_backoff;
       p->fast_backoff = p->fast_backoff < 512 ? p->fast_backoff * 2 + 1 : 1023;
+      result = FAST_TIMEOUT;
+    } else {
+      result = FAST_YIELDED; /* other work is waiting */
     }
-    break; /* out of time, or other work is waiting: go asynchronous */
+    break;
   }
-  if (ex->up_done && ex->attempt == attempt) w->pools[rid].fast_backoff = 0;
+  if (result == FAST_ANSWERED) w->pools[rid].fast_backoff = 0;
+  fast_count(w, result);
 }
 
 static enum MHD_Result on_complete(exchange *ex) {
@@ -1749,7 +1864,7 @@ static void *worker_main(void *arg) {
   struct epoll_event evs[128];
   int64_t drain_deadline = 0;
   for (;;) {
-    int64_t now = gw_now_ms();
+    int64_t now = w->now_ms = gw_now_ms();
     if (atomic_load(&draining)) {
       if (!w->quiesced) {
         quiesce(w);
@@ -1765,7 +1880,14 @@ static void *worker_main(void *arg) {
     if (w->active && timeout > TIMER_TICK_MS) timeout = TIMER_TICK_MS;
     if (w->quiesced && timeout > 50) timeout = 50;
     if (w->need_run) timeout = 0;
-    int n = epoll_wait(w->epfd, evs, 128, timeout);
+    /* access lines are written when the worker would otherwise wait (so they show up at
+     * once), or in 32 KiB pieces while it stays busy */
+    int n = w->log.len && timeout ? epoll_wait(w->epfd, evs, 128, 0) : -1;
+    if (n <= 0) {
+      if (w->log.len) gw_alog_flush(&w->log);
+      n = epoll_wait(w->epfd, evs, 128, timeout);
+    }
+    w->now_ms = gw_now_ms();
     bool run = w->need_run;
     w->need_run = false;
     for (int i = 0; i < n; i++) {
@@ -1779,7 +1901,7 @@ static void *worker_main(void *arg) {
         up_event((uconn *)evs[i].data.ptr, evs[i].events);
       }
     }
-    now = gw_now_ms();
+    now = w->now_ms;
     if (now >= w->next_tick_ms) {
       check_timeouts(w, now);
       w->next_tick_ms = now + TIMER_TICK_MS;
@@ -1792,7 +1914,7 @@ static void *worker_main(void *arg) {
       w->need_run = false;
       MHD_run(w->d);
     }
-    if (w->log.len) gw_alog_flush(&w->log);
+    if (w->log.len >= 32768) gw_alog_flush(&w->log);
   }
   /* stop: every suspended connection must be resumed before the daemon goes */
   atomic_store(&stopping, true);
@@ -1923,6 +2045,8 @@ void gw_proxy_stop(void) {
       }
     }
     free(w->rr);
+    for (int k = 0; k < w->npools; k++) free(w->pools[k].ok_labels);
+    spare_free(w);
     free(w->pools);
     gw_stats_free(w->stats);
     gw_alog_free(&w->log);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "votes.h"
 #include "voter/amqp.h"
@@ -307,7 +308,17 @@ static size_t publish_chunks(batch_ctx *b, const char *batch, json_t *accepted, 
     char id[37];
     util_uuid(id);
     mq_props props = {.message_id = id, .type = INGEST_KEY, .content_type = "application/json"};
-    int rc = text ? mq_publish(b->publisher, NULL, INGEST_KEY, text, strlen(text), &props, 5000) : -1;
+    /* An idle publisher connection may have been closed by the broker (missed heartbeats);
+     * the first publish then only notices it, so keep trying through the reconnect backoff
+     * for a few seconds before answering 503. */
+    int rc = -1;
+    for (double until = util_monotonic() + 5.0; text && rc != 0 && util_monotonic() < until;) {
+      rc = mq_publish(b->publisher, NULL, INGEST_KEY, text, strlen(text), &props, 5000);
+      if (rc != 0) {
+        struct timespec pause = {0, 100 * 1000000L};
+        nanosleep(&pause, NULL);
+      }
+    }
     free(text);
     if (rc != 0) break;
     done++;

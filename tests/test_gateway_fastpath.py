@@ -1,0 +1,185 @@
+"""Gateway fast path: a request whose upstream answers quickly is answered within the same
+access-handler call (no suspend/resume); everything else falls back to the asynchronous
+streaming path with nothing lost: slow upstreams, large bodies, chunked and still-streaming
+responses, failures that start another attempt. The outcomes are counted in
+gateway_fast_path_total{result} on /gateway/metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import re
+import socket
+import threading
+import time
+
+import requests
+
+from gateway_upstreams import base_config, gateway, upstreams  # noqa: F401
+
+GENEROUS = {"fast_wait_us": 100000}  # 100 ms: the test upstreams are quick, ASan builds slow
+
+
+def route(name, prefix, ups, **kw):
+    r = {"name": name, "prefix": prefix, "upstreams": [u.address for u in ups],
+         "health_path": "/health"}
+    r.update(kw)
+    return r
+
+
+def fast(gw) -> dict:
+    text = requests.get(gw.url + "/gateway/metrics").text
+    return {m.group(1): int(m.group(2))
+            for m in re.finditer(r'^gateway_fast_path_total\{result="(\w+)"\} (\d+)$', text, re.M)}
+
+
+def test_quick_answers_skip_suspension_and_keep_every_header(gateway, upstreams):
+    up, = upstreams(1)
+    gw = gateway(base_config(
+        [route("r", "/r", [up], rules=[{"methods": ["*"], "auth": "anonymous", "limit": "read"}])],
+        tiers={"anonymous": {"read": "1000/1s"}}, pool=GENEROUS))
+    s = requests.Session()
+    for i in range(20):
+        r = s.get(gw.url + f"/r/x?i={i}", headers={"X-Request-ID": f"fast-{i}"})
+        assert r.status_code == 200
+        info = r.json()
+        assert info["upstream"] == up.name and info["path"] == f"/r/x?i={i}"
+        assert r.headers["X-Request-ID"] == f"fast-{i}"
+        assert info["headers"]["x-request-id"] == f"fast-{i}"
+        assert r.headers["RateLimit-Policy"] == '"read";q=1000;w=1'
+        assert r.headers["RateLimit"].startswith('"read";r=')
+        assert r.headers["X-Upstream"] == up.name
+        # hop-by-hop fields (Keep-Alive, and X-Hop named in Connection) stay behind
+        assert "Keep-Alive" not in r.headers and "X-Hop" not in r.headers
+        assert int(r.headers["Content-Length"]) == len(r.content)
+    got = fast(gw)
+    # only pooled connections take the fast path: the first request opened one
+    assert got["answered"] >= 15, got
+
+
+def test_slow_upstream_falls_back_and_is_then_skipped(gateway, upstreams):
+    slow, quick = upstreams(2, ["slow", "quick"])
+    gw = gateway(base_config([route("s", "/s", [slow], read_timeout_ms=5000),
+                              route("q", "/q", [quick])], pool={"fast_wait_us": 20000}))
+    s = requests.Session()
+    assert s.get(gw.url + "/s/warm").status_code == 200  # pools a connection
+    slow.mode, slow.delay = "delay", 0.3
+    for i in range(4):
+        r = s.get(gw.url + f"/s/{i}")
+        assert r.status_code == 200 and r.json()["path"] == f"/s/{i}"
+    got = fast(gw)
+    assert got["timeout"] >= 1, got
+    assert got["skipped"] >= 1, got  # backs off after running out of time
+
+    # while a slow answer is pending, the worker serves others at once
+    assert requests.get(gw.url + "/q/warm").status_code == 200
+    done = {}
+
+    def slow_call():
+        done["slow"] = requests.get(gw.url + "/s/pending").status_code
+
+    t = threading.Thread(target=slow_call)
+    t.start()
+    time.sleep(0.05)
+    t0 = time.monotonic()
+    assert requests.get(gw.url + "/q/meanwhile").json()["upstream"] == "quick"
+    assert time.monotonic() - t0 < 0.25
+    t.join(5)
+    assert done["slow"] == 200
+
+
+def test_large_bodies_stream_and_small_ones_come_whole(gateway, upstreams):
+    up, = upstreams(1)
+    gw = gateway(base_config([route("r", "/r", [up])], pool=dict(GENEROUS, buffer_bytes=65536)))
+    s = requests.Session()
+    assert s.get(gw.url + "/r/warm").status_code == 200
+    for n in (0, 1000, 65535, 65536, 200_000, 3_000_000):
+        r = s.get(gw.url + f"/r/big?n={n}")
+        assert r.status_code == 200
+        assert r.headers["Content-Length"] == str(n)
+        assert r.content == b"b" * n, n
+    got = fast(gw)
+    assert got["streamed"] >= 2, got  # 200 000 and 3 000 000 do not fit the buffer
+    assert got["answered"] >= 3, got
+
+
+def test_chunked_upstream_responses_stay_chunked(gateway, upstreams):
+    up, = upstreams(1)
+    gw = gateway(base_config([route("r", "/r", [up], read_timeout_ms=5000)],
+                             pool={"fast_wait_us": 20000}))
+    s = requests.Session()
+    assert s.get(gw.url + "/r/warm").status_code == 200
+    # complete at once
+    r = s.get(gw.url + "/r/stream?n=3000&chunk=1000")
+    assert r.headers.get("Transfer-Encoding") == "chunked"
+    assert r.content == b"x" * 3000
+    # still streaming when the wait ends: the rest follows asynchronously
+    before = fast(gw)
+    r = s.get(gw.url + "/r/stream?n=5000&chunk=1000&pause=0.05")
+    assert r.headers.get("Transfer-Encoding") == "chunked"
+    assert r.content == b"x" * 5000
+    after = fast(gw)
+    assert after["answered"] == before["answered"], (before, after)
+
+
+def test_head_and_no_content_keep_their_framing(gateway, upstreams):
+    up, = upstreams(1)
+    gw = gateway(base_config([route("r", "/r", [up])], pool=GENEROUS))
+    c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
+    for _ in range(3):  # the same client connection throughout: framing must be exact
+        c.request("HEAD", "/r/big?n=5000")
+        r = c.getresponse()
+        assert r.status == 200 and r.getheader("Content-Length") == "5000"
+        assert r.read() == b""
+        c.request("GET", "/r/status/204")
+        r = c.getresponse()
+        assert r.status == 204 and r.read() == b""
+        c.request("GET", "/r/big?n=10")
+        r = c.getresponse()
+        assert r.status == 200 and r.read() == b"b" * 10
+    c.close()
+
+
+def test_pipelined_requests_are_answered_in_order(gateway, upstreams):
+    up, = upstreams(1)
+    gw = gateway(base_config([route("r", "/r", [up])], pool=GENEROUS))
+    assert requests.get(gw.url + "/r/warm").status_code == 200
+    sock = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+    sock.sendall(b"".join(b"GET /r/p%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(5)))
+    data = b""
+    deadline = time.monotonic() + 5
+    while data.count(b'"upstream"') < 5 and time.monotonic() < deadline:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    paths = re.findall(rb'"path": "(/r/p\d)"', data)
+    assert paths == [b"/r/p%d" % i for i in range(5)], data[:500]
+
+
+def test_failure_while_waiting_retries_like_before(gateway, upstreams):
+    bad, good = upstreams(2, ["bad", "good"])
+    gw = gateway(base_config([route("r", "/r", [bad, good], retries=1)], pool=GENEROUS,
+                             ejection={"failures": 1000, "base_ms": 500, "max_ms": 1000}))
+    s = requests.Session()
+    for i in range(4):  # pooled connections to both
+        assert s.get(gw.url + f"/r/warm{i}").status_code == 200
+    bad.mode = "reset"
+    for i in range(6):
+        r = s.get(gw.url + f"/r/idem{i}")
+        assert r.status_code == 200 and r.json()["upstream"] == "good"
+    assert fast(gw)["retried"] >= 1
+
+
+def test_disabled_fast_path_proxies_the_same(gateway, upstreams):
+    up, = upstreams(1)
+    gw = gateway(base_config([route("r", "/r", [up])], pool={"fast_wait_us": 0}))
+    s = requests.Session()
+    body = b"z" * 5000
+    for _ in range(5):
+        r = s.post(gw.url + "/r/up", data=body)
+        assert r.status_code == 200
+        assert r.json()["body_sha256"] == hashlib.sha256(body).hexdigest()
+        assert s.get(gw.url + "/r/big?n=70000").content == b"b" * 70000
+    assert sum(fast(gw).values()) == 0
