@@ -10,9 +10,11 @@
  *   on_body         body pieces are framed (re-chunked when the client sent chunked) into
  *                   the request buffer and written upstream; a full buffer suspends the
  *                   client connection until the upstream has taken the bytes.
- *   on_complete     the request is complete: queue the response if it is ready, else
- *                   suspend until the upstream's response head arrives (answering on this
- *                   call, never the first one, is what keeps client keep-alive working).
+ *   on_complete     the request is complete: queue the response if it is ready; else
+ *                   wait briefly for a quick upstream right here (fast_wait: no suspension
+ *                   at all when it answers in time), else suspend until the upstream's
+ *                   response head arrives (answering on this call, never the first one, is
+ *                   what keeps client keep-alive working).
  *   upstream events response bytes go through http_parser into the response buffer; the
  *                   libmicrohttpd content reader drains it, suspending the client when it
  *                   is empty and resuming it when more arrives.
@@ -634,8 +636,14 @@ static void build_response(exchange *ex) {
   }
   ex->status = ex->upstream_status;
   size_t len = buf_pending(&ex->resp);
-  if (ex->resp.off) memmove(ex->resp.data, ex->resp.data + ex->resp.off, len);
-  struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(len, ex->resp.data, free);
+  struct MHD_Response *r;
+  if (len == 0) {
+    r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    free(ex->resp.data);
+  } else {
+    if (ex->resp.off) memmove(ex->resp.data, ex->resp.data + ex->resp.off, len);
+    r = MHD_create_response_from_buffer_with_free_callback(len, ex->resp.data, free);
+  }
   if (!r) abort();
   ex->resp.data = NULL; /* the response's now */
   ex->resp.off = ex->resp.len = ex->resp.cap = 0;
@@ -1882,9 +1890,14 @@ static void *worker_main(void *arg) {
     if (w->need_run) timeout = 0;
     /* access lines are written when the worker would otherwise wait (so they show up at
      * once), or in 32 KiB pieces while it stays busy */
-    int n = w->log.len && timeout ? epoll_wait(w->epfd, evs, 128, 0) : -1;
-    if (n <= 0) {
-      if (w->log.len) gw_alog_flush(&w->log);
+    int n;
+    if (w->log.len && timeout != 0) {
+      n = epoll_wait(w->epfd, evs, 128, 0);
+      if (n <= 0) {
+        gw_alog_flush(&w->log);
+        n = epoll_wait(w->epfd, evs, 128, timeout);
+      }
+    } else {
       n = epoll_wait(w->epfd, evs, 128, timeout);
     }
     w->now_ms = gw_now_ms();

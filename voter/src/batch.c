@@ -100,7 +100,9 @@ static mq_verdict handle_chunk(void *ctx, const mq_message *msg, const char **er
     k++;
   }
   int64_t written;
-  vs_status st = votes_insert_many(b->db, votes, k, &written);
+  char chunk_key[64];
+  snprintf(chunk_key, sizeof chunk_key, "%s:%lld", batch, (long long)json_integer_value(seq));
+  vs_status st = votes_insert_many(b->db, votes, k, chunk_key, &written);
   free(votes);
   mq_verdict verdict = MQ_ACK;
   if (st != VS_OK) {

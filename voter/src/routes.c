@@ -320,7 +320,9 @@ static void simulation(void *ctx, const http_request *req, http_response *res) {
     }
   }
   int64_t written;
-  vs_status st = votes_insert_many(app->db, votes, n, &written);
+  char chunk[37];
+  util_uuid(chunk); /* one simulation, one chunk */
+  vs_status st = votes_insert_many(app->db, votes, n, chunk, &written);
   free(votes);
   json_decref(candidates);
   if (st != VS_OK) return unavailable(res);

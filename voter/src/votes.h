@@ -1,7 +1,7 @@
 /* votes — votes, per-election tallies and idempotency keys (no HTTP here).
  *
  * Documents:
- *   votes:       {_id: ObjectId, candidate, election, createdAt, tallied, deleted}
+ *   votes:       {_id: ObjectId, candidate, election, createdAt, tallied, deleted, chunk?}
  *   tallies:     {_id: "<election>\x1f<candidate>", election, candidate, votes}
  *   idempotency: {_id: key, fingerprint, state: "pending"|"done", status, response, createdAt}
  *
@@ -50,8 +50,10 @@ vs_status votes_list(mongo_db *db, int64_t page, int64_t size, const char *const
                      const int *sort_dirs, int nsort, json_t **items, int64_t *total);
 
 /* Inserts votes whose ids are set (duplicates from a redelivery are skipped) and counts the
- * ones not yet counted. *written gets how many were newly counted. */
-vs_status votes_insert_many(mongo_db *db, const vote_in *votes, size_t n, int64_t *written);
+ * ones of this chunk not yet counted; chunk names this group of votes uniquely and is the
+ * same on a redelivery. *written gets how many were newly counted. */
+vs_status votes_insert_many(mongo_db *db, const vote_in *votes, size_t n, const char *chunk,
+                           int64_t *written);
 
 /* Tallies: [{candidate, votes}] sorted by votes desc, then name; one read. */
 vs_status votes_results(mongo_db *db, const char *election, json_t **results);
