@@ -7,7 +7,7 @@
    same rate on the same broker.
 2. Results as votes grow: GET /voter/results/{election} (served from tallies kept up to
    date on write) beside the aggregation the original ran per request ($match + $group over
-   every vote) issued directly against the same database, at 1k / 10k / 50k votes.
+   every vote) issued directly against the same database, at 1k / 5k / 10k votes.
 
 Needs AMQP_URL and MONGODB_URI (bench/voter/run starts a private RabbitMQ and FerretDB)
 and VOTER_BENCH_BUILD_DIR with release binaries.
@@ -36,7 +36,7 @@ from events import candidate_data, cloud_event, publish  # noqa: E402
 
 RATE = float(os.environ.get("BENCH_RATE", "20"))          # writes per second
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
-SIZES = [int(x) for x in os.environ.get("BENCH_VOTES", "1000,10000,50000").split(",")]
+SIZES = [int(x) for x in os.environ.get("BENCH_VOTES", "1000,5000,10000").split(",")]
 
 
 def pct(samples, p):
