@@ -67,6 +67,22 @@ def test_keys_tiers_and_permissions(gateway, upstreams):
     assert requests.put(gw.url + "/jobs/1", headers={"X-API-Key": "paid-key"}).status_code == 405
 
 
+def test_upstreams_get_a_consumer_id_instead_of_the_key(gateway, upstreams):
+    import hashlib
+    up, = upstreams(1)
+    gw = gateway(policy_config(up))
+    want = hashlib.sha256(b"paid-key").hexdigest()
+    for headers in ({"X-API-Key": "paid-key"}, {"Authorization": "Bearer paid-key"}):
+        seen = requests.post(gw.url + "/jobs", json={}, headers=headers).json()["headers"]
+        assert seen["x-consumer-id"] == want and "x-api-key" not in seen
+    # a client cannot claim an identity: its own X-Consumer-ID never reaches the upstream
+    seen = requests.get(gw.url + "/jobs/1", headers={"X-Consumer-ID": want}).json()["headers"]
+    assert "x-consumer-id" not in seen
+    seen = requests.post(gw.url + "/jobs", json={}, headers={"X-API-Key": "paid-key",
+                                                             "X-Consumer-ID": "f" * 64}).json()["headers"]
+    assert seen["x-consumer-id"] == want
+
+
 def test_free_tier_one_submission_per_window(gateway, upstreams):
     up, = upstreams(1)
     gw = gateway(policy_config(up))

@@ -35,6 +35,7 @@
 #include <signal.h>
 #include <microhttpd.h>
 #include <netinet/tcp.h>
+#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1135,7 +1136,7 @@ static enum MHD_Result forward_header(void *cls, enum MHD_ValueKind kind, const 
   if (is_hop_by_hop(key, n) || listed_in(f->h->connection, key, n)) return MHD_YES;
   static const char *const own[] = {"host", "content-length", "expect", "x-request-id",
                                     "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
-                                    "x-api-key", NULL};
+                                    "x-api-key", "x-consumer-id", NULL};
   for (int i = 0; own[i]; i++)
     if (strcasecmp(key, own[i]) == 0) return MHD_YES;
   if (f->drop_authorization && strcasecmp(key, "Authorization") == 0) return MHD_YES;
@@ -1494,6 +1495,20 @@ static void on_headers(exchange *ex, const char *method, const char *version) {
   fwd_ctx f = {.ex = ex, .h = &h, .drop_authorization = bearer};
   MHD_get_connection_values(ex->conn, MHD_HEADER_KIND, forward_header, &f);
   req_header(ex, "X-Request-ID", ex->request_id, NULL);
+  /* The key stays at the gateway; upstreams that scope data per caller (the jobs service)
+   * get a stable identity instead: SHA-256 of the key, which a client cannot forge because
+   * any X-Consumer-ID it sends is dropped above. */
+  if (key) {
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    char consumer[2 * SHA256_DIGEST_LENGTH + 1];
+    SHA256((const unsigned char *)key, strlen(key), md);
+    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
+      consumer[2 * i] = "0123456789abcdef"[md[i] >> 4];
+      consumer[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
+    }
+    consumer[2 * SHA256_DIGEST_LENGTH] = 0;
+    req_header(ex, "X-Consumer-ID", consumer, NULL);
+  }
   if (h.xff) req_header(ex, "X-Forwarded-For", h.xff, ex->peer_ip);
   else req_header(ex, "X-Forwarded-For", ex->peer_ip, NULL);
   req_header(ex, "X-Forwarded-Proto", trusted && h.xfp ? h.xfp : "http", NULL);
