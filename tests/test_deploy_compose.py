@@ -298,7 +298,9 @@ def test_a_tabulation_job_runs_through_the_docker_runner(suite, images):
     job = r.json()["id"]
 
     def finished():
-        s = requests.get(f"{base}/jobs/{job}", params={"wait": "10"}, allow_redirects=False, timeout=30)
+        # the job belongs to the key that submitted it (the gateway passes its hash on)
+        s = requests.get(f"{base}/jobs/{job}", params={"wait": "10"}, headers=KEY,
+                         allow_redirects=False, timeout=30)
         return s if s.status_code != 202 else None
     final = wait_until(finished, timeout=120, interval=0.2, message=f"job {job} to finish")
     assert final.status_code == 303, final.text
