@@ -63,32 +63,14 @@ static const char usage[] =
     "                       (default: none)\n"
     "  LOG_LEVEL            debug, info, warn, error (default info)\n";
 
-/* Waits up to one second for SIGTERM/SIGINT; true when one arrived. */
-static bool stop_requested(void) {
-  struct timespec ts = {.tv_sec = 1};
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  return sigtimedwait(&set, NULL, &ts) > 0;
-}
-
 int main(int argc, char **argv) {
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      fputs(usage, stdout);
-      return 0;
-    }
-    fprintf(stderr, "voter-candidate: unknown argument %s\n%s", argv[i], usage);
-    return 2;
-  }
+  int args = service_args(argc, argv, "voter-candidate", usage);
+  if (args >= 0) return args;
   log_init("candidate", cfg_str("LOG_LEVEL", "info"));
-  long port, threads, timeout, max_body, poll_ms, retry_delay, max_attempts;
+  long poll_ms, retry_delay, max_attempts;
   bool paused;
-  if (cfg_long("HTTP_PORT", 8082, 0, 65535, &port) ||
-      cfg_long("HTTP_THREADS", 4, 1, 256, &threads) ||
-      cfg_long("HTTP_TIMEOUT_S", 30, 1, 3600, &timeout) ||
-      cfg_long("HTTP_MAX_BODY", 1048576, 1024, 1L << 30, &max_body) ||
+  http_options hopts;
+  if (service_http_options("candidate", 8082, 4, 1048576, &hopts) ||
       cfg_long("OUTBOX_POLL_MS", 1000, 10, 600000, &poll_ms) ||
       cfg_bool("OUTBOX_RELAY_PAUSED", false, &paused) ||
       cfg_long("REPLICA_RETRY_MS", 1000, 10, 3600000, &retry_delay) ||
@@ -145,13 +127,6 @@ int main(int argc, char **argv) {
   /* Events that arrive while the database is still away go through the retry queue. */
   if (!elections_start_consumer(replica)) goto out;
 
-  http_options hopts = {.service = "candidate",
-                        .host = cfg_str("HTTP_HOST", "127.0.0.1"),
-                        .port = (int)port,
-                        .threads = (int)threads,
-                        .timeout_s = (int)timeout,
-                        .max_body = (size_t)max_body,
-                        .cors_origins = cfg_str("CORS_ALLOWED_ORIGINS", "*")};
   candidate_api api = {.store = store, .replica = replica};
   srv = http_server_new(&hopts);
   if (!srv) goto out;
@@ -164,7 +139,7 @@ int main(int argc, char **argv) {
   /* Indexes need the database; until they exist /ready says DOWN. Retry in the main thread
    * while also watching for a stop signal. */
   while (!(entity_store_init(store) && candidate_indexes(db) && elections_init(replica))) {
-    if (stop_requested()) {
+    if (service_signalled_within(1000)) {
       rc = 0;
       goto out;
     }

@@ -51,20 +51,13 @@ static const char usage[] =
     "  LOG_LEVEL            debug, info, warn, error (default info)\n";
 
 int main(int argc, char **argv) {
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      fputs(usage, stdout);
-      return 0;
-    }
-    fprintf(stderr, "voter-election: unknown argument %s\n%s", argv[i], usage);
-    return 2;
-  }
+  int args = service_args(argc, argv, "voter-election", usage);
+  if (args >= 0) return args;
   log_init("election", cfg_str("LOG_LEVEL", "info"));
-  long port, threads, timeout, max_body, poll_ms;
+  long poll_ms;
   bool paused;
-  if (cfg_long("HTTP_PORT", 8081, 0, 65535, &port) || cfg_long("HTTP_THREADS", 4, 1, 256, &threads) ||
-      cfg_long("HTTP_TIMEOUT_S", 30, 1, 3600, &timeout) ||
-      cfg_long("HTTP_MAX_BODY", 1048576, 1024, 1L << 30, &max_body) ||
+  http_options hopts;
+  if (service_http_options("election", 8081, 4, 1048576, &hopts) ||
       cfg_long("OUTBOX_POLL_MS", 1000, 10, 600000, &poll_ms) ||
       cfg_bool("OUTBOX_RELAY_PAUSED", false, &paused))
     return 2;
@@ -96,13 +89,6 @@ int main(int argc, char **argv) {
   store = entity_store_open(db, relay, cfg_str("EVENT_SOURCE", "/election"), &election_kind, NULL);
   if (!store) goto out;
 
-  http_options hopts = {.service = "election",
-                        .host = cfg_str("HTTP_HOST", "127.0.0.1"),
-                        .port = (int)port,
-                        .threads = (int)threads,
-                        .timeout_s = (int)timeout,
-                        .max_body = (size_t)max_body,
-                        .cors_origins = cfg_str("CORS_ALLOWED_ORIGINS", "*")};
   srv = http_server_new(&hopts);
   if (!srv) goto out;
   service_ops_routes(srv, "/election", &info);
@@ -113,13 +99,8 @@ int main(int argc, char **argv) {
 
   /* Indexes need the database; until they exist /ready says DOWN. Retry in the main thread
    * while also watching for a stop signal. */
-  for (int attempt = 0; !entity_store_init(store); attempt++) {
-    struct timespec ts = {.tv_sec = 1};
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    if (sigtimedwait(&set, NULL, &ts) > 0) {
+  while (!entity_store_init(store)) {
+    if (service_signalled_within(1000)) {
       rc = 0;
       goto out;
     }

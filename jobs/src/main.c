@@ -115,16 +115,6 @@ static const char usage[] =
     "  JOBS_K8S_BACKOFF_LIMIT  backoffLimit (default 0: retries are the service's)\n"
     "  JOBS_K8S_POLL_MS        Job status poll interval (default 1000)\n";
 
-/* Waits up to ms for SIGTERM/SIGINT; true when one arrived. */
-static bool signalled_within(long ms) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-  return sigtimedwait(&set, NULL, &ts) > 0;
-}
-
 static char secret_buf[65];
 static char k8s_url_buf[512];
 static char k8s_ns_buf[256];
@@ -213,23 +203,17 @@ static int read_config(jobs_config *c) {
 }
 
 int main(int argc, char **argv) {
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      fputs(usage, stdout);
-      return 0;
-    }
-    fprintf(stderr, "voter-jobs: unknown argument %s\n%s", argv[i], usage);
-    return 2;
-  }
+  int args = service_args(argc, argv, "voter-jobs", usage);
+  if (args >= 0) return args;
   log_init("jobs", cfg_str("LOG_LEVEL", "info"));
   jobs_config cfg;
-  long port, threads, timeout, max_body, poll_ms;
-  if (read_config(&cfg) != 0 || cfg_long("HTTP_PORT", 8084, 0, 65535, &port) ||
-      cfg_long("HTTP_THREADS", 8, 1, 256, &threads) ||
-      cfg_long("HTTP_TIMEOUT_S", 30, 1, 3600, &timeout) ||
+  long max_body, poll_ms;
+  http_options hopts;
+  if (read_config(&cfg) != 0 || service_http_options("jobs", 8084, 8, 10L * 1024 * 1024, &hopts) ||
       cfg_long("JOBS_MAX_BODY", 10L * 1024 * 1024, 1024, 1L << 30, &max_body) ||
       cfg_long("OUTBOX_POLL_MS", 1000, 10, 600000, &poll_ms))
     return 2;
+  hopts.max_body = (size_t)max_body; /* the jobs service's own name for the limit */
   const char *queue_prefix = cfg_str("AMQP_QUEUE_PREFIX", "");
   mq_set_queue_prefix(queue_prefix);
   service_block_signals();
@@ -277,17 +261,10 @@ int main(int argc, char **argv) {
   app.wq = wq_new(amqp_url, exchange, queue_prefix, (int)cfg.concurrency);
   if (!app.store || !app.wq) goto out;
 
-  http_options hopts = {.service = "jobs",
-                        .host = cfg_str("HTTP_HOST", "127.0.0.1"),
-                        .port = (int)port,
-                        .threads = (int)threads,
-                        .timeout_s = (int)timeout,
-                        .max_body = (size_t)max_body,
-                        .cors_origins = cfg_str("CORS_ALLOWED_ORIGINS", "*")};
   srv = http_server_new(&hopts);
   if (!srv) goto out;
   service_ops_routes(srv, JOBS_CONTEXT, &info);
-  routes = jobs_routes(srv, &app, (int)threads);
+  routes = jobs_routes(srv, &app, hopts.threads);
   if (!routes || http_server_start(srv) != 0) goto out;
   log_fields(LOG_INFO, "listening",
              json_pack("{s:s, s:i, s:s, s:s, s:i}", "host", hopts.host, "port",
@@ -296,7 +273,7 @@ int main(int argc, char **argv) {
 
   /* Indexes need the database; until they exist /ready says DOWN. */
   while (!store_init(app.store)) {
-    if (signalled_within(1000)) {
+    if (service_signalled_within(1000)) {
       rc = 0;
       goto out;
     }

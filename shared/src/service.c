@@ -6,8 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "voter/config.h"
 #include "voter/metrics.h"
 #include "voter/util.h"
 
@@ -93,4 +95,43 @@ int service_wait_signal(void) {
     if (sigwait(&set, &sig) != 0) continue;
     if (sig != SIGHUP) return sig;
   }
+}
+
+int service_args(int argc, char **argv, const char *program, const char *usage) {
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      fputs(usage, stdout);
+      return 0;
+    }
+    fprintf(stderr, "%s: unknown argument %s\n%s", program, argv[i], usage);
+    return 2;
+  }
+  return -1;
+}
+
+int service_http_options(const char *name, long default_port, long default_threads,
+                         long default_max_body, http_options *out) {
+  long port, threads, timeout, max_body;
+  if (cfg_long("HTTP_PORT", default_port, 0, 65535, &port) ||
+      cfg_long("HTTP_THREADS", default_threads, 1, 256, &threads) ||
+      cfg_long("HTTP_TIMEOUT_S", 30, 1, 3600, &timeout) ||
+      cfg_long("HTTP_MAX_BODY", default_max_body, 1024, 1L << 30, &max_body))
+    return -1;
+  *out = (http_options){.service = name,
+                        .host = cfg_str("HTTP_HOST", "127.0.0.1"),
+                        .port = (int)port,
+                        .threads = (int)threads,
+                        .timeout_s = (int)timeout,
+                        .max_body = (size_t)max_body,
+                        .cors_origins = cfg_str("CORS_ALLOWED_ORIGINS", "*")};
+  return 0;
+}
+
+bool service_signalled_within(long ms) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+  return sigtimedwait(&set, NULL, &ts) > 0;
 }

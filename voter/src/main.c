@@ -48,30 +48,13 @@ static const char usage[] =
     "  BATCH_CHUNK          votes per work-queue message for bulk ingestion (default 500)\n"
     "  RECONCILE_S          how often uncounted votes are looked for (default 30)\n";
 
-/* Waits up to ms for SIGTERM/SIGINT; true when one arrived. */
-static bool signalled_within(long ms) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-  return sigtimedwait(&set, NULL, &ts) > 0;
-}
-
 int main(int argc, char **argv) {
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      fputs(usage, stdout);
-      return 0;
-    }
-    fprintf(stderr, "voter-voter: unknown argument %s\n%s", argv[i], usage);
-    return 2;
-  }
+  int args = service_args(argc, argv, "voter-voter", usage);
+  if (args >= 0) return args;
   log_init("voter", cfg_str("LOG_LEVEL", "info"));
-  long port, threads, timeout, max_body, retry_ms, attempts, chunk, reconcile_s;
-  if (cfg_long("HTTP_PORT", 8083, 0, 65535, &port) || cfg_long("HTTP_THREADS", 4, 1, 256, &threads) ||
-      cfg_long("HTTP_TIMEOUT_S", 30, 1, 3600, &timeout) ||
-      cfg_long("HTTP_MAX_BODY", 1048576, 1024, 1L << 30, &max_body) ||
+  long retry_ms, attempts, chunk, reconcile_s;
+  http_options hopts;
+  if (service_http_options("voter", 8083, 4, 1048576, &hopts) ||
       cfg_long("REPLICA_RETRY_MS", 1000, 10, 3600000, &retry_ms) ||
       cfg_long("REPLICA_MAX_ATTEMPTS", 5, 1, 1000, &attempts) ||
       cfg_long("BATCH_CHUNK", 500, 1, 10000, &chunk) ||
@@ -100,13 +83,6 @@ int main(int argc, char **argv) {
       {"candidate", "candidates", replicas_candidate_required},
       {"election", "elections", replicas_election_required},
   };
-  http_options hopts = {.service = "voter",
-                        .host = cfg_str("HTTP_HOST", "127.0.0.1"),
-                        .port = (int)port,
-                        .threads = (int)threads,
-                        .timeout_s = (int)timeout,
-                        .max_body = (size_t)max_body,
-                        .cors_origins = cfg_str("CORS_ALLOWED_ORIGINS", "*")};
   srv = http_server_new(&hopts);
   if (!srv) goto out;
   service_ops_routes(srv, "/voter", &info);
@@ -118,7 +94,7 @@ int main(int argc, char **argv) {
     if (votes_init(db) && replica_init(db, &sources[0]) && replica_init(db, &sources[1]) &&
         batch_init(db) && votes_reconcile(db, 0, &recounted) == VS_OK)
       break;
-    if (signalled_within(1000)) {
+    if (service_signalled_within(1000)) {
       rc = 0;
       goto out;
     }
@@ -136,7 +112,7 @@ int main(int argc, char **argv) {
 
   /* Periodic reconciliation: votes left uncounted by an interrupted write (older than the
    * period, so live requests are never raced) get their elections recounted. */
-  while (!signalled_within(reconcile_s * 1000)) {
+  while (!service_signalled_within(reconcile_s * 1000)) {
     int recounted;
     votes_reconcile(db, reconcile_s * 1000, &recounted);
   }
