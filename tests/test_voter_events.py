@@ -125,3 +125,38 @@ def test_votes_left_uncounted_by_a_crash_are_recounted(voter, mongo):
     wait_until(lambda: db.votes.count_documents({"tallied": False}) == 0
                and db.votes.count_documents({"deleted": True}) == 0, timeout=10)
     assert requests.get(f"{voter.api}/results/{quote(E)}").json() == expected
+
+
+def test_a_bulk_chunk_interrupted_between_insert_and_tally_is_recounted(voter, mongo):
+    # a crash after a chunk's votes were written but before its tallies: the chunk's marker
+    # still says "counting"
+    db = pymongo.MongoClient(mongo.uri)[voter.db]
+    old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=10)
+    db.chunks.insert_one({"_id": "b1:0", "state": "counting", "elections": [E], "createdAt": old})
+    db.votes.insert_many([{"_id": ObjectId(), "candidate": "Alan Turing", "election": E, "createdAt": old,
+                           "tallied": True, "deleted": False, "chunk": "b1:0"} for _ in range(4)])
+    expected = {"results": [{"candidate": "Alan Turing", "votes": 4}]}
+    wait_until(lambda: requests.get(f"{voter.api}/results/{quote(E)}").json() == expected, timeout=15,
+               message="reconciliation recounts the interrupted chunk's election")
+    wait_until(lambda: db.chunks.find_one({"_id": "b1:0"})["state"] == "counted", timeout=10)
+
+
+def test_a_redelivered_bulk_chunk_counts_nothing_twice(voter, rabbit, amqp_exchange):
+    # the same chunk message twice (a redelivery after a lost ack): votes and tallies once
+    import json as _json
+    import pika
+    chunk = {"batch": "0" * 24, "seq": 0, "votes": [
+        {"id": f"{0xabc000 + i:024x}", "candidate": "Ada Lovelace", "election": E} for i in range(3)]}
+    conn = pika.BlockingConnection(pika.URLParameters(rabbit.url))
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        for _ in range(2):
+            ch.basic_publish(amqp_exchange, "voter.ingest", _json.dumps(chunk).encode(),
+                             pika.BasicProperties(delivery_mode=2))
+    finally:
+        conn.close()
+    wait_until(lambda: metric(voter, "events_consumed_total", 'queue="voter.ingest",result="ack"') >= 2)
+    assert requests.get(f"{voter.api}/results/{quote(E)}").json() == {
+        "results": [{"candidate": "Ada Lovelace", "votes": 3}]}
+    assert requests.get(f"{voter.api}/votes").json()["page"]["totalElements"] == 3

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -37,6 +39,7 @@ from events import candidate_data, cloud_event, publish  # noqa: E402
 RATE = float(os.environ.get("BENCH_RATE", "20"))          # writes per second
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
 SIZES = [int(x) for x in os.environ.get("BENCH_VOTES", "1000,5000,10000").split(",")]
+INGEST = int(os.environ.get("BENCH_INGEST", "100000"))   # votes for the ingestion/throughput part
 
 
 def pct(samples, p):
@@ -153,6 +156,60 @@ def results_vs_aggregation(voter, mongo_uri, voter_db, amqp_url, exchange):
     return rows
 
 
+def raw(args):
+    out = subprocess.run([str(Path(os.environ["VOTER_BENCH_BUILD_DIR"]) / "bench" / "raw_votes")] + args,
+                         capture_output=True, text=True, check=True).stdout
+    return dict(kv.split("=") for kv in out.split())
+
+
+def wrk_rps(url, seconds=10):
+    out = subprocess.run(["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", url],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"\s99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    return rps, float(p99.group(1)) * scale
+
+
+def ingestion_and_throughput(voter, mongo_uri, amqp_url, exchange):
+    """INGEST votes through POST /voter/votes/batch (NDJSON, 10k per request) until every
+    batch completed, beside raw insert_many of as many votes; then GET /voter/results
+    throughput over those votes beside the raw per-request aggregation."""
+    title = "Bench Ingest"
+    names = [f"Candidate {i}" for i in range(8)]
+    events = [cloud_event("election.created", f"{2:024x}", 1,
+                          {"id": f"{2:024x}", "title": title, "date": "2020-11-03T00:00:00.000+0000"})]
+    for i, n in enumerate(names):
+        first, last = n.split()
+        cid = f"{200 + i:024x}"
+        events.append(cloud_event("candidate.created", cid, 1, candidate_data(cid, first, last, title)))
+    publish(amqp_url, exchange, events)
+    harness.wait_until(lambda: len(requests.get(f"{voter.url}/voter/candidates/{quote(title)}").json()
+                                   ["candidates"]) == 8, timeout=30)
+    t0 = time.monotonic()
+    locations, sent = [], 0
+    while sent < INGEST:
+        n = min(10000, INGEST - sent)
+        body = "\n".join(json.dumps({"candidate": names[(sent + k) % 8], "election": title}) for k in range(n))
+        r = requests.post(f"{voter.url}/voter/votes/batch", data=body,
+                          headers={"Content-Type": "application/x-ndjson"})
+        assert r.status_code == 202, r.text
+        locations.append(r.headers["Location"])
+        sent += n
+    accepted_s = time.monotonic() - t0
+    for loc in locations:
+        harness.wait_until(lambda: requests.get(loc).json()["status"] == "completed", timeout=1800)
+    service_s = time.monotonic() - t0
+    total = requests.get(f"{voter.url}/voter/results/{quote(title)}/votes").json()["votes"]
+    assert total == INGEST, total
+    raw_ins = raw([mongo_uri, "bench_raw", title, "insert", str(INGEST)])
+    svc_rps, svc_p99 = wrk_rps(f"{voter.url}/voter/results/{quote(title)}")
+    agg = raw([mongo_uri, "bench_raw", title, "aggregate", "10"])
+    return {"accepted_s": accepted_s, "service_s": service_s, "raw_s": float(raw_ins["seconds"]),
+            "svc_rps": svc_rps, "svc_p99": svc_p99, "agg_qps": float(agg["qps"]),
+            "agg_p99": float(agg["p99_ms"])}
+
+
 def main():
     amqp_url, mongo_uri = os.environ["AMQP_URL"], os.environ["MONGODB_URI"]
     exchange = "voter.events"
@@ -168,6 +225,7 @@ def main():
         prop = propagation(election, mongo_uri, "bench_voter")
         raw = raw_rabbit(amqp_url)
         rows = results_vs_aggregation(voter, mongo_uri, "bench_voter", amqp_url, exchange)
+        big = ingestion_and_throughput(voter, mongo_uri, amqp_url, exchange) if INGEST else None
     finally:
         voter.stop()
         election.stop()
@@ -179,6 +237,16 @@ def main():
     out.append("results latency (median) as votes grow: tallies (service, over HTTP) vs per-request aggregation (driver)")
     for size, svc_ms, agg_ms in rows:
         out.append(f"  {size:>7} votes   service {svc_ms:8.2f} ms   aggregation {agg_ms:9.2f} ms   aggregation/service {agg_ms / svc_ms:6.1f}x")
+    if big:
+        out.append(f"bulk ingestion of {INGEST} votes (NDJSON, 10k per request), same FerretDB")
+        out.append(f"  service: all accepted (202) after {big['accepted_s']:.1f} s, all written after "
+                   f"{big['service_s']:.1f} s = {INGEST / big['service_s']:.0f} votes/s")
+        out.append(f"  raw insert_many (500 per call, one client): {big['raw_s']:.1f} s = "
+                   f"{INGEST / big['raw_s']:.0f} votes/s   ratio service/raw {big['raw_s'] / big['service_s']:.2f}")
+        out.append(f"GET /voter/results at {INGEST} votes (wrk 8 connections, 10 s) vs the per-request aggregation")
+        out.append(f"  service (tallies): {big['svc_rps']:.0f} req/s, p99 {big['svc_p99']:.1f} ms")
+        out.append(f"  raw aggregation (mongo-c-driver, one client): {big['agg_qps']:.2f} queries/s, "
+                   f"p99 {big['agg_p99']:.0f} ms   ratio {big['svc_rps'] / big['agg_qps']:.0f}x")
     text = "\n".join(out)
     print(text)
     res = ROOT / "bench" / "results"

@@ -12,6 +12,7 @@
 #define VOTES "votes"
 #define TALLIES "tallies"
 #define IDEM "idempotency"
+#define CHUNKS "chunks"
 /* An idempotency record left "pending" by a crashed request is taken over after this. */
 #define IDEM_PENDING_MS 30000
 
@@ -42,10 +43,10 @@ bool votes_init(mongo_db *db) {
   bson_t *by_election = BCON_NEW("election", BCON_INT32(1), "tallied", BCON_INT32(1));
   bson_t *tallied = BCON_NEW("tallied", BCON_INT32(1));
   bson_t *tally = BCON_NEW("election", BCON_INT32(1));
-  bson_t *chunk = BCON_NEW("chunk", BCON_INT32(1));
+  bson_t *chunk = BCON_NEW("state", BCON_INT32(1));
   bool ok = mongo_create_index(db, VOTES, "election_tallied", by_election, false, &error) &&
             mongo_create_index(db, VOTES, "tallied", tallied, false, &error) &&
-            mongo_create_index(db, VOTES, "chunk", chunk, false, &error) &&
+            mongo_create_index(db, CHUNKS, "state", chunk, false, &error) &&
             mongo_create_index(db, TALLIES, "election", tally, false, &error);
   if (!ok) log_warn("votes: cannot create indexes yet: %s", error.message);
   bson_destroy(by_election);
@@ -282,6 +283,42 @@ static size_t distinct_elections(const vote_in *v, size_t n, const char **out) {
   return k;
 }
 
+/* Per-(election, candidate) counts of a chunk, computed from the message itself. */
+typedef struct {
+  const char *election, *candidate;
+  int64_t n;
+} bucket;
+
+static size_t count_buckets(const vote_in *v, size_t n, bucket *b) {
+  size_t nb = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t k = 0;
+    while (k < nb && (strcmp(b[k].election, v[i].election) != 0 ||
+                      strcmp(b[k].candidate, v[i].candidate) != 0))
+      k++;
+    if (k == nb) b[nb++] = (bucket){v[i].election, v[i].candidate, 0};
+    b[k].n++;
+  }
+  return nb;
+}
+
+static bool set_chunk_counted(mongoc_collection_t *chunks, const char *chunk, bson_error_t *error) {
+  bson_t *filter = BCON_NEW("_id", BCON_UTF8(chunk));
+  bson_t *update = BCON_NEW("$set", "{", "state", BCON_UTF8("counted"), "}");
+  bool ok = mongoc_collection_update_one(chunks, filter, update, NULL, NULL, error);
+  bson_destroy(filter);
+  bson_destroy(update);
+  return ok;
+}
+
+static vs_status recount(mongoc_collection_t *votes, mongoc_collection_t *tallies,
+                         const char *election);
+
+/* A chunk is counted once: its marker {_id: chunk, state, elections} is written before the
+ * votes ("counting") and flipped to "counted" after the tallies. The votes themselves are
+ * stored already counted, so a chunk costs three writes besides the insert, not one per
+ * vote. A redelivered chunk whose marker says "counted" changes nothing; one that says
+ * "counting" (a crash in between) has its elections recounted from the votes. */
 vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char *chunk,
                            int64_t *written) {
   *written = 0;
@@ -289,79 +326,84 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
   mongoc_client_t *client = mongo_acquire(db);
   mongoc_collection_t *votes = mongo_collection(db, client, VOTES);
   mongoc_collection_t *tallies = mongo_collection(db, client, TALLIES);
+  mongoc_collection_t *chunks = mongo_collection(db, client, CHUNKS);
   bson_t **docs = calloc(n, sizeof *docs);
   const char **elections = calloc(n, sizeof *elections);
+  bucket *buckets = calloc(n, sizeof *buckets);
+  if (!docs || !elections || !buckets) abort();
   int64_t now = util_now_ms();
   for (size_t i = 0; i < n; i++) {
     bson_oid_t oid;
     bson_oid_init_from_string(&oid, v[i].id);
     docs[i] = BCON_NEW("_id", BCON_OID(&oid), "candidate", BCON_UTF8(v[i].candidate), "election",
                        BCON_UTF8(v[i].election), "createdAt", BCON_DATE_TIME(now), "tallied",
-                       BCON_BOOL(false), "deleted", BCON_BOOL(false), "chunk", BCON_UTF8(chunk));
+                       BCON_BOOL(true), "deleted", BCON_BOOL(false), "chunk", BCON_UTF8(chunk));
   }
   size_t ne = distinct_elections(v, n, elections);
   for (size_t e = 0; e < ne; e++) election_lock(elections[e]);
   bson_error_t error;
   vs_status st = VS_OK;
-  /* Unordered: on a redelivered chunk the votes already written collide on _id and the
-   * rest still go in. */
-  bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
-  if (!mongoc_collection_insert_many(votes, (const bson_t **)docs, n, opts, NULL, &error) &&
-      !mongo_is_duplicate(&error)) {
-    st = db_error("insert votes", &error);
+
+  /* the marker, with the elections a recount would need */
+  bson_t marker = BSON_INITIALIZER, arr;
+  BSON_APPEND_UTF8(&marker, "_id", chunk);
+  BSON_APPEND_UTF8(&marker, "state", "counting");
+  BSON_APPEND_DATE_TIME(&marker, "createdAt", now);
+  BSON_APPEND_ARRAY_BEGIN(&marker, "elections", &arr);
+  for (size_t e = 0; e < ne; e++) {
+    char key[24];
+    snprintf(key, sizeof key, "%zu", e);
+    BSON_APPEND_UTF8(&arr, key, elections[e]);
   }
-  bson_destroy(opts);
-  /* Count exactly the votes of this chunk that are not yet counted. */
-  if (st == VS_OK) {
-    /* By chunk, not by an $in over the ids: an equality the server evaluates cheaply (FerretDB
-     * scans, and an $in of hundreds of ids per document made big batches time out). */
-    bson_t filter = BSON_INITIALIZER;
-    BSON_APPEND_UTF8(&filter, "chunk", chunk);
-    BSON_APPEND_BOOL(&filter, "tallied", false);
-    BSON_APPEND_BOOL(&filter, "deleted", false);
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(votes, &filter, NULL, NULL);
-    const bson_t *doc;
-    /* per (election, candidate) counts of the uncounted votes */
-    typedef struct {
-      char *election, *candidate;
-      int64_t n;
-    } bucket;
-    bucket *buckets = calloc(n, sizeof *buckets);
-    size_t nb = 0;
-    while (mongoc_cursor_next(cur, &doc)) {
-      bson_iter_t it;
-      const char *c = NULL, *e = NULL;
-      if (bson_iter_init_find(&it, doc, "candidate")) c = bson_iter_utf8(&it, NULL);
-      if (bson_iter_init_find(&it, doc, "election")) e = bson_iter_utf8(&it, NULL);
-      if (!c || !e) continue;
-      size_t b = 0;
-      while (b < nb && (strcmp(buckets[b].election, e) != 0 || strcmp(buckets[b].candidate, c) != 0)) b++;
-      if (b == nb) buckets[nb].election = strdup(e), buckets[nb].candidate = strdup(c), nb++;
-      buckets[b].n++;
+  bson_append_array_end(&marker, &arr);
+  bool fresh = mongoc_collection_insert_one(chunks, &marker, NULL, NULL, &error);
+  bool redo = false;
+  if (!fresh) {
+    if (!mongo_is_duplicate(&error)) {
+      st = db_error("chunk marker", &error);
+    } else {
+      bson_t *filter = BCON_NEW("_id", BCON_UTF8(chunk));
+      mongoc_cursor_t *cur = mongoc_collection_find_with_opts(chunks, filter, NULL, NULL);
+      const bson_t *doc;
+      const char *state = NULL;
+      if (mongoc_cursor_next(cur, &doc)) state = mongo_doc_str(doc, "state");
+      redo = !state || strcmp(state, "counted") != 0; /* interrupted: recount below */
+      mongoc_cursor_destroy(cur);
+      bson_destroy(filter);
     }
-    if (mongoc_cursor_error(cur, &error)) st = db_error("find uncounted", &error);
-    mongoc_cursor_destroy(cur);
+  }
+  bson_destroy(&marker);
+  if (st == VS_OK && (fresh || redo)) {
+    /* Unordered: on a redelivered chunk the votes already written collide on _id and the
+     * rest still go in. */
+    bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
+    if (!mongoc_collection_insert_many(votes, (const bson_t **)docs, n, opts, NULL, &error) &&
+        !mongo_is_duplicate(&error))
+      st = db_error("insert votes", &error);
+    bson_destroy(opts);
+  }
+  if (st == VS_OK && fresh) {
+    size_t nb = count_buckets(v, n, buckets);
     for (size_t b = 0; st == VS_OK && b < nb; b++) {
       if (!tally_add(tallies, buckets[b].election, buckets[b].candidate, buckets[b].n, &error))
         st = db_error("tally", &error);
       else
         *written += buckets[b].n;
     }
-    if (st == VS_OK) {
-      bson_t *update = BCON_NEW("$set", "{", "tallied", BCON_BOOL(true), "}");
-      mongoc_collection_update_many(votes, &filter, update, NULL, NULL, &error);
-      bson_destroy(update);
-    }
-    for (size_t b = 0; b < nb; b++) free(buckets[b].election), free(buckets[b].candidate);
-    free(buckets);
-    bson_destroy(&filter);
+  } else if (st == VS_OK && redo) {
+    for (size_t e = 0; st == VS_OK && e < ne; e++) st = recount(votes, tallies, elections[e]);
+    *written = (int64_t)n;
   }
+  if (st == VS_OK && (fresh || redo) && !set_chunk_counted(chunks, chunk, &error))
+    st = db_error("chunk marker", &error); /* stays "counting": reconciliation recounts */
   for (size_t e = ne; e-- > 0;) election_unlock(elections[e]);
   for (size_t i = 0; i < n; i++) bson_destroy(docs[i]);
   free(docs);
   free(elections);
+  free(buckets);
   mongoc_collection_destroy(votes);
   mongoc_collection_destroy(tallies);
+  mongoc_collection_destroy(chunks);
   mongo_release(db, client);
   return st;
 }
@@ -498,6 +540,24 @@ vs_status votes_reconcile(mongo_db *db, int64_t age_ms, int *elections) {
   bson_error_t error;
   vs_status st = mongoc_cursor_error(cur, &error) ? db_error("find uncounted", &error) : VS_OK;
   mongoc_cursor_destroy(cur);
+  /* chunks a crash left between marker and tallies */
+  mongoc_collection_t *chunks = mongo_collection(db, client, CHUNKS);
+  bson_t *stuck = BCON_NEW("state", BCON_UTF8("counting"), "createdAt", "{", "$lt",
+                           BCON_DATE_TIME(util_now_ms() - age_ms), "}");
+  json_t *stuck_ids = json_array();
+  cur = mongoc_collection_find_with_opts(chunks, stuck, NULL, NULL);
+  while (st == VS_OK && mongoc_cursor_next(cur, &doc)) {
+    bson_iter_t it, e;
+    const char *id = mongo_doc_str(doc, "_id");
+    if (id) json_array_append_new(stuck_ids, json_string(id));
+    if (bson_iter_init_find(&it, doc, "elections") && BSON_ITER_HOLDS_ARRAY(&it) &&
+        bson_iter_recurse(&it, &e))
+      while (bson_iter_next(&e))
+        if (BSON_ITER_HOLDS_UTF8(&e)) json_object_set_new(names, bson_iter_utf8(&e, NULL), json_true());
+  }
+  if (mongoc_cursor_error(cur, &error)) st = db_error("find interrupted chunks", &error);
+  mongoc_cursor_destroy(cur);
+  bson_destroy(stuck);
   const char *election;
   json_t *unused;
   json_object_foreach(names, election, unused) {
@@ -511,6 +571,14 @@ vs_status votes_reconcile(mongo_db *db, int64_t age_ms, int *elections) {
                  json_pack("{s:s}", "election", election));
     }
   }
+  size_t i;
+  json_t *sid;
+  json_array_foreach(stuck_ids, i, sid) {
+    if (st == VS_OK && !set_chunk_counted(chunks, json_string_value(sid), &error))
+      st = db_error("chunk marker", &error);
+  }
+  json_decref(stuck_ids);
+  mongoc_collection_destroy(chunks);
   json_decref(names);
   bson_destroy(filter);
   bson_destroy(opts);

@@ -2,6 +2,7 @@
  *
  * Documents:
  *   votes:       {_id: ObjectId, candidate, election, createdAt, tallied, deleted, chunk?}
+ *   chunks:      {_id: chunk, state: "counting"|"counted", elections, createdAt}
  *   tallies:     {_id: "<election>\x1f<candidate>", election, candidate, votes}
  *   idempotency: {_id: key, fingerprint, state: "pending"|"done", status, response, createdAt}
  *
@@ -10,7 +11,8 @@
  * marked tallied; every change to one election's tallies in this process holds that
  * election's lock. A crash between those steps leaves tallied: false behind, and
  * votes_reconcile() (at start-up and periodically) recomputes the affected elections'
- * tallies from the votes themselves, the source of truth. */
+ * tallies from the votes themselves, the source of truth. Bulk chunks are counted as a whole:
+ * a marker per chunk instead of a flag per vote (see votes_insert_many). */
 #ifndef VOTER_VOTES_H
 #define VOTER_VOTES_H
 
