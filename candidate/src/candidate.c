@@ -121,11 +121,6 @@ static json_t *body_to_item(const json_t *body, const char *id, int64_t version)
   return item;
 }
 
-static void append_optional(bson_t *dst, const char *key, const char *value) {
-  if (value) BSON_APPEND_UTF8(dst, key, value);
-  else BSON_APPEND_NULL(dst, key);
-}
-
 /* Appends the entity's fields (and the uniqueness key) from a validated body. */
 static void append_fields(bson_t *dst, const json_t *body) {
   const char *first = jsonv_str(body, "firstName"), *last = jsonv_str(body, "lastName");
@@ -138,10 +133,10 @@ static void append_fields(bson_t *dst, const json_t *body) {
   BSON_APPEND_UTF8(dst, "firstName", first);
   BSON_APPEND_UTF8(dst, "lastName", last);
   BSON_APPEND_UTF8(dst, "fullName", full);
-  append_optional(dst, "politicalParty", jsonv_str(body, "politicalParty"));
+  mongo_append_str_or_null(dst, "politicalParty", jsonv_str(body, "politicalParty"));
   BSON_APPEND_UTF8(dst, "election", election);
-  append_optional(dst, "homeState", jsonv_str(body, "homeState"));
-  append_optional(dst, EXPERIENCE, experience(body));
+  mongo_append_str_or_null(dst, "homeState", jsonv_str(body, "homeState"));
+  mongo_append_str_or_null(dst, EXPERIENCE, experience(body));
   BSON_APPEND_UTF8(dst, "nameKey", key);
   free(key);
   free(full);

@@ -72,11 +72,6 @@ static json_t *body_to_item(const json_t *body, const char *id, int64_t version)
                    (json_int_t)version);
 }
 
-static void append_optional(bson_t *dst, const char *key, const char *value) {
-  if (value) BSON_APPEND_UTF8(dst, key, value);
-  else BSON_APPEND_NULL(dst, key);
-}
-
 static void append_fields(bson_t *dst, const json_t *body) {
   const char *title = jsonv_str(body, "title");
   int64_t ms = 0;
@@ -84,8 +79,8 @@ static void append_fields(bson_t *dst, const json_t *body) {
   BSON_APPEND_UTF8(dst, "title", title);
   BSON_APPEND_UTF8(dst, "titleKey", title);
   BSON_APPEND_DATE_TIME(dst, "date", ms);
-  append_optional(dst, "electionType", jsonv_str(body, "electionType"));
-  append_optional(dst, "description", jsonv_str(body, "description"));
+  mongo_append_str_or_null(dst, "electionType", jsonv_str(body, "electionType"));
+  mongo_append_str_or_null(dst, "description", jsonv_str(body, "description"));
 }
 
 /* Absent optional fields are null in the representation: drop them, and the read-only

@@ -279,7 +279,7 @@ static int relay_collection(ev_relay *r, mongoc_client_t *client, const char *na
   return rc;
 }
 
-/* One pass over every collection. Returns true when something may remain (a full batch). */
+/* One pass over every collection: publishes what is pending, up to a batch per collection. */
 static void relay_pass(ev_relay *r) {
   if (mq_ensure(r->mq) != 0) {
     r->broker_up = false;

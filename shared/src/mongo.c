@@ -132,6 +132,11 @@ bool mongo_doc_bool(const bson_t *doc, const char *key) {
   return bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_BOOL(&it) && bson_iter_bool(&it);
 }
 
+void mongo_append_str_or_null(bson_t *dst, const char *key, const char *value) {
+  if (value) BSON_APPEND_UTF8(dst, key, value);
+  else BSON_APPEND_NULL(dst, key);
+}
+
 json_t *mongo_doc_json_str(const bson_t *doc, const char *key) {
   const char *s = mongo_doc_str(doc, key);
   return s ? json_string(s) : json_null();

@@ -60,42 +60,13 @@ bool replicas_list(mongo_db *db, const char *collection, const char *field, cons
     pattern = util_regex_escape(value);
     BSON_APPEND_REGEX(&filter, field, pattern, "");
   }
-  bson_t opts = BSON_INITIALIZER, sort;
-  BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
-  bool has_id = false;
-  for (int i = 0; i < page->nsort; i++) {
-    BSON_APPEND_INT32(&sort, page->sort_fields[i], page->sort_dirs[i]);
-    has_id |= strcmp(page->sort_fields[i], "_id") == 0;
-  }
-  if (!has_id) BSON_APPEND_INT32(&sort, "_id", 1);
-  bson_append_document_end(&opts, &sort);
-  BSON_APPEND_INT64(&opts, "skip", page->page * page->size);
-  BSON_APPEND_INT64(&opts, "limit", page->size);
   mongoc_client_t *client = mongo_acquire(db);
   mongoc_collection_t *coll = mongo_collection(db, client, collection);
   bson_error_t error;
-  bool ok = true;
-  *items = NULL;
-  *total = mongoc_collection_count_documents(coll, &filter, NULL, NULL, NULL, &error);
-  if (*total < 0) {
-    ok = false;
-  } else {
-    json_t *arr = json_array();
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
-    const bson_t *doc;
-    while (mongoc_cursor_next(cur, &doc)) json_array_append_new(arr, doc_to_item(doc));
-    if (mongoc_cursor_error(cur, &error)) {
-      ok = false;
-      json_decref(arr);
-    } else {
-      *items = arr;
-    }
-    mongoc_cursor_destroy(cur);
-  }
+  bool ok = mongo_find_page(coll, &filter, page, doc_to_item, items, total, &error);
   if (!ok) log_warn("replicas: reading %s failed: %s", collection, error.message);
   mongoc_collection_destroy(coll);
   mongo_release(db, client);
-  bson_destroy(&opts);
   bson_destroy(&filter);
   free(pattern);
   return ok;

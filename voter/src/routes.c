@@ -62,8 +62,7 @@ static void list_votes(void *ctx, const http_request *req, http_response *res) {
   if (hal_parse_page(req, res, vote_sort, &page) != 0) return;
   json_t *items;
   int64_t total;
-  vs_status st = votes_list(app->db, page.page, page.size, page.sort_fields, page.sort_dirs,
-                            page.nsort, &items, &total);
+  vs_status st = votes_list(app->db, &page, &items, &total);
   if (st != VS_OK) return reply_status(res, st);
   size_t i;
   json_t *item;

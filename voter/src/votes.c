@@ -230,44 +230,16 @@ vs_status votes_delete(mongo_db *db, const char *id) {
   return st;
 }
 
-vs_status votes_list(mongo_db *db, int64_t page, int64_t size, const char *const *sort_fields,
-                     const int *sort_dirs, int nsort, json_t **items, int64_t *total) {
+vs_status votes_list(mongo_db *db, const mongo_page *page, json_t **items, int64_t *total) {
   bson_t *filter = BCON_NEW("deleted", BCON_BOOL(false));
-  bson_t opts = BSON_INITIALIZER, sort;
-  BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
-  bool has_id = false;
-  for (int i = 0; i < nsort; i++) {
-    BSON_APPEND_INT32(&sort, sort_fields[i], sort_dirs[i]);
-    has_id |= strcmp(sort_fields[i], "_id") == 0;
-  }
-  if (!has_id) BSON_APPEND_INT32(&sort, "_id", 1);
-  bson_append_document_end(&opts, &sort);
-  BSON_APPEND_INT64(&opts, "skip", page * size);
-  BSON_APPEND_INT64(&opts, "limit", size);
   mongoc_client_t *client = mongo_acquire(db);
   mongoc_collection_t *votes = mongo_collection(db, client, VOTES);
   bson_error_t error;
   vs_status st = VS_OK;
-  *items = NULL;
-  *total = mongoc_collection_count_documents(votes, filter, NULL, NULL, NULL, &error);
-  if (*total < 0) {
-    st = db_error("count votes", &error);
-  } else {
-    json_t *arr = json_array();
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(votes, filter, &opts, NULL);
-    const bson_t *doc;
-    while (mongoc_cursor_next(cur, &doc)) json_array_append_new(arr, doc_to_vote(doc));
-    if (mongoc_cursor_error(cur, &error)) {
-      st = db_error("list votes", &error);
-      json_decref(arr);
-    } else {
-      *items = arr;
-    }
-    mongoc_cursor_destroy(cur);
-  }
+  if (!mongo_find_page(votes, filter, page, doc_to_vote, items, total, &error))
+    st = db_error("list votes", &error);
   mongoc_collection_destroy(votes);
   mongo_release(db, client);
-  bson_destroy(&opts);
   bson_destroy(filter);
   return st;
 }

@@ -47,9 +47,8 @@ vs_status votes_check(mongo_db *db, const char *candidate, const char *election)
 vs_status votes_create(mongo_db *db, const char *candidate, const char *election, json_t **item);
 vs_status votes_get(mongo_db *db, const char *id, json_t **item);
 vs_status votes_delete(mongo_db *db, const char *id);
-/* HAL page of votes; sort fields are storage names. */
-vs_status votes_list(mongo_db *db, int64_t page, int64_t size, const char *const *sort_fields,
-                     const int *sort_dirs, int nsort, json_t **items, int64_t *total);
+/* A page of live votes (sort fields are storage names). */
+vs_status votes_list(mongo_db *db, const mongo_page *page, json_t **items, int64_t *total);
 
 /* Inserts votes whose ids are set (duplicates from a redelivery are skipped) and counts the
  * ones of this chunk not yet counted; chunk names this group of votes uniquely and is the

@@ -44,6 +44,9 @@ bool mongo_doc_bool(const bson_t *doc, const char *key);
 /* A string member as JSON, null when absent. */
 json_t *mongo_doc_json_str(const bson_t *doc, const char *key);
 
+/* Appends a string member, or null when value is NULL (an optional field left out). */
+void mongo_append_str_or_null(bson_t *dst, const char *key, const char *value);
+
 #define MONGO_MAX_SORT 4
 
 /* One page of a sorted collection, in storage terms. */
