@@ -620,6 +620,7 @@ gw_conf *gw_conf_parse(const char *text, size_t len, char *err, size_t errlen) {
   c->pool_max_idle = get_int(&p, pool, "pool", "max_idle_per_upstream", 64, 0, 10000);
   c->buffer_bytes = (size_t)get_int(&p, pool, "pool", "buffer_bytes", 65536, 4096, 16777216);
   c->fast_wait_us = get_int(&p, pool, "pool", "fast_wait_us", 500, 0, 100000);
+  c->io_uring = get_bool(&p, pool, "pool", "io_uring", true);
 
   json_t *trusted = json_object_get(root, "trusted_proxies");
   if (trusted) {

@@ -138,6 +138,7 @@ typedef struct gw_conf {
   int pool_max_idle;
   size_t buffer_bytes;      /* per-request streaming buffer, each direction */
   int fast_wait_us;         /* fast path: how long a worker may wait for a quick upstream answer */
+  bool io_uring;            /* batch upstream sends with io_uring when the kernel allows it */
   /* documents */
   char *openapi_path;
   char *openapi;            /* the file's content, NULL when absent */

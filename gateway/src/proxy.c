@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <http_parser.h>
+#include <liburing.h>
 #include <limits.h>
 #include <signal.h>
 #include <microhttpd.h>
@@ -167,6 +168,10 @@ struct exchange {
   struct MHD_Response *pending; /* response made, waiting for a chance to queue it */
   buf resp;
   uint64_t bytes_out;
+  /* batched sends (see flush_sends) and deferred answers (see on_deferred) */
+  bool send_queued, deferring;
+  unsigned defer_attempt;
+  int64_t defer_deadline_ns;
 };
 
 struct worker {
@@ -191,6 +196,7 @@ struct worker {
   exchange *spare; /* finished exchanges kept for reuse (linked by active_next) */
   /* fast path outcomes (see fast_wait), read by the metrics renderer */
   _Atomic uint64_t fast[FAST_RESULTS];
+  _Atomic uint64_t batched_sends, batches; /* flush_sends, read by the metrics renderer */
   int nspare;
   int inflight;
   bool need_run, quiesced;
@@ -199,6 +205,19 @@ struct worker {
   int64_t next_tick_ms, next_sweep_ms;
   int64_t now_ms; /* monotonic ms, refreshed once per loop iteration (timeouts, pools) */
   uint64_t rng;
+  /* upstream sends queued while libmicrohttpd runs, flushed in one io_uring submission */
+  struct io_uring ring;
+  bool uring;
+  bool in_mhd;   /* inside MHD_run */
+  bool mhd_work; /* the last MHD_run did more than poll deferred exchanges */
+  int ndeferred;
+  struct flushent {
+    exchange *ex;
+    uconn *uc;
+    unsigned attempt;
+    int res;
+  } *flush;
+  int nflush, flushcap;
   char scratch[65536];
 };
 
@@ -536,7 +555,12 @@ static bool has_response(const exchange *ex) { return ex->local || ex->pending; 
  * becomes ready mid-upload waits: the client is resumed, the rest of its body is discarded
  * and on_complete queues the response. */
 static void wake_client(exchange *ex) {
-  if (ex->completed || !ex->suspended) return;
+  if (ex->completed) return;
+  if (ex->deferring) { /* libmicrohttpd asks again on its next run (on_deferred) */
+    ex->w->need_run = true;
+    return;
+  }
+  if (!ex->suspended) return;
   if (!ex->response_queued && has_response(ex) && ex->at_complete) {
     if (ex->local) queue_local(ex);
     else queue_pending(ex);
@@ -824,8 +848,34 @@ static void update_events(exchange *ex) {
   uc_events(uc, ev);
 }
 
+#define RING_ENTRIES 256
+
+/* Sending a whole request upstream while libmicrohttpd runs: queue it, and send all of
+ * this run's requests with one io_uring submission afterwards (flush_sends). Why: an
+ * upstream on the same CPU is woken by the first send and, on a kernel that preempts at the
+ * return from the system call, runs at once — with one send() per request it wakes (and
+ * preempts the gateway) once per request and handles one request per wake-up. One
+ * submission for all of them wakes it once, and it then finds them all. */
+static bool queue_send(exchange *ex) {
+  worker *w = ex->w;
+  if (!w->in_mhd || !w->uring || (ex->has_body && !ex->body_done)) return false;
+  if (ex->send_queued) return true;
+  if (w->nflush == w->flushcap) {
+    int cap = w->flushcap ? w->flushcap * 2 : 64;
+    struct flushent *f = realloc(w->flush, (size_t)cap * sizeof *f);
+    if (!f) return false;
+    w->flush = f;
+    w->flushcap = cap;
+  }
+  w->flush[w->nflush++] = (struct flushent){.ex = ex, .uc = ex->uc, .attempt = ex->attempt};
+  ex->send_queued = true;
+  ex->refs++;
+  return true;
+}
+
 static void up_write(exchange *ex) {
   uconn *uc = ex->uc;
+  if (buf_pending(&ex->req) && queue_send(ex)) return;
   while (buf_pending(&ex->req)) {
     ssize_t n = send(uc->fd, ex->req.data + ex->req.off, buf_pending(&ex->req), MSG_NOSIGNAL);
     if (n > 0) {
@@ -842,6 +892,67 @@ static void up_write(exchange *ex) {
   /* a client waiting for buffer space may go on */
   if (ex->suspended && !ex->body_done && !has_response(ex)) resume(ex);
   update_events(ex);
+}
+
+static bool flush_valid(const struct flushent *f) {
+  return !f->ex->completed && f->ex->uc == f->uc && f->ex->attempt == f->attempt &&
+         buf_pending(&f->ex->req) > 0;
+}
+
+static void flush_sends(worker *w) {
+  if (!w->nflush) return;
+  for (int i = 0; i < w->nflush;) {
+    int batch = w->nflush - i < RING_ENTRIES ? w->nflush - i : RING_ENTRIES;
+    for (int j = i; j < i + batch; j++) {
+      struct flushent *f = &w->flush[j];
+      struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+      f->res = -EAGAIN; /* not sent: up_write sends it directly below */
+      if (!sqe) abort(); /* the ring is empty at the start of every batch */
+      if (flush_valid(f)) {
+        exchange *ex = f->ex;
+        io_uring_prep_send(sqe, f->uc->fd, ex->req.data + ex->req.off, buf_pending(&ex->req),
+                           MSG_NOSIGNAL | MSG_DONTWAIT);
+      } else {
+        io_uring_prep_nop(sqe);
+      }
+      io_uring_sqe_set_data64(sqe, (uint64_t)j);
+    }
+    int rc = io_uring_submit_and_wait(&w->ring, (unsigned)batch);
+    atomic_store_explicit(&w->batches, atomic_load_explicit(&w->batches, memory_order_relaxed) + 1,
+                          memory_order_relaxed); /* only this worker writes them */
+    atomic_store_explicit(&w->batched_sends,
+                          atomic_load_explicit(&w->batched_sends, memory_order_relaxed) + (uint64_t)batch,
+                          memory_order_relaxed);
+    if (rc < 0) log_warn("gateway: io_uring submission failed: %s", strerror(-rc));
+    struct io_uring_cqe *cqe;
+    unsigned head, seen = 0;
+    io_uring_for_each_cqe(&w->ring, head, cqe) {
+      uint64_t j = io_uring_cqe_get_data64(cqe);
+      if (j < (uint64_t)w->nflush) w->flush[j].res = cqe->res;
+      seen++;
+    }
+    io_uring_cq_advance(&w->ring, seen);
+    i += batch;
+  }
+  int n = w->nflush;
+  w->nflush = 0;
+  for (int j = 0; j < n; j++) {
+    struct flushent *f = &w->flush[j];
+    exchange *ex = f->ex;
+    ex->send_queued = false;
+    if (flush_valid(f)) {
+      if (f->res > 0) {
+        ex->req.off += (size_t)f->res;
+        ex->progress_ms = w->now_ms;
+        up_write(ex); /* the rest, if any, and the bookkeeping after a write */
+      } else if (f->res == -EAGAIN || f->res == -EINTR) {
+        up_write(ex);
+      } else {
+        upstream_failed(ex, FAIL_IO, "write to upstream failed");
+      }
+    }
+    ex_unref(ex);
+  }
 }
 
 static void up_read(exchange *ex) {
@@ -1265,11 +1376,25 @@ static void serve_metrics(exchange *ex) {
   char *mine = gw_stats_render(all, nworkers);
   gw_replica_publish_metrics();
   char *shared = metrics_render();
-  char fast[1024];
+  char fast[2048];
+  unsigned long long batched = 0, batches = 0;
+  int uring = 0;
+  for (int i = 0; i < nworkers; i++) {
+    batched += atomic_load_explicit(&workers[i].batched_sends, memory_order_relaxed);
+    batches += atomic_load_explicit(&workers[i].batches, memory_order_relaxed);
+    uring += workers[i].uring;
+  }
   int fn = snprintf(fast, sizeof fast,
-                    "# HELP gateway_fast_path_total Requests whose upstream answer the worker "
-                    "waited for in the access handler, by outcome.\n"
-                    "# TYPE gateway_fast_path_total counter\n");
+                    "# HELP gateway_io_uring_workers Workers that batch upstream sends with io_uring.\n"
+                    "# TYPE gateway_io_uring_workers gauge\ngateway_io_uring_workers %d\n"
+                    "# HELP gateway_batched_sends_total Upstream request sends made in batches.\n"
+                    "# TYPE gateway_batched_sends_total counter\ngateway_batched_sends_total %llu\n"
+                    "# HELP gateway_send_batches_total io_uring submissions that carried them.\n"
+                    "# TYPE gateway_send_batches_total counter\ngateway_send_batches_total %llu\n"
+                    "# HELP gateway_fast_path_total Requests answered without suspending the client "
+                    "connection (waited for in the access handler, or deferred), by outcome.\n"
+                    "# TYPE gateway_fast_path_total counter\n",
+                    uring, batched, batches);
   for (int r = 0; r < FAST_RESULTS && fn > 0 && (size_t)fn < sizeof fast; r++) {
     unsigned long long v = 0;
     for (int i = 0; i < nworkers; i++) v += atomic_load_explicit(&workers[i].fast[r], memory_order_relaxed);
@@ -1590,6 +1715,8 @@ static void too_large_midway(exchange *ex) {
 }
 
 /* A body piece arrived. Returns MHD_NO to drop the connection. */
+static bool w_batches(const exchange *ex) { return ex->w->uring && ex->conf->fast_wait_us > 0; }
+
 static enum MHD_Result on_body_data(exchange *ex, const char *data, size_t *size) {
   size_t n = *size;
   if (ex->raw_sent || ex->local || ex->pending) { /* answered already: drop the rest */
@@ -1632,7 +1759,11 @@ static enum MHD_Result on_body_data(exchange *ex, const char *data, size_t *size
   ex->body_seen += want;
   *size = n - want;
   if (*size) suspend(ex);
-  if (ex->uc && !ex->uc->connecting) up_write(ex);
+  /* a small body goes out with the rest of the request when it is complete (in the
+   * batch, see queue_send); bytes are held back only while they fill less than half the
+   * buffer, so a large upload streams */
+  bool hold = !*size && w_batches(ex) && buf_pending(&ex->req) < ex->req.cap / 2;
+  if (ex->uc && !ex->uc->connecting && !hold) up_write(ex);
   return MHD_YES;
 }
 
@@ -1718,6 +1849,68 @@ static void fast_wait(exchange *ex) {
   fast_count(w, result);
 }
 
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Deferred answers: the batched counterpart of fast_wait, used when sends are batched
+ * (queue_send). The final access-handler call neither waits nor suspends: it returns with
+ * no response, libmicrohttpd asks again on each of its runs, and the answer is queued on
+ * the first run after it arrived — for all the requests of a batch in one run. A request
+ * not answered within fast_wait_us is suspended like any other (no more polling). */
+static bool defer_start(exchange *ex) {
+  uconn *uc = ex->uc;
+  worker *w = ex->w;
+  if (!ex->send_queued || ex->conf->fast_wait_us <= 0 || !uc || uc->connecting || !uc->reused ||
+      ex->head_done)
+    return false;
+  struct pool *p = &w->pools[uc->rep->id];
+  if (p->fast_skip) {
+    p->fast_skip--;
+    fast_count(w, FAST_SKIPPED);
+    return false;
+  }
+  ex->deferring = true;
+  ex->defer_attempt = ex->attempt;
+  ex->defer_deadline_ns = now_ns() + (int64_t)ex->conf->fast_wait_us * 1000;
+  w->ndeferred++;
+  return true;
+}
+
+static void defer_end(exchange *ex, int result) {
+  if (!ex->deferring) return;
+  ex->deferring = false;
+  ex->w->ndeferred--;
+  if (result >= 0) fast_count(ex->w, result);
+}
+
+static enum MHD_Result on_deferred(exchange *ex) {
+  worker *w = ex->w;
+  if (ex->local) {
+    defer_end(ex, FAST_RETRIED);
+    return queue_local(ex);
+  }
+  if (ex->pending) {
+    bool same = ex->attempt == ex->defer_attempt;
+    defer_end(ex, !same ? FAST_RETRIED : ex->up_done ? FAST_ANSWERED : FAST_STREAMED);
+    if (same && ex->up_done) w->pools[ex->tried[ex->ntried - 1]->id].fast_backoff = 0;
+    return queue_pending(ex);
+  }
+  if (now_ns() < ex->defer_deadline_ns) return MHD_YES; /* still waiting: nothing done */
+  w->mhd_work = true;
+  if (ex->uc && ex->attempt == ex->defer_attempt) { /* out of time: not that quick */
+    struct pool *p = &w->pools[ex->uc->rep->id];
+    p->fast_skip = p->fast_backoff;
+    p->fast_backoff = p->fast_backoff < 512 ? p->fast_backoff * 2 + 1 : 1023;
+  }
+  defer_end(ex, FAST_TIMEOUT);
+  suspend(ex);
+  if (ex->uc) update_events(ex);
+  return MHD_YES;
+}
+
 static enum MHD_Result on_complete(exchange *ex) {
   if (ex->raw_sent) return MHD_NO; /* the 413 is out; close */
   ex->at_complete = true;
@@ -1738,7 +1931,8 @@ static enum MHD_Result on_complete(exchange *ex) {
     if (ex->uc && !ex->uc->connecting) up_write(ex);
     if (ex->local) return queue_local(ex); /* the write failed for good */
   }
-  if (!ex->pending) {
+  if (!ex->pending && !ex->local && defer_start(ex)) return MHD_YES;
+  if (!ex->pending && !ex->send_queued) {
     fast_wait(ex);
     if (ex->local) return queue_local(ex); /* failed for good while waiting */
   }
@@ -1755,6 +1949,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   (void)cls, (void)url, (void)conn;
   exchange *ex = *con_cls;
   if (!ex) return MHD_NO;
+  if (ex->deferring && !*upload_data_size) return on_deferred(ex);
+  ex->w->mhd_work = true;
   if (!ex->started) {
     ex->started = true;
     on_headers(ex, method, version);
@@ -1822,6 +2018,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   *con_cls = NULL;
   worker *w = ex->w;
   ex->completed = true;
+  w->mhd_work = true;
+  defer_end(ex, -1);
   log_exchange(ex, toe);
   if (ex->uc) up_detach(ex, false); /* ended before the upstream did: not reusable */
   active_del(ex);
@@ -1850,7 +2048,7 @@ static void check_timeouts(worker *w, int64_t now) {
     }
     /* waiting on the client (it is slow to send its body or to read ours) is not the
      * upstream's fault: the client's own timeout covers that */
-    bool waiting_client = (!ex->body_done && buf_pending(&ex->req) == 0 && !ex->suspended) ||
+    bool waiting_client = (!ex->body_done && !ex->suspended && !(ex->uc->events & EPOLLOUT)) ||
                           (ex->head_done && ex->up_paused);
     if (waiting_client) {
       ex->progress_ms = now;
@@ -1900,6 +2098,9 @@ static void *worker_main(void *arg) {
     int timeout = 1000;
     MHD_UNSIGNED_LONG_LONG mt;
     if (MHD_get_timeout(w->d, &mt) == MHD_YES && mt < (MHD_UNSIGNED_LONG_LONG)timeout) timeout = (int)mt;
+    /* libmicrohttpd asks to run again at once while exchanges are deferred; when its last
+     * run only polled those, the upstream events (or 1 ms) are what is worth waiting for */
+    if (timeout == 0 && w->ndeferred > 0 && !w->mhd_work) timeout = 1;
     if (w->active && timeout > TIMER_TICK_MS) timeout = TIMER_TICK_MS;
     if (w->quiesced && timeout > 50) timeout = 50;
     if (w->need_run) timeout = 0;
@@ -1940,7 +2141,11 @@ static void *worker_main(void *arg) {
     }
     if (run || w->need_run || timeout == 0 || n == 0) {
       w->need_run = false;
+      w->mhd_work = false;
+      w->in_mhd = true;
       MHD_run(w->d);
+      w->in_mhd = false;
+      flush_sends(w);
     }
     if (w->log.len >= 32768) gw_alog_flush(&w->log);
   }
@@ -2039,6 +2244,12 @@ int gw_proxy_start(gw_conf *c) {
     if (!di || w->epfd < 0 || w->wakefd < 0) return -1;
     ws_set(w, di->epoll_fd, EPOLLIN, &w->tag_mhd, EPOLL_CTL_ADD);
     ws_set(w, w->wakefd, EPOLLIN, &w->tag_wake, EPOLL_CTL_ADD);
+    if (c->io_uring) {
+      int rc = io_uring_queue_init(RING_ENTRIES, &w->ring, 0);
+      w->uring = rc == 0;
+      if (rc != 0 && i == 0)
+        log_warn("gateway: io_uring unavailable (%s): upstream sends are not batched", strerror(-rc));
+    }
   }
   for (int i = 0; i < nworkers; i++) {
     /* workers ignore signals: the main thread handles them */
@@ -2074,6 +2285,11 @@ void gw_proxy_stop(void) {
     }
     free(w->rr);
     for (int k = 0; k < w->npools; k++) free(w->pools[k].ok_labels);
+    if (w->uring) io_uring_queue_exit(&w->ring);
+    w->uring = false;
+    free(w->flush);
+    w->flush = NULL;
+    w->flushcap = 0;
     spare_free(w);
     free(w->pools);
     gw_stats_free(w->stats);
