@@ -420,15 +420,19 @@ def gateway(request, tmp_path):
     request.node._voter_services = []
 
     def start(config: Optional[dict], env: Optional[dict] = None, wait: bool = True,
-              config_path: Optional[Path] = None) -> Gateway:
-        """config: written to a temporary file; or config=None and config_path=FILE."""
+              config_path: Optional[Path] = None, program: Optional[Path] = None) -> Gateway:
+        """config: written to a temporary file; or config=None and config_path=FILE.
+        program: an executable run instead of the gateway binary (a wrapper that execs it,
+        given the binary's path in VOTER_GATEWAY_BINARY)."""
         port = harness.free_port()
         path = config_path or tmp_path / f"gateway-{len(started)}.json"
         if config is not None:
             path.write_text(json.dumps(config, indent=2))
-        full_env = {"HTTP_PORT": str(port), "GATEWAY_CONFIG": str(path), "LOG_LEVEL": "info"}
+        full_env = {"HTTP_PORT": str(port), "GATEWAY_CONFIG": str(path), "LOG_LEVEL": "info",
+                    "VOTER_GATEWAY_BINARY": str(harness.binary("gateway"))}
         full_env.update(env or {})
-        svc = harness.Service("gateway", harness.binary("gateway"), full_env, "/gateway/health",
+        svc = harness.Service("gateway", program or harness.binary("gateway"), full_env,
+                              "/gateway/health",
                               tmp_path / f"gateway-{len(started)}.log")
         request.node._voter_services.append(svc)
         gw = Gateway(svc, path, config)

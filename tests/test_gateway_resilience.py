@@ -221,3 +221,46 @@ def test_single_ejected_replica_gives_503_without_contacting_it(gateway, upstrea
     assert r.headers["Retry-After"] == "1"
     assert r.json()["title"] == "Service Unavailable"
     assert len(down.requests()) == n
+
+
+def test_upstream_host_name_is_resolved_again(gateway, tmp_path):
+    """A host name is looked up again every dns_refresh_ms: when it moves (a compose
+    container recreated with a new IP), new requests go to the new address and pooled
+    connections to the old one are dropped, with no restart. The gateway runs in its own
+    mount namespace with a private /etc/hosts (bind-mounted; nothing on the machine changes)."""
+    old = Upstream("old", host="127.0.0.2").start()
+    new = Upstream("new", port=old.port, host="127.0.0.3").start()
+    try:
+        hosts = tmp_path / "hosts"
+        hosts.write_text("127.0.0.1 localhost\n127.0.0.2 voter-upstream.test\n")
+        wrapper = tmp_path / "gateway-private-hosts"
+        wrapper.write_text('#!/bin/sh\nexec unshare --mount sh -c '
+                           '\'mount --bind "$0" /etc/hosts && exec "$VOTER_GATEWAY_BINARY"\' '
+                           f'"{hosts}"\n')
+        wrapper.chmod(0o755)
+        gw = gateway(base_config([{"name": "r", "prefix": "/r", "health_path": "/health",
+                                   "upstreams": [f"voter-upstream.test:{old.port}"]}],
+                                 dns_refresh_ms=200), program=wrapper)
+        s = requests.Session()
+        for i in range(3):
+            assert s.get(gw.url + f"/r/{i}").json()["upstream"] == "old"
+        # the name moves; the file is rewritten in place (the bind mount pins the inode)
+        with open(hosts, "r+") as f:
+            f.truncate(0)
+            f.write("127.0.0.1 localhost\n127.0.0.3 voter-upstream.test\n")
+        assert wait_until(lambda: s.get(gw.url + "/r/moved").json()["upstream"] == "new",
+                          timeout=5, interval=0.05)
+        before = len(old.requests("/r/"))
+        for i in range(5):  # pooled connections to the old address are not used again
+            assert s.get(gw.url + f"/r/after{i}").json()["upstream"] == "new"
+        assert len(old.requests("/r/")) == before
+        assert "upstream address changed" in gw.log_text()
+        # a name that stops resolving keeps the last good address
+        with open(hosts, "r+") as f:
+            f.truncate(0)
+            f.write("127.0.0.1 localhost\n")
+        assert wait_until(lambda: "keeping the last address" in gw.log_text(), timeout=5)
+        assert s.get(gw.url + "/r/kept").json()["upstream"] == "new"
+    finally:
+        old.stop()
+        new.stop()

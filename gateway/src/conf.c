@@ -611,6 +611,7 @@ gw_conf *gw_conf_parse(const char *text, size_t len, char *err, size_t errlen) {
   json_t *hc = json_object_get(root, "health_check");
   c->health_interval_ms = get_int(&p, hc, "health_check", "interval_ms", 2000, 0, 3600000);
   c->health_timeout_ms = get_int(&p, hc, "health_check", "timeout_ms", 1000, 1, 60000);
+  c->dns_refresh_ms = get_int(&p, root, "", "dns_refresh_ms", 5000, 0, 86400000);
   json_t *ej = json_object_get(root, "ejection");
   c->eject_failures = get_int(&p, ej, "ejection", "failures", 3, 1, 1000);
   c->eject_base_ms = get_int(&p, ej, "ejection", "base_ms", 1000, 1, 3600000);
@@ -619,7 +620,7 @@ gw_conf *gw_conf_parse(const char *text, size_t len, char *err, size_t errlen) {
   c->keepalive_idle_ms = get_int(&p, pool, "pool", "idle_timeout_ms", 15000, 100, 3600000);
   c->pool_max_idle = get_int(&p, pool, "pool", "max_idle_per_upstream", 64, 0, 10000);
   c->buffer_bytes = (size_t)get_int(&p, pool, "pool", "buffer_bytes", 65536, 4096, 16777216);
-  c->fast_wait_us = get_int(&p, pool, "pool", "fast_wait_us", 500, 0, 100000);
+  c->fast_wait_us = get_int(&p, pool, "pool", "fast_wait_us", 2000, 0, 100000);
   c->io_uring = get_bool(&p, pool, "pool", "io_uring", true);
 
   json_t *trusted = json_object_get(root, "trusted_proxies");
@@ -655,7 +656,7 @@ gw_conf *gw_conf_parse(const char *text, size_t len, char *err, size_t errlen) {
   /* unknown top-level fields are mistakes worth reporting (a typo would silently disable
    * a limit) */
   static const char *const known[] = {"listen", "client_timeout_s", "max_header_bytes",
-                                      "drain_timeout_s", "access_log", "openapi", "health_check",
+                                      "drain_timeout_s", "access_log", "openapi", "health_check", "dns_refresh_ms",
                                       "ejection", "pool", "trusted_proxies", "cors", "tiers",
                                       "keys", "routes", "defaults", "$comment", NULL};
   const char *k;

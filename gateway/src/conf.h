@@ -131,6 +131,7 @@ typedef struct gw_conf {
   /* upstream health */
   int health_interval_ms;
   int health_timeout_ms;
+  int dns_refresh_ms;       /* host names of upstreams are resolved again this often; 0 = never */
   int eject_failures;
   int eject_base_ms;
   int eject_max_ms;

@@ -96,6 +96,7 @@ typedef struct uconn {
   uint32_t events;
   bool connecting;
   bool reused;
+  unsigned addr_gen; /* the replica's address generation it was made for */
 } uconn;
 
 typedef struct {
@@ -343,8 +344,9 @@ static uconn *pool_get(worker *w, gw_replica *rep, int idle_ms, bool check_alive
   while (p->head) {
     uconn *uc = p->head;
     pool_unlink(w, uc);
-    if (now - uc->idle_since > idle_ms) {
-      uc_close(uc);
+    if (now - uc->idle_since > idle_ms ||
+        uc->addr_gen != atomic_load_explicit(&rep->addr_gen, memory_order_relaxed)) {
+      uc_close(uc); /* idle too long, or to an address the name no longer resolves to */
       continue;
     }
     if (check_alive) {
@@ -1086,7 +1088,11 @@ static void start_attempt(exchange *ex) {
   ex->parsing_field = false;
   uconn *uc = pool_get(w, rep, ex->conf->keepalive_idle_ms, !ex->idempotent);
   if (!uc) {
-    int fd = socket(rep->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    unsigned gen;
+    gw_replica_addr(rep, &addr, &addrlen, &gen);
+    int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
       upstream_failed(ex, FAIL_CONNECT, "no socket for upstream");
       return;
@@ -1099,6 +1105,7 @@ static void start_attempt(exchange *ex) {
     uc->fd = fd;
     uc->w = w;
     uc->rep = rep;
+    uc->addr_gen = gen;
     uc->connecting = true;
     uc->events = EPOLLOUT;
     ws_set(w, fd, EPOLLOUT, uc, EPOLL_CTL_ADD);
@@ -1106,7 +1113,7 @@ static void start_attempt(exchange *ex) {
     uc->ex = ex;
     ex->deadline_ms = w->now_ms + ex->route->connect_timeout_ms;
     active_add(ex);
-    if (connect(fd, (const struct sockaddr *)&rep->addr, rep->addrlen) != 0 && errno != EINPROGRESS) {
+    if (connect(fd, (const struct sockaddr *)&addr, addrlen) != 0 && errno != EINPROGRESS) {
       upstream_failed(ex, FAIL_CONNECT, "connect to upstream failed");
       return;
     }

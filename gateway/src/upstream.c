@@ -58,17 +58,28 @@ gw_replica *gw_replica_get(const char *hostport, const char *health_path, char *
     memmove(host, host + 1, strlen(host));
     host[strlen(host) - 1] = 0;
   }
-  struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-  int rc = getaddrinfo(host, colon + 1, &hints, &res);
-  if (rc != 0 || !res) {
-    snprintf(err, errlen, "%s: %s", hostport, gai_strerror(rc));
-    goto out;
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST}, *res = NULL;
+  bool numeric = getaddrinfo(host, colon + 1, &hints, &res) == 0 && res;
+  if (!numeric) {
+    if (res) freeaddrinfo(res);
+    res = NULL;
+    hints.ai_flags = 0;
+    int rc = getaddrinfo(host, colon + 1, &hints, &res);
+    if (rc != 0 || !res) {
+      snprintf(err, errlen, "%s: %s", hostport, gai_strerror(rc));
+      goto out;
+    }
   }
   r = calloc(1, sizeof *r);
   if (!r) abort();
   memcpy(&r->addr, res->ai_addr, res->ai_addrlen);
   r->addrlen = res->ai_addrlen;
   freeaddrinfo(res);
+  pthread_mutex_init(&r->addr_lock, NULL);
+  r->numeric = numeric;
+  r->host = strdup(host);
+  r->port = strdup(colon + 1);
+  r->resolved_ms = gw_now_ms();
   r->name = strdup(hostport);
   r->health_path = strdup(health_path);
   atomic_init(&r->health_ok, true);
@@ -78,6 +89,45 @@ gw_replica *gw_replica_get(const char *hostport, const char *health_path, char *
 out:
   pthread_mutex_unlock(&reg_lock);
   return r;
+}
+
+void gw_replica_addr(gw_replica *r, struct sockaddr_storage *addr, socklen_t *len, unsigned *gen) {
+  pthread_mutex_lock(&r->addr_lock);
+  memcpy(addr, &r->addr, sizeof *addr);
+  *len = r->addrlen;
+  if (gen) *gen = atomic_load(&r->addr_gen);
+  pthread_mutex_unlock(&r->addr_lock);
+}
+
+/* Health thread: resolves a host name again; a new address replaces the old one for new
+ * connections, and pooled connections to the old one are dropped by the workers. A failed
+ * lookup keeps the last good address. */
+static void re_resolve(gw_replica *r) {
+  r->resolved_ms = gw_now_ms();
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+  int rc = getaddrinfo(r->host, r->port, &hints, &res);
+  if (rc != 0 || !res) {
+    log_fields(LOG_WARN, "upstream name not resolved, keeping the last address",
+               json_pack("{s:s, s:s}", "upstream", r->name, "error", gai_strerror(rc)));
+    return;
+  }
+  /* keep the current address while the name still resolves to it (several A records) */
+  bool same = false;
+  pthread_mutex_lock(&r->addr_lock);
+  for (struct addrinfo *a = res; a && !same; a = a->ai_next)
+    same = a->ai_addrlen == r->addrlen && memcmp(a->ai_addr, &r->addr, r->addrlen) == 0;
+  char shown[INET6_ADDRSTRLEN] = "";
+  if (!same) {
+    memcpy(&r->addr, res->ai_addr, res->ai_addrlen);
+    r->addrlen = res->ai_addrlen;
+    atomic_fetch_add(&r->addr_gen, 1);
+    getnameinfo(res->ai_addr, res->ai_addrlen, shown, sizeof shown, NULL, 0, NI_NUMERICHOST);
+  }
+  pthread_mutex_unlock(&r->addr_lock);
+  freeaddrinfo(res);
+  if (!same)
+    log_fields(LOG_INFO, "upstream address changed",
+               json_pack("{s:s, s:s}", "upstream", r->name, "address", shown));
 }
 
 bool gw_replica_available(const gw_replica *r, int64_t now_ms) {
@@ -126,13 +176,16 @@ static int health_pipe[2] = {-1, -1};
 static gw_conf *(*health_conf)(void);
 
 /* One blocking GET with a deadline; true on a 2xx status line. */
-static bool check_once(const gw_replica *r, int timeout_ms) {
-  int fd = socket(r->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+static bool check_once(gw_replica *r, int timeout_ms) {
+  struct sockaddr_storage addr;
+  socklen_t addrlen;
+  gw_replica_addr(r, &addr, &addrlen, NULL);
+  int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
   bool ok = false;
   int64_t deadline = gw_now_ms() + timeout_ms;
   struct pollfd pfd = {.fd = fd};
-  if (connect(fd, (const struct sockaddr *)&r->addr, r->addrlen) != 0 && errno != EINPROGRESS)
+  if (connect(fd, (const struct sockaddr *)&addr, addrlen) != 0 && errno != EINPROGRESS)
     goto out;
   pfd.events = POLLOUT;
   if (poll(&pfd, 1, (int)(deadline - gw_now_ms())) != 1) goto out;
@@ -167,7 +220,7 @@ static void *health_main(void *arg) {
   for (;;) {
     gw_conf *c = health_conf();
     int interval = c->health_interval_ms;
-    if (interval > 0) {
+    if (interval > 0 || c->dns_refresh_ms > 0) {
       int n = gw_replica_count();
       for (int i = 0; i < n; i++) {
         gw_replica *r = registry[i];
@@ -176,6 +229,9 @@ static void *health_main(void *arg) {
           for (int u = 0; u < c->routes[k].nupstreams && !used; u++)
             used = c->routes[k].replicas[u] == r;
         if (!used) continue;
+        if (!r->numeric && c->dns_refresh_ms > 0 && gw_now_ms() - r->resolved_ms >= c->dns_refresh_ms)
+          re_resolve(r);
+        if (interval <= 0) continue;
         bool ok = check_once(r, c->health_timeout_ms);
         atomic_store(&r->health_ok, ok);
         int64_t until = atomic_load(&r->ejected_until_ms);
@@ -189,9 +245,11 @@ static void *health_main(void *arg) {
         }
       }
     }
+    int wait = interval > 0 ? interval : 1000;
+    if (c->dns_refresh_ms > 0 && c->dns_refresh_ms < wait) wait = c->dns_refresh_ms;
     gw_conf_unref(c);
     struct pollfd pfd = {.fd = health_pipe[0], .events = POLLIN};
-    if (poll(&pfd, 1, interval > 0 ? interval : 1000) != 0) break; /* stop requested */
+    if (poll(&pfd, 1, wait) != 0) break; /* stop requested */
   }
   return NULL;
 }
@@ -231,6 +289,9 @@ void gw_replica_free_all(void) {
   for (int i = 0; i < n; i++) {
     free(registry[i]->name);
     free(registry[i]->health_path);
+    free(registry[i]->host);
+    free(registry[i]->port);
+    pthread_mutex_destroy(&registry[i]->addr_lock);
     free(registry[i]);
     registry[i] = NULL;
   }

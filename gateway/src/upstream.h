@@ -16,6 +16,7 @@
 #define GW_UPSTREAM_H
 
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -28,8 +29,15 @@ typedef struct gw_replica {
   int id;                /* dense index, for per-worker pool arrays */
   char *name;            /* "host:port" as configured */
   char *health_path;
+  char *host, *port;     /* name split, for re-resolution */
+  bool numeric;          /* an address literal: never resolved again */
+  /* The address: a host name is resolved again by the health thread every dns_refresh_ms
+   * (a container recreated with a new IP, a DNS failover). Read it with gw_replica_addr. */
+  pthread_mutex_t addr_lock;
   struct sockaddr_storage addr;
   socklen_t addrlen;
+  atomic_uint addr_gen;  /* bumped on a change: pooled connections to the old address go */
+  int64_t resolved_ms;   /* health thread only */
   _Atomic int64_t ejected_until_ms; /* monotonic ms; 0 = in rotation */
   atomic_int failures;              /* consecutive failures */
   atomic_int ejections;             /* ejections since the last success */
@@ -40,6 +48,8 @@ typedef struct gw_replica {
 gw_replica *gw_replica_get(const char *hostport, const char *health_path, char *err,
                            size_t errlen);
 int gw_replica_count(void);
+/* Copies the replica's current address; *gen receives its generation (addr_gen). */
+void gw_replica_addr(gw_replica *r, struct sockaddr_storage *addr, socklen_t *len, unsigned *gen);
 
 /* Monotonic clock in milliseconds. */
 int64_t gw_now_ms(void);
