@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from gateway_upstreams import base_config, gateway, upstreams  # noqa: F401
+from harness import wait_until
 
 MODE = {"io_uring": True}
 
@@ -31,7 +32,10 @@ def send_mode(request):
 
 
 def config(routes, pool=None, **extra):
-    return base_config(routes, pool=dict(pool or {}, io_uring=MODE["io_uring"]), **extra)
+    # batch "always": batch even one client's requests, so that the batched path is what
+    # these tests exercise ("auto", the default, batches only when runs complete several)
+    pool = dict({"batch": "always"}, **(pool or {}))
+    return base_config(routes, pool=dict(pool, io_uring=MODE["io_uring"]), **extra)
 
 
 def metric(gw, name) -> int:
@@ -249,3 +253,28 @@ def test_concurrent_clients_each_get_their_own_answer(gateway, upstreams):
         assert metric(gw, "gateway_send_batches_total") <= batched
     else:
         assert batched == 0
+
+
+def test_auto_batching_leaves_one_client_at_a_time_on_the_direct_path(gateway, upstreams):
+    """With batch "auto" (the default), requests that come one at a time are sent at once
+    and waited for in the handler (nothing to batch them with); the answers are the same."""
+    up, = upstreams(1)
+    gw = gateway(config([route("r", "/r", [up])], pool=dict(GENEROUS, batch="auto")))
+    s = requests.Session()
+    for i in range(20):
+        r = s.get(gw.url + f"/r/one{i}")
+        assert r.status_code == 200 and r.json()["path"] == f"/r/one{i}"
+        body = b"%d" % i * 100
+        assert s.post(gw.url + f"/r/post{i}", data=body).json()["body_sha256"] == \
+            hashlib.sha256(body).hexdigest()
+    assert metric(gw, "gateway_batched_sends_total") == 0
+    assert fast(gw)["answered"] >= 30
+
+
+def test_bad_batch_setting_is_refused(gateway, upstreams):
+    up, = upstreams(1)
+    gw = gateway(config([route("r", "/r", [up])]))
+    gw.reload(config([route("r", "/r", [up])], pool={"batch": "sometimes"}))
+    wait_until(lambda: "reload refused" in gw.log_text(), timeout=5)
+    assert "pool.batch" in gw.log_text()
+    assert requests.get(gw.url + "/r/x").status_code == 200

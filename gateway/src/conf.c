@@ -622,6 +622,11 @@ gw_conf *gw_conf_parse(const char *text, size_t len, char *err, size_t errlen) {
   c->buffer_bytes = (size_t)get_int(&p, pool, "pool", "buffer_bytes", 65536, 4096, 16777216);
   c->fast_wait_us = get_int(&p, pool, "pool", "fast_wait_us", 2000, 0, 100000);
   c->io_uring = get_bool(&p, pool, "pool", "io_uring", true);
+  char *batch = get_str(&p, pool, "pool", "batch", "auto");
+  if (batch && strcmp(batch, "auto") != 0 && strcmp(batch, "always") != 0)
+    fail(&p, "pool.batch: must be \"auto\" or \"always\"");
+  c->batch_always = batch && strcmp(batch, "always") == 0;
+  free(batch);
 
   json_t *trusted = json_object_get(root, "trusted_proxies");
   if (trusted) {

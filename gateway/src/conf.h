@@ -140,6 +140,7 @@ typedef struct gw_conf {
   size_t buffer_bytes;      /* per-request streaming buffer, each direction */
   int fast_wait_us;         /* fast path: how long a worker may wait for a quick upstream answer */
   bool io_uring;            /* batch upstream sends with io_uring when the kernel allows it */
+  bool batch_always;        /* batch even when requests come one at a time ("auto": only when busy) */
   /* documents */
   char *openapi_path;
   char *openapi;            /* the file's content, NULL when absent */

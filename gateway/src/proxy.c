@@ -212,6 +212,8 @@ struct worker {
   bool in_mhd;   /* inside MHD_run */
   bool mhd_work; /* the last MHD_run did more than poll deferred exchanges */
   int ndeferred;
+  int run_requests; /* requests completed in this MHD_run */
+  int run_avg;      /* moving average of run_requests over runs that completed any, x256 */
   struct flushent {
     exchange *ex;
     uconn *uc;
@@ -861,6 +863,11 @@ static void update_events(exchange *ex) {
 static bool queue_send(exchange *ex) {
   worker *w = ex->w;
   if (!w->in_mhd || !w->uring || (ex->has_body && !ex->body_done)) return false;
+  /* when runs complete one request at a time (one client at a time) and nothing is
+   * deferred, there is nothing to batch with: send now and wait right here (fast_wait),
+   * which takes fewer trips through the event loop */
+  if (w->run_avg < 384 && w->ndeferred == 0 && !ex->send_queued && !ex->conf->batch_always)
+    return false;
   if (ex->send_queued) return true;
   if (w->nflush == w->flushcap) {
     int cap = w->flushcap ? w->flushcap * 2 : 64;
@@ -1920,6 +1927,7 @@ static enum MHD_Result on_deferred(exchange *ex) {
 
 static enum MHD_Result on_complete(exchange *ex) {
   if (ex->raw_sent) return MHD_NO; /* the 413 is out; close */
+  if (!ex->at_complete) ex->w->run_requests++;
   ex->at_complete = true;
   if (ex->local) return queue_local(ex);
   if (ex->chunked_in && !ex->eof_chunk_written) {
@@ -2150,8 +2158,10 @@ static void *worker_main(void *arg) {
       w->need_run = false;
       w->mhd_work = false;
       w->in_mhd = true;
+      w->run_requests = 0;
       MHD_run(w->d);
       w->in_mhd = false;
+      if (w->run_requests) w->run_avg += (w->run_requests * 256 - w->run_avg) / 8;
       flush_sends(w);
     }
     if (w->log.len >= 32768) gw_alog_flush(&w->log);
