@@ -205,6 +205,7 @@ struct worker {
   gw_stats *stats;
   int64_t next_tick_ms, next_sweep_ms;
   int64_t now_ms; /* monotonic ms, refreshed once per loop iteration (timeouts, pools) */
+  int64_t now_ns; /* the same instant in ns (deferral budgets) */
   uint64_t rng;
   /* upstream sends queued while libmicrohttpd runs, flushed in one io_uring submission */
   struct io_uring ring;
@@ -910,6 +911,8 @@ static bool flush_valid(const struct flushent *f) {
 
 static void flush_sends(worker *w) {
   if (!w->nflush) return;
+  bool in_mhd = w->in_mhd; /* also called from an access-handler call (a full batch) */
+  w->in_mhd = false;       /* what is left after the batch is sent directly */
   for (int i = 0; i < w->nflush;) {
     int batch = w->nflush - i < RING_ENTRIES ? w->nflush - i : RING_ENTRIES;
     for (int j = i; j < i + batch; j++) {
@@ -962,6 +965,7 @@ static void flush_sends(worker *w) {
     }
     ex_unref(ex);
   }
+  w->in_mhd = in_mhd;
 }
 
 static void up_read(exchange *ex) {
@@ -1888,7 +1892,7 @@ static bool defer_start(exchange *ex) {
   }
   ex->deferring = true;
   ex->defer_attempt = ex->attempt;
-  ex->defer_deadline_ns = now_ns() + (int64_t)ex->conf->fast_wait_us * 1000;
+  ex->defer_deadline_ns = w->now_ns + (int64_t)ex->conf->fast_wait_us * 1000;
   w->ndeferred++;
   return true;
 }
@@ -1912,7 +1916,8 @@ static enum MHD_Result on_deferred(exchange *ex) {
     if (same && ex->up_done) w->pools[ex->tried[ex->ntried - 1]->id].fast_backoff = 0;
     return queue_pending(ex);
   }
-  if (now_ns() < ex->defer_deadline_ns) return MHD_YES; /* still waiting: nothing done */
+  /* the loop's clock (read once per iteration) is precise enough for a budget in ms */
+  if (w->now_ns < ex->defer_deadline_ns) return MHD_YES; /* still waiting: nothing done */
   w->mhd_work = true;
   if (ex->uc && ex->attempt == ex->defer_attempt) { /* out of time: not that quick */
     struct pool *p = &w->pools[ex->uc->rep->id];
@@ -2131,7 +2136,8 @@ static void *worker_main(void *arg) {
     } else {
       n = epoll_wait(w->epfd, evs, 128, timeout);
     }
-    w->now_ms = gw_now_ms();
+    w->now_ns = now_ns();
+    w->now_ms = w->now_ns / 1000000;
     bool run = w->need_run;
     w->need_run = false;
     for (int i = 0; i < n; i++) {
