@@ -10,11 +10,15 @@
  *   on_body         body pieces are framed (re-chunked when the client sent chunked) into
  *                   the request buffer and written upstream; a full buffer suspends the
  *                   client connection until the upstream has taken the bytes.
- *   on_complete     the request is complete: queue the response if it is ready; else
- *                   wait briefly for a quick upstream right here (fast_wait: no suspension
- *                   at all when it answers in time), else suspend until the upstream's
- *                   response head arrives (answering on this call, never the first one, is
- *                   what keeps client keep-alive working).
+ *   on_complete     the request is complete: queue the response if it is ready; else,
+ *                   when the worker is busy, the request went into this run's batch of
+ *                   upstream sends (queue_send, flush_sends: one io_uring submission) and
+ *                   the answer is deferred (on_deferred: libmicrohttpd asks again on its
+ *                   next runs); when it is not, wait briefly for a quick upstream right
+ *                   here (fast_wait); either way no suspension at all when the upstream
+ *                   answers in time, else suspend until its response head arrives
+ *                   (answering on a later call, never the first one, is what keeps client
+ *                   keep-alive working).
  *   upstream events response bytes go through http_parser into the response buffer; the
  *                   libmicrohttpd content reader drains it, suspending the client when it
  *                   is empty and resuming it when more arrives.
