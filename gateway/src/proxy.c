@@ -857,6 +857,11 @@ static void update_events(exchange *ex) {
   uc_events(uc, ev);
 }
 
+/* Adds to a counter only its worker writes (the metrics renderer reads it). */
+static void own_add(_Atomic uint64_t *c, uint64_t n) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
 #define RING_ENTRIES 256
 
 /* Sending a whole request upstream while libmicrohttpd runs: queue it, and send all of
@@ -914,9 +919,7 @@ static bool flush_valid(const struct flushent *f) {
 }
 
 static void flush_sends(worker *w) {
-  if (!w->nflush) return;
-  bool in_mhd = w->in_mhd; /* also called from an access-handler call (a full batch) */
-  w->in_mhd = false;       /* what is left after the batch is sent directly */
+  if (!w->nflush) return; /* called after MHD_run: what a batch leaves is sent directly */
   for (int i = 0; i < w->nflush;) {
     int batch = w->nflush - i < RING_ENTRIES ? w->nflush - i : RING_ENTRIES;
     for (int j = i; j < i + batch; j++) {
@@ -934,11 +937,8 @@ static void flush_sends(worker *w) {
       io_uring_sqe_set_data64(sqe, (uint64_t)j);
     }
     int rc = io_uring_submit_and_wait(&w->ring, (unsigned)batch);
-    atomic_store_explicit(&w->batches, atomic_load_explicit(&w->batches, memory_order_relaxed) + 1,
-                          memory_order_relaxed); /* only this worker writes them */
-    atomic_store_explicit(&w->batched_sends,
-                          atomic_load_explicit(&w->batched_sends, memory_order_relaxed) + (uint64_t)batch,
-                          memory_order_relaxed);
+    own_add(&w->batches, 1);
+    own_add(&w->batched_sends, (uint64_t)batch);
     if (rc < 0) log_warn("gateway: io_uring submission failed: %s", strerror(-rc));
     struct io_uring_cqe *cqe;
     unsigned head, seen = 0;
@@ -969,7 +969,6 @@ static void flush_sends(worker *w) {
     }
     ex_unref(ex);
   }
-  w->in_mhd = in_mhd;
 }
 
 static void up_read(exchange *ex) {
@@ -1736,9 +1735,9 @@ static void too_large_midway(exchange *ex) {
   send_raw_local(ex);
 }
 
-/* A body piece arrived. Returns MHD_NO to drop the connection. */
 static bool w_batches(const exchange *ex) { return ex->w->uring && ex->conf->fast_wait_us > 0; }
 
+/* A body piece arrived. Returns MHD_NO to drop the connection. */
 static enum MHD_Result on_body_data(exchange *ex, const char *data, size_t *size) {
   size_t n = *size;
   if (ex->raw_sent || ex->local || ex->pending) { /* answered already: drop the rest */
@@ -1800,9 +1799,21 @@ static enum MHD_Result on_body_data(exchange *ex, const char *data, size_t *size
  * attempt) simply continues on the asynchronous path, with everything read so far kept.
  * An upstream that lets the budget run out is not waited for again on the next 1, 3, 7, …
  * (up to 1023) requests to it from this worker. */
-static void fast_count(worker *w, int result) {
-  atomic_store_explicit(&w->fast[result], atomic_load_explicit(&w->fast[result], memory_order_relaxed) + 1,
-                        memory_order_relaxed); /* only this worker writes it */
+static void fast_count(worker *w, int result) { own_add(&w->fast[result], 1); }
+
+/* The back-off shared by fast_wait and the deferred path: true (and counted as skipped)
+ * while requests to this replica are not to be waited for after a slow answer. */
+static bool fast_skipping(worker *w, int rid) {
+  if (!w->pools[rid].fast_skip) return false;
+  w->pools[rid].fast_skip--;
+  fast_count(w, FAST_SKIPPED);
+  return true;
+}
+
+static void fast_slow(worker *w, int rid) { /* out of time: this upstream is not that quick */
+  struct pool *p = &w->pools[rid];
+  p->fast_skip = p->fast_backoff;
+  p->fast_backoff = p->fast_backoff < 512 ? p->fast_backoff * 2 + 1 : 1023;
 }
 
 static void fast_wait(exchange *ex) {
@@ -1812,11 +1823,7 @@ static void fast_wait(exchange *ex) {
     return;
   worker *w = ex->w;
   int rid = uc->rep->id; /* w->pools may move (pool_put grows it after a reload) */
-  if (w->pools[rid].fast_skip) {
-    w->pools[rid].fast_skip--;
-    fast_count(w, FAST_SKIPPED);
-    return;
-  }
+  if (fast_skipping(w, rid)) return;
   unsigned attempt = ex->attempt;
   struct timespec deadline = {0};
   int result;
@@ -1857,10 +1864,8 @@ static void fast_wait(exchange *ex) {
       if (n < 0 && errno == EINTR) continue;
     }
     if (n > 0 && pf[0].revents) continue; /* more from the upstream */
-    if (n == 0) { /* out of time: this upstream is not that quick */
-      struct pool *p = &w->pools[rid];
-      p->fast_skip = p->fast_backoff;
-      p->fast_backoff = p->fast_backoff < 512 ? p->fast_backoff * 2 + 1 : 1023;
+    if (n == 0) {
+      fast_slow(w, rid);
       result = FAST_TIMEOUT;
     } else {
       result = FAST_YIELDED; /* other work is waiting */
@@ -1869,12 +1874,6 @@ static void fast_wait(exchange *ex) {
   }
   if (result == FAST_ANSWERED) w->pools[rid].fast_backoff = 0;
   fast_count(w, result);
-}
-
-static int64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* Deferred answers: the batched counterpart of fast_wait, used when sends are batched
@@ -1888,12 +1887,7 @@ static bool defer_start(exchange *ex) {
   if (!ex->send_queued || ex->conf->fast_wait_us <= 0 || !uc || uc->connecting || !uc->reused ||
       ex->head_done)
     return false;
-  struct pool *p = &w->pools[uc->rep->id];
-  if (p->fast_skip) {
-    p->fast_skip--;
-    fast_count(w, FAST_SKIPPED);
-    return false;
-  }
+  if (fast_skipping(w, uc->rep->id)) return false;
   ex->deferring = true;
   ex->defer_attempt = ex->attempt;
   ex->defer_deadline_ns = w->now_ns + (int64_t)ex->conf->fast_wait_us * 1000;
@@ -1923,11 +1917,7 @@ static enum MHD_Result on_deferred(exchange *ex) {
   /* the loop's clock (read once per iteration) is precise enough for a budget in ms */
   if (w->now_ns < ex->defer_deadline_ns) return MHD_YES; /* still waiting: nothing done */
   w->mhd_work = true;
-  if (ex->uc && ex->attempt == ex->defer_attempt) { /* out of time: not that quick */
-    struct pool *p = &w->pools[ex->uc->rep->id];
-    p->fast_skip = p->fast_backoff;
-    p->fast_backoff = p->fast_backoff < 512 ? p->fast_backoff * 2 + 1 : 1023;
-  }
+  if (ex->uc && ex->attempt == ex->defer_attempt) fast_slow(w, ex->uc->rep->id);
   defer_end(ex, FAST_TIMEOUT);
   suspend(ex);
   if (ex->uc) update_events(ex);
@@ -2140,7 +2130,7 @@ static void *worker_main(void *arg) {
     } else {
       n = epoll_wait(w->epfd, evs, 128, timeout);
     }
-    w->now_ns = now_ns();
+    w->now_ns = gw_now_ns();
     w->now_ms = w->now_ns / 1000000;
     bool run = w->need_run;
     w->need_run = false;

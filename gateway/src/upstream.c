@@ -23,11 +23,13 @@ static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static gw_replica *registry[MAX_REPLICAS];
 static atomic_int nregistry;
 
-int64_t gw_now_ms(void) {
+int64_t gw_now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
+
+int64_t gw_now_ms(void) { return gw_now_ns() / 1000000; }
 
 int gw_replica_count(void) { return atomic_load(&nregistry); }
 

@@ -51,8 +51,9 @@ int gw_replica_count(void);
 /* Copies the replica's current address; *gen receives its generation (addr_gen). */
 void gw_replica_addr(gw_replica *r, struct sockaddr_storage *addr, socklen_t *len, unsigned *gen);
 
-/* Monotonic clock in milliseconds. */
+/* Monotonic clock in milliseconds, and in nanoseconds. */
 int64_t gw_now_ms(void);
+int64_t gw_now_ns(void);
 
 bool gw_replica_available(const gw_replica *r, int64_t now_ms);
 void gw_replica_success(gw_replica *r);
