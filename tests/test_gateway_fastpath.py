@@ -278,3 +278,41 @@ def test_bad_batch_setting_is_refused(gateway, upstreams):
     wait_until(lambda: "reload refused" in gw.log_text(), timeout=5)
     assert "pool.batch" in gw.log_text()
     assert requests.get(gw.url + "/r/x").status_code == 200
+
+
+def idle_polls(gw) -> dict:
+    text = requests.get(gw.url + "/gateway/metrics").text
+    return {m.group(1): int(m.group(2))
+            for m in re.finditer(r'^gateway_idle_polls_total\{result="(\w+)"\} (\d+)$', text, re.M)}
+
+
+def test_idle_poll_catches_the_next_request_and_backs_off_when_none_comes(gateway, upstreams):
+    """After an answer the worker polls for the client's next request before it sleeps
+    (pool.idle_poll_us): a client sending at once is caught by the poll; one that pauses is
+    not, and then the worker stops polling for a growing number of waits."""
+    up, = upstreams(1)
+    # 50 ms: a Python client sends its next request well within it, even under ASan
+    gw = gateway(config([route("r", "/r", [up])], pool=dict(GENEROUS, idle_poll_us=50000)))
+    s = requests.Session()
+    for i in range(20):
+        r = s.get(gw.url + f"/r/quick{i}")
+        assert r.status_code == 200 and r.json()["path"] == f"/r/quick{i}"
+    got = idle_polls(gw)
+    assert got["event"] >= 15, got
+    before = got
+    for i in range(6):
+        time.sleep(0.2)  # longer than the poll: it finds nothing
+        r = s.get(gw.url + f"/r/slow{i}")
+        assert r.status_code == 200 and r.json()["path"] == f"/r/slow{i}"
+    got = idle_polls(gw)
+    assert got["empty"] - before["empty"] >= 2, got
+    assert got["skipped"] - before["skipped"] >= 2, got  # backed off
+
+
+def test_idle_poll_off_never_polls(gateway, upstreams):
+    up, = upstreams(1)
+    gw = gateway(config([route("r", "/r", [up])], pool=dict(GENEROUS, idle_poll_us=0)))
+    s = requests.Session()
+    for i in range(10):
+        assert s.get(gw.url + f"/r/{i}").json()["path"] == f"/r/{i}"
+    assert idle_polls(gw) == {"event": 0, "empty": 0, "skipped": 0}

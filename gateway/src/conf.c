@@ -621,6 +621,7 @@ gw_conf *gw_conf_parse(const char *text, size_t len, char *err, size_t errlen) {
   c->pool_max_idle = get_int(&p, pool, "pool", "max_idle_per_upstream", 64, 0, 10000);
   c->buffer_bytes = (size_t)get_int(&p, pool, "pool", "buffer_bytes", 65536, 4096, 16777216);
   c->fast_wait_us = get_int(&p, pool, "pool", "fast_wait_us", 2000, 0, 100000);
+  c->idle_poll_us = get_int(&p, pool, "pool", "idle_poll_us", 100, 0, 100000);
   c->io_uring = get_bool(&p, pool, "pool", "io_uring", true);
   char *batch = get_str(&p, pool, "pool", "batch", "auto");
   if (batch && strcmp(batch, "auto") != 0 && strcmp(batch, "always") != 0)

@@ -138,6 +138,7 @@ typedef struct gw_conf {
   int keepalive_idle_ms;
   int pool_max_idle;
   size_t buffer_bytes;      /* per-request streaming buffer, each direction */
+  int idle_poll_us;         /* after answering, poll for the client's next request this long before sleeping */
   int fast_wait_us;         /* fast path: how long a worker may wait for a quick upstream answer */
   bool io_uring;            /* batch upstream sends with io_uring when the kernel allows it */
   bool batch_always;        /* batch even when requests come one at a time ("auto": only when busy) */
