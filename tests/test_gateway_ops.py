@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import socket
@@ -215,3 +216,44 @@ def test_help_and_check():
     out = subprocess.run([str(binary("gateway")), "--check", "--config", "/nonexistent.json"],
                          capture_output=True, text=True, timeout=10)
     assert out.returncode == 2 and "nonexistent" in out.stderr
+
+
+def test_check_refuses_misspelt_fields_at_every_level(tmp_path):
+    """A misspelt key must not silently leave a limit or timeout at its default: unknown
+    fields are refused at the top level and inside every section, route and rule."""
+    def cfg(**patch):
+        c = {"listen": {"host": "127.0.0.1", "port": 0, "threads": 1},
+             "pool": {"fast_wait_us": 1000}, "health_check": {"interval_ms": 0},
+             "ejection": {"failures": 2}, "cors": {"origins": ["*"]},
+             "defaults": {"retries": 1},
+             "tiers": {"anonymous": {"read": "10/1s"}},
+             "routes": [{"name": "r", "prefix": "/r", "upstreams": ["127.0.0.1:1"],
+                         "rules": [{"methods": ["GET"], "auth": "anonymous", "limit": "read",
+                                    "$comment": "comments are allowed anywhere"}]}]}
+        for path, value in patch.items():
+            node = c
+            *parents, leaf = path.split("__")
+            for k in parents:
+                node = node[int(k)] if k.isdigit() else node[k]
+            node[leaf] = value
+        return c
+
+    def check(c):
+        f = tmp_path / "gw.json"
+        f.write_text(json.dumps(c))
+        return subprocess.run([str(binary("gateway")), "--check", "--config", str(f)],
+                              capture_output=True, text=True, timeout=10)
+
+    ok = check(cfg())
+    assert ok.returncode == 0, ok.stderr
+    for path, where in [("idle_pol_us", "configuration"), ("pool__idle_pol_us", "pool"),
+                        ("listen__thread", "listen"), ("health_check__interval", "health_check"),
+                        ("ejection__failure", "ejection"), ("cors__origin", "cors"),
+                        ("defaults__retry", "defaults"), ("routes__0__max_bdy", "routes[0]"),
+                        ("routes__0__rules__0__limits", "routes[0].rules[0]")]:
+        out = check(cfg(**{path: 1}))
+        leaf = path.split("__")[-1]
+        assert out.returncode == 2, (path, out.stderr)
+        assert f'{where}: unknown field "{leaf}"' in out.stderr, (path, out.stderr)
+    out = check(cfg(pool=[1]))
+    assert out.returncode == 2 and "pool: must be an object" in out.stderr, out.stderr

@@ -246,6 +246,24 @@ static bool get_bool(perr *p, json_t *obj, const char *where, const char *key, b
   return json_is_true(v);
 }
 
+/* Fields of obj not in known (NULL-terminated) are mistakes worth reporting: a misspelt
+ * key would silently leave a limit or a timeout at its default. "$comment" is always allowed;
+ * obj must be an object when present. */
+static void check_fields(perr *p, json_t *obj, const char *where, const char *const *known) {
+  if (!obj || json_is_null(obj)) return;
+  if (!json_is_object(obj)) {
+    fail(p, "%s: must be an object", where);
+    return;
+  }
+  const char *k;
+  json_t *v;
+  json_object_foreach(obj, k, v) {
+    bool ok = strcmp(k, "$comment") == 0;
+    for (int i = 0; known[i] && !ok; i++) ok = strcmp(known[i], k) == 0;
+    if (!ok) fail(p, "%s: unknown field \"%s\"", where, k);
+  }
+}
+
 /* String field (copied), def (copied, may be NULL) when absent. */
 static char *get_str(perr *p, json_t *obj, const char *where, const char *key, const char *def) {
   json_t *v = obj ? json_object_get(obj, key) : NULL;
@@ -414,6 +432,8 @@ static void parse_rules(perr *p, gw_conf *c, gw_route *r, json_t *rules, const c
       fail(p, "%s: must be an object", w);
       return;
     }
+    static const char *const fields[] = {"methods", "auth", "tiers", "limit", NULL};
+    check_fields(p, j, w, fields);
     gw_rule *rule = &r->rules[r->nrules++];
     rule->methods = methods_mask(p, json_object_get(j, "methods"), w);
     char *auth = get_str(p, j, w, "auth", "anonymous");
@@ -503,6 +523,8 @@ static void parse_routes(perr *p, gw_conf *c, json_t *routes, json_t *defaults) 
   }
   c->routes = calloc(json_array_size(routes) + 1, sizeof *c->routes);
   if (!c->routes) abort();
+  static const char *const dfields[] = {"connect_timeout_ms", "read_timeout_ms", "retries", "max_body", NULL};
+  check_fields(p, defaults, "defaults", dfields);
   int d_connect = get_int(p, defaults, "defaults", "connect_timeout_ms", 1000, 1, 600000);
   int d_read = get_int(p, defaults, "defaults", "read_timeout_ms", 30000, 1, 3600000);
   int d_retries = get_int(p, defaults, "defaults", "retries", 1, 0, 10);
@@ -516,6 +538,10 @@ static void parse_routes(perr *p, gw_conf *c, json_t *routes, json_t *defaults) 
       fail(p, "%s: must be an object", w);
       return;
     }
+    static const char *const fields[] = {"name", "prefix", "rewrite", "upstreams", "health_path",
+                                         "connect_timeout_ms", "read_timeout_ms", "retries",
+                                         "max_body", "rules", NULL};
+    check_fields(p, j, w, fields);
     gw_route *r = &c->routes[c->nroutes++];
     char pw[80];
     snprintf(pw, sizeof pw, "%s.prefix", w);
@@ -599,6 +625,8 @@ gw_conf *gw_conf_parse(const char *text, size_t len, char *err, size_t errlen) {
     goto out;
   }
   json_t *listen = json_object_get(root, "listen");
+  static const char *const listen_fields[] = {"host", "port", "threads", NULL};
+  check_fields(&p, listen, "listen", listen_fields);
   c->host = get_str(&p, listen, "listen", "host", "127.0.0.1");
   c->port = get_int(&p, listen, "listen", "port", 8080, 0, 65535);
   c->threads = get_int(&p, listen, "listen", "threads", 2, 1, 64);
@@ -609,14 +637,21 @@ gw_conf *gw_conf_parse(const char *text, size_t len, char *err, size_t errlen) {
   c->openapi_path = get_str(&p, root, "", "openapi", NULL);
 
   json_t *hc = json_object_get(root, "health_check");
+  static const char *const hc_fields[] = {"interval_ms", "timeout_ms", NULL};
+  check_fields(&p, hc, "health_check", hc_fields);
   c->health_interval_ms = get_int(&p, hc, "health_check", "interval_ms", 2000, 0, 3600000);
   c->health_timeout_ms = get_int(&p, hc, "health_check", "timeout_ms", 1000, 1, 60000);
   c->dns_refresh_ms = get_int(&p, root, "", "dns_refresh_ms", 5000, 0, 86400000);
   json_t *ej = json_object_get(root, "ejection");
+  static const char *const ej_fields[] = {"failures", "base_ms", "max_ms", NULL};
+  check_fields(&p, ej, "ejection", ej_fields);
   c->eject_failures = get_int(&p, ej, "ejection", "failures", 3, 1, 1000);
   c->eject_base_ms = get_int(&p, ej, "ejection", "base_ms", 1000, 1, 3600000);
   c->eject_max_ms = get_int(&p, ej, "ejection", "max_ms", 60000, 1, 86400000);
   json_t *pool = json_object_get(root, "pool");
+  static const char *const pool_fields[] = {"idle_timeout_ms", "max_idle_per_upstream", "buffer_bytes",
+                                            "fast_wait_us", "idle_poll_us", "io_uring", "batch", NULL};
+  check_fields(&p, pool, "pool", pool_fields);
   c->keepalive_idle_ms = get_int(&p, pool, "pool", "idle_timeout_ms", 15000, 100, 3600000);
   c->pool_max_idle = get_int(&p, pool, "pool", "max_idle_per_upstream", 64, 0, 10000);
   c->buffer_bytes = (size_t)get_int(&p, pool, "pool", "buffer_bytes", 65536, 4096, 16777216);
@@ -644,6 +679,8 @@ gw_conf *gw_conf_parse(const char *text, size_t len, char *err, size_t errlen) {
   }
 
   json_t *cors = json_object_get(root, "cors");
+  static const char *const cors_fields[] = {"origins", "methods", "headers", "expose", "max_age_s", NULL};
+  check_fields(&p, cors, "cors", cors_fields);
   json_t *origins = cors ? json_object_get(cors, "origins") : NULL;
   if (origins) c->cors_origins = get_strv(&p, origins, "cors.origins", &c->ncors_origins);
   c->cors_methods = join_strv(&p, cors ? json_object_get(cors, "methods") : NULL, "cors.methods",
@@ -659,19 +696,11 @@ gw_conf *gw_conf_parse(const char *text, size_t len, char *err, size_t errlen) {
   if (!p.failed) parse_keys(&p, c, json_object_get(root, "keys"));
   if (!p.failed) parse_routes(&p, c, json_object_get(root, "routes"), json_object_get(root, "defaults"));
 
-  /* unknown top-level fields are mistakes worth reporting (a typo would silently disable
-   * a limit) */
   static const char *const known[] = {"listen", "client_timeout_s", "max_header_bytes",
                                       "drain_timeout_s", "access_log", "openapi", "health_check", "dns_refresh_ms",
                                       "ejection", "pool", "trusted_proxies", "cors", "tiers",
-                                      "keys", "routes", "defaults", "$comment", NULL};
-  const char *k;
-  json_t *v;
-  json_object_foreach(root, k, v) {
-    bool ok = false;
-    for (int i = 0; known[i]; i++) ok = ok || strcmp(known[i], k) == 0;
-    if (!ok) fail(&p, "unknown field \"%s\"", k);
-  }
+                                      "keys", "routes", "defaults", NULL};
+  check_fields(&p, root, "configuration", known);
 out:
   json_decref(root);
   if (p.failed) {
