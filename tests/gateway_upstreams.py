@@ -13,9 +13,11 @@ Responses (mode "ok"): JSON describing the request (upstream name, method, path,
 body length and sha256) with Content-Length, kept alive. Special paths:
     /health              200 {"status":"UP"} (503 when healthy is False)
     /status/NNN          answers status NNN
-    /stream?n=N&chunk=C&pause=S&die=D
+    /stream?n=N&chunk=C&pause=S&die=D&trailers=1
                          N bytes, chunked, in C-byte chunks with S seconds between them;
-                         with die, the connection is reset once D bytes were sent
+                         with die, the connection is reset once D bytes were sent; with
+                         trailers, trailer fields follow the last chunk (X-Checksum and
+                         three that a proxy must not pass on)
     /slowhead?s=S        waits S seconds before the response head
     /big?n=N             N bytes with a Content-Length (no body for HEAD)
 Modes apply to every path except /health:
@@ -287,7 +289,12 @@ class Upstream:
                     return False
                 if pause:
                     time.sleep(pause)
-            conn.sock.sendall(b"0\r\n\r\n")
+            trailers = b""
+            if query.get("trailers"):  # a checksum a client may use, and fields that must not pass
+                trailers = (b"X-Checksum: sha256=" + hashlib.sha256(b"x" * n).hexdigest().encode() +
+                            b"\r\nContent-Type: text/evil\r\nX-Request-ID: forged\r\n"
+                            b"Connection: close\r\n")
+            conn.sock.sendall(b"0\r\n" + trailers + b"\r\n")
             return True
         info = {
             "upstream": self.name,

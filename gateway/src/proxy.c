@@ -175,6 +175,8 @@ struct exchange {
   int upstream_status;
   uint64_t resp_length; /* UINT64_MAX: unknown */
   struct MHD_Response *pending; /* response made, waiting for a chance to queue it */
+  struct MHD_Response *stream;  /* the streamed response while its reader lives (not a reference) */
+  size_t head_hlen;             /* hbuf bytes of the response head; trailer fields follow */
   buf resp;
   uint64_t bytes_out;
   /* batched sends (see flush_sends) and deferred answers (see on_deferred) */
@@ -623,15 +625,16 @@ static void reader_free(void *cls);
 /* Copies the upstream's response fields onto r, less hop-by-hop ones and those the gateway
  * sets itself, then adds the gateway's own. */
 static void response_fields(exchange *ex, struct MHD_Response *r) {
+  /* the head's fields only: trailer fields parsed in the same read follow them in hbuf */
   const char *conn_list = NULL;
-  for (size_t off = 0; off < ex->hlen;) {
+  for (size_t off = 0; off < ex->head_hlen;) {
     const char *name = ex->hbuf + off;
     const char *value = name + strlen(name) + 1;
     off = (size_t)(value - ex->hbuf) + strlen(value) + 1;
     if (strcasecmp(name, "Connection") == 0) conn_list = value;
   }
   bool cors = ex->conf->ncors_origins > 0;
-  for (size_t off = 0; off < ex->hlen;) {
+  for (size_t off = 0; off < ex->head_hlen;) {
     const char *name = ex->hbuf + off;
     size_t nlen = strlen(name);
     const char *value = name + nlen + 1;
@@ -653,6 +656,7 @@ static void make_response(exchange *ex) {
   struct MHD_Response *r = MHD_create_response_from_callback(size, 16384, reader, ex, reader_free);
   if (!r) abort();
   ex->refs++; /* the response's reference, dropped by reader_free */
+  ex->stream = r;
   response_fields(ex, r);
   ex->pending = r;
 }
@@ -742,6 +746,7 @@ static int on_headers_complete(http_parser *p) {
       if (!ex->hbuf) abort();
     }
     ex->hbuf[ex->hlen++] = 0;
+    ex->parsing_field = false; /* a trailer field that follows starts afresh */
   }
   if (p->status_code < 200) { /* 1xx: forget it, the real response follows */
     ex->hlen = 0;
@@ -750,6 +755,7 @@ static int on_headers_complete(http_parser *p) {
   }
   ex->upstream_status = p->status_code;
   ex->head_done = true;
+  ex->head_hlen = ex->hlen; /* what http_parser reports after this are trailer fields */
   ex->t_up_headers = now_s();
   bool no_body = ex->mbit == GW_M_HEAD || p->status_code == 204 || p->status_code == 304;
   ex->resp_length = (p->flags & F_CHUNKED) || p->content_length == ULLONG_MAX ? UINT64_MAX
@@ -1149,6 +1155,33 @@ static void start_attempt(exchange *ex) {
 
 /* ------------------------------------------------------------------ client side */
 
+/* Trailer fields of a chunked upstream response go to the client as trailer fields of
+ * its chunked response (libmicrohttpd sends them after the last chunk; an HTTP/1.0 client
+ * gets no chunks and so no trailers). Dropped, as RFC 9110 6.5.1 asks of fields that must
+ * not be trailers: hop-by-hop ones, framing, routing, authentication, response control, and
+ * the fields the gateway sets itself. */
+static const char *const not_trailers[] = {
+    "content-length", "content-type", "content-encoding", "content-range", "host",
+    "authorization", "www-authenticate", "set-cookie", "cache-control", "expires", "date",
+    "location", "retry-after", "vary", "age", "x-request-id", "ratelimit",
+    "ratelimit-policy", NULL};
+
+static void add_trailers(exchange *ex) {
+  if (!ex->stream || ex->hlen <= ex->head_hlen) return;
+  for (size_t off = ex->head_hlen; off < ex->hlen;) {
+    const char *name = ex->hbuf + off;
+    size_t nlen = strlen(name);
+    if (off + nlen + 1 >= ex->hlen) break; /* a name without a value */
+    const char *value = name + nlen + 1;
+    off = (size_t)(value - ex->hbuf) + strlen(value) + 1;
+    bool drop = is_hop_by_hop(name, nlen) || strncasecmp(name, "proxy-", 6) == 0 ||
+                strncasecmp(name, "access-control-", 15) == 0;
+    for (int i = 0; not_trailers[i] && !drop; i++) drop = strcasecmp(name, not_trailers[i]) == 0;
+    if (!drop) MHD_add_response_footer(ex->stream, name, value); /* refuses CR/LF itself */
+  }
+  ex->head_hlen = ex->hlen; /* once */
+}
+
 static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max) {
   (void)pos;
   exchange *ex = cls;
@@ -1162,14 +1195,21 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max) {
     if (ex->up_paused && ex->uc) update_events(ex);
     return (ssize_t)n;
   }
-  if (ex->up_done) return MHD_CONTENT_READER_END_OF_STREAM;
+  if (ex->up_done) {
+    add_trailers(ex);
+    return MHD_CONTENT_READER_END_OF_STREAM;
+  }
   if (ex->up_failed) return MHD_CONTENT_READER_END_WITH_ERROR;
   suspend(ex); /* resumed when the upstream sends more */
   if (ex->uc) update_events(ex);
   return 0;
 }
 
-static void reader_free(void *cls) { ex_unref(cls); }
+static void reader_free(void *cls) {
+  exchange *ex = cls;
+  ex->stream = NULL;
+  ex_unref(ex);
+}
 
 static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn) {
   exchange *ex = ex_new(cls);
