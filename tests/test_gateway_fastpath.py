@@ -54,10 +54,15 @@ def route(name, prefix, ups, **kw):
     return r
 
 
-def fast(gw) -> dict:
+def by_result(gw, name) -> dict:
+    """The counters of metric name{result="…"} on /gateway/metrics, by result."""
     text = requests.get(gw.url + "/gateway/metrics").text
     return {m.group(1): int(m.group(2))
-            for m in re.finditer(r'^gateway_fast_path_total\{result="(\w+)"\} (\d+)$', text, re.M)}
+            for m in re.finditer(r'^%s\{result="(\w+)"\} (\d+)$' % re.escape(name), text, re.M)}
+
+
+def fast(gw) -> dict:
+    return by_result(gw, "gateway_fast_path_total")
 
 
 def test_quick_answers_skip_suspension_and_keep_every_header(gateway, upstreams):
@@ -281,9 +286,7 @@ def test_bad_batch_setting_is_refused(gateway, upstreams):
 
 
 def idle_polls(gw) -> dict:
-    text = requests.get(gw.url + "/gateway/metrics").text
-    return {m.group(1): int(m.group(2))
-            for m in re.finditer(r'^gateway_idle_polls_total\{result="(\w+)"\} (\d+)$', text, re.M)}
+    return by_result(gw, "gateway_idle_polls_total")
 
 
 def test_idle_poll_catches_the_next_request_and_backs_off_when_none_comes(gateway, upstreams):

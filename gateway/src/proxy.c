@@ -44,6 +44,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,24 @@ static const char *const idle_result_names[IDLE_RESULTS] = {"event", "empty", "s
 
 typedef struct worker worker;
 typedef struct exchange exchange;
+
+/* Back-off after a wait that was not worth it: the next 1, 3, 7, … (up to 1023) chances
+ * to wait are skipped; a wait that pays off resets it. */
+typedef struct {
+  unsigned skip; /* chances still to skip */
+  unsigned next; /* how many to skip after the next fruitless wait */
+} backoff;
+
+static bool backoff_skipping(backoff *b) {
+  if (!b->skip) return false;
+  b->skip--;
+  return true;
+}
+
+static void backoff_miss(backoff *b) {
+  b->skip = b->next;
+  b->next = b->next < 512 ? b->next * 2 + 1 : 1023;
+}
 
 /* A configuration as seen by one worker: exchanges count their uses without atomics. */
 typedef struct cslot {
@@ -198,8 +217,7 @@ struct worker {
   struct pool {
     uconn *head;
     int n;
-    unsigned fast_skip;    /* fast path: attempts still to skip after a slow answer */
-    unsigned fast_backoff; /* ... and how many to skip after the next one */
+    backoff fast;          /* fast path: requests not to wait for after a slow answer */
     char *ok_labels;       /* upstream="…",outcome="response", rendered once */
   } *pools;
   int npools;
@@ -227,7 +245,7 @@ struct worker {
   int run_requests; /* requests completed in this MHD_run */
   int run_avg;      /* moving average of run_requests over runs that completed any, x256 */
   bool answered;    /* a request was completed since the loop last waited (idle_poll) */
-  unsigned poll_skip, poll_backoff; /* idle_poll: waits still to skip after a fruitless poll */
+  backoff idle;     /* idle_poll: polls to skip after fruitless ones */
   struct flushent {
     exchange *ex;
     uconn *uc;
@@ -624,21 +642,27 @@ static void reader_free(void *cls);
 
 /* Copies the upstream's response fields onto r, less hop-by-hop ones and those the gateway
  * sets itself, then adds the gateway's own. */
+/* The next name/value pair of the upstream's fields stored in hbuf (name\0value\0…)
+ * before byte end; false at the end (or at a name without a value). */
+static bool next_field(const exchange *ex, size_t *off, size_t end, const char **name,
+                       size_t *nlen, const char **value) {
+  if (*off >= end) return false;
+  *name = ex->hbuf + *off;
+  *nlen = strlen(*name);
+  if (*off + *nlen + 1 >= end) return false;
+  *value = *name + *nlen + 1;
+  *off = (size_t)(*value - ex->hbuf) + strlen(*value) + 1;
+  return true;
+}
+
 static void response_fields(exchange *ex, struct MHD_Response *r) {
   /* the head's fields only: trailer fields parsed in the same read follow them in hbuf */
-  const char *conn_list = NULL;
-  for (size_t off = 0; off < ex->head_hlen;) {
-    const char *name = ex->hbuf + off;
-    const char *value = name + strlen(name) + 1;
-    off = (size_t)(value - ex->hbuf) + strlen(value) + 1;
+  const char *conn_list = NULL, *name, *value;
+  size_t nlen;
+  for (size_t off = 0; next_field(ex, &off, ex->head_hlen, &name, &nlen, &value);)
     if (strcasecmp(name, "Connection") == 0) conn_list = value;
-  }
   bool cors = ex->conf->ncors_origins > 0;
-  for (size_t off = 0; off < ex->head_hlen;) {
-    const char *name = ex->hbuf + off;
-    size_t nlen = strlen(name);
-    const char *value = name + nlen + 1;
-    off = (size_t)(value - ex->hbuf) + strlen(value) + 1;
+  for (size_t off = 0; next_field(ex, &off, ex->head_hlen, &name, &nlen, &value);) {
     if (is_hop_by_hop(name, nlen) || listed_in(conn_list, name, nlen) ||
         strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "X-Request-ID") == 0 ||
         (cors && strncasecmp(name, "Access-Control-", 15) == 0))
@@ -1167,13 +1191,10 @@ static const char *const not_trailers[] = {
     "ratelimit-policy", NULL};
 
 static void add_trailers(exchange *ex) {
-  if (!ex->stream || ex->hlen <= ex->head_hlen) return;
-  for (size_t off = ex->head_hlen; off < ex->hlen;) {
-    const char *name = ex->hbuf + off;
-    size_t nlen = strlen(name);
-    if (off + nlen + 1 >= ex->hlen) break; /* a name without a value */
-    const char *value = name + nlen + 1;
-    off = (size_t)(value - ex->hbuf) + strlen(value) + 1;
+  if (!ex->stream) return;
+  const char *name, *value;
+  size_t nlen;
+  for (size_t off = ex->head_hlen; next_field(ex, &off, ex->hlen, &name, &nlen, &value);) {
     bool drop = is_hop_by_hop(name, nlen) || strncasecmp(name, "proxy-", 6) == 0 ||
                 strncasecmp(name, "access-control-", 15) == 0;
     for (int i = 0; not_trailers[i] && !drop; i++) drop = strcasecmp(name, not_trailers[i]) == 0;
@@ -1438,6 +1459,19 @@ static void serve_health(exchange *ex) {
   local_reply(ex, drain ? 503 : 200, "application/json", s, strlen(s));
 }
 
+/* Appends metric{result="…"} lines for a per-worker array of outcome counters (at byte
+ * offset off in struct worker), summed over the workers; returns the new length. */
+static int by_result(char *out, size_t cap, int len, const char *metric, size_t off,
+                     const char *const *names, int n) {
+  for (int r = 0; r < n && len > 0 && (size_t)len < cap; r++) {
+    unsigned long long v = 0;
+    for (int i = 0; i < nworkers; i++)
+      v += atomic_load_explicit((_Atomic uint64_t *)((char *)&workers[i] + off) + r, memory_order_relaxed);
+    len += snprintf(out + len, cap - (size_t)len, "%s{result=\"%s\"} %llu\n", metric, names[r], v);
+  }
+  return len;
+}
+
 static void serve_metrics(exchange *ex) {
   gw_stats *all[MAX_WORKERS];
   for (int i = 0; i < nworkers; i++) all[i] = workers[i].stats;
@@ -1463,23 +1497,15 @@ static void serve_metrics(exchange *ex) {
                     "connection (waited for in the access handler, or deferred), by outcome.\n"
                     "# TYPE gateway_fast_path_total counter\n",
                     uring, batched, batches);
-  for (int r = 0; r < FAST_RESULTS && fn > 0 && (size_t)fn < sizeof fast; r++) {
-    unsigned long long v = 0;
-    for (int i = 0; i < nworkers; i++) v += atomic_load_explicit(&workers[i].fast[r], memory_order_relaxed);
-    fn += snprintf(fast + fn, sizeof fast - (size_t)fn, "gateway_fast_path_total{result=\"%s\"} %llu\n",
-                   fast_result_names[r], v);
-  }
+  fn = by_result(fast, sizeof fast, fn, "gateway_fast_path_total", offsetof(worker, fast),
+                 fast_result_names, FAST_RESULTS);
   if (fn > 0 && (size_t)fn < sizeof fast)
     fn += snprintf(fast + fn, sizeof fast - (size_t)fn,
                    "# HELP gateway_idle_polls_total Polls for a client's next request before a "
                    "worker sleeps (pool.idle_poll_us), by outcome.\n"
                    "# TYPE gateway_idle_polls_total counter\n");
-  for (int r = 0; r < IDLE_RESULTS && fn > 0 && (size_t)fn < sizeof fast; r++) {
-    unsigned long long v = 0;
-    for (int i = 0; i < nworkers; i++) v += atomic_load_explicit(&workers[i].idle_polls[r], memory_order_relaxed);
-    fn += snprintf(fast + fn, sizeof fast - (size_t)fn, "gateway_idle_polls_total{result=\"%s\"} %llu\n",
-                   idle_result_names[r], v);
-  }
+  fn = by_result(fast, sizeof fast, fn, "gateway_idle_polls_total", offsetof(worker, idle_polls),
+                 idle_result_names, IDLE_RESULTS);
   char *text = NULL;
   if (asprintf(&text, "%s%s%s", mine, fast, shared) < 0) abort();
   free(mine);
@@ -1862,17 +1888,12 @@ static void fast_count(worker *w, int result) { own_add(&w->fast[result], 1); }
 /* The back-off shared by fast_wait and the deferred path: true (and counted as skipped)
  * while requests to this replica are not to be waited for after a slow answer. */
 static bool fast_skipping(worker *w, int rid) {
-  if (!w->pools[rid].fast_skip) return false;
-  w->pools[rid].fast_skip--;
+  if (!backoff_skipping(&w->pools[rid].fast)) return false;
   fast_count(w, FAST_SKIPPED);
   return true;
 }
 
-static void fast_slow(worker *w, int rid) { /* out of time: this upstream is not that quick */
-  struct pool *p = &w->pools[rid];
-  p->fast_skip = p->fast_backoff;
-  p->fast_backoff = p->fast_backoff < 512 ? p->fast_backoff * 2 + 1 : 1023;
-}
+static void fast_slow(worker *w, int rid) { backoff_miss(&w->pools[rid].fast); } /* out of time */
 
 static void fast_wait(exchange *ex) {
   uconn *uc = ex->uc;
@@ -1930,7 +1951,7 @@ static void fast_wait(exchange *ex) {
     }
     break;
   }
-  if (result == FAST_ANSWERED) w->pools[rid].fast_backoff = 0;
+  if (result == FAST_ANSWERED) w->pools[rid].fast.next = 0;
   fast_count(w, result);
 }
 
@@ -1969,7 +1990,7 @@ static enum MHD_Result on_deferred(exchange *ex) {
   if (ex->pending) {
     bool same = ex->attempt == ex->defer_attempt;
     defer_end(ex, !same ? FAST_RETRIED : ex->up_done ? FAST_ANSWERED : FAST_STREAMED);
-    if (same && ex->up_done) w->pools[ex->tried[ex->ntried - 1]->id].fast_backoff = 0;
+    if (same && ex->up_done) w->pools[ex->tried[ex->ntried - 1]->id].fast.next = 0;
     return queue_pending(ex);
   }
   /* the loop's clock (read once per iteration) is precise enough for a budget in ms */
@@ -2166,8 +2187,7 @@ static int idle_poll(worker *w, struct epoll_event *evs, int max) {
   bool after_answer = w->answered;
   w->answered = false;
   if (budget_us <= 0 || !after_answer || w->inflight) return 0;
-  if (w->poll_skip) {
-    w->poll_skip--;
+  if (backoff_skipping(&w->idle)) {
     own_add(&w->idle_polls[IDLE_SKIPPED], 1);
     return 0;
   }
@@ -2176,14 +2196,13 @@ static int idle_poll(worker *w, struct epoll_event *evs, int max) {
     sched_yield();
     int n = epoll_wait(w->epfd, evs, max, 0);
     if (n > 0) {
-      w->poll_backoff = 0;
+      w->idle.next = 0;
       own_add(&w->idle_polls[IDLE_EVENT], 1);
       return n;
     }
   } while (gw_now_ns() < end_ns);
   own_add(&w->idle_polls[IDLE_EMPTY], 1);
-  w->poll_skip = w->poll_backoff;
-  w->poll_backoff = w->poll_backoff < 512 ? w->poll_backoff * 2 + 1 : 1023;
+  backoff_miss(&w->idle);
   return 0;
 }
 
