@@ -52,6 +52,7 @@ class Request:
     header_list: list  # (name, value) as received
     body: bytes = b""
     chunked: bool = False
+    trailers: list = field(default_factory=list)  # (name, value) after a chunked body
 
 
 @dataclass
@@ -194,6 +195,7 @@ class Upstream:
             header_list.append((name.strip(), value.strip()))
         headers = {k.lower(): v for k, v in header_list}
         body = b""
+        trailers: list = []
         chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         if chunked:
             while True:
@@ -202,13 +204,15 @@ class Upstream:
                     return None
                 size = int(size_line.split(b";")[0], 16)
                 if size == 0:
-                    # trailers until an empty line
+                    # trailer fields until an empty line
                     while True:
                         t = self._read_line(conn)
                         if t is None:
                             return None
                         if t == b"":
                             break
+                        name, _, value = t.decode("latin-1").partition(":")
+                        trailers.append((name.strip(), value.strip()))
                     break
                 chunk = self._read_exact(conn, size + 2)
                 if chunk is None:
@@ -218,7 +222,7 @@ class Upstream:
             body = self._read_exact(conn, int(headers["content-length"]))
             if body is None:
                 return None
-        return Request(method, path, headers, header_list, body, chunked)
+        return Request(method, path, headers, header_list, body, chunked, trailers)
 
     def _send(self, conn: _Conn, status: int, body: bytes, headers: Optional[dict] = None,
               ctype: str = "application/json") -> None:

@@ -193,6 +193,33 @@ def test_chunked_upload_is_rechunked_upstream(gateway, upstreams):
     assert "transfer-encoding" in info["headers"] and "content-length" not in info["headers"]
 
 
+def test_trailer_fields_of_a_chunked_upload_reach_the_upstream(gateway, upstreams):
+    """The trailer fields a client sends after a chunked body go upstream after the last
+    chunk, less those RFC 9110 forbids as trailers, hop-by-hop ones and the gateway's own
+    (a trailer cannot stand in for X-Consumer-ID or X-Forwarded-For); none end up in the
+    head."""
+    up, = upstreams(1)
+    gw = gateway(base_config([route("r", "/r", [up])]))
+    body = b"x" * 3000
+    digest = "sha256=" + hashlib.sha256(body).hexdigest()
+    head = b"POST /r/upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    trailers = (b"X-Checksum: " + digest.encode() + b"\r\nX-Consumer-ID: forged\r\n"
+                b"X-Forwarded-For: 6.6.6.6\r\nContent-Type: text/evil\r\nConnection: x\r\n"
+                b"Proxy-Thing: y\r\n")
+    resp = raw_request(gw.port, head + b"bb8\r\n" + body + b"\r\n0\r\n" + trailers + b"\r\n")
+    assert resp.startswith(b"HTTP/1.1 200"), resp[:300]
+    got = up.received[-1]
+    assert got.chunked and got.body == body
+    assert got.trailers == [("X-Checksum", digest)], got.trailers
+    assert "x-checksum" not in got.headers and "x-consumer-id" not in got.headers
+    assert got.headers["x-forwarded-for"] == "127.0.0.1"
+    assert got.headers.get("content-type") != "text/evil"
+    # without trailer fields: the body ends with the empty last chunk, as before
+    resp = raw_request(gw.port, head + b"3\r\nabc\r\n0\r\n\r\n")
+    assert resp.startswith(b"HTTP/1.1 200"), resp[:300]
+    assert up.received[-1].body == b"abc" and up.received[-1].trailers == []
+
+
 def test_response_streams_before_upstream_finishes(gateway, upstreams):
     up, = upstreams(1)
     gw = gateway(base_config([route("r", "/r", [up], read_timeout_ms=5000)]))

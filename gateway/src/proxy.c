@@ -303,6 +303,19 @@ static void buf_init(buf *b, size_t cap) {
 
 static size_t buf_pending(const buf *b) { return b->len - b->off; }
 
+/* appends n bytes, growing the buffer as needed */
+static void buf_append(buf *b, const char *s, size_t n) {
+  if (b->len + n > b->cap) {
+    size_t cap = (b->len + n) * 2;
+    char *nb = realloc(b->data, cap);
+    if (!nb) abort();
+    b->data = nb;
+    b->cap = cap;
+  }
+  if (n) memcpy(b->data + b->len, s, n);
+  b->len += n;
+}
+
 /* Makes room for n more bytes at the end, discarding consumed ones if needed; false when
  * the buffer cannot take them. keep: consumed bytes must stay (replay). */
 static bool buf_room(buf *b, size_t n, bool *keep) {
@@ -1179,28 +1192,57 @@ static void start_attempt(exchange *ex) {
 
 /* ------------------------------------------------------------------ client side */
 
-/* Trailer fields of a chunked upstream response go to the client as trailer fields of
- * its chunked response (libmicrohttpd sends them after the last chunk; an HTTP/1.0 client
- * gets no chunks and so no trailers). Dropped, as RFC 9110 6.5.1 asks of fields that must
- * not be trailers: hop-by-hop ones, framing, routing, authentication, response control, and
- * the fields the gateway sets itself. */
+/* Trailer fields pass through in both directions: those of a chunked upstream response go
+ * to the client as trailer fields of its chunked response (libmicrohttpd sends them after
+ * the last chunk; an HTTP/1.0 client gets no chunks and so no trailers), those of a chunked
+ * request body go upstream after its last chunk. Dropped, as RFC 9110 6.5.1 asks of fields
+ * that must not be trailers: hop-by-hop ones, framing, routing, request modifiers,
+ * authentication, response control, content processing — and the fields the gateway sets
+ * itself, so that a trailer cannot stand in for them (X-Consumer-ID above all). */
 static const char *const not_trailers[] = {
     "content-length", "content-type", "content-encoding", "content-range", "host",
     "authorization", "www-authenticate", "set-cookie", "cache-control", "expires", "date",
     "location", "retry-after", "vary", "age", "x-request-id", "ratelimit",
     "ratelimit-policy", NULL};
+static const char *const not_request_trailers[] = {
+    "content-length", "content-type", "content-encoding", "content-range", "host",
+    "authorization", "cookie", "expect", "max-forwards", "pragma", "range", "cache-control",
+    "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range",
+    "x-api-key", "x-consumer-id", "x-request-id", "x-forwarded-for", "x-forwarded-proto",
+    "x-forwarded-host", "forwarded", NULL};
+
+static bool trailer_dropped(const char *name, size_t nlen, const char *const *deny) {
+  if (is_hop_by_hop(name, nlen) || strncasecmp(name, "proxy-", 6) == 0) return true;
+  for (int i = 0; deny[i]; i++)
+    if (strcasecmp(name, deny[i]) == 0) return true;
+  return false;
+}
 
 static void add_trailers(exchange *ex) {
   if (!ex->stream) return;
   const char *name, *value;
   size_t nlen;
   for (size_t off = ex->head_hlen; next_field(ex, &off, ex->hlen, &name, &nlen, &value);) {
-    bool drop = is_hop_by_hop(name, nlen) || strncasecmp(name, "proxy-", 6) == 0 ||
-                strncasecmp(name, "access-control-", 15) == 0;
-    for (int i = 0; not_trailers[i] && !drop; i++) drop = strcasecmp(name, not_trailers[i]) == 0;
-    if (!drop) MHD_add_response_footer(ex->stream, name, value); /* refuses CR/LF itself */
+    if (!trailer_dropped(name, nlen, not_trailers) && strncasecmp(name, "access-control-", 15) != 0)
+      MHD_add_response_footer(ex->stream, name, value); /* refuses CR/LF itself */
   }
   ex->head_hlen = ex->hlen; /* once */
+}
+
+/* libmicrohttpd's parsed trailer fields of a chunked request body, as "name: value" lines */
+static enum MHD_Result collect_trailer(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value) {
+  (void)kind;
+  buf *t = cls;
+  if (!value) value = "";
+  size_t nlen = strlen(key), vlen = strlen(value);
+  if (trailer_dropped(key, nlen, not_request_trailers) || strpbrk(key, "\r\n") || strpbrk(value, "\r\n"))
+    return MHD_YES;
+  buf_append(t, key, nlen);
+  buf_append(t, ": ", 2);
+  buf_append(t, value, vlen);
+  buf_append(t, "\r\n", 2);
+  return MHD_YES;
 }
 
 static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max) {
@@ -1302,17 +1344,7 @@ typedef struct {
   bool drop_authorization;
 } fwd_ctx;
 
-static void req_append(exchange *ex, const char *s, size_t n) {
-  if (ex->req.len + n > ex->req.cap) {
-    size_t cap = (ex->req.len + n) * 2;
-    char *nb = realloc(ex->req.data, cap);
-    if (!nb) abort();
-    ex->req.data = nb;
-    ex->req.cap = cap;
-  }
-  memcpy(ex->req.data + ex->req.len, s, n);
-  ex->req.len += n;
-}
+static void req_append(exchange *ex, const char *s, size_t n) { buf_append(&ex->req, s, n); }
 
 static void req_put(exchange *ex, const char *s) { req_append(ex, s, strlen(s)); }
 
@@ -2009,14 +2041,21 @@ static enum MHD_Result on_complete(exchange *ex) {
   ex->at_complete = true;
   if (ex->local) return queue_local(ex);
   if (ex->chunked_in && !ex->eof_chunk_written) {
+    /* the last chunk, the client's trailer fields (those that may pass), the end */
+    buf trailers = {0};
+    MHD_get_connection_values(ex->conn, MHD_FOOTER_KIND, collect_trailer, &trailers);
     bool keep = ex->replayable;
-    if (!buf_room(&ex->req, 5, &keep)) {
+    if (!buf_room(&ex->req, 5 + trailers.len, &keep) && buf_pending(&ex->req) > 0) {
+      free(trailers.data);
       ex->at_complete = false; /* not yet: waiting for buffer space */
       suspend(ex);
       return MHD_YES;
     }
     ex->replayable = keep;
-    req_append(ex, "0\r\n\r\n", 5);
+    req_append(ex, "0\r\n", 3);
+    req_append(ex, trailers.data, trailers.len);
+    req_append(ex, "\r\n", 2);
+    free(trailers.data);
     ex->eof_chunk_written = true;
   }
   if (!ex->body_done) {
