@@ -7,6 +7,7 @@ whose behaviour a test can change at any moment, and which record what they rece
     up.healthy = False         # GET /health answers 503
     up.received                # list of Request (method, path, headers, body)
     up.connections             # TCP connections accepted so far
+    up.request_connections     # of those, the ones that carried a request other than /health
     up.stop()
 
 Responses (mode "ok"): JSON describing the request (upstream name, method, path, headers,
@@ -55,6 +56,11 @@ class Request:
     trailers: list = field(default_factory=list)  # (name, value) after a chunked body
 
 
+def _is_health(target: str) -> bool:
+    path = urllib.parse.urlsplit(target).path
+    return path == "/health" or path.endswith("/health")
+
+
 @dataclass
 class _Conn:
     sock: socket.socket
@@ -72,6 +78,7 @@ class Upstream:
         self.received: list[Request] = []
         self.health_checks = 0
         self.connections = 0
+        self.request_connections = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._listener: Optional[socket.socket] = None
@@ -127,6 +134,7 @@ class Upstream:
         with self._lock:
             self.received.clear()
             self.connections = 0
+            self.request_connections = 0
 
     # ------------------------------------------------------------------ serving
     def _accept_loop(self) -> None:
@@ -143,12 +151,17 @@ class Upstream:
 
     def _serve(self, sock: socket.socket) -> None:
         conn = _Conn(sock)
+        counted = False
         try:
             sock.settimeout(None)
             while not self._stop.is_set():
                 req = self._read_request(conn)
                 if req is None:
                     return
+                if not counted and not _is_health(req.path):
+                    counted = True
+                    with self._lock:
+                        self.request_connections += 1
                 if not self._answer(conn, req):
                     return
         except OSError:
@@ -237,7 +250,7 @@ class Upstream:
 
     def _answer(self, conn: _Conn, req: Request) -> bool:
         url = urllib.parse.urlsplit(req.path)
-        if url.path == "/health" or url.path.endswith("/health"):
+        if _is_health(req.path):
             with self._lock:
                 self.health_checks += 1
             if self.healthy and self.mode not in ("reset", "close", "hang"):
