@@ -106,6 +106,8 @@ static void backoff_miss(backoff *b) {
   b->next = b->next < 512 ? b->next * 2 + 1 : 1023;
 }
 
+static void backoff_hit(backoff *b) { b->next = 0; }
+
 /* A configuration as seen by one worker: exchanges count their uses without atomics. */
 typedef struct cslot {
   gw_conf *conf;
@@ -653,8 +655,6 @@ static bool listed_in(const char *list, const char *name, size_t n) {
 static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max);
 static void reader_free(void *cls);
 
-/* Copies the upstream's response fields onto r, less hop-by-hop ones and those the gateway
- * sets itself, then adds the gateway's own. */
 /* The next name/value pair of the upstream's fields stored in hbuf (name\0value\0…)
  * before byte end; false at the end (or at a name without a value). */
 static bool next_field(const exchange *ex, size_t *off, size_t end, const char **name,
@@ -668,6 +668,8 @@ static bool next_field(const exchange *ex, size_t *off, size_t end, const char *
   return true;
 }
 
+/* Copies the upstream's response fields onto r, less hop-by-hop ones and those the gateway
+ * sets itself, then adds the gateway's own. */
 static void response_fields(exchange *ex, struct MHD_Response *r) {
   /* the head's fields only: trailer fields parsed in the same read follow them in hbuf */
   const char *conn_list = NULL, *name, *value;
@@ -1983,7 +1985,7 @@ static void fast_wait(exchange *ex) {
     }
     break;
   }
-  if (result == FAST_ANSWERED) w->pools[rid].fast.next = 0;
+  if (result == FAST_ANSWERED) backoff_hit(&w->pools[rid].fast);
   fast_count(w, result);
 }
 
@@ -2022,7 +2024,7 @@ static enum MHD_Result on_deferred(exchange *ex) {
   if (ex->pending) {
     bool same = ex->attempt == ex->defer_attempt;
     defer_end(ex, !same ? FAST_RETRIED : ex->up_done ? FAST_ANSWERED : FAST_STREAMED);
-    if (same && ex->up_done) w->pools[ex->tried[ex->ntried - 1]->id].fast.next = 0;
+    if (same && ex->up_done) backoff_hit(&w->pools[ex->tried[ex->ntried - 1]->id].fast);
     return queue_pending(ex);
   }
   /* the loop's clock (read once per iteration) is precise enough for a budget in ms */
@@ -2235,7 +2237,7 @@ static int idle_poll(worker *w, struct epoll_event *evs, int max) {
     sched_yield();
     int n = epoll_wait(w->epfd, evs, max, 0);
     if (n > 0) {
-      w->idle.next = 0;
+      backoff_hit(&w->idle);
       own_add(&w->idle_polls[IDLE_EVENT], 1);
       return n;
     }
