@@ -156,6 +156,24 @@ def test_huge_headers_are_refused(gateway, upstreams):
     assert requests.get(gw.url + "/r/ok").status_code == 200
 
 
+def test_default_header_limit_is_8_kib(gateway, upstreams):
+    """Without max_header_bytes a request head of up to 8 KiB (Tomcat's default, which the
+    Spring Boot original had) goes through whole; a larger one is refused with 431 and never
+    reaches the upstream; the connection pool zeroed per request stays small."""
+    a, = upstreams(1)
+    gw = gateway(base_config([route("r", "/r", [a])]))
+    fits = "v" * 7000
+    r = requests.get(gw.url + "/r/fits", headers={"X-Big": fits})
+    assert r.status_code == 200
+    got, = a.requests("/r/fits")
+    assert got.headers["x-big"] == fits
+    out = raw_request(gw.port, b"GET /r/big HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 9000 + b"\r\n\r\n",
+                      read_timeout=3)
+    assert out.split(b" ")[1] == b"431", out[:100]
+    assert a.requests("/r/big") == []
+    assert requests.get(gw.url + "/r/ok").status_code == 200
+
+
 def test_slowloris_does_not_starve_others(gateway, upstreams):
     a, = upstreams(1)
     cfg = base_config([route("r", "/r", [a])])

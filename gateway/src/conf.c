@@ -631,7 +631,7 @@ gw_conf *gw_conf_parse(const char *text, size_t len, char *err, size_t errlen) {
   c->port = get_int(&p, listen, "listen", "port", 8080, 0, 65535);
   c->threads = get_int(&p, listen, "listen", "threads", 2, 1, 64);
   c->client_timeout_s = get_int(&p, root, "", "client_timeout_s", 30, 1, 3600);
-  c->max_header_bytes = (size_t)get_int(&p, root, "", "max_header_bytes", 16384, 4096, 1048576);
+  c->max_header_bytes = (size_t)get_int(&p, root, "", "max_header_bytes", 8192, 4096, 1048576);
   c->drain_timeout_s = get_int(&p, root, "", "drain_timeout_s", 10, 0, 600);
   c->access_log = get_bool(&p, root, "", "access_log", true);
   c->openapi_path = get_str(&p, root, "", "openapi", NULL);

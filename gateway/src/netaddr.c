@@ -2,9 +2,28 @@
 #include "netaddr.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+void gw_ip_text(const struct sockaddr *sa, char *out) {
+  out[0] = 0;
+  if (sa->sa_family == AF_INET6) {
+    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, GW_IP_MAX);
+    return;
+  }
+  if (sa->sa_family != AF_INET) return;
+  const unsigned char *b = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
+  char *o = out;
+  for (int i = 0; i < 4; i++) {
+    unsigned v = b[i];
+    if (v >= 100) *o++ = (char)('0' + v / 100);
+    if (v >= 10) *o++ = (char)('0' + v / 10 % 10);
+    *o++ = (char)('0' + v % 10);
+    *o++ = i < 3 ? '.' : 0;
+  }
+}
 
 static int parse_ip(const char *text, size_t len, int *family, unsigned char addr[16]) {
   char buf[GW_IP_MAX];

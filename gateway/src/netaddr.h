@@ -14,6 +14,13 @@
 
 #define GW_IP_MAX 46 /* INET6_ADDRSTRLEN */
 
+struct sockaddr;
+
+/* The address of sa as text (IPv4 dotted, IPv6 as inet_ntop writes it), "" for another
+ * family. out gets GW_IP_MAX. IPv4 is formatted here: inet_ntop goes through sprintf, which
+ * cost more per request than the rest of the client-address handling. */
+void gw_ip_text(const struct sockaddr *sa, char *out);
+
 /* Parses "10.0.0.0/8", "127.0.0.1", "::1", "fd00::/8". 0 on success. */
 int gw_cidr_parse(const char *text, gw_cidr *out);
 

@@ -220,7 +220,7 @@ struct worker {
     uconn *head;
     int n;
     backoff fast;          /* fast path: requests not to wait for after a slow answer */
-    char *ok_labels;       /* upstream="…",outcome="response", rendered once */
+    gw_counter *ok;        /* upstream_requests_total{upstream="…",outcome="response"} */
   } *pools;
   int npools;
   exchange *active;
@@ -629,15 +629,39 @@ static void up_detach(exchange *ex, bool reusable) {
   else uc_close(uc);
 }
 
-static const char *const hop_by_hop[] = {"connection", "keep-alive", "proxy-connection",
-                                         "te", "trailer", "transfer-encoding", "upgrade",
-                                         "proxy-authenticate", "proxy-authorization", NULL};
+/* Field names with their lengths: lists compared against every field of every request
+ * and response. */
+typedef struct {
+  const char *name;
+  size_t len;
+} field_name;
+#define NAMED(s) {s, sizeof s - 1}
+#define COUNT(a) (sizeof a / sizeof a[0])
 
-static bool is_hop_by_hop(const char *name, size_t n) {
-  for (int i = 0; hop_by_hop[i]; i++)
-    if (strlen(hop_by_hop[i]) == n && strncasecmp(name, hop_by_hop[i], n) == 0) return true;
+static bool name_in(const field_name *list, size_t count, const char *name, size_t n) {
+  for (size_t i = 0; i < count; i++)
+    if (list[i].len == n && strncasecmp(name, list[i].name, n) == 0) return true;
   return false;
 }
+
+static bool is_hop_by_hop(const char *name, size_t n) {
+  static const field_name hop_by_hop[] = {
+      NAMED("connection"), NAMED("keep-alive"), NAMED("proxy-connection"), NAMED("te"),
+      NAMED("trailer"), NAMED("transfer-encoding"), NAMED("upgrade"),
+      NAMED("proxy-authenticate"), NAMED("proxy-authorization")};
+  return name_in(hop_by_hop, COUNT(hop_by_hop), name, n);
+}
+
+/* the request fields the gateway sets itself (or keeps: the API key) */
+static bool is_own_request_field(const char *name, size_t n) {
+  static const field_name own[] = {
+      NAMED("host"), NAMED("content-length"), NAMED("expect"), NAMED("x-request-id"),
+      NAMED("x-forwarded-for"), NAMED("x-forwarded-proto"), NAMED("x-forwarded-host"),
+      NAMED("x-api-key"), NAMED("x-consumer-id")};
+  return name_in(own, COUNT(own), name, n);
+}
+#undef NAMED
+#undef COUNT
 
 /* true when name appears as a token in a Connection header value */
 static bool listed_in(const char *list, const char *name, size_t n) {
@@ -1057,9 +1081,12 @@ static void up_read(exchange *ex) {
     if (!had_head && ex->head_done) {
       gw_replica_success(uc->rep);
       struct pool *p = &ex->w->pools[uc->rep->id];
-      if (!p->ok_labels && asprintf(&p->ok_labels, "upstream=\"%s\",outcome=\"response\"", uc->rep->name) < 0)
-        abort();
-      gw_stats_add(ex->w->stats, "gateway_upstream_requests_total", p->ok_labels, 1);
+      if (!p->ok) {
+        char labels[300];
+        snprintf(labels, sizeof labels, "upstream=\"%s\",outcome=\"response\"", uc->rep->name);
+        p->ok = gw_stats_counter(ex->w->stats, "gateway_upstream_requests_total", labels);
+      }
+      gw_counter_add(ex->w->stats, p->ok, 1);
     }
     if (ex->up_done) {
       /* reusable when the upstream consumed the whole request, sent nothing extra and
@@ -1302,12 +1329,14 @@ typedef struct {
   const char *host, *request_id, *xff, *xfp, *xfh, *api_key, *authorization, *content_length,
       *transfer_encoding, *origin, *acrm, *connection, *expect;
   char *xff_joined;
+  size_t bytes; /* the fields as received: "name: value" CRLF each */
 } req_headers;
 
 static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                      const char *value) {
+                                      size_t key_size, const char *value, size_t value_size) {
   (void)kind;
   req_headers *h = cls;
+  h->bytes += key_size + value_size + 4;
   if (!value) value = "";
   switch (key[0] | 0x20) {
     case 'h': if (strcasecmp(key, "Host") == 0) h->host = value; break;
@@ -1368,11 +1397,7 @@ static enum MHD_Result forward_header(void *cls, enum MHD_ValueKind kind, const 
   fwd_ctx *f = cls;
   size_t n = strlen(key);
   if (is_hop_by_hop(key, n) || listed_in(f->h->connection, key, n)) return MHD_YES;
-  static const char *const own[] = {"host", "content-length", "expect", "x-request-id",
-                                    "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
-                                    "x-api-key", "x-consumer-id", NULL};
-  for (int i = 0; own[i]; i++)
-    if (strcasecmp(key, own[i]) == 0) return MHD_YES;
+  if (is_own_request_field(key, n)) return MHD_YES;
   if (f->drop_authorization && strcasecmp(key, "Authorization") == 0) return MHD_YES;
   req_header(f->ex, key, value ? value : "", NULL);
   return MHD_YES;
@@ -1608,18 +1633,12 @@ static void on_headers(exchange *ex, const char *method, const char *version) {
   ex->pathlen = q ? (size_t)(q - ex->uri) : strlen(ex->uri);
 
   req_headers h = {0};
-  MHD_get_connection_values(ex->conn, MHD_HEADER_KIND, collect_header, &h);
+  MHD_get_connection_values_n(ex->conn, MHD_HEADER_KIND, collect_header, &h);
   if (h.request_id && valid_request_id(h.request_id))
     snprintf(ex->request_id, sizeof ex->request_id, "%s", h.request_id);
   else request_id_new(w, ex->request_id);
   const union MHD_ConnectionInfo *ci = MHD_get_connection_info(ex->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-  if (ci && ci->client_addr) {
-    const struct sockaddr *sa = ci->client_addr;
-    if (sa->sa_family == AF_INET)
-      inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ex->peer_ip, sizeof ex->peer_ip);
-    else if (sa->sa_family == AF_INET6)
-      inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ex->peer_ip, sizeof ex->peer_ip);
-  }
+  if (ci && ci->client_addr) gw_ip_text(ci->client_addr, ex->peer_ip);
   gw_client_ip(c->trusted, c->ntrusted, ex->peer_ip, h.xff, ex->client_ip);
   ex->origin = h.origin;
   ex->expect_continue = h.expect && strcasecmp(h.expect, "100-continue") == 0;
@@ -1641,6 +1660,16 @@ static void on_headers(exchange *ex, const char *method, const char *version) {
     ex->has_body = cl > 0;
   }
 
+  /* max_header_bytes exactly: libmicrohttpd's own limit is its connection pool, larger */
+  size_t head_bytes = strlen(method) + strlen(ex->uri) + strlen(version) + 4 + h.bytes + 2;
+  if (head_bytes > c->max_header_bytes) {
+    char detail[128];
+    snprintf(detail, sizeof detail, "the request line and header fields may be at most %zu bytes",
+             c->max_header_bytes);
+    local_problem(ex, 431, "Request Header Fields Too Large", detail);
+    note_reject(ex, "headers_too_large");
+    goto out;
+  }
   if (ex->uri[0] != '/' || has_dot_segment(ex->uri, ex->pathlen)) {
     local_problem(ex, 400, "Bad Request", "the request target must be a normalized absolute path");
     note_reject(ex, "bad_request");
@@ -1798,7 +1827,6 @@ static void on_headers(exchange *ex, const char *method, const char *version) {
     }
   }
   if (!ex->has_body) ex->body_done = true;
-  (void)version;
   start_attempt(ex);
 out:
   free(h.xff_joined); /* the other header pointers are MHD's and live as long as the request */
@@ -2451,7 +2479,6 @@ void gw_proxy_stop(void) {
       }
     }
     free(w->rr);
-    for (int k = 0; k < w->npools; k++) free(w->pools[k].ok_labels);
     if (w->uring) io_uring_queue_exit(&w->ring);
     w->uring = false;
     free(w->flush);

@@ -104,6 +104,19 @@ void gw_stats_add(gw_stats *s, const char *family, const char *labels, double de
   pthread_mutex_unlock(&s->lock);
 }
 
+gw_counter *gw_stats_counter(gw_stats *s, const char *family, const char *labels) {
+  pthread_mutex_lock(&s->lock);
+  series *e = get(s, family, labels, false);
+  pthread_mutex_unlock(&s->lock);
+  return e;
+}
+
+void gw_counter_add(gw_stats *s, gw_counter *c, double delta) {
+  pthread_mutex_lock(&s->lock);
+  c->value += delta;
+  pthread_mutex_unlock(&s->lock);
+}
+
 void gw_stats_observe(gw_stats *s, const char *family, const char *labels, double seconds) {
   pthread_mutex_lock(&s->lock);
   series *e = get(s, family, labels, true);

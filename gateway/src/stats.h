@@ -14,6 +14,12 @@ void gw_stats_free(gw_stats *s);
 
 /* Adds delta to counter `family{labels}`. */
 void gw_stats_add(gw_stats *s, const char *family, const char *labels, double delta);
+
+/* A counter found once, for a hot path that keeps adding to the same series: valid as
+ * long as s. */
+typedef struct series gw_counter;
+gw_counter *gw_stats_counter(gw_stats *s, const char *family, const char *labels);
+void gw_counter_add(gw_stats *s, gw_counter *c, double delta);
 /* Observes seconds into histogram `family{labels}` (buckets 1ms .. 10s). */
 void gw_stats_observe(gw_stats *s, const char *family, const char *labels, double seconds);
 
