@@ -112,6 +112,21 @@ static bool raw_exchange_exists(raw *r, const char *name) {
   return false;
 }
 
+/* Waits until a consumer is attached to the queue: the consumer declares its queues, then
+ * binds them, then consumes, so this is when its topology is complete (a message published
+ * after the queue exists but before its binding would be parked as unrouted). */
+static void raw_wait_consuming(raw *r, const char *queue, int timeout_ms) {
+  int64_t deadline = now_ms() + timeout_ms;
+  for (;;) {
+    amqp_queue_declare_ok_t *ok =
+        amqp_queue_declare(r->conn, 1, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
+    if (ok && ok->consumer_count > 0) return;
+    if (!ok) raw_reopen(r);
+    if (now_ms() >= deadline) fail_msg("no consumer on %s after %d ms", queue, timeout_ms);
+    sleep_ms(20);
+  }
+}
+
 /* Polls until the queue holds want messages (or the deadline passes). */
 static int raw_wait_count(raw *r, const char *queue, int want, int timeout_ms) {
   int64_t deadline = now_ms() + timeout_ms;
@@ -730,9 +745,7 @@ static void retry_is_delayed_then_dead_lettered_and_reject_is_dead_at_once(void 
   static consumer k;
   consume_start(&k, amqp_url, &spec);
   raw r = raw_open();
-  /* the consumer declares its queues; wait for them before publishing */
-  int64_t deadline = now_ms() + 5000;
-  while (raw_count(&r, q) < 0 && now_ms() < deadline) sleep_ms(20);
+  raw_wait_consuming(&r, q, 15000); /* its topology complete before publishing */
 
   mq_conn *c = mq_conn_new(amqp_url, exchange, "live_amqp verdicts");
   mq_props p_retry = {.message_id = "r-1", .type = "verdict.retry"};
@@ -812,8 +825,7 @@ static void failed_retry_publish_leaves_the_message_for_redelivery(void **state)
   static consumer k;
   consume_start(&k, amqp_url, &spec);
   raw r = raw_open();
-  int64_t deadline = now_ms() + 5000;
-  while (raw_count(&r, retry) < 0 && now_ms() < deadline) sleep_ms(20);
+  raw_wait_consuming(&r, q, 15000); /* set up, then its retry queue goes */
   amqp_queue_delete(r.conn, 1, amqp_cstring_bytes(retry), 0, 0);
   assert_int_equal(amqp_get_rpc_reply(r.conn).reply_type, AMQP_RESPONSE_NORMAL);
 
@@ -857,8 +869,7 @@ static void consumer_and_publisher_come_back_after_the_broker_went_away(void **s
   mq_conn *direct = mq_conn_new(amqp_url, exchange, "live_amqp resume direct");
   mq_conn *via = mq_conn_new(url, exchange, "live_amqp resume via proxy");
   raw r = raw_open();
-  int64_t deadline = now_ms() + 5000;
-  while (raw_count(&r, q) < 0 && now_ms() < deadline) sleep_ms(20);
+  raw_wait_consuming(&r, q, 15000);
 
   assert_int_equal(mq_publish(via, NULL, "resume.item", "before", 6, NULL, TIMEOUT_MS), 0);
   assert_true(wait_seen(&k, 1, 3000));
@@ -879,7 +890,7 @@ static void consumer_and_publisher_come_back_after_the_broker_went_away(void **s
   fprintf(stderr, "[ info     ] consumer resumed %lld ms after the broker came back\n",
           (long long)resumed_ms);
   assert_string_equal(k.seen[1].body, "during");
-  deadline = now_ms() + 5000;
+  int64_t deadline = now_ms() + 5000;
   while (mq_ensure(via) != 0 && now_ms() < deadline) sleep_ms(10);
   assert_int_equal(mq_publish(via, NULL, "resume.item", "after", 5, NULL, TIMEOUT_MS), 0);
   assert_true(wait_seen(&k, 3, 3000));
