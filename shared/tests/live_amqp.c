@@ -94,14 +94,19 @@ static void raw_reopen(raw *r) {
   assert_int_equal(amqp_get_rpc_reply(r->conn).reply_type, AMQP_RESPONSE_NORMAL);
 }
 
-/* Message count of a queue, or -1 when it does not exist (reopens the channel the
- * broker closed on the 404). */
-static int raw_count(raw *r, const char *queue) {
+/* Passive declare: the queue's message and consumer counts, or NULL when it does not exist
+ * (reopens the channel the broker closed on the 404). */
+static amqp_queue_declare_ok_t *raw_queue(raw *r, const char *queue) {
   amqp_queue_declare_ok_t *ok =
       amqp_queue_declare(r->conn, 1, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
-  if (ok) return (int)ok->message_count;
-  raw_reopen(r);
-  return -1;
+  if (!ok) raw_reopen(r);
+  return ok;
+}
+
+/* Message count of a queue, or -1 when it does not exist. */
+static int raw_count(raw *r, const char *queue) {
+  amqp_queue_declare_ok_t *ok = raw_queue(r, queue);
+  return ok ? (int)ok->message_count : -1;
 }
 
 static bool raw_exchange_exists(raw *r, const char *name) {
@@ -118,10 +123,8 @@ static bool raw_exchange_exists(raw *r, const char *name) {
 static void raw_wait_consuming(raw *r, const char *queue, int timeout_ms) {
   int64_t deadline = now_ms() + timeout_ms;
   for (;;) {
-    amqp_queue_declare_ok_t *ok =
-        amqp_queue_declare(r->conn, 1, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
+    amqp_queue_declare_ok_t *ok = raw_queue(r, queue);
     if (ok && ok->consumer_count > 0) return;
-    if (!ok) raw_reopen(r);
     if (now_ms() >= deadline) fail_msg("no consumer on %s after %d ms", queue, timeout_ms);
     sleep_ms(20);
   }
