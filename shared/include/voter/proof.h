@@ -1,0 +1,61 @@
+/* proof — how a service knows that a request came through the gateway, and with which
+ * scopes. Prefix proof_.
+ *
+ * The gateway authenticates the client (API key → tier → scopes), then sends upstream
+ *   X-Consumer-ID:     the caller's id ("" for anonymous clients)
+ *   X-Consumer-Scopes: the caller's scopes, space-separated (e.g. "read vote")
+ *   X-Gateway-Proof:   t=<unix seconds>,sig=<64 lowercase hex>
+ * where sig = HMAC-SHA256(secret, METHOD "\n" PATH "\n" t "\n" CONSUMER "\n" SCOPES) and
+ * PATH is the normalised path the gateway forwards, without the query. The secret is one
+ * per deployment (GATEWAY_PROOF_SECRET), shared by the gateway and the services only.
+ * A service that receives no valid proof treats the caller as having no scopes: a request
+ * on the internal network, or a webhook aimed at a service, cannot perform admin actions.
+ * A proof is valid for PROOF_MAX_SKEW_S either side of the service's clock; it binds the
+ * method, path, caller and scopes, so it cannot be moved to another request of another kind
+ * (replaying the very same admin request within the window is what it does not prevent —
+ * the gateway is the only holder of the secret and the network between them is trusted to
+ * that extent; see docs/design.md, threat model). */
+#ifndef VOTER_PROOF_H
+#define VOTER_PROOF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROOF_HEADER "X-Gateway-Proof"
+#define PROOF_CONSUMER_HEADER "X-Consumer-ID"
+#define PROOF_SCOPES_HEADER "X-Consumer-Scopes"
+#define PROOF_SECRET_ENV "GATEWAY_PROOF_SECRET"
+#define PROOF_MAX_SKEW_S 300
+/* A secret shorter than this is refused by proof_sign and proof_verify. */
+#define PROOF_MIN_SECRET 16
+/* "t=" + up to 20 digits + ",sig=" + 64 hex + NUL */
+#define PROOF_TEXT_MAX 96
+
+typedef enum {
+  PROOF_OK = 0,
+  PROOF_NO_SECRET,     /* secret unset or shorter than PROOF_MIN_SECRET */
+  PROOF_MISSING,       /* no proof header */
+  PROOF_MALFORMED,     /* header not t=<digits>,sig=<64 hex>, or a field holds a newline */
+  PROOF_EXPIRED,       /* t further than PROOF_MAX_SKEW_S from now */
+  PROOF_BAD_SIGNATURE, /* signature does not match (compared in constant time) */
+} proof_status;
+
+/* Writes the X-Gateway-Proof value for a request into out. consumer and scopes may be NULL
+ * (= ""). 0 on success, -1 when the secret is too short or a field holds a newline. */
+int proof_sign(const char *secret, size_t secret_len, const char *method, const char *path,
+               const char *consumer, const char *scopes, int64_t now_s,
+               char out[PROOF_TEXT_MAX]);
+
+/* Checks a received X-Gateway-Proof value (header may be NULL) against the request. */
+proof_status proof_verify(const char *secret, size_t secret_len, const char *header,
+                          const char *method, const char *path, const char *consumer,
+                          const char *scopes, int64_t now_s);
+
+/* true when the space-separated list scopes holds scope as a whole word. */
+bool proof_scope_has(const char *scopes, const char *scope);
+
+/* A short English reason for a status ("signature does not match", ...). */
+const char *proof_status_text(proof_status status);
+
+#endif

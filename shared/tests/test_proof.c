@@ -1,0 +1,113 @@
+/* Unit tests for proof: the gateway's signature over a forwarded request. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "voter/proof.h"
+
+#define SECRET "0123456789abcdef-test-secret"
+#define SLEN (sizeof SECRET - 1)
+#define NOW 1800000000
+
+/* Pins the wire format: computed independently with Python's hmac module. */
+static void signature_matches_the_documented_format(void **state) {
+  (void)state;
+  char out[PROOF_TEXT_MAX];
+  assert_int_equal(proof_sign(SECRET, SLEN, "POST", "/election/drop/elections", "key-7",
+                              "read vote write admin", NOW, out),
+                   0);
+  assert_string_equal(out, "t=1800000000,sig="
+                           "995c7fb992d4fdea0ccf3d182b7f83faf40f03122bed934cc686cfc12224b70c");
+}
+
+static void valid_proof_verifies(void **state) {
+  (void)state;
+  char out[PROOF_TEXT_MAX];
+  assert_int_equal(proof_sign(SECRET, SLEN, "DELETE", "/voter/votes/1", NULL, "admin", NOW, out),
+                   0);
+  assert_int_equal(
+      proof_verify(SECRET, SLEN, out, "DELETE", "/voter/votes/1", "", "admin", NOW + 10),
+      PROOF_OK);
+}
+
+static void any_changed_field_breaks_it(void **state) {
+  (void)state;
+  char out[PROOF_TEXT_MAX];
+  proof_sign(SECRET, SLEN, "POST", "/voter/drop/votes", "k", "read admin", NOW, out);
+  assert_int_equal(proof_verify(SECRET, SLEN, out, "PUT", "/voter/drop/votes", "k",
+                                "read admin", NOW),
+                   PROOF_BAD_SIGNATURE);
+  assert_int_equal(proof_verify(SECRET, SLEN, out, "POST", "/voter/drop/vote", "k",
+                                "read admin", NOW),
+                   PROOF_BAD_SIGNATURE);
+  assert_int_equal(proof_verify(SECRET, SLEN, out, "POST", "/voter/drop/votes", "k2",
+                                "read admin", NOW),
+                   PROOF_BAD_SIGNATURE);
+  assert_int_equal(proof_verify(SECRET, SLEN, out, "POST", "/voter/drop/votes", "k",
+                                "read admin write", NOW),
+                   PROOF_BAD_SIGNATURE);
+  assert_int_equal(proof_verify("0123456789abcdef-other", 22, out, "POST", "/voter/drop/votes",
+                                "k", "read admin", NOW),
+                   PROOF_BAD_SIGNATURE);
+}
+
+static void window_and_format_are_strict(void **state) {
+  (void)state;
+  char out[PROOF_TEXT_MAX];
+  proof_sign(SECRET, SLEN, "POST", "/p", "", "", NOW, out);
+  assert_int_equal(proof_verify(SECRET, SLEN, out, "POST", "/p", "", "", NOW + 301),
+                   PROOF_EXPIRED);
+  assert_int_equal(proof_verify(SECRET, SLEN, out, "POST", "/p", "", "", NOW - 301),
+                   PROOF_EXPIRED);
+  assert_int_equal(proof_verify(SECRET, SLEN, NULL, "POST", "/p", "", "", NOW), PROOF_MISSING);
+  assert_int_equal(proof_verify(SECRET, SLEN, "", "POST", "/p", "", "", NOW), PROOF_MISSING);
+  const char *bad[] = {"t=1800000000", "t=-1,sig=00", "t=1800000000 ,sig=" /* space */,
+                       "T=1800000000,sig=995c7fb992d4fdea0ccf3d182b7f83faf40f03122bed934cc686cfc12224b70c",
+                       "t=1800000000,sig=995C7FB992D4FDEA0CCF3D182B7F83FAF40F03122BED934CC686CFC12224B70C",
+                       "t=1800000000,sig=995c7fb992d4fdea0ccf3d182b7f83faf40f03122bed934cc686cfc12224b70c0"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    assert_int_equal(proof_verify(SECRET, SLEN, bad[i], "POST", "/p", "", "", NOW),
+                     PROOF_MALFORMED);
+  assert_int_equal(proof_verify(SECRET, SLEN, out, "POST", "/p\n", "", "", NOW),
+                   PROOF_MALFORMED);
+}
+
+static void short_or_missing_secret_signs_and_accepts_nothing(void **state) {
+  (void)state;
+  char out[PROOF_TEXT_MAX];
+  assert_int_equal(proof_sign("short", 5, "GET", "/", "", "", NOW, out), -1);
+  assert_int_equal(proof_sign(NULL, 0, "GET", "/", "", "", NOW, out), -1);
+  assert_int_equal(proof_verify(NULL, 0, "t=1,sig=00", "GET", "/", "", "", NOW),
+                   PROOF_NO_SECRET);
+  assert_int_equal(proof_sign(SECRET, SLEN, "GET", "/a\r\nX: y", "", "", NOW, out), -1);
+}
+
+static void scopes_match_whole_words(void **state) {
+  (void)state;
+  assert_true(proof_scope_has("read vote admin", "admin"));
+  assert_true(proof_scope_has("admin", "admin"));
+  assert_true(proof_scope_has("  read  admin ", "read"));
+  assert_false(proof_scope_has("read vote", "admin"));
+  assert_false(proof_scope_has("administrator", "admin"));
+  assert_false(proof_scope_has("xadmin", "admin"));
+  assert_false(proof_scope_has("", "admin"));
+  assert_false(proof_scope_has(NULL, "admin"));
+  assert_false(proof_scope_has("read", ""));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(signature_matches_the_documented_format),
+      cmocka_unit_test(valid_proof_verifies),
+      cmocka_unit_test(any_changed_field_breaks_it),
+      cmocka_unit_test(window_and_format_are_strict),
+      cmocka_unit_test(short_or_missing_secret_signs_and_accepts_nothing),
+      cmocka_unit_test(scopes_match_whole_words),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
