@@ -239,6 +239,8 @@ static int choose_winners(mcount *mc, multi_round *rd, const dec_u256 *pct_thres
 
     if (!mark)
         return oom(mc);
+    if (mc->res->nwinners > (size_t)mc->seats)
+        open = 0;
     if (uwi_holds_votes(mc) || n == 0)
         goto out;
     if (r->mode == MODE_BOTTOMS_UP_PERCENTAGE) { /* every one strictly above Q_r */
@@ -253,6 +255,13 @@ static int choose_winners(mcount *mc, multi_round *rd, const dec_u256 *pct_thres
         for (size_t i = 0; i < n; i++)
             if (ids[i] != RULES_UWI && mc->tally[ids[i]] >= mc->quota)
                 ids[m++] = ids[i];
+    }
+    if (r->mode == MODE_MULTIPLE_PER_ROUND && m > open) {
+        /* [choice] Only a threshold of 0 (hare_quota, no active votes) lets more
+         * candidates reach it than there are seats; the spec elects nobody beyond them. */
+        rc = stop_with(mc, "more candidates reach the threshold than seats remain "
+                           "(hare_quota with no active votes gives a threshold of 0)");
+        goto out;
     }
     if (r->mode == MODE_ONE_PER_ROUND && m > 1) { /* keep the highest, break a tie */
         dec_u128 best = 0;
@@ -630,11 +639,13 @@ static int add_pass(multi_result *res, const count_result *cr, int pass)
             rd->tally[c] = (dec_u128)src->tally[c];
         for (int k = 0; k < COUNT_INACTIVE_KINDS; k++)
             rd->inactive[k] = (dec_u128)src->inactive[k];
-        memcpy(rd->elected, src->elected, src->nelected * sizeof(int));
+        if (src->nelected > 0)
+            memcpy(rd->elected, src->elected, src->nelected * sizeof(int));
         rd->nelected = src->nelected;
-        memcpy(rd->eliminated, src->eliminated, src->neliminated * sizeof(int));
+        if (src->neliminated > 0)
+            memcpy(rd->eliminated, src->eliminated, src->neliminated * sizeof(int));
         rd->neliminated = src->neliminated;
-        if (src->transfers) {
+        if (src->transfers && src->neliminated > 0) {
             memcpy(rd->movers, src->eliminated, src->neliminated * sizeof(int));
             rd->nmovers = src->neliminated;
             for (size_t k = 0; k < src->neliminated * width; k++)
