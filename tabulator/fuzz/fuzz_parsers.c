@@ -3,18 +3,22 @@
  * Input layout: RULES-JSON, a NUL byte, BALLOTS-CSV. Without a NUL the whole input is
  * fed to the rules parser and, separately, to the CSV reader with fixed rules. When the
  * rules part is valid, the ballots are read with those rules and counted, and the result
- * is rendered, so every stage sees hostile input. The CSV reader runs with a tiny buffer
+ * is rendered, so every stage sees hostile input: the single-winner count, or the
+ * multi-winner counts (multi.c) when the rules name a winner_mode. The CSV reader runs with a tiny buffer
  * and odd read sizes so records straddle refills. */
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ballots.h"
 #include "count.h"
 #include "csv.h"
 #include "cvr.h"
+#include "multi.h"
 #include "output.h"
+#include "output_multi.h"
 #include "rules.h"
 
 static const char fixed_rules[] =
@@ -58,7 +62,12 @@ static void count_ballots(const rules *r, const uint8_t *data, size_t len)
     memset(&err, 0, sizeof(err));
     progress_init(&prog, NULL);
     ballots_init(&store);
-    if (cvr_read(r, csv, &store, &prog, 0, &err) == 0) {
+    if (cvr_read(r, csv, &store, &prog, 0, &err) == 0 && rules_is_multi(r)) {
+        multi_result res;
+        if (multi_run(r, &store, &res, &prog, &err) >= 0)
+            free(output_multi_text(r, &res));
+        multi_result_free(&res);
+    } else if (err.code == 0) {
         count_result res;
         json_t *doc;
         if (count_run(r, &store, &res, &prog, &err) >= 0) {

@@ -11,13 +11,10 @@
 #include <string.h>
 
 #include "tiebreak.h"
+#include "walk.h"
 
 const char *const count_inactive_names[COUNT_INACTIVE_KINDS] = {
     "exhausted_choices", "overvotes", "skipped_rankings", "repeated_rankings"};
-
-/* Where a group stands, when not counting for a candidate (>= 0). */
-#define WHERE_INACTIVE(kind) (-1 - (int)(kind))
-#define WHERE_UNDERVOTE (-1 - COUNT_INACTIVE_KINDS)
 
 typedef struct group_list {
     uint32_t *items;
@@ -34,76 +31,13 @@ typedef struct counter {
     int64_t *tally;            /* [ncand], current */
     int64_t inactive[COUNT_INACTIVE_KINDS];
     group_list *lists;         /* [ncand]: groups counting for each candidate */
-    uint32_t *seen;            /* [ncand]: generation stamps for duplicate detection */
-    uint32_t seen_gen;
+    walk_state walker;         /* over continuing */
     int *scratch;              /* [ncand] */
     const int64_t **history;   /* [ncand + 2] round tallies for tie-breaks */
     jrandom rng;
     progress *prog;
     tab_error *err;
 } counter;
-
-/* ---- the ballot walk of "How a round is counted" ---- */
-
-static int walk(counter *cn, const uint16_t *m, uint32_t len)
-{
-    const rules *r = cn->r;
-    long last = 0;
-    uint32_t i = 0;
-
-    if (len == 0)
-        return WHERE_UNDERVOTE;
-    if (r->exhaust_on_duplicate && ++cn->seen_gen == 0) {
-        memset(cn->seen, 0, cn->ncand * sizeof(*cn->seen));
-        cn->seen_gen = 1;
-    }
-    while (i < len) {
-        long rank = m[i];
-        uint16_t k = m[i + 1];
-        const uint16_t *ids = m + i + 2;
-        bool is_last;
-
-        i += 2u + k;
-        is_last = i >= len;
-        if (r->max_skipped >= 0 && rank - last > r->max_skipped + 1)
-            return WHERE_INACTIVE(INACTIVE_SKIPPED);
-        last = rank;
-        if (r->exhaust_on_duplicate) {
-            for (uint16_t j = 0; j < k; j++)
-                if (ids[j] != BALLOTS_OVERVOTE_LABEL && cn->seen[ids[j]] == cn->seen_gen)
-                    return WHERE_INACTIVE(INACTIVE_REPEATED);
-            for (uint16_t j = 0; j < k; j++)
-                if (ids[j] != BALLOTS_OVERVOTE_LABEL)
-                    cn->seen[ids[j]] = cn->seen_gen;
-        }
-        if (k > 1 || ids[0] == BALLOTS_OVERVOTE_LABEL) {
-            int only = -1, continuing = 0;
-            switch (r->overvote) {
-            case OVERVOTE_EXHAUST_IMMEDIATELY:
-                return WHERE_INACTIVE(INACTIVE_OVERVOTES);
-            case OVERVOTE_ALWAYS_SKIP:
-                break;
-            case OVERVOTE_EXHAUST_IF_MULTIPLE:
-                /* The reader refuses the overvote label under this rule. */
-                for (uint16_t j = 0; j < k; j++)
-                    if (ids[j] != BALLOTS_OVERVOTE_LABEL && cn->continuing[ids[j]]) {
-                        continuing++;
-                        only = ids[j];
-                    }
-                if (continuing >= 2)
-                    return WHERE_INACTIVE(INACTIVE_OVERVOTES);
-                if (continuing == 1)
-                    return only;
-                break;
-            }
-        } else if (cn->continuing[ids[0]]) {
-            return ids[0];
-        }
-        if (is_last)
-            return WHERE_INACTIVE(INACTIVE_EXHAUSTED);
-    }
-    return WHERE_INACTIVE(INACTIVE_EXHAUSTED);
-}
 
 static int list_push(group_list *l, uint32_t g)
 {
@@ -123,7 +57,7 @@ static int list_push(group_list *l, uint32_t g)
 static int place(counter *cn, uint32_t g, int64_t *transfer_row)
 {
     const ballot_group *bg = &cn->s->groups[g];
-    int where = walk(cn, ballots_marks(cn->s, bg), bg->len);
+    int where = walk_ballot(&cn->walker, ballots_marks(cn->s, bg), bg->len);
 
     if (where >= 0) {
         cn->tally[where] += bg->weight;
@@ -131,7 +65,7 @@ static int place(counter *cn, uint32_t g, int64_t *transfer_row)
             transfer_row[where] += bg->weight;
         return list_push(&cn->lists[where], g);
     }
-    if (where == WHERE_UNDERVOTE) {
+    if (where == WALK_UNDERVOTE) {
         cn->res->undervotes += bg->weight;
         return 0;
     }
@@ -264,7 +198,7 @@ static int cmp_int(const void *a, const void *b)
 
 /* "Winning and eliminating", the elimination part: fills out[] (ids) and *nout. Returns
  * 0, or 1 when the count must stop. */
-static int choose_eliminations(counter *cn, int *out, size_t *nout)
+static int choose_eliminations(counter *cn, int64_t threshold, int *out, size_t *nout)
 {
     const rules *r = cn->r;
     int *ids = cn->scratch;
@@ -290,6 +224,13 @@ static int choose_eliminations(counter *cn, int *out, size_t *nout)
                      "every candidate is below minimum_vote_threshold in round 1");
             return 1;
         }
+        if (*nout > 0)
+            return 0;
+    }
+    if (r->cutoff_elimination) { /* TABULATION-MULTI.md §7.1: all below the threshold */
+        for (size_t i = 0; i < n; i++)
+            if (cn->tally[ids[i]] < threshold && !cn->elected[ids[i]])
+                out[(*nout)++] = ids[i];
         if (*nout > 0)
             return 0;
     }
@@ -428,7 +369,7 @@ static int run_rounds(counter *cn)
         } else if (ncont <= 2) {
             break; /* continue_until_two: the last round shows the final two */
         }
-        rc = choose_eliminations(cn, elim, &nelim);
+        rc = choose_eliminations(cn, threshold, elim, &nelim);
         if (rc != 0)
             goto done_rc;
         rd->eliminated = malloc(nelim * sizeof(*rd->eliminated));
@@ -436,6 +377,12 @@ static int run_rounds(counter *cn)
             goto nomem;
         memcpy(rd->eliminated, elim, nelim * sizeof(*elim));
         rd->neliminated = nelim;
+        if (nelim == ncont) { /* only cutoff_elimination can remove everybody */
+            res->stopped = true;
+            snprintf(res->stop_reason, sizeof(res->stop_reason), "no continuing candidate left");
+            free(elim);
+            return 1;
+        }
         if (eliminate(cn, rd) < 0) {
             free(elim);
             return -1;
@@ -460,6 +407,12 @@ nomem:
 int count_run(const rules *r, const ballot_store *s, count_result *res, progress *prog,
               tab_error *err)
 {
+    return count_run_pass(r, s, NULL, res, prog, err);
+}
+
+int count_run_pass(const rules *r, const ballot_store *s, const unsigned char *out,
+                   count_result *res, progress *prog, tab_error *err)
+{
     counter cn;
     int rc = -1;
 
@@ -477,17 +430,20 @@ int count_run(const rules *r, const ballot_store *s, count_result *res, progress
     cn.elected = calloc(cn.ncand, 1);
     cn.tally = calloc(cn.ncand, sizeof(*cn.tally));
     cn.lists = calloc(cn.ncand, sizeof(*cn.lists));
-    cn.seen = calloc(cn.ncand, sizeof(*cn.seen));
+    cn.walker.seen = calloc(cn.ncand, sizeof(*cn.walker.seen));
     cn.scratch = calloc(cn.ncand, sizeof(*cn.scratch));
     cn.history = calloc(cn.ncand + 2, sizeof(*cn.history));
-    if (!cn.continuing || !cn.elected || !cn.tally || !cn.lists || !cn.seen || !cn.scratch ||
+    if (!cn.continuing || !cn.elected || !cn.tally || !cn.lists || !cn.walker.seen || !cn.scratch ||
         !cn.history) {
         oom(&cn);
         goto out;
     }
+    cn.walker.r = r;
+    cn.walker.ncand = cn.ncand;
+    cn.walker.continuing = cn.continuing;
     jrandom_init(&cn.rng, r->random_seed);
     for (size_t c = 0; c < cn.ncand; c++)
-        cn.continuing[c] = r->cand[c].present && !r->cand[c].excluded;
+        cn.continuing[c] = r->cand[c].present && !r->cand[c].excluded && !(out && out[c]);
     for (size_t g = 0; g < s->ngroups; g++)
         if (place(&cn, (uint32_t)g, NULL) < 0) {
             oom(&cn);
@@ -502,7 +458,7 @@ out:
     free(cn.elected);
     free(cn.tally);
     free(cn.lists);
-    free(cn.seen);
+    free(cn.walker.seen);
     free(cn.scratch);
     free(cn.history);
     return rc;

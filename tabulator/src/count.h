@@ -4,10 +4,10 @@
  * round (tallies, inactive ballots by category, who was elected or eliminated, where
  * their votes went), independent of any file format; output.c renders it.
  *
- * Today this is single-winner instant runoff with all the options of TABULATION.md. The
- * round record already carries several elected candidates and transfers from elected
- * candidates, so multi-winner STV (fractional surplus transfer) can be added as another
- * decision policy over the same ballot walk and round bookkeeping. */
+ * This is single-winner instant runoff with all the options of TABULATION.md, in int64
+ * fixed-point (the fast path). The passes of a `sequential` count are such counts
+ * (count_run_pass); the other multi-winner modes, with exact fractional values, are in
+ * multi.h over the same ballot walk (walk.h). */
 #ifndef TAB_COUNT_H
 #define TAB_COUNT_H
 
@@ -66,6 +66,11 @@ typedef struct count_result {
  * exit code 3), -1 on an internal error (err). res must be freed in every case. */
 int count_run(const rules *r, const ballot_store *s, count_result *res, progress *prog,
               tab_error *err);
+
+/* The same count with the candidates marked in out[ncand] treated as eliminated before
+ * round 1: one pass of a `sequential` count (TABULATION-MULTI.md §7). */
+int count_run_pass(const rules *r, const ballot_store *s, const unsigned char *out,
+                   count_result *res, progress *prog, tab_error *err);
 
 void count_result_free(count_result *res);
 

@@ -133,11 +133,15 @@ static int parse_weight(reader *rd, const csv_field *f, size_t col, int64_t *out
     if (i < len && s[i] == '.') {
         for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
             digits = true;
-            if (s[i] == '0' && fdigits >= rd->r->decimal_places)
+            if (s[i] == '0' && fdigits >= rd->r->weight_places)
                 continue; /* trailing zeros beyond the precision are harmless */
-            if (fdigits >= rd->r->decimal_places) {
+            if (fdigits >= rd->r->weight_places) {
                 quoted[0] = '\0';
                 tab_error_quote(quoted, sizeof(quoted), s, len);
+                if (rd->r->weight_places < rd->r->decimal_places)
+                    return cell_error(rd, f, col, "weight %s has more than %d decimal "
+                                                  "places, the most a weight may have",
+                                      quoted, rd->r->weight_places);
                 return cell_error(rd, f, col, "weight %s has more decimal places than "
                                               "the rules' decimal_places (%d)",
                                   quoted, rd->r->decimal_places);
@@ -148,7 +152,7 @@ static int parse_weight(reader *rd, const csv_field *f, size_t col, int64_t *out
     }
     if (!digits || i != len)
         goto bad;
-    for (; fdigits < rd->r->decimal_places; fdigits++)
+    for (; fdigits < rd->r->weight_places; fdigits++)
         frac *= 10;
     if (whole > (INT64_MAX - frac) / rd->r->scale)
         goto bad;

@@ -213,6 +213,24 @@ void jsonpos_find(const char *text, size_t len, const jsonpos_seg *path, size_t 
             (*column)++;
 }
 
+size_t jsonpos_value(const char *text, size_t len, const jsonpos_seg *path, size_t depth,
+                     size_t *end)
+{
+    scan sc = {text, len, 0};
+
+    skip_ws(&sc);
+    for (size_t d = 0; d < depth; d++)
+        if (!descend(&sc, &path[d]))
+            break;
+    *end = sc.pos;
+    if (sc.pos < len && sc.s[sc.pos] != '{' && sc.s[sc.pos] != '[') {
+        scan tok = sc;
+        skip_value(&tok);
+        *end = tok.pos;
+    }
+    return sc.pos;
+}
+
 void jsonpos_format(const jsonpos_seg *path, size_t depth, char *buf, size_t cap)
 {
     size_t used = 0;

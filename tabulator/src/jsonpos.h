@@ -19,6 +19,11 @@ typedef struct jsonpos_seg {
 void jsonpos_find(const char *text, size_t len, const jsonpos_seg *path, size_t depth,
                   long *line, long *column);
 
+/* Byte offsets [start, *end) of the scalar value at path (a number's exact text, for
+ * reading it without going through a double). Same conditions as jsonpos_find. */
+size_t jsonpos_value(const char *text, size_t len, const jsonpos_seg *path, size_t depth,
+                     size_t *end);
+
 /* Writes the path as "candidates[2].name" into buf (capacity cap). */
 void jsonpos_format(const jsonpos_seg *path, size_t depth, char *buf, size_t cap);
 

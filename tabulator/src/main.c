@@ -16,7 +16,9 @@
 #include "cvr.h"
 #include "error.h"
 #include "jsonpos.h"
+#include "multi.h"
 #include "output.h"
+#include "output_multi.h"
 #include "progress.h"
 #include "rules.h"
 
@@ -32,8 +34,20 @@ static const char usage_text[] =
     "       tabulate --ballots B.csv --rules R.json --out RESULT.json [--progress P.json]\n"
     "       tabulate --help | --version\n"
     "\n"
-    "Tabulates a single-winner ranked-choice (instant-runoff) contest round by round,\n"
-    "as described in TABULATION.md.\n"
+    "Tabulates a ranked-choice contest round by round: single-winner instant runoff\n"
+    "as described in TABULATION.md, or several seats (rules \"winners\" and\n"
+    "\"winner_mode\") as described in TABULATION-MULTI.md:\n"
+    "  single_winner               instant runoff (the default when winners is 1)\n"
+    "  multiple_winners_per_round  STV: everyone at the threshold is elected at once;\n"
+    "                              surpluses move on as exact fractions (decimal_places)\n"
+    "  one_winner_per_round        STV, electing only the highest candidate per round\n"
+    "  bottoms_up                  eliminate the lowest until the rest fill the seats\n"
+    "  bottoms_up_percentage       winners 0: eliminate until every candidate left has\n"
+    "                              more than threshold_percentage of the votes\n"
+    "  sequential                  one instant-runoff pass per seat, earlier winners\n"
+    "                              excluded\n"
+    "STV options: hare_quota, non_integer_threshold; every mode: cutoff_elimination.\n"
+    "Multi-winner amounts are exact decimals, written without exponent.\n"
     "\n"
     "  --ballots PATH   ballots CSV: header with optional id, weight, precinct, then\n"
     "                   rank1 ... rankN; one ballot per row ('-' reads standard input)\n"
@@ -62,7 +76,8 @@ static const char usage_text[] =
     "  2  invalid input: the results file (when known) holds the error with its\n"
     "     line and column; also for a wrong command line\n"
     "  3  the count could not finish (e.g. a tie with tiebreak \"stop\"): the results\n"
-    "     file holds the rounds so far and a \"stopped\" member with the tie\n";
+    "     file holds the rounds so far and a \"stopped\" member with the tie\n"
+    "     (multi-winner: a \"tie\" member, or \"error\" with the reason)\n";
 
 typedef struct options {
     char *ballots, *rules, *out, *progress; /* owned */
@@ -279,20 +294,76 @@ static int fail(const options *o, const tab_error *e)
     return e->code ? e->code : TAB_EXIT_INTERNAL;
 }
 
+/* Counts, writes the results file; returns the exit status. */
+static int count_single(const options *o, const rules *r, const ballot_store *store,
+                        progress *prog, tab_error *err)
+{
+    count_result res;
+    json_t *doc;
+    int rc = count_run(r, store, &res, prog, err), status;
+
+    if (rc < 0) {
+        count_result_free(&res);
+        return fail(o, err);
+    }
+    progress_report(prog, "writing", 0, 1, false);
+    doc = output_result_json(r, &res);
+    if (output_write(o->out, doc, err) < 0) {
+        report(err);
+        status = TAB_EXIT_INTERNAL;
+    } else if (rc == 1) {
+        fprintf(stderr, "tabulate: count stopped: %s\n", res.stop_reason);
+        status = TAB_EXIT_UNFINISHED;
+    } else {
+        status = TAB_EXIT_OK;
+    }
+    json_decref(doc);
+    if (status != TAB_EXIT_INTERNAL)
+        progress_report(prog, "writing", 1, 1, true);
+    count_result_free(&res);
+    return status;
+}
+
+static int count_multi(const options *o, const rules *r, const ballot_store *store,
+                       progress *prog, tab_error *err)
+{
+    multi_result res;
+    char *text;
+    int rc = multi_run(r, store, &res, prog, err), status;
+
+    if (rc < 0) {
+        multi_result_free(&res);
+        return fail(o, err);
+    }
+    progress_report(prog, "writing", 0, 1, false);
+    text = output_multi_text(r, &res);
+    if (output_write_text(o->out, text, err) < 0) {
+        report(err);
+        status = TAB_EXIT_INTERNAL;
+    } else if (rc == 1) {
+        fprintf(stderr, "tabulate: count stopped: %s\n", res.error);
+        status = TAB_EXIT_UNFINISHED;
+    } else {
+        status = TAB_EXIT_OK;
+    }
+    free(text);
+    if (status != TAB_EXIT_INTERNAL)
+        progress_report(prog, "writing", 1, 1, true);
+    multi_result_free(&res);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     options o = {0};
     tab_error err;
     rules r;
     ballot_store store;
-    count_result res;
     progress prog;
-    json_t *doc;
     int rc, status;
 
     tab_error_clear(&err);
     memset(&r, 0, sizeof(r));
-    memset(&res, 0, sizeof(res));
     ballots_init(&store);
     rc = parse_args(argc, argv, &o, &err);
     if (rc != 0) {
@@ -314,27 +385,9 @@ int main(int argc, char **argv)
         goto out;
     }
     progress_report(&prog, "tabulating", 0, r.ncand + 1, false);
-    rc = count_run(&r, &store, &res, &prog, &err);
-    if (rc < 0) {
-        status = fail(&o, &err);
-        goto out;
-    }
-    progress_report(&prog, "writing", 0, 1, false);
-    doc = output_result_json(&r, &res);
-    if (output_write(o.out, doc, &err) < 0) {
-        report(&err);
-        status = TAB_EXIT_INTERNAL;
-    } else if (rc == 1) {
-        fprintf(stderr, "tabulate: count stopped: %s\n", res.stop_reason);
-        status = TAB_EXIT_UNFINISHED;
-    } else {
-        status = TAB_EXIT_OK;
-    }
-    json_decref(doc);
-    if (status != TAB_EXIT_INTERNAL)
-        progress_report(&prog, "writing", 1, 1, true);
+    status = rules_is_multi(&r) ? count_multi(&o, &r, &store, &prog, &err)
+                                : count_single(&o, &r, &store, &prog, &err);
 out:
-    count_result_free(&res);
     ballots_free(&store);
     rules_free(&r);
     options_free(&o);

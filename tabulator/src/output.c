@@ -168,6 +168,16 @@ json_t *output_error_json(const tab_error *e)
     return doc;
 }
 
+int output_write_text(const char *path, const char *text, tab_error *err)
+{
+    if (!text)
+        return tab_error_set(err, TAB_EXIT_INTERNAL, path, 0, 0, "out of memory");
+    if (fileio_write_atomic(path, text, strlen(text)) < 0)
+        return tab_error_set(err, TAB_EXIT_INTERNAL, path, 0, 0, "cannot write: %s",
+                             strerror(errno));
+    return 0;
+}
+
 int output_write(const char *path, json_t *doc, tab_error *err)
 {
     char *text;

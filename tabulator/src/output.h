@@ -21,4 +21,8 @@ json_t *output_error_json(const tab_error *e);
 /* Serialises doc to path atomically. Returns 0, or -1 with err filled in. */
 int output_write(const char *path, json_t *doc, tab_error *err);
 
+/* Writes text (a results document made elsewhere, e.g. output_multi.h) to path
+ * atomically. text NULL means the document could not be made (out of memory). */
+int output_write_text(const char *path, const char *text, tab_error *err);
+
 #endif

@@ -469,31 +469,107 @@ static int parse_candidates(ctx *c, json_t *root, rules *r)
     return 0;
 }
 
+static const char *const mode_names[] = {
+    "single_winner", "multiple_winners_per_round", "one_winner_per_round", "bottoms_up",
+    "bottoms_up_percentage", "sequential"};
+
+/* winners and winner_mode (TABULATION-MULTI.md §1.2, rules 1 and 2). A missing
+ * winner_mode is reported at "winners", the value that makes it necessary. */
+static int parse_mode(ctx *c, json_t *root, rules *r)
+{
+    json_t *v = json_object_get(root, "winners");
+    int e = 0;
+
+    r->winners = 1;
+    if (v) {
+        push_key(c, "winners");
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) > RULES_MAX_CANDIDATES)
+            return fail(c, "must be an integer from 0 to %d", RULES_MAX_CANDIDATES);
+        r->winners = (int)json_integer_value(v);
+        pop(c);
+    }
+    if (!json_object_get(root, "winner_mode")) {
+        if (r->winners == 1) {
+            r->mode = MODE_SINGLE_WINNER;
+            return 0;
+        }
+        push_key(c, "winners");
+        return fail(c, "%d seats need member \"winner_mode\" (one of: "
+                       "multiple_winners_per_round, one_winner_per_round, bottoms_up, "
+                       "bottoms_up_percentage, sequential)", r->winners);
+    }
+    if (get_enum(c, root, "winner_mode", mode_names, 6, &e) < 0)
+        return -1;
+    r->mode = (enum rules_winner_mode)e;
+    push_key(c, "winners");
+    if (r->mode == MODE_SINGLE_WINNER && r->winners != 1)
+        return fail(c, "winner_mode single_winner needs winners 1 (multi-winner modes: "
+                       "multiple_winners_per_round, one_winner_per_round, bottoms_up, "
+                       "bottoms_up_percentage, sequential)");
+    if (r->mode != MODE_SINGLE_WINNER && r->winners == 1)
+        return fail(c, "winners 1 needs winner_mode single_winner (winner_mode is %s)",
+                    mode_names[r->mode]);
+    if (r->mode == MODE_BOTTOMS_UP_PERCENTAGE && r->winners != 0)
+        return fail(c, "winner_mode bottoms_up_percentage needs winners 0: the count "
+                       "decides how many win");
+    if (r->mode != MODE_BOTTOMS_UP_PERCENTAGE && r->winners == 0)
+        return fail(c, "winners 0 is only for winner_mode bottoms_up_percentage");
+    pop(c);
+    return 0;
+}
+
+/* threshold_percentage, read from the JSON text so that 15.5 is exactly 15.5. */
+static int parse_percentage(ctx *c, json_t *root, rules *r)
+{
+    json_t *v = json_object_get(root, "threshold_percentage");
+    size_t start, end;
+
+    if (!v) {
+        if (r->mode == MODE_BOTTOMS_UP_PERCENTAGE)
+            return fail(c, "member \"threshold_percentage\" is required with winner_mode "
+                           "bottoms_up_percentage (a number from 1 to 100)");
+        return 0;
+    }
+    push_key(c, "threshold_percentage");
+    if (r->mode != MODE_BOTTOMS_UP_PERCENTAGE)
+        return fail(c, "is only allowed with winner_mode bottoms_up_percentage");
+    if (!json_is_number(v))
+        return fail(c, "must be a number from 1 to 100");
+    start = jsonpos_value(c->text, c->len, c->path, c->depth, &end);
+    if (!dec_parse(c->text + start, end - start, RULES_MAX_PERCENTAGE_PLACES,
+                   &r->percentage, &r->percentage_places))
+        return fail(c, "must be a number from 1 to 100 with at most %d decimal places",
+                    RULES_MAX_PERCENTAGE_PLACES);
+    if (r->percentage < dec_pow10(r->percentage_places) ||
+        r->percentage > 100 * dec_pow10(r->percentage_places))
+        return fail(c, "must be a number from 1 to 100");
+    pop(c);
+    return 0;
+}
+
 static int parse_numbers(ctx *c, json_t *root, rules *r)
 {
     json_t *v;
+    bool multi;
 
-    r->winners = 1;
-    if ((v = json_object_get(root, "winners"))) {
-        push_key(c, "winners");
-        if (!json_is_integer(v) || json_integer_value(v) < 1)
-            return fail(c, "must be an integer >= 1");
-        if (json_integer_value(v) != 1)
-            return fail(c, "multi-winner counts (winners > 1) are not supported yet; "
-                           "this version tabulates single-winner contests");
-        pop(c);
-    }
+    if (parse_mode(c, root, r) < 0 || parse_percentage(c, root, r) < 0)
+        return -1;
+    multi = rules_is_multi(r);
     r->decimal_places = 4;
     if ((v = json_object_get(root, "decimal_places"))) {
+        int lo = multi ? 1 : 0;
+        int hi = multi ? RULES_MAX_MULTI_DECIMAL_PLACES : RULES_MAX_DECIMAL_PLACES;
         push_key(c, "decimal_places");
-        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-            json_integer_value(v) > RULES_MAX_DECIMAL_PLACES)
-            return fail(c, "must be an integer from 0 to %d", RULES_MAX_DECIMAL_PLACES);
+        if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+            return fail(c, "must be an integer from %d to %d", lo, hi);
         r->decimal_places = (int)json_integer_value(v);
         pop(c);
     }
+    r->weight_places = r->decimal_places < RULES_MAX_DECIMAL_PLACES
+                           ? r->decimal_places : RULES_MAX_DECIMAL_PLACES;
     r->scale = 1;
-    for (int i = 0; i < r->decimal_places; i++)
+    for (int i = 0; i < r->weight_places; i++)
         r->scale *= 10;
     if ((v = json_object_get(root, "random_seed"))) {
         push_key(c, "random_seed");
@@ -510,9 +586,57 @@ static int parse_numbers(ctx *c, json_t *root, rules *r)
             return fail(c, "must be a number >= 0");
         if (fabs(x - round(x)) > 1e-6 * (x > 1 ? x : 1))
             return fail(c, "has more decimal places than decimal_places (%d)",
-                        r->decimal_places);
+                        r->weight_places);
         r->minimum_votes = (int64_t)llround(x);
         pop(c);
+    }
+    return 0;
+}
+
+/* The combinations TABULATION-MULTI.md §1.2 forbids (rules 3 to 6 and 8; 1, 2 and 7
+ * are checked while reading). Each failure points at the member that must change. */
+static int check_multi(ctx *c, rules *r)
+{
+    bool stv = rules_is_stv(r);
+    size_t candidates = 0;
+
+    /* Rules 3 and 6: every multi-winner mode but sequential. */
+    if (rules_is_multi(r) && r->mode != MODE_SEQUENTIAL) {
+        if (r->batch_elimination) {
+            push_key(c, "batch_elimination");
+            return fail(c, "must be false with winner_mode %s", mode_names[r->mode]);
+        }
+        if (r->continue_until_two) {
+            push_key(c, "continue_until_two");
+            return fail(c, "must be false with winner_mode %s", mode_names[r->mode]);
+        }
+    }
+    if (r->winners >= 2 && r->first_round_threshold) {
+        push_key(c, "first_round_determines_threshold");
+        return fail(c, "must be false when winners is 2 or more");
+    }
+    if (r->mode == MODE_SEQUENTIAL) {
+        for (size_t i = 1; i < r->ncand; i++)
+            candidates += !r->cand[i].excluded;
+        if ((size_t)r->winners > candidates) {
+            push_key(c, "winners");
+            return fail(c, "sequential needs a candidate for every pass: %d seats but %zu "
+                           "candidates that are not excluded", r->winners, candidates);
+        }
+    }
+    if (!stv && r->hare_quota) {
+        push_key(c, "hare_quota");
+        return fail(c, "is only for the STV modes (winner_mode multiple_winners_per_round "
+                       "or one_winner_per_round)");
+    }
+    if (!stv && r->non_integer_threshold) {
+        push_key(c, "non_integer_threshold");
+        return fail(c, "is only for the STV modes (winner_mode multiple_winners_per_round "
+                       "or one_winner_per_round)");
+    }
+    if (r->hare_quota && r->non_integer_threshold) {
+        push_key(c, "non_integer_threshold");
+        return fail(c, "cannot be combined with hare_quota");
     }
     return 0;
 }
@@ -523,7 +647,8 @@ static int parse_root(ctx *c, json_t *root, rules *r)
         "contest", "candidates", "winners", "overvote", "max_skipped_ranks", "max_rankings",
         "exhaust_on_duplicate", "tiebreak", "random_seed", "batch_elimination",
         "continue_until_two", "first_round_determines_threshold", "minimum_vote_threshold",
-        "decimal_places", "labels", NULL};
+        "decimal_places", "labels", "winner_mode", "hare_quota", "non_integer_threshold",
+        "threshold_percentage", "cutoff_elimination", NULL};
     static const char *const overvotes[] = {"exhaust_immediately", "always_skip_to_next_rank",
                                             "exhaust_if_multiple_continuing"};
     static const char *const tiebreaks[] = {
@@ -561,7 +686,12 @@ static int parse_root(ctx *c, json_t *root, rules *r)
     if (get_bool(c, root, "exhaust_on_duplicate", &r->exhaust_on_duplicate) < 0 ||
         get_bool(c, root, "batch_elimination", &r->batch_elimination) < 0 ||
         get_bool(c, root, "continue_until_two", &r->continue_until_two) < 0 ||
-        get_bool(c, root, "first_round_determines_threshold", &r->first_round_threshold) < 0)
+        get_bool(c, root, "first_round_determines_threshold", &r->first_round_threshold) < 0 ||
+        get_bool(c, root, "hare_quota", &r->hare_quota) < 0 ||
+        get_bool(c, root, "non_integer_threshold", &r->non_integer_threshold) < 0 ||
+        get_bool(c, root, "cutoff_elimination", &r->cutoff_elimination) < 0)
+        return -1;
+    if (check_multi(c, r) < 0)
         return -1;
 
     /* Contradictions. */

@@ -11,12 +11,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dec.h"
 #include "error.h"
 
 #define RULES_UWI 0                             /* id of the write-in pseudo-candidate */
 #define RULES_UWI_NAME "Undeclared Write-ins"   /* its name in results */
 #define RULES_MAX_CANDIDATES 4096
-#define RULES_MAX_DECIMAL_PLACES 9
+#define RULES_MAX_DECIMAL_PLACES 9        /* single winner: votes are int64 fixed-point */
+#define RULES_MAX_MULTI_DECIMAL_PLACES 20 /* multi-winner: exact decimals (dec.h) */
+#define RULES_MAX_PERCENTAGE_PLACES 20
 
 /* rules_lookup() results besides a candidate id. */
 #define RULES_UNKNOWN (-1)
@@ -36,6 +39,16 @@ enum rules_tiebreak {
     TIEBREAK_STOP,
 };
 
+/* TABULATION-MULTI.md §1.1. Every mode but single_winner is a multi-winner count. */
+enum rules_winner_mode {
+    MODE_SINGLE_WINNER,
+    MODE_MULTIPLE_PER_ROUND, /* STV, every candidate reaching the threshold at once */
+    MODE_ONE_PER_ROUND,      /* STV, the highest one per round */
+    MODE_BOTTOMS_UP,
+    MODE_BOTTOMS_UP_PERCENTAGE,
+    MODE_SEQUENTIAL,
+};
+
 typedef struct rules_candidate {
     char *name;    /* as written in results */
     bool excluded; /* eliminated before round 1 */
@@ -49,7 +62,13 @@ typedef struct rules {
     size_t ncand;            /* slots, including slot 0 */
     rules_candidate *cand;   /* cand[RULES_UWI] is the write-in pseudo-candidate */
     bool has_uwi;
-    int winners;
+    int winners;             /* seats; 0 only with bottoms_up_percentage */
+    enum rules_winner_mode mode;
+    bool hare_quota;
+    bool non_integer_threshold;
+    bool cutoff_elimination;
+    dec_u128 percentage;     /* threshold_percentage = percentage / 10^percentage_places */
+    int percentage_places;
     enum rules_overvote overvote;
     long max_skipped;        /* -1: unlimited */
     long max_rankings;       /* 0: no limit ("max") */
@@ -61,7 +80,11 @@ typedef struct rules {
     bool continue_until_two;
     bool first_round_threshold;
     int decimal_places;
-    int64_t scale;           /* 10^decimal_places: votes are fixed-point integers */
+    /* Weights (and single-winner votes) are fixed-point integers in units of
+     * 1/scale, scale = 10^weight_places. weight_places is decimal_places, capped at 9 so
+     * that a weight fits int64 when a multi-winner count has up to 20 places. */
+    int weight_places;
+    int64_t scale;
     int64_t minimum_votes;   /* fixed-point */
     char *overvote_label;
     char *uwi_label;         /* NULL when not defined */
@@ -80,6 +103,18 @@ void rules_free(rules *r);
 /* Candidate id for a trimmed name, alias or label: an id >= 0, RULES_OVERVOTE_LABEL,
  * or RULES_UNKNOWN. */
 int rules_lookup(const rules *r, const char *s, size_t len);
+
+/* True for every mode of TABULATION-MULTI.md (winner_mode other than single_winner). */
+static inline bool rules_is_multi(const rules *r)
+{
+    return r->mode != MODE_SINGLE_WINNER;
+}
+
+/* True for the two STV modes (fractional surplus transfers). */
+static inline bool rules_is_stv(const rules *r)
+{
+    return r->mode == MODE_MULTIPLE_PER_ROUND || r->mode == MODE_ONE_PER_ROUND;
+}
 
 /* True when tie-breaks can need random draws (a seed is then required). */
 bool rules_uses_random(const rules *r);

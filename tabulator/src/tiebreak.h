@@ -31,4 +31,12 @@ enum tb_purpose {
 int tb_choose(const rules *r, jrandom *g, const int64_t *const *history, size_t nprev,
               const int *tied, size_t ntied, enum tb_purpose purpose);
 
+/* The same over tallies of any type: cmp(ctx, i, a, b) compares candidates a and b in
+ * round i+1 (<0, 0, >0). In multi-winner counts (rules_is_multi) names sort in Java's
+ * UTF-16 order and previous_round_then_random draws from HashSet order
+ * (TABULATION-MULTI.md §8); single-winner counts keep TABULATION.md's byte order. */
+typedef int (*tb_history_cmp)(const void *ctx, size_t round, int a, int b);
+int tb_choose_with(const rules *r, jrandom *g, tb_history_cmp cmp, const void *ctx,
+                   size_t nprev, const int *tied, size_t ntied, enum tb_purpose purpose);
+
 #endif

@@ -1,6 +1,7 @@
 /* unit_tests.c — unit tests of the tabulator modules that the end-to-end cases cannot
  * reach precisely: the CSV reader at every buffer boundary, the java.util.Random
- * sequence, JSON positions, collapsing, tie-break narrowing and rules defaults. */
+ * sequence, JSON positions, collapsing, tie-break narrowing and rules defaults, and the
+ * exact decimals of the multi-winner counts (dec.h) at the edges of their range. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 
 #include "ballots.h"
 #include "csv.h"
+#include "dec.h"
 #include "jsonpos.h"
 #include "rules.h"
 #include "tiebreak.h"
@@ -278,6 +280,52 @@ static void test_previous_round_narrowing(void)
     rules_free(&r);
 }
 
+static const char *fmt(dec_u128 v, int places)
+{
+    static char buf[DEC_TEXT_MAX];
+    dec_format(buf, v, places);
+    return buf;
+}
+
+static void test_exact_decimals(void)
+{
+    dec_u128 one20 = dec_pow10(20), v, p10_38 = dec_pow10(38);
+    char buf[DEC_TEXT_MAX];
+    dec_u256 wide;
+    int places;
+
+    /* TABULATION-MULTI.md §4.8: trunc4(0.0937 × 0.2948 = 0.02762276) = 0.0276 */
+    CHECK(dec_mul_trunc(937, 2948, 4) == 276, "worked example product");
+    CHECK(dec_frac_trunc(7499, 80000, 4) == 937, "worked example fraction 0.7499/8");
+    /* 20 places: 1 × f is f exactly; v × f needs 256 bits before the truncation */
+    v = one20 - 1; /* 0.99999999999999999999 */
+    CHECK(dec_mul_trunc(one20, v, 20) == v, "1 × f at 20 places");
+    CHECK(dec_mul_trunc(v, v, 20) == one20 - 2, "0.99..9² truncated: %s",
+          fmt(dec_mul_trunc(v, v, 20), 20));
+    CHECK(dec_frac_trunc(1, 3, 20) == (one20 - 1) / 3, "1/3 to 20 places");
+    CHECK(dec_frac_trunc(2, 3, 20) == (2 * one20 - 2) / 3, "2/3 truncated, not rounded");
+    /* printing: exact, no exponent, no trailing zeros */
+    CHECK(strcmp(fmt(72501, 4), "7.2501") == 0, "%s", fmt(72501, 4));
+    CHECK(strcmp(fmt(60000, 4), "6") == 0, "%s", fmt(60000, 4));
+    CHECK(strcmp(fmt(3, 4), "0.0003") == 0, "%s", fmt(3, 4));
+    CHECK(strcmp(fmt(0, 9), "0") == 0, "%s", fmt(0, 9));
+    CHECK(strcmp(fmt(1, 20), "0.00000000000000000001") == 0, "%s", fmt(1, 20));
+    CHECK(strcmp(fmt(p10_38, 0), "100000000000000000000000000000000000000") == 0, "%s",
+          fmt(p10_38, 0));
+    wide = dec_mul_wide(p10_38, p10_38); /* 10^76 needs 253 bits */
+    dec_format_wide(buf, wide, 70);
+    CHECK(strcmp(buf, "1000000") == 0, "10^76 / 10^70: %s", buf);
+    CHECK(dec_cmp_wide(dec_mul_wide(27, 15555), dec_mul_wide(419985, 1)) == 0,
+          "27 × 15.555 = 419.985");
+    /* parsing the JSON text of threshold_percentage */
+    CHECK(dec_parse("15.555", 6, 20, &v, &places) && v == 15555 && places == 3, "15.555");
+    CHECK(dec_parse("1.5e1", 5, 20, &v, &places) && v == 15 && places == 0, "1.5e1");
+    CHECK(dec_parse("100.000", 7, 20, &v, &places) && v == 100 && places == 0, "100.000");
+    CHECK(dec_parse("2E-3", 4, 20, &v, &places) && v == 2 && places == 3, "2E-3");
+    CHECK(!dec_parse("-1", 2, 20, &v, &places), "negative refused");
+    CHECK(!dec_parse("1e-30", 5, 20, &v, &places), "too many places refused");
+}
+
 int main(void)
 {
     test_csv_boundaries();
@@ -287,6 +335,7 @@ int main(void)
     test_collapsing();
     test_rules_defaults_and_lookup();
     test_previous_round_narrowing();
+    test_exact_decimals();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
