@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "votes.h"
+#include "voter/crashpoint.h"
 #include "voter/amqp.h"
 #include "voter/events.h"
 #include "voter/idem.h"
@@ -459,6 +460,7 @@ batch_status batch_submit(batch_ctx *b, const char *body, size_t len, bool ndjso
     }
     if (found) bson_destroy(found);
   }
+  if (st == BATCH_ACCEPTED) CRASH_POINT("batch.recorded"); /* recorded, nothing queued yet */
   if (st == BATCH_ACCEPTED && nchunks && !*replayed) {
     size_t sent = publish_chunks(b, batch, accepted, nchunks);
     if (sent < nchunks) {
