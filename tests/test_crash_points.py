@@ -225,3 +225,32 @@ def test_a_job_whose_worker_died_between_result_and_state_ends_with_one_result(
     results = list(db.job_data.find({"job": job_id, "_id": {"$regex": r"\.result\."}}))
     assert [d["_id"] for d in results] == [db.jobs.find_one()["resultKey"]]
     assert db.jobs.find_one()["attempts"] == 2
+
+
+def test_a_retry_finishes_a_vote_another_replica_left_uncounted(
+        service_factory, rabbit, amqp_exchange, mongo, ns):
+    """A vote written by an attempt that died before its tally (in a replica that never
+    came back, so no start-up reconciliation ran here): the retry finds it, recounts, and
+    answers with it. The document is written as that attempt would have: the id derived
+    from (caller, key), the request's fingerprint, tallied false."""
+    import datetime
+    import hashlib
+    import json
+    svc, _ = start_voter(service_factory, rabbit, amqp_exchange, RECONCILE_S="3600")
+    caller, key = "f" * 64, "left-behind"
+    scoped = hashlib.sha256(f"{caller}\n{key}".encode()).hexdigest()
+    vote_id = hashlib.sha256(f"vote\x1f{scoped}".encode()).hexdigest()[:24]
+    request = {"candidate": NAMES[0], "election": E}
+    fp = hashlib.sha256(json.dumps(request, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    db = voter_db(mongo, ns)
+    db.votes.insert_one({"_id": ObjectId(vote_id), **request, "tallied": False, "deleted": False, "_idem": fp,
+                         "createdAt": datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=30)})
+    assert requests.get(f"{svc.api}/results/{quote(E)}/votes").json() == {"votes": 0}
+    r = requests.post(f"{svc.api}/votes", json=request, headers={"Idempotency-Key": key, "X-Consumer-ID": caller})
+    assert r.status_code == 201 and r.json()["id"] == vote_id and r.headers["Idempotent-Replayed"] == "true"
+    assert requests.get(f"{svc.api}/results/{quote(E)}/votes").json() == {"votes": 1}
+    assert db.votes.find_one({"_id": ObjectId(vote_id)})["tallied"] is True
+    metrics = requests.get(f"{svc.api}/metrics").text
+    assert 'idempotency_takeovers_total{kind="vote"} 1' in metrics
+    assert 'votes_recounts_total{reason="retry"} 1' in metrics
+    assert_votes_exactly(db, {vote_id: NAMES[0]})

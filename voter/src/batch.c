@@ -91,6 +91,7 @@ static mq_verdict handle_chunk(void *ctx, const mq_message *msg, const char **er
   }
   size_t n = json_array_size(list);
   vote_in *votes = calloc(n ? n : 1, sizeof *votes);
+  if (!votes) abort(); /* out of memory: the code base's one policy */
   size_t k = 0;
   for (size_t i = 0; i < n; i++) {
     json_t *v = json_array_get(list, i);

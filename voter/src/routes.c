@@ -299,6 +299,7 @@ static void simulation(void *ctx, const http_request *req, http_response *res) {
    * usual message and add nothing; the sample-data scripts simulate every election. */
   size_t cap = json_array_size(candidates) * 25, n = 0;
   vote_in *votes = calloc(cap ? cap : 1, sizeof *votes);
+  if (!votes) abort(); /* out of memory: the code base's one policy */
   size_t i;
   json_t *c;
   json_array_foreach(candidates, i, c) {

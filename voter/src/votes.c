@@ -500,6 +500,7 @@ vs_status votes_results(mongo_db *db, const char *election, json_t **results) {
   const bson_t *doc;
   size_t n = 0, cap = 16;
   json_t **rows = malloc(cap * sizeof *rows);
+  if (!rows) abort(); /* out of memory: the code base's one policy */
   while (mongoc_cursor_next(cur, &doc)) {
     bson_iter_t it;
     const char *candidate = NULL;
@@ -509,7 +510,11 @@ vs_status votes_results(mongo_db *db, const char *election, json_t **results) {
     if (bson_iter_init_find(&it, doc, "votes") && BSON_ITER_HOLDS_NUMBER(&it))
       votes = bson_iter_as_int64(&it);
     if (!candidate || votes <= 0) continue;
-    if (n == cap) rows = realloc(rows, (cap *= 2) * sizeof *rows);
+    if (n == cap) {
+      json_t **more = realloc(rows, (cap *= 2) * sizeof *rows);
+      if (!more) abort();
+      rows = more;
+    }
     rows[n++] = json_pack("{s:s, s:I}", "candidate", candidate, "votes", (json_int_t)votes);
   }
   bson_error_t error;
