@@ -44,7 +44,12 @@ PAGING = [query("page", "0-based page", "integer"), query("size", "page size (de
 ID = path_param("id", "24-hex ObjectId")
 TITLE = path_param("election", "election title, URL-encoded (may contain spaces, commas, dots)")
 IF_MATCH = {"name": "If-Match", "in": "header", "schema": {"type": "string"}, "description": '"<version>"'}
-IDEM = {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}
+IDEM = {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+        "description": "1-255 printable ASCII characters, scoped per caller (the X-Consumer-ID the gateway sets; "
+                       "anonymous callers share one scope). A retry with the same key and the same request is "
+                       "answered as the first was, with Idempotent-Replayed: true, and creates nothing, whatever "
+                       "point an earlier attempt reached. Another request under the same key: 422 "
+                       "(jobs: 409)."}
 JSON_BODY = lambda s: {"application/json": {"schema": s}}
 
 def crud(ctx, plural, singular, schema, input_schema, tag, searches):
@@ -54,8 +59,9 @@ def crud(ctx, plural, singular, schema, input_schema, tag, searches):
     paths = {
         base: {
             "get": op(f"List {plural} (HAL, paged)", {**ok(200, "a page", hal, "application/hal+json"), **problem(400)}, PAGING, tags=[tag]),
-            "post": op(f"Create a {singular}", {**ok(201, "created", ref(schema), "application/hal+json", ["Location", "ETag"]),
-                                                **problem(400, 409, 413, 415, 422)}, body=JSON_BODY(ref(input_schema)), tags=[tag]),
+            "post": op(f"Create a {singular}", {**ok(201, "created (or replayed)", ref(schema), "application/hal+json",
+                                                         ["Location", "ETag", "Idempotent-Replayed"]),
+                                                **problem(400, 409, 413, 415, 422)}, [IDEM], body=JSON_BODY(ref(input_schema)), tags=[tag]),
         },
         f"{base}/{{id}}": {
             "get": op(f"Get a {singular}", {**ok(200, "the item", ref(schema), "application/hal+json", ["ETag"]), **ok(304, "not modified"), **problem(404)}, [ID], tags=[tag]),
@@ -111,12 +117,14 @@ paths.update(ops("candidate", "candidate"))
 paths.update({
     "/voter/votes": {
         "get": op("List votes (HAL, paged)", {**ok(200, "a page", {"type": "object"}, "application/hal+json"), **problem(400)}, PAGING, tags=["voter"]),
-        "post": op("Cast a vote", {**ok(201, "counted", ref("Vote"), "application/hal+json", ["Location"]), **problem(400, 409, 413, 415, 422)}, [IDEM], JSON_BODY(ref("VoteInput")), tags=["voter"]),
+        "post": op("Cast a vote", {**ok(201, "counted (or replayed)", ref("Vote"), "application/hal+json", ["Location", "Idempotent-Replayed"]),
+                                   **problem(400, 413, 415, 422)}, [IDEM], JSON_BODY(ref("VoteInput")), tags=["voter"]),
     },
     "/voter/votes/{id}": {"get": op("Get a vote", {**ok(200, "the vote", ref("Vote"), "application/hal+json"), **problem(404)}, [ID], tags=["voter"]),
                           "delete": op("Delete a vote", {**ok(204, "deleted"), **problem(404)}, [ID], tags=["voter"])},
     "/voter/votes/batch": {"post": op("Bulk ingestion (NDJSON or JSON array); written through a durable work queue",
-                                      {**ok(202, "accepted", ref("Batch"), headers=["Location", "Retry-After"]), **problem(400, 413, 415, 503)},
+                                      {**ok(202, "accepted (or replayed)", ref("Batch"), headers=["Location", "Retry-After", "Idempotent-Replayed"]),
+                                       **problem(400, 413, 415, 422, 503)}, [IDEM],
                                       body={"application/x-ndjson": {"schema": {"type": "string"}}, "application/json": {"schema": {"type": "array", "items": ref("VoteInput")}}}, tags=["voter"])},
     "/voter/votes/batch/{id}": {"get": op("Batch progress and per-line rejections", {**ok(200, "status", ref("Batch")), **problem(404)}, [ID], tags=["voter"])},
     "/voter/candidates/{election}": {"get": op("Candidates of an election (replica), sorted by lastName", ok(200, "candidates", summary_list), [TITLE], tags=["voter"])},

@@ -677,3 +677,20 @@ def test_bad_paging_parameters_are_400(stack, params):
                  "elections/search/findByElectionTypeContaining"):
         query = dict(params, election="x", electionType="x")
         assert_problem(requests.get(f"{stack.api}/{path}", params=query), 400)
+
+
+# ---- Idempotency-Key ----
+
+def test_a_keyed_create_retried_is_one_candidate(api):
+    key = {"Idempotency-Key": "c-1"}
+    first = requests.post(f"{api}/candidates", json=CANDIDATE, headers=key)
+    again = requests.post(f"{api}/candidates", json=CANDIDATE, headers=key)
+    assert first.status_code == again.status_code == 201, again.text
+    assert again.json()["id"] == first.json()["id"] and again.headers["Idempotent-Replayed"] == "true"
+    assert count(api) == 1
+    assert_problem(requests.post(f"{api}/candidates", json=dict(CANDIDATE, lastName="Rodham"),
+                                 headers=key), 422)
+    mine = requests.post(f"{api}/candidates", json=dict(CANDIDATE, lastName="Rodham"),
+                         headers={**key, "X-Consumer-ID": "e" * 64})
+    assert mine.status_code == 201 and mine.json()["id"] != first.json()["id"]
+    assert count(api) == 2

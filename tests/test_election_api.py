@@ -418,3 +418,28 @@ def test_renaming_to_a_taken_title_is_409_on_put_patch_and_put_create(api):
     assert_problem(requests.put(f"{api}/elections/{'5' * 24}", json=dict(ELECTION, title="B")), 409)
     assert requests.get(f"{api}/elections/{a['id']}").json()["title"] == "A"
     assert count(api) == 2
+
+
+# ---- Idempotency-Key ----
+
+def test_a_keyed_create_retried_is_one_election_and_the_first_answer(api):
+    key = {"Idempotency-Key": "e-1", "X-Consumer-ID": "a" * 64}
+    first = requests.post(f"{api}/elections", json=ELECTION, headers=key)
+    again = requests.post(f"{api}/elections", json=dict(reversed(list(ELECTION.items()))), headers=key)
+    assert first.status_code == again.status_code == 201, again.text
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Location"] == first.headers["Location"]
+    assert "Idempotent-Replayed" not in first.headers
+    assert count(api) == 1
+    # the same key with another body, from the same caller
+    assert_problem(requests.post(f"{api}/elections", json=dict(ELECTION, title="Other"), headers=key), 422)
+    # the same key from another caller is another key: here the title is taken
+    other = requests.post(f"{api}/elections", json=ELECTION, headers={**key, "X-Consumer-ID": "b" * 64})
+    assert_problem(other, 409)
+    # changed or deleted later, a retry still gets the first answer and creates nothing
+    eid = first.json()["id"]
+    assert requests.delete(f"{api}/elections/{eid}").status_code == 204
+    late = requests.post(f"{api}/elections", json=ELECTION, headers=key)
+    assert late.status_code == 201 and late.json() == first.json()
+    assert count(api) == 0
+    assert_problem(requests.post(f"{api}/elections", json=ELECTION, headers={"Idempotency-Key": "k" * 256}), 400)

@@ -118,11 +118,51 @@ def test_idempotency_key_counts_once_and_replays_the_first_response(voter):
     assert first.status_code == again.status_code == 201
     assert first.json()["id"] == again.json()["id"]
     assert again.headers.get("Idempotent-Replayed") == "true"
-    assert_problem(vote(api, "Jill Stein", headers={"Idempotency-Key": "k-1"}), 409)
+    assert_problem(vote(api, "Jill Stein", headers={"Idempotency-Key": "k-1"}), 422)
     assert total_votes(api) == 1
     # a failed request does not burn its key
     assert_problem(vote(api, "Nobody", headers={"Idempotency-Key": "k-2"}), 422)
     assert vote(api, "Jill Stein", headers={"Idempotency-Key": "k-2"}).status_code == 201
+
+
+def test_idempotency_keys_are_per_caller(voter):
+    api = voter.api
+    alice = {"Idempotency-Key": "same", "X-Consumer-ID": "a" * 64}
+    bob = {"Idempotency-Key": "same", "X-Consumer-ID": "b" * 64}
+    first = vote(api, "Jill Stein", headers=alice)
+    other = vote(api, "Gary Johnson", headers=bob)  # another caller: not a reuse, not a replay
+    anonymous = vote(api, "Gary Johnson", headers={"Idempotency-Key": "same"})
+    assert first.status_code == other.status_code == anonymous.status_code == 201
+    assert "Idempotent-Replayed" not in other.headers and "Idempotent-Replayed" not in anonymous.headers
+    assert len({first.json()["id"], other.json()["id"], anonymous.json()["id"]}) == 3
+    again = vote(api, "Jill Stein", headers=alice)
+    assert again.json()["id"] == first.json()["id"] and again.headers["Idempotent-Replayed"] == "true"
+    assert total_votes(api) == 3
+
+
+def test_a_retry_is_the_same_request_however_it_is_spelled(voter):
+    api = voter.api
+    key = {"Idempotency-Key": "spelling", **JSON}
+    a = requests.post(f"{api}/votes", data='{"candidate":"Jill Stein","election":"%s"}' % E2016, headers=key)
+    b = requests.post(f"{api}/votes", data='{ "election": "%s",\n "candidate": "Jill Stein" }' % E2016,
+                      headers=key)
+    assert a.status_code == b.status_code == 201 and a.json()["id"] == b.json()["id"]
+    assert b.headers["Location"] == a.headers["Location"]
+    assert_problem(vote(api, "Jill Stein", headers={"Idempotency-Key": ""}), 400)
+    assert_problem(vote(api, "Jill Stein", headers={"Idempotency-Key": "k" * 256}), 400)
+    assert total_votes(api) == 1
+
+
+def test_a_deleted_keyed_vote_is_not_cast_again_by_a_late_retry(voter):
+    api = voter.api
+    key = {"Idempotency-Key": "late"}
+    first = vote(api, "Jill Stein", headers=key)
+    assert requests.delete(f"{api}/votes/{first.json()['id']}").status_code == 204
+    again = vote(api, "Jill Stein", headers=key)
+    assert again.status_code == 201 and again.json()["id"] == first.json()["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert total_votes(api) == 0
+    assert requests.get(f"{api}/results/{quote(E2016)}").json() == {"results": []}
 
 
 def test_winners_report_every_tie_from_one_read(voter):
@@ -277,6 +317,25 @@ def test_json_array_batch(voter):
     assert r.status_code == 202 and r.json()["accepted"] == 2
     wait_batch(api, r.headers["Location"])
     assert requests.get(f"{api}/results/{quote(ODD, safe='')}/votes").json() == {"votes": 1}
+
+
+def test_a_keyed_batch_retried_is_written_once(voter):
+    api = voter.api
+    votes = [{"candidate": "Gary Johnson", "election": E2016}] * 30 + [{"candidate": "Amy Zulu", "election": ODD}]
+    key = {"Idempotency-Key": "batch-1", "X-Consumer-ID": "c" * 64}
+    first = requests.post(f"{api}/votes/batch", json=votes, headers=key)
+    again = requests.post(f"{api}/votes/batch", json=votes, headers=key)
+    assert first.status_code == again.status_code == 202, again.text
+    assert again.json()["id"] == first.json()["id"] and again.headers["Idempotent-Replayed"] == "true"
+    assert wait_batch(api, first.headers["Location"])["written"] == 31
+    assert_problem(requests.post(f"{api}/votes/batch", json=votes[:3], headers=key), 422)
+    other = requests.post(f"{api}/votes/batch", json=votes, headers={**key, "X-Consumer-ID": "d" * 64})
+    assert other.status_code == 202 and other.json()["id"] != first.json()["id"]
+    wait_batch(api, other.headers["Location"])
+    # after completion a retry changes nothing
+    assert requests.post(f"{api}/votes/batch", json=votes, headers=key).json()["status"] == "completed"
+    wait_until(lambda: total_votes(api) == 62, message="both batches written, the retries not")
+    assert requests.get(f"{api}/results/{quote(E2016)}/votes").json() == {"votes": 60}
 
 
 def test_bad_batches(voter):

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "voter/hal.h"
+#include "voter/idem.h"
 #include "voter/json.h"
 #include "voter/resource.h"
 #include "voter/log.h"
@@ -111,13 +112,19 @@ static void search_index(void *ctx, const http_request *req, http_response *res)
 
 static void create(void *ctx, const http_request *req, http_response *res) {
   candidate_api *api = ctx;
+  idem_key key;
+  if (idem_from_request(req, res, &key) != 0) return;
   json_t *body = resource_valid_body(req, res, candidate_validate, NULL);
   if (!body) return;
   json_t *item, *errors = json_array();
-  entity_status st = entity_create(api->store, body, &item, errors);
+  bool replayed = false;
+  entity_status st = key.present
+                         ? entity_create_keyed(api->store, body, key.scoped, &item, &replayed, errors)
+                         : entity_create(api->store, body, &item, errors);
   json_decref(body);
   if (st != ENTITY_CREATED) reply_status(res, st, errors);
   else reply_item(req, res, 201, item, false);
+  if (replayed) http_set_header(res, "Idempotent-Replayed", "true");
   json_decref(errors);
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "voter/hal.h"
+#include "voter/idem.h"
 #include "voter/json.h"
 #include "voter/resource.h"
 #include "voter/util.h"
@@ -58,12 +59,17 @@ static void search_index(void *ctx, const http_request *req, http_response *res)
 }
 
 static void create(void *ctx, const http_request *req, http_response *res) {
+  idem_key key;
+  if (idem_from_request(req, res, &key) != 0) return;
   json_t *body = resource_valid_body(req, res, election_validate, NULL);
   if (!body) return;
   json_t *item, *errors = json_array();
-  entity_status st = entity_create(ctx, body, &item, errors);
+  bool replayed = false;
+  entity_status st = key.present ? entity_create_keyed(ctx, body, key.scoped, &item, &replayed, errors)
+                                 : entity_create(ctx, body, &item, errors);
   if (st == ENTITY_CREATED) resource_reply_item(req, res, 201, item, PATH, "election");
   else reply_status(res, st, errors);
+  if (replayed) http_set_header(res, "Idempotent-Replayed", "true");
   json_decref(errors);
   json_decref(body);
 }

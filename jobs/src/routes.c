@@ -13,13 +13,13 @@
 #include "submit.h"
 #include "voter/hal.h"
 #include "voter/json.h"
+#include "voter/idem.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/util.h"
 #include "webhook.h"
 #include "worker.h"
 
-#define IDEMPOTENCY_KEY_MAX 255
 
 struct routes_ctx {
   jobs_app *app;
@@ -191,10 +191,7 @@ static void submit(void *ctx, const http_request *req, http_response *res) {
   jobs_app *app = c->app;
   const char *idem = http_header(req, "Idempotency-Key");
   if (idem) {
-    size_t n = strlen(idem);
-    bool ok = n > 0 && n <= IDEMPOTENCY_KEY_MAX;
-    for (size_t i = 0; ok && i < n; i++) ok = idem[i] >= 0x20 && idem[i] < 0x7f;
-    if (!ok) {
+    if (!idem_key_valid(idem)) {
       http_reply_problem(res, 400, "Bad Request",
                          "Idempotency-Key must be 1 to 255 printable ASCII characters", NULL);
       return;

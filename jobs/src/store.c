@@ -7,7 +7,9 @@
 
 #include "jobs.h"
 #include "sign.h"
+#include "voter/idem.h"
 #include "voter/log.h"
+#include "voter/metrics.h"
 #include "voter/util.h"
 
 #define JOBS "jobs"
@@ -257,48 +259,36 @@ static js_status insert_job(job_store *s, const bson_oid_t *oid, const job_new *
   return st;
 }
 
-/* The idempotency record: returns JS_OK with the job id to use (new or recorded),
- * JS_MISMATCH when the key was used for other inputs. */
+/* The idempotency record {_id: scoped key, job, _idem: body hash} (idem.h): returns JS_OK
+ * with the job id to use (new or recorded), JS_MISMATCH when the caller used the key for
+ * other inputs. The job's id is recorded rather than derived from the key: job ids are
+ * handed out as capabilities, and a derived one could be guessed by whoever knows the key. */
 static js_status claim_key(job_store *s, const job_new *in, char id[25], bool *recorded) {
-  /* Keys are per caller: two API keys may pick the same Idempotency-Key. */
-  const char *owner = in->owner ? in->owner : "-";
-  size_t n = strlen(owner) + 1 + strlen(in->idem_key);
-  char *text = malloc(n + 1);
-  if (!text) return JS_UNAVAILABLE;
-  snprintf(text, n + 1, "%s\n%s", owner, in->idem_key);
   char key[65];
-  sign_sha256_hex(text, n, key);
-  free(text);
+  idem_scope_hash(in->owner, in->idem_key, key); /* per caller: owner NULL is anonymous */
   *recorded = false;
   conn c = open_coll(s, KEYS);
-  bson_t *doc = BCON_NEW("_id", BCON_UTF8(key), "job", BCON_UTF8(id), "hash",
+  bson_t *doc = BCON_NEW("_id", BCON_UTF8(key), "job", BCON_UTF8(id), IDEM_FIELD,
                          BCON_UTF8(in->body_hash), "createdAt", BCON_DATE_TIME(util_now_ms()));
   bson_error_t error;
+  bson_t *found = NULL;
   js_status st = JS_OK;
-  if (!mongoc_collection_insert_one(c.coll, doc, NULL, NULL, &error)) {
-    if (!mongo_is_duplicate(&error)) {
-      st = db_error("insert idempotency key", &error);
-    } else {
-      bson_t *filter = BCON_NEW("_id", BCON_UTF8(key));
-      mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c.coll, filter, NULL, NULL);
-      const bson_t *found;
-      st = JS_UNAVAILABLE;
-      if (mongoc_cursor_next(cur, &found)) {
-        char hash[65], job[25];
-        copy_str(found, "hash", hash, sizeof hash);
-        copy_str(found, "job", job, sizeof job);
-        if (strcmp(hash, in->body_hash) != 0) {
-          st = JS_MISMATCH;
-        } else if (util_is_object_id(job)) {
-          memcpy(id, job, 25);
-          *recorded = true;
-          st = JS_OK;
-        }
-      }
-      mongoc_cursor_destroy(cur);
-      bson_destroy(filter);
+  switch (idem_insert(c.coll, doc, in->body_hash, "job", &found, &error)) {
+  case IDEM_INSERTED: break;
+  case IDEM_EXISTS: {
+    char job[25];
+    copy_str(found, "job", job, sizeof job);
+    st = util_is_object_id(job) ? JS_OK : JS_UNAVAILABLE;
+    if (st == JS_OK) {
+      memcpy(id, job, 25);
+      *recorded = true;
     }
+    break;
   }
+  case IDEM_MISMATCH: st = JS_MISMATCH; break;
+  default: st = db_error("insert idempotency key", &error); break;
+  }
+  if (found) bson_destroy(found);
   bson_destroy(doc);
   close_coll(s, &c);
   return st;
@@ -322,6 +312,7 @@ js_status store_create(job_store *s, const job_new *in, job_info *out, bool *exi
         return JS_OK;
       }
       if (st != JS_NOT_FOUND) return st;
+      metrics_counter_inc("idempotency_takeovers_total", "kind=\"job\"");
       bson_oid_init_from_string(&oid, id);
     }
   }
@@ -714,6 +705,30 @@ js_status store_put_data(job_store *s, const char *key, const char *job_id, cons
   bson_destroy(&doc);
   bson_destroy(filter);
   return st;
+}
+
+/* The results of earlier attempts that never reached a final state (the worker died between
+ * writing its result and recording it) are deleted before this attempt's is written, so a
+ * job that ends keeps exactly one result. None of them can still be recorded: recording is
+ * conditioned on the job's current attempt, which is this one. */
+js_status store_put_result(job_store *s, const char *job_id, int attempt, const char *data,
+                           size_t len, char key[64]) {
+  bson_t filter = BSON_INITIALIZER, in, ids;
+  BSON_APPEND_UTF8(&filter, "job", job_id);
+  BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &in);
+  BSON_APPEND_ARRAY_BEGIN(&in, "$in", &ids);
+  for (int k = 1; k < attempt && k <= 1000; k++) {
+    char index[16], stale[64];
+    snprintf(index, sizeof index, "%d", k - 1);
+    snprintf(stale, sizeof stale, "%s.result.%d", job_id, k);
+    BSON_APPEND_UTF8(&ids, index, stale);
+  }
+  bson_append_array_end(&in, &ids);
+  bson_append_document_end(&filter, &in);
+  js_status st = attempt > 1 ? delete_many(s, DATA, &filter) : JS_OK;
+  bson_destroy(&filter);
+  snprintf(key, 64, "%s.result.%d", job_id, attempt);
+  return st == JS_OK ? store_put_data(s, key, job_id, data, len) : st;
 }
 
 void store_delete_data(job_store *s, const char *key) {

@@ -6,7 +6,7 @@
  *             update as the status change it announces);
  *   job_data  inputs, results and logs as binary documents {_id: "<id>.<kind>", job, data}
  *             (GridFS is not available on FerretDB; everything is <= 16 MB);
- *   job_keys  Idempotency-Key records {_id: sha256(owner, key), job, hash}.
+ *   job_keys  Idempotency-Key records {_id: idem_scope_hash(owner, key), job, _idem: body hash}.
  *
  * Every state change is ONE conditional update, so two replicas (or a replica and a late
  * copy of itself) can never both win a transition:
@@ -153,6 +153,10 @@ js_status store_purge(job_store *s, const job_info *job);
 
 /* ---- data ---- */
 
+/* Writes attempt's result as "<job>.result.<attempt>" (key receives it), after deleting
+ * the results earlier attempts left unrecorded. */
+js_status store_put_result(job_store *s, const char *job_id, int attempt, const char *data,
+                           size_t len, char key[64]);
 js_status store_put_data(job_store *s, const char *key, const char *job_id, const char *data,
                          size_t len);
 void store_delete_data(job_store *s, const char *key);

@@ -11,6 +11,7 @@
 
 #include "fsutil.h"
 #include "sweeper.h"
+#include "voter/crashpoint.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/util.h"
@@ -272,8 +273,8 @@ static void record(worker_pool *p, slot *s, const runner_result *rr, double run_
       size_t len;
       snprintf(path, sizeof path, "%s/result.json", s->work_dir);
       int rc = fs_read(path, RESULT_MAX, &text, &len);
-      snprintf(result_key, sizeof result_key, "%s.result.%d", id, attempt);
-      if (rc == 0 && store_put_data(store, result_key, id, text, len) == JS_OK) {
+      if (rc == 0 && store_put_result(store, id, attempt, text, len, result_key) == JS_OK) {
+        CRASH_POINT("job.result-written");
         o.status = "succeeded";
         o.result_key = result_key;
       } else if (rc == -2) {

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "voter/idem.h"
 #include "voter/log.h"
+#include "voter/metrics.h"
 #include "voter/util.h"
 
 /* A write that loses a race to a concurrent change is tried again this many times. */
@@ -179,6 +181,70 @@ entity_status entity_create(entity_store *s, const json_t *body, json_t **item, 
   }
   *item = next;
   ev_relay_kick(s->relay);
+  return st;
+}
+
+/* A keyed create (idem.h): the id is derived from the caller's key, the fingerprint of the
+ * validated body is stored with the first state, and the first event rides in the same
+ * insert (the outbox), so whatever point an earlier attempt reached, the entity and its
+ * "created" event exist once. A retry is answered with the representation the first
+ * attempt answered (version 1 of the same body), even if the entity changed or was
+ * deleted since; the tombstone keeps the key's answer. */
+entity_status entity_create_keyed(entity_store *s, const json_t *body, const char scoped[65],
+                                  json_t **item, bool *replayed, json_t *errors) {
+  *item = NULL;
+  *replayed = false;
+  bson_oid_t oid;
+  char id[25], type[96], fp[65];
+  idem_object_id(scoped, s->kind->name, &oid);
+  bson_oid_to_string(&oid, id);
+  idem_fingerprint(body, fp);
+  handle h = open_handle(s);
+  bson_t *found = NULL;
+  /* an earlier attempt is answered before the checks: they may no longer pass */
+  entity_status st = read_doc(s, h.coll, &oid, &found);
+  if (st == ENTITY_OK) {
+    *replayed = idem_same_request(found, fp);
+    st = *replayed ? ENTITY_CREATED : ENTITY_MISMATCH;
+    char labels[96];
+    snprintf(labels, sizeof labels, "kind=\"%s\"", s->kind->name);
+    metrics_counter_inc(*replayed ? "duplicates_detected_total" : "idempotency_mismatches_total",
+                        labels);
+  } else if (st == ENTITY_NOT_FOUND) {
+    st = s->kind->check ? s->kind->check(s->ctx, NULL, body, errors) : ENTITY_OK;
+  }
+  if (found) bson_destroy(found);
+  found = NULL;
+  json_t *first = s->kind->body_to_item(body, id, 1);
+  if (st == ENTITY_OK) {
+    ev_event ev;
+    event_type(s, "created", type, sizeof type);
+    ev_build(&ev, type, s->source, id, 1, first);
+    bson_t doc = BSON_INITIALIZER;
+    new_doc(s, &doc, &oid, body, 1, &ev);
+    BSON_APPEND_UTF8(&doc, IDEM_FIELD, fp);
+    bson_error_t error;
+    switch (idem_insert(h.coll, &doc, fp, s->kind->name, &found, &error)) {
+    case IDEM_INSERTED: st = ENTITY_CREATED; break;
+    case IDEM_EXISTS: /* a concurrent attempt of the same request won */
+      st = ENTITY_CREATED;
+      *replayed = true;
+      break;
+    case IDEM_MISMATCH: st = ENTITY_MISMATCH; break;
+    case IDEM_TAKEN: st = ENTITY_DUPLICATE; break;
+    default: st = db_error(s, "insert", &error); break;
+    }
+    if (found) bson_destroy(found);
+    bson_destroy(&doc);
+    ev_free(&ev);
+  }
+  close_handle(s, &h);
+  if (st != ENTITY_CREATED) {
+    json_decref(first);
+    return st;
+  }
+  *item = first;
+  if (!*replayed) ev_relay_kick(s->relay);
   return st;
 }
 

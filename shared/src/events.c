@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "voter/amqp.h"
+#include "voter/crashpoint.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/util.h"
@@ -256,7 +257,9 @@ static int relay_collection(ev_relay *r, mongoc_client_t *client, const char *na
                                    .len = strlen(evs[i].body),
                                    .props = {.message_id = evs[i].id, .type = evs[i].type}};
       }
+      if (n) CRASH_POINT("outbox.before-publish");
       size_t ok = n ? mq_publish_batch(r->mq, msgs, (size_t)n, 5000) : 0;
+      if (ok) CRASH_POINT("outbox.published"); /* confirmed, not yet removed */
       for (size_t i = 0; i < ok; i++) {
         char labels[160];
         snprintf(labels, sizeof labels, "type=\"%s\",result=\"ok\"", evs[i].type);

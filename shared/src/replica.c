@@ -9,6 +9,7 @@
 #include "voter/amqp.h"
 #include "voter/events.h"
 #include "voter/json.h"
+#include "voter/crashpoint.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/util.h"
@@ -193,7 +194,10 @@ struct replica_consumer {
 
 static mq_verdict handle(void *ctx, const mq_message *msg, const char **error) {
   replica_consumer *c = ctx;
-  switch (replica_apply(c->opts.db, c->opts.sources, c->opts.nsources, msg->body, msg->len, error)) {
+  replica_result r = replica_apply(c->opts.db, c->opts.sources, c->opts.nsources, msg->body,
+                                   msg->len, error);
+  if (r == REPLICA_APPLIED) CRASH_POINT("replica.applied"); /* written, not yet acked */
+  switch (r) {
   case REPLICA_INVALID: return MQ_REJECT;
   case REPLICA_ERROR: return MQ_RETRY;
   default: return MQ_ACK;

@@ -23,6 +23,10 @@ void resource_reply_status(http_response *res, entity_status st, json_t *errors,
     http_reply_problem(res, 412, "Precondition Failed", m->precondition, NULL);
     break;
   case ENTITY_INVALID: jsonv_reply_invalid(res, json_incref(errors ? errors : json_array())); break;
+  case ENTITY_MISMATCH:
+    http_reply_problem(res, 422, "Unprocessable Content",
+                       "this Idempotency-Key was used by this caller for another request", NULL);
+    break;
   default: resource_reply_unavailable(res); break;
   }
 }

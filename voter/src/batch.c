@@ -9,8 +9,10 @@
 #include <time.h>
 
 #include "votes.h"
+#include "voter/crashpoint.h"
 #include "voter/amqp.h"
 #include "voter/events.h"
+#include "voter/idem.h"
 #include "voter/json.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
@@ -89,6 +91,7 @@ static mq_verdict handle_chunk(void *ctx, const mq_message *msg, const char **er
   }
   size_t n = json_array_size(list);
   vote_in *votes = calloc(n ? n : 1, sizeof *votes);
+  if (!votes) abort(); /* out of memory: the code base's one policy */
   size_t k = 0;
   for (size_t i = 0; i < n; i++) {
     json_t *v = json_array_get(list, i);
@@ -329,9 +332,59 @@ static size_t publish_chunks(batch_ctx *b, const char *batch, json_t *accepted, 
   return done;
 }
 
+/* The id of a batch and of its votes: derived from the caller's Idempotency-Key when there
+ * is one (idem.h), so a retried submission re-queues the same votes under the same ids and
+ * chunk names, which the worker writes and counts once; random otherwise. */
+static void batch_id(const idem_key *key, bson_oid_t *oid, char text[25]) {
+  if (key->present) idem_object_id(key->scoped, "batch", oid);
+  else bson_oid_init(oid, NULL);
+  bson_oid_to_string(oid, text);
+}
+
+static void vote_id(const idem_key *key, const char *batch, size_t n, char text[25]) {
+  bson_oid_t oid;
+  if (key->present) idem_child_id(batch, n, &oid);
+  else bson_oid_init(&oid, NULL);
+  bson_oid_to_string(&oid, text);
+}
+
+/* A retried keyed submission found its batch: unless it completed, its chunks are queued
+ * again (the first attempt may have died before queueing them all; chunks already written
+ * are redeliveries to the worker). Only when this attempt accepted exactly what the first
+ * did: the replicas may have changed in between, and the batch's votes are the first's. */
+static batch_status resume(batch_ctx *b, mongoc_collection_t *coll, const bson_t *found,
+                           json_t *accepted, size_t nchunks, char *detail, size_t detail_len) {
+  const char *status = mongo_doc_str(found, "status");
+  if ((status && strcmp(status, "completed") == 0) ||
+      mongo_doc_int(found, "accepted") != (int64_t)json_array_size(accepted))
+    return BATCH_ACCEPTED;
+  bson_iter_t it;
+  if (!bson_iter_init_find(&it, found, "_id") || !BSON_ITER_HOLDS_OID(&it)) return BATCH_ACCEPTED;
+  char batch[25];
+  bson_oid_to_string(bson_iter_oid(&it), batch);
+  metrics_counter_inc("idempotency_takeovers_total", "kind=\"batch\"");
+  size_t sent = publish_chunks(b, batch, accepted, nchunks);
+  if (sent < nchunks) {
+    snprintf(detail, detail_len, "the work queue is unavailable (%zu of %zu chunks queued)", sent, nchunks);
+    return BATCH_UNAVAILABLE;
+  }
+  if (status && strcmp(status, "failed") == 0) {
+    bson_t *filter = BCON_NEW("_id", BCON_OID(bson_iter_oid(&it)));
+    bson_t *update = BCON_NEW("$set", "{", "status", BCON_UTF8("queued"), "}", "$unset", "{",
+                              "error", BCON_UTF8(""), "chunksQueued", BCON_UTF8(""), "}");
+    bson_error_t error;
+    mongoc_collection_update_one(coll, filter, update, NULL, NULL, &error);
+    bson_destroy(filter);
+    bson_destroy(update);
+  }
+  return BATCH_ACCEPTED;
+}
+
 batch_status batch_submit(batch_ctx *b, const char *body, size_t len, bool ndjson,
-                          json_t **result, char *detail, size_t detail_len) {
+                          const idem_key *key, json_t **result, bool *replayed, char *detail,
+                          size_t detail_len) {
   *result = NULL;
+  *replayed = false;
   json_t *rejections = json_array(), *lines = json_array();
   json_t *votes = parse_body(body, len, ndjson, rejections, lines, detail, detail_len);
   if (!votes) {
@@ -340,6 +393,14 @@ batch_status batch_submit(batch_ctx *b, const char *body, size_t len, bool ndjso
     return BATCH_BAD_REQUEST;
   }
   json_t *accepted = json_array(), *cache = json_object();
+  bson_oid_t oid;
+  char batch[25], fp[65] = "";
+  batch_id(key, &oid, batch);
+  if (key->present) {
+    json_t *request = json_pack("{s:b, s:s%}", "ndjson", ndjson, "body", body, len);
+    idem_fingerprint(request, fp);
+    json_decref(request);
+  }
   size_t rejected = 0, i;
   json_t *v;
   json_array_foreach(votes, i, v) {
@@ -356,10 +417,8 @@ batch_status batch_submit(batch_ctx *b, const char *body, size_t len, bool ndjso
         json_array_append_new(rejections, json_pack("{s:I, s:s}", "line", line, "error", why));
       continue;
     }
-    bson_oid_t oid;
     char id[25];
-    bson_oid_init(&oid, NULL);
-    bson_oid_to_string(&oid, id);
+    vote_id(key, batch, json_array_size(accepted), id);
     json_array_append_new(accepted, json_pack("{s:s, s:O, s:O}", "id", id, "candidate",
                                               json_object_get(v, "candidate"), "election",
                                               json_object_get(v, "election")));
@@ -367,10 +426,6 @@ batch_status batch_submit(batch_ctx *b, const char *body, size_t len, bool ndjso
   size_t total = json_array_size(votes), naccepted = json_array_size(accepted);
   size_t nchunks = (naccepted + (size_t)b->chunk_size - 1) / (size_t)b->chunk_size;
 
-  bson_oid_t oid;
-  char batch[25];
-  bson_oid_init(&oid, NULL);
-  bson_oid_to_string(&oid, batch);
   json_t *doc_json = json_pack("{s:s, s:I, s:I, s:I, s:I, s:O, s:I, s:[]}", "status",
                                naccepted ? "queued" : "completed", "total", (json_int_t)total,
                                "accepted", (json_int_t)naccepted, "rejected", (json_int_t)rejected,
@@ -389,9 +444,25 @@ batch_status batch_submit(batch_ctx *b, const char *body, size_t len, bool ndjso
     bson_concat(&doc, &fields);
     bson_destroy(&fields);
     BSON_APPEND_DATE_TIME(&doc, "createdAt", util_now_ms());
-    if (!mongoc_collection_insert_one(coll, &doc, NULL, NULL, &error)) st = BATCH_UNAVAILABLE;
+    if (key->present) BSON_APPEND_UTF8(&doc, IDEM_FIELD, fp);
+    bson_t *found = NULL;
+    idem_result r = key->present ? idem_insert(coll, &doc, fp, "batch", &found, &error)
+                                 : (mongoc_collection_insert_one(coll, &doc, NULL, NULL, &error)
+                                        ? IDEM_INSERTED : IDEM_ERROR);
+    if (r == IDEM_EXISTS) {
+      *replayed = true;
+      st = resume(b, coll, found, accepted, nchunks, detail, detail_len);
+      json_decref(doc_json);
+      doc_json = batch_view(found);
+    } else if (r == IDEM_MISMATCH) {
+      st = BATCH_MISMATCH;
+    } else if (r != IDEM_INSERTED) {
+      st = BATCH_UNAVAILABLE;
+    }
+    if (found) bson_destroy(found);
   }
-  if (st == BATCH_ACCEPTED && nchunks) {
+  if (st == BATCH_ACCEPTED) CRASH_POINT("batch.recorded"); /* recorded, nothing queued yet */
+  if (st == BATCH_ACCEPTED && nchunks && !*replayed) {
     size_t sent = publish_chunks(b, batch, accepted, nchunks);
     if (sent < nchunks) {
       /* Chunks already confirmed will be written; say exactly what was not queued. */
@@ -410,7 +481,7 @@ batch_status batch_submit(batch_ctx *b, const char *body, size_t len, bool ndjso
   mongo_release(b->db, client);
   bson_destroy(&doc);
   if (st == BATCH_ACCEPTED) {
-    json_object_set_new(doc_json, "id", json_string(batch));
+    if (!*replayed) json_object_set_new(doc_json, "id", json_string(batch));
     json_object_del(doc_json, "chunksDone");
     json_object_del(doc_json, "chunks");
     *result = json_incref(doc_json);

@@ -6,7 +6,8 @@
  * assigned, to the work queue "<queue prefix>.ingest" (persistent, confirmed). A worker
  * thread consumes one chunk at a time (prefetch 1), so votes are written at the rate the
  * database sustains however large the burst; a redelivered chunk re-inserts nothing (the
- * ids collide) and counts nothing twice (see votes_insert_many). */
+ * ids collide) and counts nothing twice (see votes_insert_many). A client retrying a
+ * submission sends an Idempotency-Key: the batch's and its votes' ids then come from it. */
 #ifndef VOTER_BATCH_H
 #define VOTER_BATCH_H
 
@@ -14,20 +15,30 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "voter/idem.h"
 #include "voter/mongo.h"
 
 typedef struct batch_ctx batch_ctx;
 
-typedef enum { BATCH_ACCEPTED = 0, BATCH_BAD_REQUEST, BATCH_UNAVAILABLE, BATCH_NOT_FOUND } batch_status;
+typedef enum {
+  BATCH_ACCEPTED = 0,
+  BATCH_BAD_REQUEST,
+  BATCH_UNAVAILABLE,
+  BATCH_NOT_FOUND,
+  BATCH_MISMATCH /* Idempotency-Key reused by the caller with another body */
+} batch_status;
 
 batch_ctx *batch_start(mongo_db *db, const char *amqp_url, const char *exchange, int chunk_size);
 void batch_stop(batch_ctx *b);
 bool batch_init(mongo_db *db);
 
 /* Validates and queues a batch. On BATCH_BAD_REQUEST, detail explains (the body as a whole
- * is not NDJSON/JSON array); per-line problems are rejections in *result instead. */
+ * is not NDJSON/JSON array); per-line problems are rejections in *result instead. With an
+ * Idempotency-Key (key->present), the batch and its votes have ids derived from it: a
+ * retry gets the first attempt's batch (*replayed), re-queued if it had not completed. */
 batch_status batch_submit(batch_ctx *b, const char *body, size_t len, bool ndjson,
-                          json_t **result, char *detail, size_t detail_len);
+                          const idem_key *key, json_t **result, bool *replayed, char *detail,
+                          size_t detail_len);
 batch_status batch_get(batch_ctx *b, const char *id, json_t **result);
 
 #endif

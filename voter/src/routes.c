@@ -3,7 +3,6 @@
 
 #include <curl/curl.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include "replicas.h"
 #include "votes.h"
 #include "voter/hal.h"
+#include "voter/idem.h"
 #include "voter/json.h"
 #include "voter/log.h"
 #include "voter/util.h"
@@ -38,10 +38,9 @@ static void reply_status(http_response *res, vs_status st) {
     jsonv_reply_invalid(res, errors);
     break;
   }
-  case VS_CONFLICT:
-    http_reply_problem(res, 409, "Conflict",
-                       "this Idempotency-Key was used with another request, or that request is "
-                       "still in progress", NULL);
+  case VS_MISMATCH:
+    http_reply_problem(res, 422, "Unprocessable Content",
+                       "this Idempotency-Key was used by this caller for another request", NULL);
     break;
   default: unavailable(res); break;
   }
@@ -86,11 +85,15 @@ static void render_vote(const http_request *req, http_response *res, int status,
   if (status == 201) http_set_header(res, "Location", loc);
 }
 
-/* sha256 hex of the body: an Idempotency-Key reused with another body is a conflict. */
-static void fingerprint(const http_request *req, char out[65]) {
-  unsigned char md[SHA256_DIGEST_LENGTH];
-  SHA256((const unsigned char *)req->body, req->body_len, md);
-  for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) sprintf(out + 2 * i, "%02x", md[i]);
+/* A keyed request: the derived id and the fingerprint of what was asked (not of the bytes,
+ * so a retry that serialises the same vote differently is still the same request). */
+static void vote_key_of(const idem_key *k, const char *candidate, const char *election,
+                        bson_oid_t *oid, char fp[65], vote_key *out) {
+  json_t *request = json_pack("{s:s, s:s}", "candidate", candidate, "election", election);
+  idem_fingerprint(request, fp);
+  json_decref(request);
+  idem_object_id(k->scoped, "vote", oid);
+  *out = (vote_key){.id = oid, .fingerprint = fp};
 }
 
 static void create_vote(void *ctx, const http_request *req, http_response *res) {
@@ -103,39 +106,26 @@ static void create_vote(void *ctx, const http_request *req, http_response *res) 
     return jsonv_reply_invalid(res, errors);
   }
   json_decref(errors);
-  const char *key = http_header(req, "Idempotency-Key");
-  if (key && (strlen(key) == 0 || strlen(key) > 200)) {
-    json_decref(body);
-    return http_reply_problem(res, 400, "Bad Request", "Idempotency-Key must be 1-200 characters", NULL);
-  }
-  if (key) {
-    char fp[65];
-    int status = 0;
-    char *stored = NULL;
-    fingerprint(req, fp);
-    vs_status st = votes_idem_begin(app->db, key, fp, &status, &stored);
-    if (st == VS_CREATED) { /* a retry: answer exactly as the first time */
-      json_decref(body);
-      http_reply(res, status, "application/hal+json", stored, strlen(stored));
-      http_set_header(res, "Idempotent-Replayed", "true");
-      return;
-    }
-    if (st != VS_OK) {
-      json_decref(body);
-      return reply_status(res, st);
-    }
-  }
+  idem_key k;
+  if (idem_from_request(req, res, &k) != 0) return json_decref(body);
   const char *candidate = jsonv_str(body, "candidate"), *election = jsonv_str(body, "election");
-  vs_status st = votes_check(app->db, candidate, election);
+  bson_oid_t oid;
+  char fp[65];
+  vote_key key;
+  if (k.present) vote_key_of(&k, candidate, election, &oid, fp, &key);
   json_t *item = NULL;
-  if (st == VS_OK) st = votes_create(app->db, candidate, election, &item);
-  json_decref(body);
-  if (st != VS_CREATED) {
-    if (key) votes_idem_abort(app->db, key);
-    return reply_status(res, st);
+  vs_status st = votes_check(app->db, candidate, election);
+  if (st == VS_OK) {
+    st = votes_create(app->db, candidate, election, k.present ? &key : NULL, &item);
+  } else if (k.present && (st == VS_UNKNOWN_CANDIDATE || st == VS_UNKNOWN_ELECTION)) {
+    /* a retry of a vote cast before its candidate went away is still answered with it */
+    vs_status found = votes_find_keyed(app->db, &key, &item);
+    if (found == VS_REPLAYED || found == VS_MISMATCH) st = found;
   }
+  json_decref(body);
+  if (st != VS_CREATED && st != VS_REPLAYED) return reply_status(res, st);
   render_vote(req, res, 201, item);
-  if (key) votes_idem_finish(app->db, key, 201, res->body);
+  if (st == VS_REPLAYED) http_set_header(res, "Idempotent-Replayed", "true");
 }
 
 static void get_vote(void *ctx, const http_request *req, http_response *res) {
@@ -166,11 +156,15 @@ static void submit_batch(void *ctx, const http_request *req, http_response *res)
                               "send application/x-ndjson (one vote per line) or application/json "
                               "(an array of votes)", NULL);
   if (req->body_len == 0) return http_reply_problem(res, 400, "Bad Request", "the body is empty", NULL);
+  idem_key key;
+  if (idem_from_request(req, res, &key) != 0) return;
   json_t *result;
   char detail[300] = "";
-  batch_status st = batch_submit(app->batch, req->body, req->body_len, ndjson, &result, detail,
-                                 sizeof detail);
+  bool replayed;
+  batch_status st = batch_submit(app->batch, req->body, req->body_len, ndjson, &key, &result,
+                                 &replayed, detail, sizeof detail);
   if (st == BATCH_BAD_REQUEST) return http_reply_problem(res, 400, "Bad Request", detail, NULL);
+  if (st == BATCH_MISMATCH) return reply_status(res, VS_MISMATCH);
   if (st != BATCH_ACCEPTED) {
     http_reply_problem(res, 503, "Service Unavailable", *detail ? detail : "cannot record the batch", NULL);
     http_set_header(res, "Retry-After", "5");
@@ -183,6 +177,7 @@ static void submit_batch(void *ctx, const http_request *req, http_response *res)
   http_reply_json(res, 202, result);
   http_set_header(res, "Location", url);
   http_set_header(res, "Retry-After", "1");
+  if (replayed) http_set_header(res, "Idempotent-Replayed", "true");
 }
 
 static void get_batch(void *ctx, const http_request *req, http_response *res) {
@@ -304,6 +299,7 @@ static void simulation(void *ctx, const http_request *req, http_response *res) {
    * usual message and add nothing; the sample-data scripts simulate every election. */
   size_t cap = json_array_size(candidates) * 25, n = 0;
   vote_in *votes = calloc(cap ? cap : 1, sizeof *votes);
+  if (!votes) abort(); /* out of memory: the code base's one policy */
   size_t i;
   json_t *c;
   json_array_foreach(candidates, i, c) {

@@ -5,16 +5,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "voter/crashpoint.h"
 #include "voter/events.h"
+#include "voter/idem.h"
 #include "voter/log.h"
+#include "voter/metrics.h"
 #include "voter/util.h"
 
 #define VOTES "votes"
 #define TALLIES "tallies"
-#define IDEM "idempotency"
 #define CHUNKS "chunks"
-/* An idempotency record left "pending" by a crashed request is taken over after this. */
-#define IDEM_PENDING_MS 30000
+/* A keyed retry that finds its vote written but not counted recounts the election only
+ * when the vote is older than this: no live request (of any replica) takes that long
+ * between its insert and its tally, so the recount cannot race it. */
+#define VOTE_SETTLE_MS 5000
 
 static vs_status db_error(const char *what, const bson_error_t *e) {
   log_warn("votes: %s failed: %s", what, e->message);
@@ -44,6 +48,12 @@ bool votes_init(mongo_db *db) {
   bson_t *tallied = BCON_NEW("tallied", BCON_INT32(1));
   bson_t *tally = BCON_NEW("election", BCON_INT32(1));
   bson_t *chunk = BCON_NEW("state", BCON_INT32(1));
+  metrics_describe("votes_recounts_total", "counter",
+                   "Elections whose tallies were recomputed from the votes, by reason "
+                   "(startup, periodic, retry, chunk)");
+  metrics_describe("votes_chunks_recounted_total", "counter",
+                   "Bulk chunks redelivered after an interrupted count, whose elections were recounted");
+  idem_describe_metrics();
   bool ok = mongo_create_index(db, VOTES, "election_tallied", by_election, false, &error) &&
             mongo_create_index(db, VOTES, "tallied", tallied, false, &error) &&
             mongo_create_index(db, CHUNKS, "state", chunk, false, &error) &&
@@ -107,10 +117,52 @@ static json_t *vote_item(const char *id, const char *candidate, const char *elec
   return json_pack("{s:s, s:s, s:s}", "id", id, "candidate", candidate, "election", election);
 }
 
-vs_status votes_create(mongo_db *db, const char *candidate, const char *election, json_t **item) {
+static json_t *doc_to_vote(const bson_t *doc);
+static vs_status recount(mongoc_collection_t *votes, mongoc_collection_t *tallies,
+                         const char *election, const char *reason);
+
+/* Counts a vote just inserted: its tally, then its flag. If either step is lost (a crash,
+ * a failed write) the vote stays tallied: false and a recount repairs the tally from the
+ * votes; nothing here is ever redone blindly. */
+static void count_new_vote(mongoc_collection_t *votes, mongoc_collection_t *tallies,
+                           const bson_oid_t *oid, const char *election, const char *candidate) {
+  bson_error_t error;
+  CRASH_POINT("vote.inserted");
+  if (!tally_add(tallies, election, candidate, 1, &error)) {
+    log_warn("votes: tally update failed, reconciliation will recount: %s", error.message);
+    return;
+  }
+  CRASH_POINT("vote.tallied");
+  bson_t *filter = BCON_NEW("_id", BCON_OID(oid));
+  bson_t *update = BCON_NEW("$set", "{", "tallied", BCON_BOOL(true), "}");
+  mongoc_collection_update_one(votes, filter, update, NULL, NULL, &error);
+  bson_destroy(filter);
+  bson_destroy(update);
+}
+
+/* A retry found the vote an earlier attempt wrote. If that attempt stopped before the
+ * vote was counted (tallied still false) and is old enough that no live request of any
+ * replica can still be counting it, the retry finishes the work: a recount of the
+ * election, under its lock. A younger one is left to its own request or to the
+ * reconciliation, which only looks at votes older than its period. */
+static vs_status finish_earlier_attempt(mongoc_collection_t *votes, mongoc_collection_t *tallies,
+                                        const bson_t *doc) {
+  if (mongo_doc_bool(doc, "tallied") || mongo_doc_bool(doc, "deleted")) return VS_OK;
+  bson_iter_t it;
+  int64_t created = 0;
+  if (bson_iter_init_find(&it, doc, "createdAt") && BSON_ITER_HOLDS_DATE_TIME(&it))
+    created = bson_iter_date_time(&it);
+  if (util_now_ms() - created < VOTE_SETTLE_MS) return VS_OK;
+  metrics_counter_inc("idempotency_takeovers_total", "kind=\"vote\"");
+  return recount(votes, tallies, mongo_doc_str(doc, "election"), "retry");
+}
+
+vs_status votes_create(mongo_db *db, const char *candidate, const char *election,
+                       const vote_key *key, json_t **item) {
   bson_oid_t oid;
+  if (key) bson_oid_copy(key->id, &oid);
+  else bson_oid_init(&oid, NULL);
   char id[25];
-  bson_oid_init(&oid, NULL);
   bson_oid_to_string(&oid, id);
   mongoc_client_t *client = mongo_acquire(db);
   mongoc_collection_t *votes = mongo_collection(db, client, VOTES);
@@ -118,27 +170,58 @@ vs_status votes_create(mongo_db *db, const char *candidate, const char *election
   bson_t *doc = BCON_NEW("_id", BCON_OID(&oid), "candidate", BCON_UTF8(candidate), "election",
                          BCON_UTF8(election), "createdAt", BCON_DATE_TIME(util_now_ms()),
                          "tallied", BCON_BOOL(false), "deleted", BCON_BOOL(false));
+  if (key) BSON_APPEND_UTF8(doc, IDEM_FIELD, key->fingerprint);
   bson_error_t error;
+  bson_t *existing = NULL;
   vs_status st = VS_CREATED;
+  *item = NULL;
   election_lock(election);
-  if (!mongoc_collection_insert_one(votes, doc, NULL, NULL, &error)) {
-    st = db_error("insert vote", &error);
-  } else if (tally_add(tallies, election, candidate, 1, &error)) {
-    bson_t *filter = BCON_NEW("_id", BCON_OID(&oid));
-    bson_t *update = BCON_NEW("$set", "{", "tallied", BCON_BOOL(true), "}");
-    /* If this fails the vote stays untallied and reconciliation recounts its election. */
-    mongoc_collection_update_one(votes, filter, update, NULL, NULL, &error);
-    bson_destroy(filter);
-    bson_destroy(update);
-  } else {
-    log_warn("votes: tally update failed, reconciliation will recount: %s", error.message);
+  idem_result r = key ? idem_insert(votes, doc, key->fingerprint, "vote", &existing, &error)
+                      : (mongoc_collection_insert_one(votes, doc, NULL, NULL, &error) ? IDEM_INSERTED
+                                                                                       : IDEM_ERROR);
+  switch (r) {
+  case IDEM_INSERTED:
+    count_new_vote(votes, tallies, &oid, election, candidate);
+    *item = vote_item(id, candidate, election);
+    break;
+  case IDEM_EXISTS:
+    st = finish_earlier_attempt(votes, tallies, existing);
+    if (st == VS_OK) {
+      st = VS_REPLAYED;
+      *item = doc_to_vote(existing);
+    }
+    break;
+  case IDEM_MISMATCH: st = VS_MISMATCH; break;
+  default: st = db_error("insert vote", &error); break;
   }
   election_unlock(election);
+  if (existing) bson_destroy(existing);
   bson_destroy(doc);
   mongoc_collection_destroy(votes);
   mongoc_collection_destroy(tallies);
   mongo_release(db, client);
-  *item = st == VS_CREATED ? vote_item(id, candidate, election) : NULL;
+  return st;
+}
+
+vs_status votes_find_keyed(mongo_db *db, const vote_key *key, json_t **item) {
+  *item = NULL;
+  mongoc_client_t *client = mongo_acquire(db);
+  mongoc_collection_t *votes = mongo_collection(db, client, VOTES);
+  bson_t *filter = BCON_NEW("_id", BCON_OID(key->id));
+  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(votes, filter, NULL, NULL);
+  const bson_t *doc;
+  bson_error_t error;
+  vs_status st = VS_NOT_FOUND;
+  if (mongoc_cursor_next(cur, &doc)) {
+    st = idem_same_request(doc, key->fingerprint) ? VS_REPLAYED : VS_MISMATCH;
+    if (st == VS_REPLAYED) *item = doc_to_vote(doc);
+  } else if (mongoc_cursor_error(cur, &error)) {
+    st = db_error("read vote", &error);
+  }
+  mongoc_cursor_destroy(cur);
+  bson_destroy(filter);
+  mongoc_collection_destroy(votes);
+  mongo_release(db, client);
   return st;
 }
 
@@ -215,9 +298,16 @@ vs_status votes_delete(mongo_db *db, const char *id) {
     if (!matched) {
       st = VS_NOT_FOUND; /* deleted concurrently */
     } else if (tally_add(tallies, election, candidate, -1, &error)) {
-      bson_t *byid = BCON_NEW("_id", BCON_OID(&oid));
+      /* A vote cast with an Idempotency-Key stays as a counted tombstone: a late retry of
+       * that key must find it, not cast it again. */
+      bson_t *byid = BCON_NEW("_id", BCON_OID(&oid), IDEM_FIELD, "{", "$exists", BCON_BOOL(false), "}");
+      bson_t *keyed = BCON_NEW("_id", BCON_OID(&oid));
+      bson_t *settle = BCON_NEW("$set", "{", "tallied", BCON_BOOL(true), "}");
       mongoc_collection_delete_one(votes, byid, NULL, NULL, &error);
+      mongoc_collection_update_one(votes, keyed, settle, NULL, NULL, &error);
       bson_destroy(byid);
+      bson_destroy(keyed);
+      bson_destroy(settle);
     }
   }
   bson_destroy(&reply);
@@ -283,9 +373,6 @@ static bool set_chunk_counted(mongoc_collection_t *chunks, const char *chunk, bs
   return ok;
 }
 
-static vs_status recount(mongoc_collection_t *votes, mongoc_collection_t *tallies,
-                         const char *election);
-
 /* A chunk is counted once: its marker {_id: chunk, state, elections} is written before the
  * votes ("counting") and flipped to "counted" after the tallies. The votes themselves are
  * stored already counted, so a chunk costs three writes besides the insert, not one per
@@ -329,7 +416,7 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
   }
   bson_append_array_end(&marker, &arr);
   bool fresh = mongoc_collection_insert_one(chunks, &marker, NULL, NULL, &error);
-  bool redo = false;
+  bool counted = false; /* a redelivery whose marker says "counted" */
   if (!fresh) {
     if (!mongo_is_duplicate(&error)) {
       st = db_error("chunk marker", &error);
@@ -339,21 +426,33 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
       const bson_t *doc;
       const char *state = NULL;
       if (mongoc_cursor_next(cur, &doc)) state = mongo_doc_str(doc, "state");
-      redo = !state || strcmp(state, "counted") != 0; /* interrupted: recount below */
+      counted = state && strcmp(state, "counted") == 0;
       mongoc_cursor_destroy(cur);
       bson_destroy(filter);
     }
   }
   bson_destroy(&marker);
-  if (st == VS_OK && (fresh || redo)) {
-    /* Unordered: on a redelivered chunk the votes already written collide on _id and the
-     * rest still go in. */
+  CRASH_POINT("chunk.marked");
+  /* The votes go in on every delivery, "counted" or not: a marker can say "counted" for
+   * votes that never arrived (the reconciliation closes markers a crash left "counting",
+   * and the redelivery carrying the votes may come after it). Unordered, so on a
+   * redelivery the votes already written collide on _id and the rest still go in. */
+  int64_t inserted = 0;
+  if (st == VS_OK) {
     bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
-    if (!mongoc_collection_insert_many(votes, (const bson_t **)docs, n, opts, NULL, &error) &&
-        !mongo_is_duplicate(&error))
-      st = db_error("insert votes", &error);
+    bson_t reply;
+    bool ok = mongoc_collection_insert_many(votes, (const bson_t **)docs, n, opts, &reply, &error);
+    /* without a count, assume some went in: a needless recount is harmless */
+    inserted = bson_has_field(&reply, "insertedCount") ? mongo_doc_int(&reply, "insertedCount")
+                                                       : (int64_t)n;
+    if (!ok && !mongo_is_duplicate(&error)) st = db_error("insert votes", &error);
+    bson_destroy(&reply);
     bson_destroy(opts);
   }
+  if (st == VS_OK && !fresh && inserted < (int64_t)n)
+    metrics_counter_add("duplicates_detected_total", "kind=\"chunk vote\"",
+                        (double)((int64_t)n - inserted));
+  CRASH_POINT("chunk.inserted");
   if (st == VS_OK && fresh) {
     size_t nb = count_buckets(v, n, buckets);
     for (size_t b = 0; st == VS_OK && b < nb; b++) {
@@ -362,11 +461,15 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
       else
         *written += buckets[b].n;
     }
-  } else if (st == VS_OK && redo) {
-    for (size_t e = 0; st == VS_OK && e < ne; e++) st = recount(votes, tallies, elections[e]);
-    *written = (int64_t)n;
+  } else if (st == VS_OK && (!counted || inserted > 0)) {
+    /* interrupted before its tallies, or votes that came after the marker was closed */
+    metrics_counter_inc("votes_chunks_recounted_total", "");
+    for (size_t e = 0; st == VS_OK && e < ne; e++)
+      st = recount(votes, tallies, elections[e], "chunk");
+    *written = inserted;
   }
-  if (st == VS_OK && (fresh || redo) && !set_chunk_counted(chunks, chunk, &error))
+  CRASH_POINT("chunk.tallied");
+  if (st == VS_OK && !counted && !set_chunk_counted(chunks, chunk, &error))
     st = db_error("chunk marker", &error); /* stays "counting": reconciliation recounts */
   for (size_t e = ne; e-- > 0;) election_unlock(elections[e]);
   for (size_t i = 0; i < n; i++) bson_destroy(docs[i]);
@@ -397,6 +500,7 @@ vs_status votes_results(mongo_db *db, const char *election, json_t **results) {
   const bson_t *doc;
   size_t n = 0, cap = 16;
   json_t **rows = malloc(cap * sizeof *rows);
+  if (!rows) abort(); /* out of memory: the code base's one policy */
   while (mongoc_cursor_next(cur, &doc)) {
     bson_iter_t it;
     const char *candidate = NULL;
@@ -406,7 +510,11 @@ vs_status votes_results(mongo_db *db, const char *election, json_t **results) {
     if (bson_iter_init_find(&it, doc, "votes") && BSON_ITER_HOLDS_NUMBER(&it))
       votes = bson_iter_as_int64(&it);
     if (!candidate || votes <= 0) continue;
-    if (n == cap) rows = realloc(rows, (cap *= 2) * sizeof *rows);
+    if (n == cap) {
+      json_t **more = realloc(rows, (cap *= 2) * sizeof *rows);
+      if (!more) abort();
+      rows = more;
+    }
     rows[n++] = json_pack("{s:s, s:I}", "candidate", candidate, "votes", (json_int_t)votes);
   }
   bson_error_t error;
@@ -444,10 +552,15 @@ vs_status votes_drop_all(mongo_db *db) {
   return st;
 }
 
-/* Recounts one election from its live votes, then purges its deleted votes. */
+/* Recounts one election from its live votes, then purges its deleted votes (keyed ones
+ * stay as tombstones, so a late retry of their key finds them instead of voting again).
+ * reason labels votes_recounts_total. */
 static vs_status recount(mongoc_collection_t *votes, mongoc_collection_t *tallies,
-                         const char *election) {
+                         const char *election, const char *reason) {
   bson_error_t error;
+  char labels[64];
+  snprintf(labels, sizeof labels, "reason=\"%s\"", reason);
+  metrics_counter_inc("votes_recounts_total", labels);
   bson_t *pipeline = BCON_NEW("pipeline", "[", "{", "$match", "{", "election", BCON_UTF8(election),
                               "deleted", BCON_BOOL(false), "}", "}", "{", "$group", "{", "_id",
                               BCON_UTF8("$candidate"), "n", "{", "$sum", BCON_INT32(1), "}", "}",
@@ -476,10 +589,10 @@ static vs_status recount(mongoc_collection_t *votes, mongoc_collection_t *tallie
       st = db_error("write tally", &error);
   }
   if (st == VS_OK) {
-    bson_t *live = BCON_NEW("election", BCON_UTF8(election), "tallied", BCON_BOOL(false), "deleted",
-                            BCON_BOOL(false));
+    bson_t *live = BCON_NEW("election", BCON_UTF8(election), "tallied", BCON_BOOL(false));
     bson_t *set = BCON_NEW("$set", "{", "tallied", BCON_BOOL(true), "}");
-    bson_t *dead = BCON_NEW("election", BCON_UTF8(election), "deleted", BCON_BOOL(true));
+    bson_t *dead = BCON_NEW("election", BCON_UTF8(election), "deleted", BCON_BOOL(true), IDEM_FIELD,
+                            "{", "$exists", BCON_BOOL(false), "}");
     if (!mongoc_collection_update_many(votes, live, set, NULL, NULL, &error) ||
         !mongoc_collection_delete_many(votes, dead, NULL, NULL, &error))
       st = db_error("mark recounted", &error);
@@ -494,6 +607,7 @@ static vs_status recount(mongoc_collection_t *votes, mongoc_collection_t *tallie
 }
 
 vs_status votes_reconcile(mongo_db *db, int64_t age_ms, int *elections) {
+  const char *reason = age_ms == 0 ? "startup" : "periodic";
   *elections = 0;
   mongoc_client_t *client = mongo_acquire(db);
   mongoc_collection_t *votes = mongo_collection(db, client, VOTES);
@@ -535,7 +649,7 @@ vs_status votes_reconcile(mongo_db *db, int64_t age_ms, int *elections) {
   json_object_foreach(names, election, unused) {
     if (st != VS_OK) break;
     election_lock(election);
-    st = recount(votes, tallies, election);
+    st = recount(votes, tallies, election, reason);
     election_unlock(election);
     if (st == VS_OK) {
       (*elections)++;
@@ -558,91 +672,4 @@ vs_status votes_reconcile(mongo_db *db, int64_t age_ms, int *elections) {
   mongoc_collection_destroy(tallies);
   mongo_release(db, client);
   return st;
-}
-
-/* ---- idempotency keys ---- */
-
-vs_status votes_idem_begin(mongo_db *db, const char *key, const char *fingerprint, int *status,
-                           char **response) {
-  *response = NULL;
-  mongoc_client_t *client = mongo_acquire(db);
-  mongoc_collection_t *coll = mongo_collection(db, client, IDEM);
-  bson_error_t error;
-  vs_status st = VS_UNAVAILABLE;
-  for (int attempt = 0; attempt < 3; attempt++) {
-    bson_t *doc = BCON_NEW("_id", BCON_UTF8(key), "fingerprint", BCON_UTF8(fingerprint), "state",
-                           BCON_UTF8("pending"), "createdAt", BCON_DATE_TIME(util_now_ms()));
-    bool inserted = mongoc_collection_insert_one(coll, doc, NULL, NULL, &error);
-    bson_destroy(doc);
-    if (inserted) {
-      st = VS_OK;
-      break;
-    }
-    if (!mongo_is_duplicate(&error)) {
-      st = db_error("idempotency insert", &error);
-      break;
-    }
-    bson_t *filter = BCON_NEW("_id", BCON_UTF8(key));
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, NULL, NULL);
-    const bson_t *found;
-    bool have = mongoc_cursor_next(cur, &found);
-    if (have) {
-      bson_iter_t it;
-      const char *fp = "", *state = "";
-      int64_t created = 0;
-      if (bson_iter_init_find(&it, found, "fingerprint") && BSON_ITER_HOLDS_UTF8(&it)) fp = bson_iter_utf8(&it, NULL);
-      if (bson_iter_init_find(&it, found, "state") && BSON_ITER_HOLDS_UTF8(&it)) state = bson_iter_utf8(&it, NULL);
-      if (bson_iter_init_find(&it, found, "createdAt") && BSON_ITER_HOLDS_DATE_TIME(&it)) created = bson_iter_date_time(&it);
-      if (strcmp(fp, fingerprint) != 0) {
-        st = VS_CONFLICT;
-      } else if (strcmp(state, "done") == 0) {
-        if (bson_iter_init_find(&it, found, "status")) *status = (int)bson_iter_as_int64(&it);
-        if (bson_iter_init_find(&it, found, "response") && BSON_ITER_HOLDS_UTF8(&it))
-          *response = strdup(bson_iter_utf8(&it, NULL));
-        st = VS_CREATED;
-      } else if (util_now_ms() - created < IDEM_PENDING_MS) {
-        st = VS_CONFLICT; /* the first request is still running */
-      } else {
-        /* a crashed request left it pending: take it over */
-        bson_t *stale = BCON_NEW("_id", BCON_UTF8(key), "state", BCON_UTF8("pending"));
-        mongoc_collection_delete_one(coll, stale, NULL, NULL, &error);
-        bson_destroy(stale);
-        mongoc_cursor_destroy(cur);
-        bson_destroy(filter);
-        continue;
-      }
-    }
-    mongoc_cursor_destroy(cur);
-    bson_destroy(filter);
-    if (have) break;
-  }
-  mongoc_collection_destroy(coll);
-  mongo_release(db, client);
-  return st;
-}
-
-void votes_idem_finish(mongo_db *db, const char *key, int status, const char *response) {
-  mongoc_client_t *client = mongo_acquire(db);
-  mongoc_collection_t *coll = mongo_collection(db, client, IDEM);
-  bson_t *filter = BCON_NEW("_id", BCON_UTF8(key));
-  bson_t *update = BCON_NEW("$set", "{", "state", BCON_UTF8("done"), "status", BCON_INT32(status),
-                            "response", BCON_UTF8(response), "}");
-  bson_error_t error;
-  if (!mongoc_collection_update_one(coll, filter, update, NULL, NULL, &error))
-    log_warn("votes: cannot record idempotent response: %s", error.message);
-  bson_destroy(filter);
-  bson_destroy(update);
-  mongoc_collection_destroy(coll);
-  mongo_release(db, client);
-}
-
-void votes_idem_abort(mongo_db *db, const char *key) {
-  mongoc_client_t *client = mongo_acquire(db);
-  mongoc_collection_t *coll = mongo_collection(db, client, IDEM);
-  bson_t *filter = BCON_NEW("_id", BCON_UTF8(key), "state", BCON_UTF8("pending"));
-  bson_error_t error;
-  mongoc_collection_delete_one(coll, filter, NULL, NULL, &error);
-  bson_destroy(filter);
-  mongoc_collection_destroy(coll);
-  mongo_release(db, client);
 }

@@ -1,10 +1,14 @@
-/* votes — votes, per-election tallies and idempotency keys (no HTTP here).
+/* votes — votes and per-election tallies (no HTTP here).
  *
  * Documents:
- *   votes:       {_id: ObjectId, candidate, election, createdAt, tallied, deleted, chunk?}
- *   chunks:      {_id: chunk, state: "counting"|"counted", elections, createdAt}
- *   tallies:     {_id: "<election>\x1f<candidate>", election, candidate, votes}
- *   idempotency: {_id: key, fingerprint, state: "pending"|"done", status, response, createdAt}
+ *   votes:   {_id: ObjectId, candidate, election, createdAt, tallied, deleted, chunk?, _idem?}
+ *   chunks:  {_id: chunk, state: "counting"|"counted", elections, createdAt}
+ *   tallies: {_id: "<election>\x1f<candidate>", election, candidate, votes}
+ *
+ * A vote cast with an Idempotency-Key has the _id derived from the caller and the key
+ * (idem.h) and carries its request's fingerprint in _idem: a retry, after a crash at any
+ * point, inserts into the same _id, finds the vote and answers with it; the vote exists
+ * once whatever happened. A deleted keyed vote stays as a tombstone for the same reason.
  *
  * Results are read from the tallies, one small read per request whatever the number of
  * votes. A vote is inserted with tallied: false, its tally is incremented, then it is
@@ -28,7 +32,8 @@ typedef enum {
   VS_NOT_FOUND,
   VS_UNKNOWN_CANDIDATE, /* not known in that election (replica) */
   VS_UNKNOWN_ELECTION,
-  VS_CONFLICT,          /* idempotency key reused with another body, or still in progress */
+  VS_REPLAYED,          /* an earlier attempt with this Idempotency-Key wrote it: *item */
+  VS_MISMATCH,          /* Idempotency-Key reused by the caller with another request */
   VS_UNAVAILABLE
 } vs_status;
 
@@ -43,8 +48,21 @@ bool votes_init(mongo_db *db);
 /* Checks the replicas: the election is live and the candidate (full name) is live in it. */
 vs_status votes_check(mongo_db *db, const char *candidate, const char *election);
 
-/* Inserts one vote and counts it; *item gets {id, candidate, election}. */
-vs_status votes_create(mongo_db *db, const char *candidate, const char *election, json_t **item);
+/* What makes a vote keyed: its derived _id and its request's fingerprint (idem.h). */
+typedef struct vote_key {
+  const bson_oid_t *id;
+  const char *fingerprint;
+} vote_key;
+
+/* Inserts one vote and counts it: VS_CREATED, *item gets {id, candidate, election}. With a
+ * key (else NULL): VS_REPLAYED with the vote an earlier attempt wrote (finishing its count
+ * if that attempt was cut short), VS_MISMATCH for another request under the same key. */
+vs_status votes_create(mongo_db *db, const char *candidate, const char *election,
+                       const vote_key *key, json_t **item);
+/* The vote a keyed request wrote, whatever its state: VS_REPLAYED (*item), VS_MISMATCH,
+ * VS_NOT_FOUND. For a retry that no longer passes validation (its candidate was deleted
+ * since), which must still be answered with its vote. */
+vs_status votes_find_keyed(mongo_db *db, const vote_key *key, json_t **item);
 vs_status votes_get(mongo_db *db, const char *id, json_t **item);
 vs_status votes_delete(mongo_db *db, const char *id);
 /* A page of live votes (sort fields are storage names). */
@@ -62,12 +80,5 @@ vs_status votes_drop_all(mongo_db *db);
 
 /* Recomputes the tallies of every election with uncounted votes older than age_ms. */
 vs_status votes_reconcile(mongo_db *db, int64_t age_ms, int *elections);
-
-/* Idempotency: begin returns VS_OK (new key, go ahead), VS_CREATED (done before: status and
- * response returned), VS_CONFLICT (other body, or in progress). */
-vs_status votes_idem_begin(mongo_db *db, const char *key, const char *fingerprint, int *status,
-                           char **response);
-void votes_idem_finish(mongo_db *db, const char *key, int status, const char *response);
-void votes_idem_abort(mongo_db *db, const char *key);
 
 #endif

@@ -30,6 +30,7 @@ typedef enum {
   ENTITY_DUPLICATE,    /* a unique key is taken */
   ENTITY_PRECONDITION, /* If-Match did not match */
   ENTITY_INVALID,      /* errors filled */
+  ENTITY_MISMATCH,     /* Idempotency-Key reused by the caller with another body */
   ENTITY_UNAVAILABLE   /* database unreachable */
 } entity_status;
 
@@ -66,6 +67,12 @@ mongo_db *entity_store_db(const entity_store *s);
 bool entity_store_init(entity_store *s);
 
 entity_status entity_create(entity_store *s, const json_t *body, json_t **item, json_t *errors);
+/* entity_create with an Idempotency-Key (scoped: idem_key.scoped): the id is derived from
+ * it, so a retry after a crash at any point finds the entity instead of creating another.
+ * ENTITY_CREATED with *replayed set when an earlier attempt created it (*item: the first
+ * answer), ENTITY_MISMATCH for another body under the same key. */
+entity_status entity_create_keyed(entity_store *s, const json_t *body, const char scoped[65],
+                                  json_t **item, bool *replayed, json_t *errors);
 entity_status entity_get(entity_store *s, const char *id, json_t **item);
 /* Full replace; creates the id (ENTITY_CREATED) when absent or deleted. if_match < 0:
  * unconditional. */
