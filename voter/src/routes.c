@@ -129,6 +129,7 @@ static void create_vote(void *ctx, const http_request *req, http_response *res) 
   vs_status st = votes_check(app->db, candidate, election);
   json_t *item = NULL;
   if (st == VS_OK) st = votes_create(app->db, candidate, election, &item);
+  if (st == VS_CREATED) stream_changed(app->stream, election);
   json_decref(body);
   if (st != VS_CREATED) {
     if (key) votes_idem_abort(app->db, key);
@@ -150,6 +151,7 @@ static void delete_vote(void *ctx, const http_request *req, http_response *res) 
   voter_app *app = ctx;
   vs_status st = votes_delete(app->db, req->params[0]);
   if (st != VS_OK) return reply_status(res, st);
+  stream_changed(app->stream, NULL);
   http_reply_empty(res, 204);
 }
 
@@ -325,6 +327,7 @@ static void simulation(void *ctx, const http_request *req, http_response *res) {
   free(votes);
   json_decref(candidates);
   if (st != VS_OK) return unavailable(res);
+  stream_changed(app->stream, election);
   http_reply_json(res, 200, json_pack("{s:s}", "message",
                                       "Simulation data created using eventual consistency!"));
 }
@@ -333,6 +336,7 @@ static void drop_votes(void *ctx, const http_request *req, http_response *res) {
   (void)req;
   voter_app *app = ctx;
   if (votes_drop_all(app->db) != VS_OK) return unavailable(res);
+  stream_changed(app->stream, NULL);
   http_reply_empty(res, 204);
 }
 
