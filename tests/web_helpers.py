@@ -150,3 +150,49 @@ def load_sample(base: str, voter_urls: list[str], timeout: float = 60) -> None:
 
 def enc(s: str) -> str:
     return quote(s, safe="")
+
+
+# ---------------------------------------------------------------- the browser
+
+ARTIFACTS = harness.repo_root() / "tests" / "artifacts"
+DESKTOP, PHONE = (1280, 800), (360, 740)
+
+
+def chromium(size=DESKTOP, dark: bool = False):
+    """Headless Chromium through Debian's chromedriver, with the browser log readable."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-extensions", "--no-first-run", "--disable-background-networking",
+                f"--window-size={size[0]},{size[1]}"):
+        opts.add_argument(arg)
+    if dark:
+        opts.add_argument("--force-dark-mode")
+        opts.add_argument("--blink-settings=preferredColorScheme=0")
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=DriverService("/usr/bin/chromedriver"), options=opts)
+    driver.set_page_load_timeout(30)
+    driver.set_window_size(*size)
+    if dark:
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                               {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    return driver
+
+
+def console_errors(driver, allow: tuple[str, ...] = ()) -> list[str]:
+    """SEVERE entries of the browser log since the last call, minus the allowed ones."""
+    return [e["message"] for e in driver.get_log("browser")
+            if e["level"] == "SEVERE" and not any(a in e["message"] for a in allow)]
+
+
+def screenshot(driver, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
+def no_horizontal_scroll(driver) -> bool:
+    return driver.execute_script(
+        "return document.documentElement.scrollWidth <= document.documentElement.clientWidth + 1")

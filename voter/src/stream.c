@@ -140,7 +140,10 @@ static watch *watch_get(stream_hub *hub, const char *election) {
 
 static void open_stream(void *ctx, const http_request *req, http_response *res) {
   stream_hub *hub = ctx;
+  /* the header on the browser's own reconnects; the query parameter when a page opens a
+   * new EventSource (which cannot set headers) after an error answer */
   const char *last = http_header(req, "Last-Event-ID");
+  if (!last) last = http_query(req, "lastEventId");
   sub *s = calloc(1, sizeof *s);
   if (!s) return http_reply_problem(res, 503, "Service Unavailable", "out of memory", NULL);
   s->hub = hub;

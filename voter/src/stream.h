@@ -9,7 +9,8 @@
  * Event ids are a hash of the event's data, the same on every replica and across
  * restarts: a client reconnecting with Last-Event-ID equal to the current state's id gets
  * no repeat, any other id gets the current state at once. Nothing is lost by resuming on
- * another replica because each event is a whole snapshot.
+ * another replica because each event is a whole snapshot. A page that opens a new
+ * connection itself (EventSource cannot set headers) sends ?lastEventId= instead.
  *
  * Where changes come from: the routes that change tallies call stream_changed(); it marks
  * the election here (in-process) and announces it to every replica over RabbitMQ (see

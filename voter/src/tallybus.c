@@ -131,7 +131,7 @@ bool tallybus_poll(tallybus *b, int timeout_ms, tallybus_heard heard, void *ctx)
     if (r.reply_type == AMQP_RESPONSE_NORMAL) {
       char election[512];
       size_t n = env.message.body.len < sizeof election - 1 ? env.message.body.len : sizeof election - 1;
-      memcpy(election, env.message.body.bytes, n);
+      if (n) memcpy(election, env.message.body.bytes, n);
       election[n] = 0;
       amqp_destroy_envelope(&env);
       heard(ctx, election);
