@@ -6,6 +6,7 @@ chromium-driver + python3-selenium) against the real stack."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import requests
@@ -13,15 +14,17 @@ import requests
 import harness
 from harness import wait_until
 from jobs_helpers import jobs_env
-from web_helpers import SSE, SAMPLE, enc, load_sample, tally
+from web_helpers import (DESKTOP, PHONE, SSE, SAMPLE, chromium, console_errors, enc, load_sample,
+                         no_horizontal_scroll, screenshot, tally)
 
 E2016 = "2016 Presidential Election"
 TRUMP, CLINTON = "Donald Trump", "Hillary Clinton"
 # The key that grants the admin actions (drop, replay, simulation) on this branch's gateway
 # configuration; once scoped keys exist this becomes the admin-scoped key.
 ADMIN_KEY = "demo-paid-key"
-TABULATE_KEY = "demo-free-key"
+TABULATE_KEY = "demo-paid-key"  # the free tier may submit one count per 5 minutes
 STREAMS_PER_CLIENT = 3
+FIXTURES = harness.repo_root() / "tabulator" / "tests" / "fixtures"
 
 
 def vote(base, candidate, election=E2016, **kw):
@@ -216,3 +219,358 @@ def test_the_gateway_streams_without_buffering_and_limits_streams_per_client(mak
         assert again.status == 200
     finally:
         again.close()
+
+
+# ---------------------------------------------------------------- the pages, in Chromium
+
+@pytest.fixture
+def browser():
+    pytest.importorskip("selenium", reason="python3-selenium is installed by scripts/setup")
+    drivers = []
+
+    def open_browser(size=DESKTOP, dark=False):
+        d = chromium(size, dark)
+        drivers.append(d)
+        return d
+
+    yield open_browser
+    for d in drivers:
+        d.quit()
+
+
+def wait_for(driver, predicate, timeout=10, message="condition"):
+    from selenium.webdriver.support.ui import WebDriverWait
+    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: predicate(d), message)
+
+
+def by_css(driver, css):
+    from selenium.webdriver.common.by import By
+    return driver.find_elements(By.CSS_SELECTOR, css)
+
+
+def bar(driver, name):
+    """(votes text, bar width in %) of one candidate's row in the results chart."""
+    row = driver.execute_script(
+        "return [...document.querySelectorAll('.chart .crow')].find(r => r.dataset.key === arguments[0])", name)
+    if not row:
+        return None, 0.0
+    fill = row.find_elements("css selector", ".fill")[0]
+    return row.find_elements("css selector", ".cvalue")[0].text, float(fill.get_attribute("width").rstrip("%"))
+
+
+def votes_shown(driver, name):
+    text, _ = bar(driver, name)
+    return int(text.split()[0]) if text else None
+
+
+def open_election(driver, base, title=E2016):
+    driver.get(f"{base}/#/election/{enc(title)}")
+    wait_for(driver, lambda d: by_css(d, ".candidate") and "Live updates: on" in by_css(d, ".live")[0].text,
+             timeout=15, message="the election page with its live stream")
+
+
+def test_elections_list_then_the_election_page(stack, browser):
+    for _ in range(3):
+        assert vote(stack.url, TRUMP).status_code == 201
+    assert vote(stack.url, CLINTON).status_code == 201
+    d = browser()
+    d.get(stack.url + "/")
+    wait_for(d, lambda d: len(by_css(d, "table.elections tbody tr")) == len(SAMPLE["elections"]),
+             message="every sample election listed")
+    rows = [r.text for r in by_css(d, "table.elections tbody tr")]
+    for e in SAMPLE["elections"]:
+        assert any(e["title"] in r and e["date"] in r and e["electionType"] in r for r in rows), e
+    # search by title
+    search = by_css(d, "#search")[0]
+    search.send_keys("new york")
+    wait_for(d, lambda d: len(by_css(d, "table.elections tbody tr")) == 2)
+    screenshot(d, "elections-desktop")
+    search.clear()
+    search.send_keys("2016")
+    wait_for(d, lambda d: len(by_css(d, "table.elections tbody tr")) == 1)
+    by_css(d, "table.elections tbody a")[0].click()
+    wait_for(d, lambda d: by_css(d, ".candidate"), message="the election page")
+    assert by_css(d, "h1")[0].text == E2016
+    shown = {li.get_attribute("data-name"): li.text for li in by_css(d, ".candidate")}
+    expected = [c for c in SAMPLE["candidates"] if c["election"] == E2016]
+    assert set(shown) == {f"{c['firstName']} {c['lastName']}" for c in expected}
+    for c in expected:
+        text = shown[f"{c['firstName']} {c['lastName']}"]
+        assert c["politicalParty"] in text and c.get("homeState", "") in text
+    wait_for(d, lambda d: votes_shown(d, TRUMP) == 3 and votes_shown(d, CLINTON) == 1)
+    assert "75.0%" in bar(d, TRUMP)[0]
+    assert "Total votes: 4" in by_css(d, ".total")[0].text
+    assert "Winner: Donald Trump" in by_css(d, ".winner-line")[0].text
+    trump_li = [li for li in by_css(d, ".candidate") if li.get_attribute("data-name") == TRUMP][0]
+    assert "winner" in trump_li.get_attribute("class")
+    screenshot(d, "election-desktop")
+    assert console_errors(d) == []
+
+
+def test_a_double_click_counts_once_and_the_bar_grows(stack, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    assert vote(stack.url, TRUMP).status_code == 201
+    assert vote(stack.url, TRUMP).status_code == 201
+    d = browser()
+    open_election(d, stack.url)
+    wait_for(d, lambda d: votes_shown(d, CLINTON) == 0 and votes_shown(d, TRUMP) == 2)
+    _, before = bar(d, CLINTON)
+    button = d.find_element("css selector", f'button[aria-label="Vote for {CLINTON}"]')
+    ActionChains(d).double_click(button).perform()
+    wait_for(d, lambda d: "Counted" in button.find_element("xpath", "following-sibling::p").text,
+             message="the button says the vote was counted")
+    wait_for(d, lambda d: votes_shown(d, CLINTON) == 1, message="the page shows the vote")
+    _, after = bar(d, CLINTON)
+    assert after > before
+    time.sleep(1.5)  # a second vote, had one been sent, would have been counted by now
+    assert requests.get(f"{stack.url}/voter/results/{enc(E2016)}").json()["results"][0:2] == \
+        [{"candidate": TRUMP, "votes": 2}, {"candidate": CLINTON, "votes": 1}]
+    assert votes_shown(d, CLINTON) == 1
+    # a second, separate click is a second vote
+    wait_for(d, lambda d: button.get_attribute("aria-disabled") is None)
+    button.click()
+    wait_for(d, lambda d: votes_shown(d, CLINTON) == 2)
+    assert console_errors(d) == []
+
+
+def test_a_vote_from_another_client_appears_within_two_seconds(stack, browser):
+    d = browser()
+    open_election(d, stack.url)
+    for n in (1, 2):
+        t0 = time.monotonic()
+        assert vote(stack.url, TRUMP).status_code == 201
+        wait_for(d, lambda d: votes_shown(d, TRUMP) == n, timeout=2, message="the vote shows within 2 s")
+        assert time.monotonic() - t0 < 2
+    assert console_errors(d) == []
+
+
+def test_a_vote_on_the_other_voter_replica_appears_within_two_seconds(make_stack, browser):
+    # the gateway (and so the page's stream) reaches the first replica only; the periodic
+    # re-read is a minute: only the broker's announcement can bring the vote in time
+    s = make_stack(voters=2, voter_env={"STREAM_RECHECK_MS": "60000"})
+    d = browser()
+    open_election(d, s.url)
+    t0 = time.monotonic()
+    assert vote(s.voters[1].url, CLINTON).status_code == 201
+    wait_for(d, lambda d: votes_shown(d, CLINTON) == 1, timeout=2, message="the other replica's vote within 2 s")
+    assert time.monotonic() - t0 < 2
+    assert console_errors(d) == []
+
+
+def test_the_stream_resumes_after_the_voter_service_restarts(stack, browser):
+    d = browser()
+    open_election(d, stack.url)
+    assert vote(stack.url, TRUMP).status_code == 201
+    wait_for(d, lambda d: votes_shown(d, TRUMP) == 1)
+    stack.voter.restart()
+    assert vote(stack.url, TRUMP).status_code == 201
+    wait_for(d, lambda d: votes_shown(d, TRUMP) == 2, timeout=15, message="the page follows the restarted service")
+    wait_for(d, lambda d: "Live updates: on" in by_css(d, ".live")[0].text)
+    # and it is live again, not just reloaded once
+    assert vote(stack.url, TRUMP).status_code == 201
+    wait_for(d, lambda d: votes_shown(d, TRUMP) == 3, timeout=2)
+    # while the service was down the stream's requests failed: those are the only errors
+    assert console_errors(d, allow=("/stream",)) == []
+
+
+@pytest.fixture
+def jobs_stack(make_stack):
+    return make_stack(jobs=True)
+
+
+def type_key(d, key):
+    field = by_css(d, "#api-key")[0]
+    field.clear()
+    if key:
+        field.send_keys(key)
+
+
+def test_a_tabulation_through_the_page_shows_the_rounds_and_the_winner(jobs_stack, browser, tmp_path):
+    expected = json.loads((FIXTURES / "small-irv" / "expected.json").read_text())
+    d = browser()
+    d.get(jobs_stack.url + "/#/tabulate")
+    wait_for(d, lambda d: by_css(d, "#tabulate"))
+    type_key(d, TABULATE_KEY)
+    by_css(d, "#rules-file")[0].send_keys(str(FIXTURES / "small-irv" / "rules.json"))
+    by_css(d, "#ballots-file")[0].send_keys(str(FIXTURES / "small-irv" / "ballots.csv"))
+    by_css(d, "#tabulate")[0].click()
+    wait_for(d, lambda d: by_css(d, "#winners"), timeout=60, message="the count")
+    assert by_css(d, "#winners")[0].text == f"Winner: {', '.join(expected['winners'])}"
+    rounds = by_css(d, "section.round")
+    assert len(rounds) == len(expected["rounds"])
+    for want in expected["rounds"]:
+        by_css(d, "#round")[0]  # the slider exists; steps are driven with the buttons
+        d.execute_script("const s = document.getElementById('round'); s.value = arguments[0];"
+                         "s.dispatchEvent(new Event('input'))", want["round"])
+        section = [r for r in by_css(d, "section.round") if r.is_displayed()]
+        assert len(section) == 1 and section[0].get_attribute("data-round") == str(want["round"])
+        rows = {r.get_attribute("data-key"): r.text for r in section[0].find_elements("css selector", ".crow")}
+        assert set(rows) == set(want["tally"])
+        for name, votes in want["tally"].items():
+            assert rows[name].endswith(str(votes)), (name, rows[name])
+        for name in want["eliminated"]:
+            assert "Eliminated" in rows[name]
+        for name in want["elected"]:
+            assert "Elected" in rows[name]
+        text = section[0].text
+        assert f"threshold ({want['threshold']})" in text
+        for source, to in want["transfers"].items():
+            for target, n in to.items():
+                if target != "exhausted":
+                    assert f"{n} to {target}" in text
+        for category, n in want["inactive"].items():
+            assert f"{category.replace('_', ' ')} {n}" in text
+        screenshot(d, f"tabulation-round-{want['round']}")
+    # keyboard: the previous-round button steps back
+    by_css(d, "#prev-round")[0].click()
+    assert by_css(d, "#round-label")[0].text == f"Round {len(expected['rounds']) - 1} of {len(expected['rounds'])}"
+    href = by_css(d, "#download")[0].get_attribute("href")
+    assert href.startswith("blob:")
+    assert console_errors(d) == []
+
+    # a malformed ballots file: the API's line and column on the page
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,rank1,rank2\nb1,A,B\nb2,A,Zed\n")
+    by_css(d, "#ballots-file")[0].send_keys(str(bad))
+    by_css(d, "#tabulate")[0].click()
+    wait_for(d, lambda d: "Refused" in by_css(d, "#job-status")[0].text, timeout=20)
+    status = by_css(d, "#job-status")[0].text
+    assert "line 3" in status and "column" in status and "Zed" in status, status
+    screenshot(d, "tabulation-error")
+    assert console_errors(d, allow=("/jobs/tabulations",)) == []  # the 422 itself
+
+
+def test_the_sample_tabulation_and_a_missing_key(jobs_stack, browser):
+    d = browser()
+    d.get(jobs_stack.url + "/#/tabulate")
+    wait_for(d, lambda d: by_css(d, "#tabulate"))
+    by_css(d, "#use-sample")[0].click()
+    by_css(d, "#tabulate")[0].click()
+    wait_for(d, lambda d: "API key" in by_css(d, "#job-status")[0].text)
+    type_key(d, TABULATE_KEY)
+    by_css(d, "#tabulate")[0].click()
+    wait_for(d, lambda d: by_css(d, "#winners"), timeout=60, message="the count")
+    assert by_css(d, "#winners")[0].text == "Winner: B"
+    assert console_errors(d) == []
+
+
+def test_admin_actions_are_refused_without_the_key_and_done_with_it(stack, browser):
+    d = browser()
+    d.get(stack.url + "/#/admin")
+    wait_for(d, lambda d: by_css(d, "#replay-elections") and by_css(d, "#simulate-election option"))
+    type_key(d, "")
+    by_css(d, "#replay-elections")[0].click()
+    wait_for(d, lambda d: "refused (401)" in by_css(d, "#admin-status")[0].text)
+    type_key(d, ADMIN_KEY)
+    by_css(d, "#replay-elections")[0].click()
+    wait_for(d, lambda d: by_css(d, "#admin-status")[0].text == "Replay elections: done.")
+    by_css(d, "#replay-candidates")[0].click()
+    wait_for(d, lambda d: by_css(d, "#admin-status")[0].text == "Replay candidates: done.")
+    # a new election, then a candidate in it
+    by_css(d, "#election-title")[0].send_keys("2030 Test Election")
+    d.execute_script("document.getElementById('election-date').value = '2030-11-05'")
+    by_css(d, "#election-form button[type=submit]")[0].click()
+    wait_for(d, lambda d: by_css(d, "#admin-status")[0].text == "Create election: done.")
+    assert any(e["title"] == "2030 Test Election" for e in
+               requests.get(f"{stack.url}/election/elections?size=100").json()["_embedded"]["elections"])
+    wait_for(d, lambda d: any(o.text == "2030 Test Election" for o in by_css(d, "#candidate-election option")),
+             timeout=15, message="the new election offered for candidates")
+    # the candidate service learns of the election by an event: retry until it has
+    by_css(d, "#candidate-first")[0].send_keys("Ada")
+    by_css(d, "#candidate-last")[0].send_keys("Lovelace")
+    by_css(d, "#candidate-party")[0].send_keys("Analytical")
+    from selenium.webdriver.support.ui import Select
+    Select(by_css(d, "#candidate-election")[0]).select_by_visible_text("2030 Test Election")
+
+    def created(d):
+        by_css(d, "#candidate-form button[type=submit]")[0].click()
+        wait_for(d, lambda d: not by_css(d, "#admin-status")[0].text.endswith("…"))
+        return by_css(d, "#admin-status")[0].text == "Create candidate: done."
+    wait_for(d, created, timeout=20, message="the candidate created")
+    # a destructive action asks first: cancelled, nothing happens; confirmed, done
+    assert vote(stack.url, TRUMP).status_code == 201
+    by_css(d, "#drop-votes")[0].click()
+    wait_for(d, lambda d: by_css(d, "dialog[open]"))
+    screenshot(d, "admin-confirm")
+    by_css(d, "dialog[open] [data-confirm=no]")[0].click()
+    wait_for(d, lambda d: by_css(d, "#admin-status")[0].text == "Drop all votes: not done.")
+    assert requests.get(f"{stack.url}/voter/results/{enc(E2016)}/votes").json() == {"votes": 1}
+    by_css(d, "#drop-votes")[0].click()
+    wait_for(d, lambda d: by_css(d, "dialog[open]"))
+    by_css(d, "dialog[open] [data-confirm=yes]")[0].click()
+    wait_for(d, lambda d: by_css(d, "#admin-status")[0].text == "Drop all votes: done.")
+    assert requests.get(f"{stack.url}/voter/results/{enc(E2016)}/votes").json() == {"votes": 0}
+    screenshot(d, "admin-desktop")
+    assert console_errors(d, allow=("/election/events/replay",)) == []  # the 401 itself
+
+
+@pytest.mark.parametrize("dark", [False, True], ids=["light", "dark"])
+def test_every_page_works_on_a_phone(stack, browser, dark):
+    assert vote(stack.url, TRUMP).status_code == 201
+    d = browser(PHONE, dark)
+    mode = "dark" if dark else "light"
+    assert d.execute_script("return matchMedia('(prefers-color-scheme: dark)').matches") == dark
+    for name, path, ready in (("elections", "/#/", "table.elections tbody tr"),
+                              ("election", f"/#/election/{enc(E2016)}", ".candidate"),
+                              ("tabulate", "/#/tabulate", "#tabulate"),
+                              ("admin", "/#/admin", "#simulate-election option")):
+        d.get(stack.url + path)
+        wait_for(d, lambda d: by_css(d, ready), message=name)
+        assert d.execute_script("return innerWidth") == PHONE[0]
+        assert no_horizontal_scroll(d), f"{name} scrolls sideways at {PHONE[0]} px"
+        low = d.execute_script(CONTRAST_JS)
+        assert low == [], f"{name} ({mode}): text below WCAG AA contrast: {low[:5]}"
+        screenshot(d, f"{name}-phone-{mode}")
+    assert console_errors(d) == []
+
+
+def test_the_pages_work_with_the_keyboard_alone(stack, browser):
+    from selenium.webdriver.common.keys import Keys
+    d = browser()
+    d.get(stack.url + "/")
+    wait_for(d, lambda d: by_css(d, "table.elections tbody tr"))
+    active = lambda: d.switch_to.active_element
+    active().send_keys(Keys.TAB)  # the skip link comes first
+    assert active().text == "Skip to content"
+    # tab to the 2016 election's link and follow it with Enter
+    for _ in range(30):
+        active().send_keys(Keys.TAB)
+        if active().text == E2016:
+            break
+    assert active().text == E2016
+    active().send_keys(Keys.ENTER)
+    wait_for(d, lambda d: by_css(d, ".candidate"))
+    for _ in range(40):
+        active().send_keys(Keys.TAB)
+        if (active().get_attribute("aria-label") or "") == f"Vote for {TRUMP}":
+            break
+    assert active().get_attribute("aria-label") == f"Vote for {TRUMP}"
+    active().send_keys(Keys.ENTER)
+    wait_for(d, lambda d: votes_shown(d, TRUMP) == 1)
+    outline = d.execute_script("return getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none"  # the focus is visible
+    assert console_errors(d) == []
+
+
+# Every element with its own text: the contrast ratio of its colour on the background
+# behind it (the first ancestor with an opaque background), WCAG 2 formula.
+CONTRAST_JS = r"""
+const parse = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+const lum = ([r, g, b]) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+const bg = (el) => { for (; el; el = el.parentElement) { const c = parse(getComputedStyle(el).backgroundColor);
+  if (c.length === 3 || (c.length === 4 && c[3] > 0.9)) return c; } return [255, 255, 255]; };
+const low = [];
+for (const el of document.querySelectorAll("body *")) {
+  if (!el.offsetParent && el.tagName !== "BODY") continue;
+  const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+  if (!own) continue;
+  const s = getComputedStyle(el);
+  if (s.visibility === "hidden" || parseFloat(s.opacity) < 1) continue;
+  const a = lum(parse(s.color)), b = lum(bg(el));
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  const large = parseFloat(s.fontSize) >= 24 || (parseFloat(s.fontSize) >= 18.66 && Number(s.fontWeight) >= 700);
+  if (ratio < (large ? 3 : 4.5)) low.push(`${el.tagName}.${el.className} "${el.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}`);
+}
+return low;
+"""

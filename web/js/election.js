@@ -42,9 +42,10 @@ export function render(main, title) {
   };
 
   const castVote = async (e, btn, out, name) => {
-    // the second click of a double click (detail 2) is not a second intent
-    if (btn.disabled || (e && e.detail > 1)) return;
-    btn.disabled = true;
+    // the second click of a double click (detail 2) is not a second intent; the button is
+    // marked busy rather than disabled, so keyboard focus stays on it
+    if (btn.getAttribute("aria-disabled") === "true" || (e && e.detail > 1)) return;
+    btn.setAttribute("aria-disabled", "true");
     const key = newIdempotencyKey(); // one per intended vote, reused by the retries below
     setStatus(out, "Sending…");
     const started = Date.now();
@@ -70,7 +71,7 @@ export function render(main, title) {
       }
     }
     await sleep(Math.max(0, 600 - (Date.now() - started)));
-    btn.disabled = false;
+    btn.removeAttribute("aria-disabled");
   };
 
   elections().then((all) => {

@@ -35,7 +35,8 @@ export function render(main) {
     try {
       await run();
     } catch (err) {
-      setStatus(status, err instanceof ApiError ? `Refused: ${err.message}` : `Failed: ${err.message}`, "bad");
+      if (err instanceof ApiError && err.status === 429) setStatus(status, `Rate-limited: try again in ${err.retryAfter || 1} s`, "warn");
+      else setStatus(status, err instanceof ApiError ? `Refused: ${err.message}` : `Failed: ${err.message}`, "bad");
     } finally {
       running = false;
       submit.disabled = false;
