@@ -189,8 +189,15 @@ def console_errors(driver, allow: tuple[str, ...] = ()) -> list[str]:
 
 
 def screenshot(driver, name: str) -> None:
+    """The whole page (not only the viewport) as tests/artifacts/<name>.png."""
+    import base64
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+    width, height = driver.execute_script(
+        "return [document.documentElement.clientWidth, document.documentElement.scrollHeight]")
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": width, "height": min(height, 4000), "scale": 1}})
+    (ARTIFACTS / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
 
 
 def no_horizontal_scroll(driver) -> bool:

@@ -28,7 +28,8 @@ export function barChart(rows, { max, threshold, caption } = {}) {
 }
 
 export function update(fig, rows, { max, threshold } = {}) {
-  const top = max ?? Math.max(1, threshold || 0, ...rows.map((r) => r.value));
+  // a threshold line gets some room to its right, so it is not lost at the edge
+  const top = max ?? Math.max(1, ...rows.map((r) => r.value), (threshold || 0) * 1.15);
   const existing = new Map([...fig.querySelectorAll(".crow")].map((el) => [el.dataset.key, el]));
   const keep = new Set();
   let prev = fig.querySelector("figcaption");
