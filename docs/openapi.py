@@ -130,6 +130,15 @@ paths.update({
     "/voter/candidates/{election}": {"get": op("Candidates of an election (replica), sorted by lastName", ok(200, "candidates", summary_list), [TITLE], tags=["voter"])},
     "/voter/results/{election}": {"get": op("Votes per candidate, most first", ok(200, "results", results), [TITLE], tags=["voter"])},
     "/voter/results/{election}/votes": {"get": op("Total votes", ok(200, "total", count), [TITLE], tags=["voter"])},
+    "/voter/results/{election}/stream": {"get": op(
+        "Live results as Server-Sent Events: an event `results` (data: the same {\"results\": [...]} as GET /voter/results/{election}) "
+        "at once and whenever the tallies change (at most one per 250 ms per election, on every replica: changes are announced over RabbitMQ), "
+        "a comment line as heartbeat (STREAM_HEARTBEAT_S), `retry: 1000`. Event ids are a hash of the data: Last-Event-ID (or ?lastEventId=) "
+        "equal to the current state's id repeats nothing, any other gets the current state. Through the gateway each client address may hold "
+        "GATEWAY_MAX_STREAMS_PER_CLIENT streams (429 beyond).",
+        {**ok(200, "an endless text/event-stream", {"type": "string"}, "text/event-stream"), **problem(429, 503)},
+        [TITLE, {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}, "description": "id of the last event the client has"},
+         query("lastEventId", "the same, for clients that cannot set headers")], tags=["voter"])},
     "/voter/winners/{election}": {"get": op("Every candidate tied at the maximum (one consistent read)", ok(200, "winners", results), [TITLE], tags=["voter"])},
     "/voter/winners/{election}/votes": {"get": op("The winning vote count (0 if none)", ok(200, "maximum", count), [TITLE], tags=["voter"])},
     "/voter/simulation/{election}": {

@@ -14,7 +14,9 @@
 #include "conf.h"
 #include "proxy.h"
 #include "ratelimit.h"
+#include "streams.h"
 #include "upstream.h"
+#include "webroot.h"
 #include "voter/config.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
@@ -47,6 +49,9 @@ static const char usage[] =
     "  HTTP_THREADS    worker threads (file: listen.threads, default 2)\n"
     "  GATEWAY_OPENAPI the OpenAPI document served at /openapi.json (file: openapi;\n"
     "                  relative paths are relative to the configuration file); absent: 404\n"
+    "  GATEWAY_WEB_ROOT the web client's folder, served at / and /web/ (default: the\n"
+    "                  repo's web/ when present; files are read once, at start-up)\n"
+    "  GATEWAY_MAX_STREAMS_PER_CLIENT  open event streams per client address (default 6)\n"
     "  LOG_LEVEL       debug, info, warn, error (default info); access lines are info\n"
     "\n"
     "Signals:\n"
@@ -54,8 +59,8 @@ static const char usage[] =
     "                  without dropping a request; the listen address and thread count stay\n"
     "  SIGTERM, SIGINT stop accepting, finish running requests (drain_timeout_s), exit 0\n"
     "\n"
-    "Endpoints served by the gateway itself: /, /openapi.json, /gateway/health,\n"
-    "/gateway/metrics.\n";
+    "Endpoints served by the gateway itself: / and /web/ (the web client; without one, /\n"
+    "is a landing page), /openapi.json, /gateway/health, /gateway/metrics.\n";
 
 int main(int argc, char **argv) {
   const char *path = NULL;
@@ -107,6 +112,8 @@ int main(int argc, char **argv) {
   metrics_describe("gateway_config_reloads_total", "counter", "Configuration reloads, by result.");
 
   int rc = 1;
+  gw_streams_init();
+  if (gw_web_load(cfg_str("GATEWAY_WEB_ROOT", GW_DEFAULT_WEB_ROOT)) != 0) goto out;
   if (gw_proxy_start(c) != 0) goto out;
   if (gw_health_start(gw_proxy_conf) != 0) goto out;
   log_fields(LOG_INFO, "listening",
@@ -142,6 +149,7 @@ out:
   gw_conf_unref(c);
   gw_rl_free_all();
   gw_replica_free_all();
+  gw_web_free();
   metrics_reset();
   log_info("stopped");
   return rc;

@@ -62,7 +62,9 @@
 #include "netaddr.h"
 #include "ratelimit.h"
 #include "stats.h"
+#include "streams.h"
 #include "upstream.h"
+#include "webroot.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/util.h"
@@ -167,6 +169,8 @@ struct exchange {
   const char *lhdr_name[3];
   char lhdr_value[3][96];
   int nlhdr;
+  const char *const *xhdr; /* more header pairs, static (the web client's files) */
+  bool stream_held;        /* holds one of the client's event-stream slots (streams.h) */
   bool close_after;
   /* request body */
   bool has_body, chunked_in, body_done, eof_chunk_written, expect_continue;
@@ -582,6 +586,7 @@ static enum MHD_Result queue_local(exchange *ex) {
   ex->lbody = NULL; /* owned by the response now */
   if (ex->lctype) MHD_add_response_header(r, "Content-Type", ex->lctype);
   for (int i = 0; i < ex->nlhdr; i++) MHD_add_response_header(r, ex->lhdr_name[i], ex->lhdr_value[i]);
+  for (const char *const *x = ex->xhdr; x && *x; x += 2) MHD_add_response_header(r, x[0], x[1]);
   add_common_headers(ex, r);
   enum MHD_Result ret = MHD_queue_response(ex->conn, (unsigned)ex->status, r);
   MHD_destroy_response(r);
@@ -1572,10 +1577,22 @@ static void serve_metrics(exchange *ex) {
   local_reply(ex, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
 }
 
+/* The web client's files (webroot.h); true when the path is one of them. */
+static bool serve_web(exchange *ex) {
+  if (!(ex->mbit & (GW_M_GET | GW_M_HEAD))) return false;
+  gw_web_reply r;
+  const char *inm = MHD_lookup_connection_value(ex->conn, MHD_HEADER_KIND, "If-None-Match");
+  if (!gw_web_lookup(ex->uri, ex->pathlen, inm, &r)) return false;
+  local_reply(ex, r.status, r.status == 200 ? r.content_type : NULL, r.body, r.len);
+  ex->xhdr = r.headers;
+  return true;
+}
+
 /* Handles the paths the gateway answers itself; true when it did. */
 static bool serve_local(exchange *ex) {
   const char *p = ex->uri;
   size_t n = ex->pathlen;
+  if (serve_web(ex)) return true;
   bool root = n == 1 && p[0] == '/';
   bool openapi = n == 13 && memcmp(p, "/openapi.json", 13) == 0;
   bool health = n == 15 && memcmp(p, "/gateway/health", 15) == 0;
@@ -1614,6 +1631,24 @@ static void note_reject(exchange *ex, const char *reason) {
   char labels[96];
   snprintf(labels, sizeof labels, "reason=\"%s\"", reason);
   gw_stats_add(ex->w->stats, "gateway_rejected_total", labels, 1);
+}
+
+/* An event stream takes one of the client's stream slots (streams.h); false when it has
+ * none left and the refusal is prepared. */
+static bool admit_stream(exchange *ex) {
+  const char *accept = MHD_lookup_connection_value(ex->conn, MHD_HEADER_KIND, "Accept");
+  if (!(ex->mbit & GW_M_GET) || !gw_streams_is_stream(accept)) return true;
+  if (!gw_streams_acquire(ex->client_ip)) {
+    char detail[128];
+    snprintf(detail, sizeof detail, "at most %d event streams may be open per client",
+             gw_streams_limit());
+    local_problem(ex, 429, "Too Many Requests", detail);
+    local_header(ex, "Retry-After", "5");
+    note_reject(ex, "streams");
+    return false;
+  }
+  ex->stream_held = true;
+  return true;
 }
 
 /* First access-handler call: everything decided from the head. Returns with either a local
@@ -1756,6 +1791,7 @@ static void on_headers(exchange *ex, const char *method, const char *version) {
     }
     ex->rl_decision = "allowed";
   }
+  if (!admit_stream(ex)) goto out;
   /* body limit, from Content-Length, before reading the body or calling anyone */
   ex->max_body = route->max_body;
   if (!ex->chunked_in && ex->content_length > ex->max_body) {
@@ -2193,6 +2229,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     ex->slot->uses--;
     cslot_release(w, ex->slot);
   }
+  if (ex->stream_held) gw_streams_release(ex->client_ip);
   w->inflight--;
   w->answered = true;
   ex->conn = NULL;

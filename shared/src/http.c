@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -138,7 +139,89 @@ void http_set_header(http_response *res, const char *name, const char *value) {
   res->nheaders++;
 }
 
+/* ---- streamed responses ---- */
+
+/* Shared by the response (until libmicrohttpd frees it) and the producer (until
+ * http_stream_release): two references. conn is set while the response is queued and
+ * cleared under the lock when it is freed, so a late wake never touches a gone connection. */
+struct http_stream {
+  pthread_mutex_t lock;
+  int refs;
+  struct MHD_Connection *conn;
+  bool suspended, woken, closed;
+  http_stream_read read;
+  http_stream_closed on_closed;
+  void *ctx;
+};
+
+http_stream *http_reply_stream(http_response *res, int status, const char *content_type,
+                               http_stream_read read, http_stream_closed closed, void *ctx) {
+  http_stream *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  pthread_mutex_init(&s->lock, NULL);
+  s->refs = 2;
+  s->read = read;
+  s->on_closed = closed;
+  s->ctx = ctx;
+  http_reply(res, status, content_type, NULL, 0);
+  res->stream = s;
+  return s;
+}
+
+void http_stream_release(http_stream *s) {
+  if (!s) return;
+  pthread_mutex_lock(&s->lock);
+  int left = --s->refs;
+  pthread_mutex_unlock(&s->lock);
+  if (left) return;
+  pthread_mutex_destroy(&s->lock);
+  free(s);
+}
+
+void http_stream_wake(http_stream *s) {
+  pthread_mutex_lock(&s->lock);
+  if (s->suspended && s->conn) {
+    s->suspended = false;
+    MHD_resume_connection(s->conn);
+  } else {
+    s->woken = true; /* read is running or about to: it must not sleep on this wake */
+  }
+  pthread_mutex_unlock(&s->lock);
+}
+
+/* Returning 0 without suspending would make libmicrohttpd call again at once (a busy
+ * loop), so an empty read suspends the connection until the producer wakes it. */
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+  (void)pos;
+  http_stream *s = cls;
+  pthread_mutex_lock(&s->lock);
+  s->woken = false;
+  pthread_mutex_unlock(&s->lock);
+  /* read runs unlocked, so a producer may wake while holding its own locks */
+  long n = s->read(s->ctx, buf, max);
+  pthread_mutex_lock(&s->lock);
+  if (n == 0 && !s->woken && s->conn) {
+    s->suspended = true;
+    MHD_suspend_connection(s->conn);
+  }
+  pthread_mutex_unlock(&s->lock);
+  if (n < 0) return MHD_CONTENT_READER_END_OF_STREAM;
+  return (ssize_t)n;
+}
+
+static void stream_free(void *cls) {
+  http_stream *s = cls;
+  pthread_mutex_lock(&s->lock);
+  s->conn = NULL;
+  bool was_closed = s->closed;
+  s->closed = true;
+  pthread_mutex_unlock(&s->lock);
+  if (!was_closed) s->on_closed(s->ctx);
+  http_stream_release(s);
+}
+
 static void response_clear(http_response *res) {
+  if (res->stream) stream_free(res->stream); /* never handed to libmicrohttpd */
   free(res->body);
   for (int i = 0; i < res->nheaders; i++) {
     free(res->headers[i].name);
@@ -303,9 +386,17 @@ static const char *cors_origin(const http_server *s, const char *origin) {
 
 static enum MHD_Result send_response(http_conn_state *st, http_request *req,
                                      http_response *res, const char *route_label) {
-  struct MHD_Response *r =
-      MHD_create_response_from_buffer(res->body_len, res->body ? res->body : (void *)"",
-                                      res->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+  struct MHD_Response *r;
+  if (res->stream) {
+    http_stream *s = res->stream;
+    res->stream = NULL; /* now owned by the response: stream_free runs when it is freed */
+    s->conn = st->conn;
+    r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, s, stream_free);
+    if (!r) stream_free(s);
+  } else {
+    r = MHD_create_response_from_buffer(res->body_len, res->body ? res->body : (void *)"",
+                                        res->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+  }
   size_t bytes_out = res->body_len;
   res->body = NULL; /* now owned by MHD */
   if (!r) return MHD_NO;
@@ -522,7 +613,8 @@ int http_server_start(http_server *s) {
     return -1;
   }
   s->daemon = MHD_start_daemon(
-      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG,
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+          MHD_ALLOW_SUSPEND_RESUME,
       (uint16_t)s->opts.port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
       NULL, MHD_OPTION_SOCK_ADDR, &addr,
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)s->opts.threads,

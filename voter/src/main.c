@@ -12,6 +12,7 @@
 #include "batch.h"
 #include "replicas.h"
 #include "routes.h"
+#include "stream.h"
 #include "votes.h"
 #include "voter/amqp.h"
 #include "voter/config.h"
@@ -46,7 +47,12 @@ static const char usage[] =
     "  REPLICA_RETRY_MS     delay before a failed event is retried (default 1000)\n"
     "  REPLICA_MAX_ATTEMPTS attempts before an event is dead-lettered (default 5)\n"
     "  BATCH_CHUNK          votes per work-queue message for bulk ingestion (default 500)\n"
-    "  RECONCILE_S          how often uncounted votes are looked for (default 30)\n";
+    "  RECONCILE_S          how often uncounted votes are looked for (default 30)\n"
+    "  STREAM_HEARTBEAT_S, STREAM_MIN_INTERVAL_MS, STREAM_RECHECK_MS, STREAM_MAX\n"
+    "                       live results (GET /voter/results/{election}/stream): heartbeat\n"
+    "                       (default 15 s), least time between two events of an election\n"
+    "                       (250 ms), re-read of watched elections without an announcement\n"
+    "                       (1000 ms), open streams per process (1000)\n";
 
 int main(int argc, char **argv) {
   int args = service_args(argc, argv, "voter-voter", usage);
@@ -60,6 +66,8 @@ int main(int argc, char **argv) {
       cfg_long("BATCH_CHUNK", 500, 1, 10000, &chunk) ||
       cfg_long("RECONCILE_S", 30, 1, 86400, &reconcile_s))
     return 2;
+  stream_options sopts;
+  if (stream_options_from_env(&sopts)) return 2;
 
   mq_set_queue_prefix(cfg_str("AMQP_QUEUE_PREFIX", ""));
   service_block_signals();
@@ -87,6 +95,9 @@ int main(int argc, char **argv) {
   if (!srv) goto out;
   service_ops_routes(srv, "/voter", &info);
   voter_routes(srv, &app);
+  app.stream = stream_hub_start(db, amqp_url, exchange, &sopts);
+  if (!app.stream) goto out;
+  stream_routes(srv, app.stream);
 
   /* Indexes and the recount of votes a crash left uncounted come before serving results. */
   for (;;) {
@@ -119,7 +130,9 @@ int main(int argc, char **argv) {
   log_info("stopping");
   rc = 0;
 out:
+  stream_hub_shutdown(app.stream);
   http_server_free(srv);
+  stream_hub_free(app.stream);
   batch_stop(app.batch);
   replica_consumer_stop(consumer);
   mongo_db_close(db);

@@ -122,6 +122,8 @@ static void create_vote(void *ctx, const http_request *req, http_response *res) 
     vs_status found = votes_find_keyed(app->db, &key, &item);
     if (found == VS_REPLAYED || found == VS_MISMATCH) st = found;
   }
+  /* a replayed vote may have been finished (counted) just now: announce it too */
+  if (st == VS_CREATED || st == VS_REPLAYED) stream_changed(app->stream, election);
   json_decref(body);
   if (st != VS_CREATED && st != VS_REPLAYED) return reply_status(res, st);
   render_vote(req, res, 201, item);
@@ -140,6 +142,7 @@ static void delete_vote(void *ctx, const http_request *req, http_response *res) 
   voter_app *app = ctx;
   vs_status st = votes_delete(app->db, req->params[0]);
   if (st != VS_OK) return reply_status(res, st);
+  stream_changed(app->stream, NULL);
   http_reply_empty(res, 204);
 }
 
@@ -321,6 +324,7 @@ static void simulation(void *ctx, const http_request *req, http_response *res) {
   free(votes);
   json_decref(candidates);
   if (st != VS_OK) return unavailable(res);
+  stream_changed(app->stream, election);
   http_reply_json(res, 200, json_pack("{s:s}", "message",
                                       "Simulation data created using eventual consistency!"));
 }
@@ -329,6 +333,7 @@ static void drop_votes(void *ctx, const http_request *req, http_response *res) {
   (void)req;
   voter_app *app = ctx;
   if (votes_drop_all(app->db) != VS_OK) return unavailable(res);
+  stream_changed(app->stream, NULL);
   http_reply_empty(res, 204);
 }
 

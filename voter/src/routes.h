@@ -3,6 +3,7 @@
 #define VOTER_ROUTES_H
 
 #include "batch.h"
+#include "stream.h"
 #include "voter/http.h"
 #include "voter/mongo.h"
 
@@ -10,6 +11,7 @@ typedef struct voter_app {
   mongo_db *db;
   batch_ctx *batch;
   const char *candidate_url; /* for POST /voter/drop/candidates (replay request) */
+  stream_hub *stream;        /* told about every tally change (live results) */
 } voter_app;
 
 void voter_routes(http_server *srv, voter_app *app);

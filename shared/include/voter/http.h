@@ -21,6 +21,7 @@
 
 typedef struct http_server http_server;
 typedef struct http_conn_state http_conn_state;
+typedef struct http_stream http_stream;
 
 typedef struct http_request {
   const char *method;      /* GET, POST, ... (HEAD is routed as GET) */
@@ -43,6 +44,7 @@ typedef struct http_response {
   struct {
     char *name, *value;
   } headers[HTTP_MAX_HEADERS];
+  http_stream *stream; /* set by http_reply_stream: the body is produced over time */
 } http_response;
 
 typedef void (*http_handler)(void *ctx, const http_request *req, http_response *res);
@@ -88,5 +90,21 @@ void http_reply_empty(http_response *res, int status);
 void http_reply_problem(http_response *res, int status, const char *title, const char *detail,
                         json_t *errors);
 void http_set_header(http_response *res, const char *name, const char *value);
+
+/* Streamed responses (Server-Sent Events): the body is produced over time by read, called
+ * on a server thread with the response's connection: > 0 bytes copied into buf, 0 nothing
+ * for now (the connection sleeps, costing no thread, until http_stream_wake), -1 the body
+ * is complete. closed is called exactly once when the connection is gone (client left,
+ * body complete, server stopping); read is never called after it. */
+typedef long (*http_stream_read)(void *ctx, char *buf, size_t max);
+typedef void (*http_stream_closed)(void *ctx);
+/* Makes res a streamed response. The handle is referenced once for the caller, who wakes
+ * it when there is more to read and releases it when done with it (after closed, or to
+ * give up on it); NULL when out of memory (res untouched). */
+http_stream *http_reply_stream(http_response *res, int status, const char *content_type,
+                               http_stream_read read, http_stream_closed closed, void *ctx);
+/* From any thread: read will be called again soon. Harmless after closed. */
+void http_stream_wake(http_stream *s);
+void http_stream_release(http_stream *s);
 
 #endif
