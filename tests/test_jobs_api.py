@@ -43,7 +43,7 @@ def finished_result(base, job_id):
     return got
 
 
-@pytest.mark.parametrize("name", ["small-irv", "small-batch"])
+@pytest.mark.parametrize("name", ["small-irv", "small-batch", "stv-fractional"])
 def test_submit_poll_303_and_result_equals_the_fixture(jobs, name):
     fx = fixture(name)
     r = submit_json(jobs.url, fx["rules"], fx["ballots"])
@@ -60,6 +60,21 @@ def test_submit_poll_303_and_result_equals_the_fixture(jobs, name):
     st = status(jobs.url, job_id)
     assert st["status"] == "succeeded" and st["attempts"] == 1 and st["exitCode"] == 0
     assert st["reason"] is None and st["ballots"] == 23 if name == "small-irv" else True
+
+
+def test_multi_winner_json_rules_keep_the_percentage_written(jobs):
+    # TABULATION-MULTI.md §6: 15.555 % of 27 votes is 4.19985 exactly, which needs the
+    # decimal as written, not the nearest double, after the service re-serialises the rules
+    rules = {"contest": "pct", "candidates": [{"name": n} for n in "ABCD"], "winners": 0,
+             "winner_mode": "bottoms_up_percentage", "threshold_percentage": 15.555,
+             "overvote": "exhaust_immediately", "max_skipped_ranks": 1, "max_rankings": 1,
+             "tiebreak": "candidate_order"}
+    ballots = "rank1\n" + "A\n" * 10 + "B\n" * 8 + "C\n" * 5 + "D\n" * 4
+    r = submit_json(jobs.url, rules, ballots)
+    assert r.status_code == 202, r.text
+    got = finished_result(jobs.url, r.json()["id"])
+    assert b'"threshold": 4.19985,' in got.content
+    assert got.json()["winners"] == ["A", "B", "C"]
 
 
 def test_multipart_submission(jobs):
@@ -151,8 +166,11 @@ def test_invalid_inputs_are_refused_and_nothing_is_enqueued(jobs, rabbit, queue)
     assert_problem(submit_json(jobs.url, rules, fx["ballots"], callbackUrl="ftp://x"), 422, "callbackUrl")
     r = requests.post(f"{jobs.url}/jobs/tabulations", files={"rules": ("r.json", fx["rules"])})
     assert_problem(r, 422, "ballots")
-    # multi-winner is refused by the program, so it is refused here
-    assert_problem(submit_json(jobs.url, dict(rules, winners=2), fx["ballots"]), 422, "rules")
+    # multi-winner rules the program refuses are refused here, naming the member
+    assert_problem(submit_json(jobs.url, dict(rules, winners=2), fx["ballots"]), 422,
+                   "rules.winners")  # 2 seats need a winner_mode
+    bad = dict(rules, winners=2, winner_mode="bottoms_up", hare_quota=True)
+    assert_problem(submit_json(jobs.url, bad, fx["ballots"]), 422, "rules.hare_quota")
     # nothing stored, nothing enqueued
     assert requests.get(f"{jobs.url}/jobs").json()["page"]["totalElements"] == 0
     assert queue_depth(rabbit.url, queue("jobs.work")) == 0

@@ -119,7 +119,11 @@ static int parse_json(const http_request *req, http_response *res, tab_submissio
     sub->rules = strndup(json_string_value(rules_in), json_string_length(rules_in));
     sub->rules_len = json_string_length(rules_in);
   } else {
-    sub->rules = json_dumps(rules_in, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    /* 15 significant digits give back the decimal the client wrote (a number of up to 15
+     * digits survives the trip through a double), which matters for threshold_percentage:
+     * tabulate reads it as the exact decimal of the text (TABULATION-MULTI.md §1.1). */
+    sub->rules =
+        json_dumps(rules_in, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
     sub->rules_len = sub->rules ? strlen(sub->rules) : 0;
   }
   sub->ballots = json_string_value(ballots);
