@@ -159,8 +159,29 @@ def client(name, stop, ledger, body):
     return t
 
 
-def test_chaos(service_factory, rabbit, mongo, ns, queue, tmp_path, capsys):
-    rng = random.Random(SEED)
+def diagnose(rabbit, services, log_dir):
+    """What a stuck run looks like from outside: queue depths and every thread's stack of
+    each service (gdb, when installed). Returns a text for the failure message."""
+    lines = []
+    try:
+        lines.append(rabbit.ctl("list_queues", "name", "messages_ready", "messages_unacknowledged",
+                                "consumers", timeout=30))
+    except Exception as exc:  # noqa: BLE001 - diagnostics only
+        lines.append(f"list_queues failed: {exc!r}")
+    for name, svc in services.items():
+        if svc.pid and os.path.exists("/usr/bin/gdb"):
+            out = log_dir / f"chaos-{name}-stacks.txt"
+            with open(out, "w") as f:
+                import subprocess
+                subprocess.run(["gdb", "-p", str(svc.pid), "-batch", "-ex", "thread apply all bt"],
+                               stdout=f, stderr=subprocess.STDOUT, timeout=120)
+            lines.append(f"{name} stacks: {out}")
+    return "\n".join(lines)
+
+
+def test_chaos(service_factory, rabbit, mongo, ns, queue, tmp_path, capsys, run_dir):
+    with capsys.disabled():
+        print(f"\nchaos: seed {SEED} (VOTER_CHAOS_SEED={SEED} replays it), {SECONDS:g} s of traffic")
     election = service_factory("election")
     candidate = service_factory("candidate", env={"ELECTION_URL": election.url})
     voter = service_factory("voter", env={"RECONCILE_S": "2", "REPLICA_RETRY_MS": "300",
@@ -205,7 +226,7 @@ def test_chaos(service_factory, rabbit, mongo, ns, queue, tmp_path, capsys):
         assert r.status_code == 202, r.text
         with ledger.lock:
             ledger.batches[r.json()["id"]] = r.json()["accepted"]
-        time.sleep(0.5)
+        time.sleep(2)  # a pace the worker sustains under chaos: the backlog must not grow forever
 
     def candidates(i):
         first, last = "Chaos", f"Number{i}"
@@ -269,12 +290,25 @@ def test_chaos(service_factory, rabbit, mongo, ns, queue, tmp_path, capsys):
     def replica(coll):
         return {d["_id"]: (d["version"], bool(d.get("deleted", False))) for d in coll.find()}
 
+    last_report = [time.monotonic()]
+
     def converged():
+        if time.monotonic() - last_report[0] > 15:  # progress of a slow convergence
+            last_report[0] = time.monotonic()
+            behind = sum(1 for k, v in source(cdb.candidates).items() if replica(vdb.candidates).get(k) != v)
+            with capsys.disabled():
+                print(f"chaos: {time.monotonic() - quiet:.0f} s after the chaos, the voter's candidate "
+                      f"replica differs on {behind}; queues:\n" + diagnose(rabbit, {}, run_dir / "logs"))
         return (source(cdb.candidates) == replica(vdb.candidates) and
                 source(edb.elections) == replica(vdb.elections) == replica(cdb.elections) and
                 edb.elections.count_documents({"_pending": True}) == 0 and
                 cdb.candidates.count_documents({"_pending": True}) == 0)
-    wait_until(converged, timeout=120, interval=0.2, message="every replica equals its source")
+    try:
+        wait_until(converged, timeout=120, interval=0.2, message="every replica equals its source")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc} (seed {SEED})\n" + diagnose(
+            rabbit, {"election": election, "candidate": candidate, "voter": voter, "jobs": jobs},
+            run_dir / "logs")) from None
     replicas_s = time.monotonic() - quiet
 
     def settled():
@@ -282,7 +316,10 @@ def test_chaos(service_factory, rabbit, mongo, ns, queue, tmp_path, capsys):
             return False
         done = [requests.get(f"{vapi}/votes/batch/{b}").json().get("status") for b in ledger.batches]
         return all(s == "completed" for s in done)
-    wait_until(settled, timeout=120, interval=0.5, message="every vote counted, every batch completed")
+    try:
+        wait_until(settled, timeout=120, interval=0.5, message="every vote counted, every batch completed")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc} (seed {SEED})\n" + diagnose(rabbit, {"voter": voter}, run_dir / "logs")) from None
     wait_until(lambda: all(requests.get(f"{jobs.url}/jobs/{j}", params={"view": "status"},
                                         headers={"Accept": "application/json"}).json()["status"]
                            in ("succeeded", "failed") for j in ledger.jobs),

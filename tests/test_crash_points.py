@@ -254,3 +254,27 @@ def test_a_retry_finishes_a_vote_another_replica_left_uncounted(
     assert 'idempotency_takeovers_total{kind="vote"} 1' in metrics
     assert 'votes_recounts_total{reason="retry"} 1' in metrics
     assert_votes_exactly(db, {vote_id: NAMES[0]})
+
+
+def test_a_job_submission_cut_short_after_its_key_is_created_once_by_the_retry(
+        service_factory, tmp_path, mongo, ns):
+    env = jobs_env(tmp_path / "work", VOTER_CRASH_AT="job.key-recorded")
+    svc = service_factory("jobs", env=env)
+    fx = fixture("small-irv")
+    key = {"Idempotency-Key": "job-2"}
+    with pytest.raises(requests.ConnectionError):
+        submit_json(svc.url, fx["rules"], fx["ballots"], headers=key)
+    crashed(svc)
+    restart(svc)
+    db = pymongo.MongoClient(mongo.uri)[f"jobs_{ns}"]
+    recorded = db.job_keys.find_one()["job"]
+    assert db.jobs.count_documents({}) == 0
+    again = retry(lambda: submit_json(svc.url, fx["rules"], fx["ballots"], headers=key))
+    assert again.status_code == 202 and again.json()["id"] == recorded
+    assert "Idempotent-Replayed" not in again.headers  # the job is new: this attempt created it
+    r = wait_final(svc.url, recorded, timeout=60)
+    assert r.status_code == 303 and requests.get(r.headers["Location"]).content == fx["expected"]
+    third = submit_json(svc.url, fx["rules"], fx["ballots"], headers=key)
+    assert third.json()["id"] == recorded and third.headers["Idempotent-Replayed"] == "true"
+    assert db.jobs.count_documents({}) == 1
+    assert 'idempotency_takeovers_total{kind="job"} 1' in requests.get(f"{svc.url}/jobs/metrics").text

@@ -7,6 +7,7 @@
 
 #include "jobs.h"
 #include "sign.h"
+#include "voter/crashpoint.h"
 #include "voter/idem.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
@@ -304,6 +305,7 @@ js_status store_create(job_store *s, const job_new *in, job_info *out, bool *exi
     bool recorded;
     js_status st = claim_key(s, in, id, &recorded);
     if (st != JS_OK) return st;
+    if (!recorded) CRASH_POINT("job.key-recorded"); /* the key names a job not yet stored */
     if (recorded) {
       /* The key's job; if a crash came between the key and the job, create it now. */
       st = store_get(s, id, out);
