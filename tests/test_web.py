@@ -473,8 +473,9 @@ def test_admin_actions_are_refused_without_the_key_and_done_with_it(stack, brows
     wait_for(d, lambda d: by_css(d, "#admin-status")[0].text == "Create election: done.")
     assert any(e["title"] == "2030 Test Election" for e in
                requests.get(f"{stack.url}/election/elections?size=100").json()["_embedded"]["elections"])
-    wait_for(d, lambda d: any(o.text == "2030 Test Election" for o in by_css(d, "#candidate-election option")),
-             timeout=15, message="the new election offered for candidates")
+    wait_for(d, lambda d: "2030 Test Election" in d.execute_script(
+        "return [...document.querySelectorAll('#candidate-election option')].map(o => o.text)"),
+        timeout=15, message="the new election offered for candidates")
     # the candidate service learns of the election by an event: retry until it has
     by_css(d, "#candidate-first")[0].send_keys("Ada")
     by_css(d, "#candidate-last")[0].send_keys("Lovelace")
@@ -500,6 +501,24 @@ def test_admin_actions_are_refused_without_the_key_and_done_with_it(stack, brows
     by_css(d, "dialog[open] [data-confirm=yes]")[0].click()
     wait_for(d, lambda d: by_css(d, "#admin-status")[0].text == "Drop all votes: done.")
     assert requests.get(f"{stack.url}/voter/results/{enc(E2016)}/votes").json() == {"votes": 0}
+    # simulated votes, confirmed
+    Select(by_css(d, "#simulate-election")[0]).select_by_visible_text(E2016)
+    by_css(d, "#simulate")[0].click()
+    wait_for(d, lambda d: by_css(d, "dialog[open]"))
+    by_css(d, "dialog[open] [data-confirm=yes]")[0].click()
+    wait_for(d, lambda d: by_css(d, "#admin-status")[0].text == "Simulation: done.")
+    assert requests.get(f"{stack.url}/voter/results/{enc(E2016)}/votes").json()["votes"] >= 3 * 6
+    # editing an election
+    Select(by_css(d, "#election-pick")[0]).select_by_visible_text(E2016)
+    wait_for(d, lambda d: by_css(d, "#election-title")[0].get_attribute("value") == E2016)
+    desc = by_css(d, "#election-description")[0]
+    desc.clear()
+    desc.send_keys("edited in the browser")
+    by_css(d, "#election-form button[type=submit]")[0].click()
+    wait_for(d, lambda d: by_css(d, "#admin-status")[0].text == "Save election: done.")
+    edited = [e for e in requests.get(f"{stack.url}/election/elections?size=100").json()["_embedded"]["elections"]
+              if e["title"] == E2016]
+    assert edited[0]["description"] == "edited in the browser"
     screenshot(d, "admin-desktop")
     assert console_errors(d, allow=("/election/events/replay",)) == []  # the 401 itself
 

@@ -31,6 +31,7 @@ class SSE:
         if last_event_id:
             head += f"Last-Event-ID: {last_event_id}\r\n"
         self.sock.sendall((head + "\r\n").encode())
+        self.sock.settimeout(120)  # a quiet stream sends a heartbeat every STREAM_HEARTBEAT_S
         self.events: queue.Queue = queue.Queue()
         self.comments = 0
         self.status = None

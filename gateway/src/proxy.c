@@ -1579,7 +1579,7 @@ static void serve_metrics(exchange *ex) {
 
 /* The web client's files (webroot.h); true when the path is one of them. */
 static bool serve_web(exchange *ex) {
-  if (!(ex->mbit & (GW_M_GET | GW_M_HEAD))) return false;
+  if (!(ex->mbit & (GW_M_GET | GW_M_HEAD)) || !gw_web_wants(ex->uri, ex->pathlen)) return false;
   gw_web_reply r;
   const char *inm = MHD_lookup_connection_value(ex->conn, MHD_HEADER_KIND, "If-None-Match");
   if (!gw_web_lookup(ex->uri, ex->pathlen, inm, &r)) return false;

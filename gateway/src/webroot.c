@@ -138,8 +138,12 @@ static bool etag_matches(const char *header, const char *etag) {
   return false;
 }
 
+bool gw_web_wants(const char *path, size_t n) {
+  return nfiles > 0 && (n == 1 || (n > 5 && memcmp(path, "/web/", 5) == 0));
+}
+
 bool gw_web_lookup(const char *path, size_t n, const char *if_none_match, gw_web_reply *out) {
-  if (n == 0 || (n > 1 && (n < 5 || memcmp(path, "/web/", 5) != 0))) return false;
+  if (!gw_web_wants(path, n)) return false;
   for (int i = 0; i < nfiles; i++) {
     web_file *w = &files[i];
     if (strlen(w->url) != n || memcmp(w->url, path, n) != 0) continue;

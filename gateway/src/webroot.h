@@ -28,6 +28,10 @@ typedef struct gw_web_reply {
   const char *const *headers; /* NULL-terminated name, value pairs; static */
 } gw_web_reply;
 
+/* Cheap first check, before any header is looked at: "/" or "/web/..." while files are
+ * loaded. */
+bool gw_web_wants(const char *path, size_t n);
+
 /* true when path (n bytes, no query) is one of the files; fills out. if_none_match may be
  * NULL. */
 bool gw_web_lookup(const char *path, size_t n, const char *if_none_match, gw_web_reply *out);
