@@ -57,6 +57,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "admit.h"
 #include "alog.h"
 #include "local.h"
 #include "netaddr.h"
@@ -192,6 +193,7 @@ struct exchange {
   unsigned attempt;   /* counts start_attempt calls */
   bool at_complete; /* the request is complete: a response may be queued */
   bool raw_sent;    /* a 413 was written on the socket directly (see too_large_midway) */
+  bool framing_refused; /* refused for its framing: answered directly, then closed */
   uint64_t discarded;
   int upstream_status;
   uint64_t resp_length; /* UINT64_MAX: unknown */
@@ -255,12 +257,15 @@ struct worker {
     int res;
   } *flush;
   int nflush, flushcap;
+  gw_admission adm; /* on_headers' verdict (large: not on the stack) */
+  gw_bytes head;    /* on_headers' upstream head */
   char scratch[65536];
 };
 
 static worker workers[MAX_WORKERS];
 static int nworkers;
 static int bound_port;
+static char listen_host[300]; /* "host:port": the upstream Host when no public host is set */
 static atomic_bool draining;
 static atomic_bool stopping;
 static pthread_mutex_t conf_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -629,39 +634,7 @@ static void up_detach(exchange *ex, bool reusable) {
   else uc_close(uc);
 }
 
-/* Field names with their lengths: lists compared against every field of every request
- * and response. */
-typedef struct {
-  const char *name;
-  size_t len;
-} field_name;
-#define NAMED(s) {s, sizeof s - 1}
-#define COUNT(a) (sizeof a / sizeof a[0])
-
-static bool name_in(const field_name *list, size_t count, const char *name, size_t n) {
-  for (size_t i = 0; i < count; i++)
-    if (list[i].len == n && strncasecmp(name, list[i].name, n) == 0) return true;
-  return false;
-}
-
-static bool is_hop_by_hop(const char *name, size_t n) {
-  static const field_name hop_by_hop[] = {
-      NAMED("connection"), NAMED("keep-alive"), NAMED("proxy-connection"), NAMED("te"),
-      NAMED("trailer"), NAMED("transfer-encoding"), NAMED("upgrade"),
-      NAMED("proxy-authenticate"), NAMED("proxy-authorization")};
-  return name_in(hop_by_hop, COUNT(hop_by_hop), name, n);
-}
-
-/* the request fields the gateway sets itself (or keeps: the API key) */
-static bool is_own_request_field(const char *name, size_t n) {
-  static const field_name own[] = {
-      NAMED("host"), NAMED("content-length"), NAMED("expect"), NAMED("x-request-id"),
-      NAMED("x-forwarded-for"), NAMED("x-forwarded-proto"), NAMED("x-forwarded-host"),
-      NAMED("x-api-key"), NAMED("x-consumer-id")};
-  return name_in(own, COUNT(own), name, n);
-}
-#undef NAMED
-#undef COUNT
+static bool is_hop_by_hop(const char *name, size_t n) { return gw_admit_hop_by_hop(name, n); }
 
 /* true when name appears as a token in a Connection header value */
 static bool listed_in(const char *list, const char *name, size_t n) {
@@ -797,6 +770,26 @@ static int on_header_value(http_parser *p, const char *at, size_t n) {
   return 0;
 }
 
+/* The same framing rules as for requests (admit.h), for an upstream's response head: at
+ * most one Content-Length of plain digits, Transfer-Encoding only as exactly one "chunked"
+ * and never with Content-Length. Anything else is ambiguous: the response is refused (502)
+ * and the connection, whose next bytes cannot be trusted, is closed rather than pooled. */
+static bool response_framing_ok(const exchange *ex) {
+  int ncl = 0, nte = 0;
+  const char *name, *value;
+  size_t nlen;
+  for (size_t off = 0; next_field(ex, &off, ex->hlen, &name, &nlen, &value);) {
+    if (strcasecmp(name, "Content-Length") == 0) {
+      ncl++;
+      if (!*value || strspn(value, "0123456789") != strlen(value) || strlen(value) > 18) return false;
+    } else if (strcasecmp(name, "Transfer-Encoding") == 0) {
+      nte++;
+      if (strcasecmp(value, "chunked") != 0) return false;
+    }
+  }
+  return ncl <= 1 && nte <= 1 && !(ncl && nte);
+}
+
 static int on_headers_complete(http_parser *p) {
   exchange *ex = p->data;
   if (!ex->parsing_field && ex->hlen == 0) {
@@ -816,6 +809,7 @@ static int on_headers_complete(http_parser *p) {
     ex->parsing_field = false;
     return 0;
   }
+  if (!response_framing_ok(ex)) return -1; /* 502, and the connection is closed */
   ex->upstream_status = p->status_code;
   ex->head_done = true;
   ex->head_hlen = ex->hlen; /* what http_parser reports after this are trailer fields */
@@ -1242,6 +1236,7 @@ static const char *const not_request_trailers[] = {
 
 static bool trailer_dropped(const char *name, size_t nlen, const char *const *deny) {
   if (is_hop_by_hop(name, nlen) || strncasecmp(name, "proxy-", 6) == 0) return true;
+  if (deny == not_request_trailers && gw_admit_own_field(name, nlen)) return true;
   for (int i = 0; deny[i]; i++)
     if (strcasecmp(name, deny[i]) == 0) return true;
   return false;
@@ -1325,83 +1320,26 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn) {
   return ex;
 }
 
+/* Every instance of every field, in order, as libmicrohttpd parsed them. */
 typedef struct {
-  const char *host, *request_id, *xff, *xfp, *xfh, *api_key, *authorization, *content_length,
-      *transfer_encoding, *origin, *acrm, *connection, *expect;
-  char *xff_joined;
-  size_t bytes; /* the fields as received: "name: value" CRLF each */
-} req_headers;
+  gw_field *fields;
+  int n;
+  bool overflow;
+} field_list;
 
-static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                      size_t key_size, const char *value, size_t value_size) {
+static enum MHD_Result collect_field(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     size_t key_size, const char *value, size_t value_size) {
   (void)kind;
-  req_headers *h = cls;
-  h->bytes += key_size + value_size + 4;
-  if (!value) value = "";
-  switch (key[0] | 0x20) {
-    case 'h': if (strcasecmp(key, "Host") == 0) h->host = value; break;
-    case 'x':
-      if (strcasecmp(key, "X-Request-ID") == 0) h->request_id = value;
-      else if (strcasecmp(key, "X-API-Key") == 0) h->api_key = value;
-      else if (strcasecmp(key, "X-Forwarded-Proto") == 0) h->xfp = value;
-      else if (strcasecmp(key, "X-Forwarded-Host") == 0) h->xfh = value;
-      else if (strcasecmp(key, "X-Forwarded-For") == 0) {
-        if (!h->xff) h->xff = value;
-        else { /* several headers are one list */
-          char *j = NULL;
-          if (asprintf(&j, "%s, %s", h->xff, value) < 0) abort();
-          free(h->xff_joined);
-          h->xff = h->xff_joined = j;
-        }
-      }
-      break;
-    case 'a': if (strcasecmp(key, "Authorization") == 0) h->authorization = value;
-      else if (strcasecmp(key, "Access-Control-Request-Method") == 0) h->acrm = value;
-      break;
-    case 'c': if (strcasecmp(key, "Content-Length") == 0) h->content_length = value;
-      else if (strcasecmp(key, "Connection") == 0) h->connection = value;
-      break;
-    case 't': if (strcasecmp(key, "Transfer-Encoding") == 0) h->transfer_encoding = value; break;
-    case 'o': if (strcasecmp(key, "Origin") == 0) h->origin = value; break;
-    case 'e': if (strcasecmp(key, "Expect") == 0) h->expect = value; break;
-    default: break;
+  field_list *l = cls;
+  if (l->n == GW_MAX_FIELDS) {
+    l->overflow = true;
+    return MHD_NO;
   }
+  l->fields[l->n++] = (gw_field){key, key_size, value ? value : "", value ? value_size : 0};
   return MHD_YES;
 }
-
-typedef struct {
-  exchange *ex;
-  const req_headers *h;
-  bool drop_authorization;
-} fwd_ctx;
 
 static void req_append(exchange *ex, const char *s, size_t n) { buf_append(&ex->req, s, n); }
-
-static void req_put(exchange *ex, const char *s) { req_append(ex, s, strlen(s)); }
-
-/* name: value CRLF, by copies */
-static void req_header(exchange *ex, const char *name, const char *v1, const char *v2) {
-  req_put(ex, name);
-  req_append(ex, ": ", 2);
-  req_put(ex, v1);
-  if (v2) {
-    req_append(ex, ", ", 2);
-    req_put(ex, v2);
-  }
-  req_append(ex, "\r\n", 2);
-}
-
-static enum MHD_Result forward_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                      const char *value) {
-  (void)kind;
-  fwd_ctx *f = cls;
-  size_t n = strlen(key);
-  if (is_hop_by_hop(key, n) || listed_in(f->h->connection, key, n)) return MHD_YES;
-  if (is_own_request_field(key, n)) return MHD_YES;
-  if (f->drop_authorization && strcasecmp(key, "Authorization") == 0) return MHD_YES;
-  req_header(f->ex, key, value ? value : "", NULL);
-  return MHD_YES;
-}
 
 static bool valid_request_id(const char *s) {
   size_t n = 0;
@@ -1413,35 +1351,6 @@ static bool valid_request_id(const char *s) {
     if (n >= 128) return false;
   }
   return n > 0;
-}
-
-/* Dot segments would let "/v1/../admin" reach what routing did not allow: refuse them,
- * encoded or not. */
-static bool has_dot_segment(const char *p, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    if (p[i] == '/') {
-      i++;
-      continue;
-    }
-    size_t s = i;
-    while (i < n && p[i] != '/') i++;
-    int dots = 0;
-    bool only = true;
-    for (size_t k = s; k < i && only;) {
-      if (p[k] == '.') {
-        dots++;
-        k++;
-      } else if (k + 3 <= i && p[k] == '%' && p[k + 1] == '2' && (p[k + 2] | 0x20) == 'e') {
-        dots++;
-        k += 3;
-      } else {
-        only = false;
-      }
-    }
-    if (only && (dots == 1 || dots == 2)) return true;
-  }
-  return false;
 }
 
 /* A UUIDv4-shaped id from a per-worker xorshift generator seeded from the CSPRNG: ids need
@@ -1573,9 +1482,7 @@ static void serve_metrics(exchange *ex) {
 }
 
 /* Handles the paths the gateway answers itself; true when it did. */
-static bool serve_local(exchange *ex) {
-  const char *p = ex->uri;
-  size_t n = ex->pathlen;
+static bool serve_local(exchange *ex, const char *p, size_t n) {
   bool root = n == 1 && p[0] == '/';
   bool openapi = n == 13 && memcmp(p, "/openapi.json", 13) == 0;
   bool health = n == 15 && memcmp(p, "/gateway/health", 15) == 0;
@@ -1632,190 +1539,74 @@ static void on_headers(exchange *ex, const char *method, const char *version) {
   const char *q = strpbrk(ex->uri, "?#");
   ex->pathlen = q ? (size_t)(q - ex->uri) : strlen(ex->uri);
 
-  req_headers h = {0};
-  MHD_get_connection_values_n(ex->conn, MHD_HEADER_KIND, collect_header, &h);
-  if (h.request_id && valid_request_id(h.request_id))
-    snprintf(ex->request_id, sizeof ex->request_id, "%s", h.request_id);
-  else request_id_new(w, ex->request_id);
+  gw_field fields[GW_MAX_FIELDS];
+  field_list fl = {.fields = fields};
+  MHD_get_connection_values_n(ex->conn, MHD_HEADER_KIND, collect_field, &fl);
   const union MHD_ConnectionInfo *ci = MHD_get_connection_info(ex->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
   if (ci && ci->client_addr) gw_ip_text(ci->client_addr, ex->peer_ip);
-  gw_client_ip(c->trusted, c->ntrusted, ex->peer_ip, h.xff, ex->client_ip);
-  ex->origin = h.origin;
-  ex->expect_continue = h.expect && strcasecmp(h.expect, "100-continue") == 0;
-  if (atomic_load(&draining)) ex->close_after = true;
+  gw_head head = {.method = method, .target = ex->uri, .version = version, .fields = fields,
+                  .nfields = fl.n, .too_many_fields = fl.overflow, .peer_ip = ex->peer_ip};
+  gw_admission *a = &w->adm;
+  gw_admit(c, &head, a);
+  ex->idempotent = a->idempotent;
+  if (a->request_id && valid_request_id(a->request_id))
+    snprintf(ex->request_id, sizeof ex->request_id, "%s", a->request_id);
+  else request_id_new(w, ex->request_id);
+  memcpy(ex->client_ip, a->client_ip, sizeof ex->client_ip);
+  ex->client_ip[sizeof ex->client_ip - 1] = 0;
+  ex->origin = a->origin;
+  ex->expect_continue = a->expect_continue;
+  ex->has_body = a->body != GW_BODY_NONE;
+  ex->chunked_in = a->body == GW_BODY_CHUNKED;
+  ex->content_length = a->content_length;
+  ex->route = a->route;
+  if (a->key) ex->tier = a->tier;
+  else if (a->route) ex->tier = "anonymous";
+  if (atomic_load(&draining) || a->close) ex->close_after = true;
+  ex->framing_refused = a->close;
 
-  /* body framing, needed even to refuse: a refused request with a body closes */
-  if (h.transfer_encoding && strcasestr(h.transfer_encoding, "chunked")) {
-    ex->has_body = ex->chunked_in = true;
-  } else if (h.content_length) {
-    char *end;
-    errno = 0;
-    unsigned long long cl = strtoull(h.content_length, &end, 10);
-    if (errno || end == h.content_length || *end || h.content_length[0] == '-') {
-      local_problem(ex, 400, "Bad Request", "invalid Content-Length");
-      note_reject(ex, "bad_request");
+  switch (a->kind) {
+    case GW_ADMIT_LOCAL:
+      serve_local(ex, a->path, a->pathlen);
       goto out;
-    }
-    ex->content_length = cl;
-    ex->has_body = cl > 0;
-  }
-
-  /* max_header_bytes exactly: libmicrohttpd's own limit is its connection pool, larger */
-  size_t head_bytes = strlen(method) + strlen(ex->uri) + strlen(version) + 4 + h.bytes + 2;
-  if (head_bytes > c->max_header_bytes) {
-    char detail[128];
-    snprintf(detail, sizeof detail, "the request line and header fields may be at most %zu bytes",
-             c->max_header_bytes);
-    local_problem(ex, 431, "Request Header Fields Too Large", detail);
-    note_reject(ex, "headers_too_large");
-    goto out;
-  }
-  if (ex->uri[0] != '/' || has_dot_segment(ex->uri, ex->pathlen)) {
-    local_problem(ex, 400, "Bad Request", "the request target must be a normalized absolute path");
-    note_reject(ex, "bad_request");
-    goto out;
-  }
-  if (serve_local(ex)) goto out;
-
-  /* CORS preflight: answered here, never forwarded */
-  if (ex->mbit == GW_M_OPTIONS && h.origin && h.acrm) {
-    if (!gw_cors_origin_allowed(c, h.origin)) {
-      local_problem(ex, 403, "Forbidden", "origin not allowed");
-      ex->origin = NULL;
-      note_reject(ex, "cors");
+    case GW_ADMIT_PREFLIGHT:
+      local_reply(ex, 204, NULL, NULL, 0);
+      local_header(ex, "Access-Control-Allow-Methods", "%s", c->cors_methods);
+      local_header(ex, "Access-Control-Allow-Headers", "%s", c->cors_headers);
+      local_header(ex, "Access-Control-Max-Age", "%d", c->cors_max_age_s);
       goto out;
-    }
-    local_reply(ex, 204, NULL, NULL, 0);
-    local_header(ex, "Access-Control-Allow-Methods", "%s", c->cors_methods);
-    local_header(ex, "Access-Control-Allow-Headers", "%s", c->cors_headers);
-    local_header(ex, "Access-Control-Max-Age", "%d", c->cors_max_age_s);
-    goto out;
-  }
-
-  const gw_route *route = ex->route = gw_route_match(c, ex->uri, ex->pathlen);
-  if (!route) {
-    local_problem(ex, 404, "Not Found", "no route for this path");
-    note_reject(ex, "no_route");
-    goto out;
-  }
-  const gw_rule *rule = gw_rule_for(route, ex->mbit);
-  if (!rule) {
-    local_problem(ex, 405, "Method Not Allowed", "method not allowed on this route");
-    note_reject(ex, "method");
-    goto out;
-  }
-  /* the key: X-API-Key, else Authorization: Bearer */
-  const char *key = h.api_key;
-  bool bearer = false;
-  if (!key && h.authorization && strncasecmp(h.authorization, "Bearer ", 7) == 0) {
-    key = h.authorization + 7;
-    while (*key == ' ') key++;
-    bearer = true;
-  }
-  const gw_tier *tier = c->anonymous;
-  if (key) {
-    const gw_key *k = gw_key_find(c, key);
-    if (!k) {
-      local_problem(ex, 401, "Unauthorized", "unknown API key");
-      local_header(ex, "WWW-Authenticate", "Bearer realm=\"voter\", error=\"invalid_token\"");
-      note_reject(ex, "unknown_key");
+    case GW_ADMIT_REFUSE:
+      if (a->limit && !a->limit->unlimited) { /* an unknown key: the anonymous bucket */
+        gw_rl_take(a->limit, "anonymous", a->identity, ex->t_start, &ex->rl);
+        ex->limit = a->limit;
+        if (ex->rl.limited) goto limited;
+      }
+      if (a->status == 403 && a->reason && strcmp(a->reason, "cors") == 0) ex->origin = NULL;
+      local_problem(ex, a->status, a->title, a->detail);
+      if (a->www_auth) local_header(ex, "WWW-Authenticate", "%s", a->www_auth);
+      if (a->status == 501) local_header(ex, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+      note_reject(ex, a->reason);
       goto out;
-    }
-    tier = k->tier;
-  } else if (rule->key_required) {
-    local_problem(ex, 401, "Unauthorized", "this operation needs an API key (X-API-Key or Authorization: Bearer)");
-    local_header(ex, "WWW-Authenticate", "Bearer realm=\"voter\"");
-    note_reject(ex, "no_key");
-    goto out;
+    case GW_ADMIT_FORWARD: break;
   }
-  ex->tier = tier ? tier->name : "anonymous";
-  if (key && !gw_rule_allows_tier(rule, tier)) {
-    local_problem(ex, 403, "Forbidden", "your API key's tier may not do this");
-    note_reject(ex, "tier");
-    goto out;
-  }
+  const gw_route *route = ex->route;
   /* rate limit, keyed by the key, else the client address */
-  const gw_limit *limit = gw_tier_limit(tier, rule->limit);
-  if (limit && !limit->unlimited) {
-    char identity[300];
-    const char *who = key ? key : ex->client_ip;
-    size_t wn = strnlen(who, sizeof identity - 5);
-    memcpy(identity, key ? "key:" : "ip:", key ? 4 : 3);
-    memcpy(identity + (key ? 4 : 3), who, wn);
-    identity[(key ? 4 : 3) + wn] = 0;
-    gw_rl_take(limit, ex->tier, identity, ex->t_start, &ex->rl);
-    ex->limit = limit;
-    if (ex->rl.limited) {
-      ex->rl_decision = "limited";
-      local_problem(ex, 429, "Too Many Requests", "rate limit exceeded; see Retry-After");
-      local_header(ex, "Retry-After", "%ld", ex->rl.retry_after_s);
-      char labels[300];
-      snprintf(labels, sizeof labels, "route=\"%s\",tier=\"%s\"", route->name, ex->tier);
-      gw_stats_add(w->stats, "gateway_ratelimited_total", labels, 1);
-      goto out;
-    }
+  if (a->limit) {
+    gw_rl_take(a->limit, ex->tier, a->identity, ex->t_start, &ex->rl);
+    ex->limit = a->limit;
+    if (ex->rl.limited) goto limited;
     ex->rl_decision = "allowed";
   }
-  /* body limit, from Content-Length, before reading the body or calling anyone */
   ex->max_body = route->max_body;
-  if (!ex->chunked_in && ex->content_length > ex->max_body) {
-    char detail[128];
-    snprintf(detail, sizeof detail, "the body may be at most %llu bytes", (unsigned long long)ex->max_body);
-    local_problem(ex, 413, "Payload Too Large", detail);
-    note_reject(ex, "body_too_large");
-    goto out;
-  }
 
   /* the upstream request head */
-  char path[8192];
-  int plen = gw_route_rewrite(route, ex->uri, ex->pathlen, path, sizeof path);
-  if (plen < 0) {
-    local_problem(ex, 414, "URI Too Long", NULL);
-    goto out;
-  }
-  /* sized to what is needed: a bodyless request holds only its head */
   if (!ex->req.data) buf_init(&ex->req, 1024);
   ex->req.off = ex->req.len = 0;
-  const char *query = ex->uri + ex->pathlen;
-  const char *host = h.host ? h.host : route->upstreams[0];
-  bool trusted = gw_cidr_match(c->trusted, c->ntrusted, ex->peer_ip);
-  req_put(ex, method);
-  req_append(ex, " ", 1);
-  req_append(ex, path, (size_t)plen);
-  if (*query == '?') req_put(ex, query);
-  req_append(ex, " HTTP/1.1\r\n", 11);
-  req_header(ex, "Host", host, NULL);
-  fwd_ctx f = {.ex = ex, .h = &h, .drop_authorization = bearer};
-  MHD_get_connection_values(ex->conn, MHD_HEADER_KIND, forward_header, &f);
-  req_header(ex, "X-Request-ID", ex->request_id, NULL);
-  /* The key stays at the gateway; upstreams that scope data per caller (the jobs service)
-   * get a stable identity instead: SHA-256 of the key, which a client cannot forge because
-   * any X-Consumer-ID it sends is dropped above. */
-  if (key) {
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    char consumer[2 * SHA256_DIGEST_LENGTH + 1];
-    SHA256((const unsigned char *)key, strlen(key), md);
-    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
-      consumer[2 * i] = "0123456789abcdef"[md[i] >> 4];
-      consumer[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
-    }
-    consumer[2 * SHA256_DIGEST_LENGTH] = 0;
-    req_header(ex, "X-Consumer-ID", consumer, NULL);
-  }
-  if (h.xff) req_header(ex, "X-Forwarded-For", h.xff, ex->peer_ip);
-  else req_header(ex, "X-Forwarded-For", ex->peer_ip, NULL);
-  req_header(ex, "X-Forwarded-Proto", trusted && h.xfp ? h.xfp : "http", NULL);
-  req_header(ex, "X-Forwarded-Host", trusted && h.xfh ? h.xfh : host, NULL);
-  if (ex->chunked_in) {
-    req_header(ex, "Transfer-Encoding", "chunked", NULL);
-  } else if (h.content_length) {
-    char num[24];
-    snprintf(num, sizeof num, "%llu", (unsigned long long)ex->content_length);
-    req_header(ex, "Content-Length", num, NULL);
-  } else if (ex->mbit & (GW_M_POST | GW_M_PUT | GW_M_PATCH)) {
-    req_header(ex, "Content-Length", "0", NULL);
-  }
-  req_append(ex, "\r\n", 2);
+  gw_forward fwd = {.request_id = ex->request_id, .listen_host = listen_host,
+                    .now_s = (long long)time(NULL)};
+  w->head.len = 0;
+  gw_admit_head(c, &head, a, &fwd, &w->head);
+  req_append(ex, w->head.data, w->head.len);
   ex->head_len = ex->req.len;
   if (ex->has_body) {
     uint64_t body = ex->chunked_in ? c->buffer_bytes : ex->content_length;
@@ -1827,9 +1618,21 @@ static void on_headers(exchange *ex, const char *method, const char *version) {
     }
   }
   if (!ex->has_body) ex->body_done = true;
+  gw_admission_clear(a);
   start_attempt(ex);
+  return;
+limited:
+  ex->rl_decision = "limited";
+  local_problem(ex, 429, "Too Many Requests", "rate limit exceeded; see Retry-After");
+  local_header(ex, "Retry-After", "%ld", ex->rl.retry_after_s);
+  {
+    char labels[300];
+    snprintf(labels, sizeof labels, "route=\"%s\",tier=\"%s\"", ex->route ? ex->route->name : "",
+             ex->tier ? ex->tier : "anonymous");
+    gw_stats_add(w->stats, "gateway_ratelimited_total", labels, 1);
+  }
 out:
-  free(h.xff_joined); /* the other header pointers are MHD's and live as long as the request */
+  gw_admission_clear(a);
 }
 
 /* Writes the gateway-made response straight onto the client socket, then shuts our side
@@ -2121,6 +1924,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
      * body gets its answer at once too, written directly (send_raw_local). A small body
      * is read and dropped, and answered when complete like everything else, which keeps
      * the connection alive. */
+    if (ex->local && ex->framing_refused) {
+      /* the framing cannot be trusted: answer, then close without reading another request */
+      send_raw_local(ex);
+      return MHD_YES;
+    }
     if (ex->local && ex->has_body) {
       if (ex->expect_continue) return queue_local(ex);
       if (ex->status == 413 || ex->chunked_in || ex->content_length > SMALL_BODY) send_raw_local(ex);
@@ -2446,6 +2254,9 @@ int gw_proxy_start(gw_conf *c) {
         log_warn("gateway: io_uring unavailable (%s): upstream sends are not batched", strerror(-rc));
     }
   }
+  snprintf(listen_host, sizeof listen_host, strchr(c->host, ':') ? "[%s]:%d" : "%s:%d",
+           strcmp(c->host, "0.0.0.0") == 0 || strcmp(c->host, "::") == 0 ? "localhost" : c->host,
+           bound_port);
   for (int i = 0; i < nworkers; i++) {
     /* workers ignore signals: the main thread handles them */
     sigset_t all, old;
@@ -2483,6 +2294,8 @@ void gw_proxy_stop(void) {
     w->uring = false;
     free(w->flush);
     w->flush = NULL;
+    free(w->head.data);
+    w->head = (gw_bytes){0};
     w->flushcap = 0;
     spare_free(w);
     free(w->pools);
