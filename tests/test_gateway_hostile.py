@@ -285,6 +285,8 @@ CL_TE = [
     ("space_in_name", ["X A: 1"], b""),
     ("name_with_slash", ["X/A: 1"], b""),
     ("two_hosts", ["Host: other"], b""),
+    ("te_name_extended", ["Transfer-Encodingchunked: chunked"], b"5\r\nhello\r\n0\r\n\r\n"),
+    ("cl_name_extended", ["Content-Length-X: 5", "Content-Length: 0"], b""),
 ]
 
 

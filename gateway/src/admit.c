@@ -155,6 +155,13 @@ static bool check_framing(const gw_head *h, gw_admission *a) {
       bad_framing(a, "a field value holds a control character");
       return false;
     }
+    /* a name that merely starts like a framing field ("Transfer-Encodingx") is framing to
+     * some parsers (http_parser 2.9 among them): refused like a duplicate */
+    if ((f->nlen > 14 && strncasecmp(f->name, "content-length", 14) == 0) ||
+        (f->nlen > 17 && strncasecmp(f->name, "transfer-encoding", 17) == 0)) {
+      bad_framing(a, "a field name extends Content-Length or Transfer-Encoding");
+      return false;
+    }
     if (is(f, "Content-Length")) ncl++, cl = f;
     else if (is(f, "Transfer-Encoding")) nte++, te = f;
     else if (is(f, "Host")) nhost++;

@@ -6,7 +6,9 @@
  *   framing   (400, connection closed) the method is not a token; the target is not
  *             origin-form or holds a byte outside 0x21-0x7E or a '#'; a field name is not a
  *             token (whitespace before the colon keeps it in the name: "Content-Length ");
- *             a field value holds a control character (bare CR, NUL, ...); more than one
+ *             a field value holds a control character (bare CR, NUL, ...); a field name
+             that extends a framing one ("Transfer-Encodingx", which http_parser 2.9
+             takes for Transfer-Encoding: found by fuzz_admit's oracle); more than one
  *             Content-Length (even equal), one that is not 1-18 plain digits; more than one
  *             Transfer-Encoding field, one that is not exactly "chunked", or one with
  *             Content-Length or in HTTP/1.0; HTTP/1.1 without exactly one Host
