@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "admit.h"
+#include "voter/proof.h"
 
 static gw_conf *conf;
 
@@ -106,8 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char err[256];
     conf = gw_conf_parse(conf_json, sizeof conf_json - 1, err, sizeof err);
     if (!conf) abort();
-    conf->proof_secret = strdup("fuzz-secret-0123456789");
-    conf->proof_secret_len = strlen(conf->proof_secret);
+    conf->proof = proof_signer_new("fuzz-secret-0123456789", 22);
   }
   /* copy so every piece can be NUL-terminated in place, as libmicrohttpd does */
   char *buf = malloc(size + 1);

@@ -430,10 +430,9 @@ void gw_admit_head(const gw_conf *c, const gw_head *h, const gw_admission *a,
   gw_scopes_text(a->scopes, scopes);
   if (a->key) put_field(out, "X-Consumer-ID", consumer);
   put_field(out, "X-Consumer-Scopes", scopes);
-  if (c->proof_secret) {
+  if (c->proof) {
     char proof[PROOF_TEXT_MAX];
-    if (proof_sign(c->proof_secret, c->proof_secret_len, h->method, a->upath, consumer, scopes,
-                   f->now_s, proof) == 0)
+    if (proof_signer_sign(c->proof, h->method, a->upath, consumer, scopes, f->now_s, proof) == 0)
       put_field(out, "X-Gateway-Proof", proof);
   }
   put(out, "X-Forwarded-For: ");

@@ -210,7 +210,7 @@ static void conf_free(gw_conf *c) {
   for (int i = 0; i < c->nkeys; i++) free(c->keys[i].key);
   free(c->keys);
   free(c->keys_file);
-  free(c->proof_secret);
+  proof_signer_free(c->proof);
   free_strv(c->public_hosts, c->npublic_hosts);
   free(c->trusted);
   free_strv(c->cors_origins, c->ncors_origins);
@@ -898,8 +898,12 @@ gw_conf *gw_conf_load(const char *path, char *err, size_t errlen) {
       gw_conf_unref(c);
       return NULL;
     }
-    c->proof_secret = strdup(env);
-    c->proof_secret_len = strlen(env);
+    c->proof = proof_signer_new(env, strlen(env));
+    if (!c->proof) {
+      snprintf(err, errlen, "%s: cannot prepare the proof signer", PROOF_SECRET_ENV);
+      gw_conf_unref(c);
+      return NULL;
+    }
   }
   if (c->openapi_path) {
     /* relative to the configuration file's directory, so a config and its documents move

@@ -131,8 +131,7 @@ typedef struct gw_conf {
   int nkeys;
   char *keys_file;          /* extra keys {key: tier}, read by gw_conf_load (NULL: none) */
   /* the gateway's proof to upstreams (voter/proof.h); NULL: not sent */
-  char *proof_secret;
-  size_t proof_secret_len;
+  struct proof_signer *proof;
   /* the host names clients use (X-Forwarded-Host); none: the listen address */
   char **public_hosts;
   int npublic_hosts;

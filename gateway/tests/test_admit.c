@@ -43,8 +43,7 @@ static int setup(void **state) {
   char err[256];
   conf = gw_conf_parse(conf_json, sizeof conf_json - 1, err, sizeof err);
   if (!conf) fprintf(stderr, "%s\n", err);
-  conf->proof_secret = strdup("0123456789abcdef-unit-test");
-  conf->proof_secret_len = strlen(conf->proof_secret);
+  conf->proof = proof_signer_new("0123456789abcdef-unit-test", 26);
   return conf ? 0 : -1;
 }
 
@@ -247,7 +246,7 @@ static void upstream_head_has_one_framing_field_and_the_proof(void **state) {
   memcpy(proof, p + 17, pl);
   proof[pl] = 0;
   const char *id = a.key->id;
-  assert_int_equal(proof_verify(conf->proof_secret, conf->proof_secret_len, proof, "POST",
+  assert_int_equal(proof_verify("0123456789abcdef-unit-test", 26, proof, "POST",
                                 "/election/drop/elections", id, "read vote write admin", 1800000010),
                    PROOF_OK);
   /* exactly one framing field */
