@@ -21,6 +21,11 @@ body length and sha256) with Content-Length, kept alive. Special paths:
                          three that a proxy must not pass on)
     /slowhead?s=S        waits S seconds before the response head
     /big?n=N             N bytes with a Content-Length (no body for HEAD)
+    /evil/extra          a normal answer followed by a second, unasked-for response
+    /evil/dupcl          two Content-Length fields (ambiguous framing)
+    /evil/te-cl          Transfer-Encoding: chunked with Content-Length
+    /evil/te-identity    Transfer-Encoding: identity (framing by close)
+Every request is also kept as received, byte for byte (Request.raw).
 Modes apply to every path except /health:
     reset   read the request, then close with RST (SO_LINGER 0) before answering
     close   read the request, then close cleanly without answering
@@ -54,6 +59,7 @@ class Request:
     body: bytes = b""
     chunked: bool = False
     trailers: list = field(default_factory=list)  # (name, value) after a chunked body
+    raw: bytes = b""  # the request's bytes as received (head and body, chunk framing included)
 
 
 def _is_health(target: str) -> bool:
@@ -200,6 +206,7 @@ class Upstream:
             if not self._recv(conn):
                 return None
         head, conn.buf = conn.buf.split(b"\r\n\r\n", 1)
+        raw = head + b"\r\n\r\n"
         lines = head.decode("latin-1").split("\r\n")
         method, path, _version = lines[0].split(" ", 2)
         header_list = []
@@ -215,6 +222,7 @@ class Upstream:
                 size_line = self._read_line(conn)
                 if size_line is None:
                     return None
+                raw += size_line + b"\r\n"
                 size = int(size_line.split(b";")[0], 16)
                 if size == 0:
                     # trailer fields until an empty line
@@ -222,6 +230,7 @@ class Upstream:
                         t = self._read_line(conn)
                         if t is None:
                             return None
+                        raw += t + b"\r\n"
                         if t == b"":
                             break
                         name, _, value = t.decode("latin-1").partition(":")
@@ -230,12 +239,14 @@ class Upstream:
                 chunk = self._read_exact(conn, size + 2)
                 if chunk is None:
                     return None
+                raw += chunk
                 body += chunk[:-2]
         elif "content-length" in headers:
             body = self._read_exact(conn, int(headers["content-length"]))
             if body is None:
                 return None
-        return Request(method, path, headers, header_list, body, chunked, trailers)
+            raw += body
+        return Request(method, path, headers, header_list, body, chunked, trailers, raw)
 
     def _send(self, conn: _Conn, status: int, body: bytes, headers: Optional[dict] = None,
               ctype: str = "application/json") -> None:
@@ -279,6 +290,20 @@ class Upstream:
             code = int(url.path.rsplit("/", 1)[1])
             self._send(conn, code, b"" if code in (204, 304) else b'{"status":"as asked"}')
             return True
+        if "/evil/" in url.path:
+            kind = url.path.rsplit("/", 1)[1]
+            body = b'{"evil":true}'
+            frames = {
+                "extra": f"Content-Length: {len(body)}\r\n\r\n".encode() + body +
+                         b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nX-Poison: 1\r\n\r\npoisoned!",
+                "dupcl": f"Content-Length: {len(body)}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body,
+                "te-cl": f"Transfer-Encoding: chunked\r\nContent-Length: {len(body)}\r\n\r\n".encode() +
+                         f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n",
+                "te-identity": b"Transfer-Encoding: identity\r\n\r\n" + body,
+            }
+            conn.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Upstream: " +
+                              self.name.encode() + b"\r\n" + frames[kind])
+            return kind == "extra"
         if url.path.endswith("/slowhead"):
             time.sleep(float(query.get("s", "1")))
         if url.path.endswith("/big"):

@@ -3,6 +3,7 @@ addresses behind trusted proxies, body limits (413 before the upstream sees anyt
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 
@@ -213,35 +214,53 @@ def test_chunked_upload_gets_413_as_soon_as_the_limit_is_crossed(gateway, upstre
     assert r.status_code == 200 and r.json()["body_length"] == 6000
 
 
-def test_example_config_free_tier_is_one_job_per_5_minutes(gateway, upstreams):
+def example_gateway(gateway, upstreams, tmp_path, secret=None):
+    """The example configuration with a keys file of its own (the file ships no keys)."""
     jobs, election = upstreams(2, ["jobs", "election"])
-    gw = gateway(None, config_path=repo_root() / "gateway" / "gateway.example.json",
-                 env={"JOBS_URL": f"http://{jobs.address}", "ELECTION_URL": election.address,
-                      "CANDIDATE_URL": election.address, "VOTER_URL": election.address})
-    r = requests.post(gw.url + "/jobs", json={}, headers={"X-API-Key": "demo-free-key"})
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"t-free": "free", "t-paid": "paid", "t-admin": "admin"}))
+    env = {"JOBS_URL": f"http://{jobs.address}", "ELECTION_URL": election.address,
+           "CANDIDATE_URL": election.address, "VOTER_URL": election.address,
+           "GATEWAY_KEYS_FILE": str(keys)}
+    if secret:
+        env["GATEWAY_PROOF_SECRET"] = secret
+    gw = gateway(None, config_path=repo_root() / "gateway" / "gateway.example.json", env=env)
+    return gw, jobs, election
+
+
+def test_example_config_free_tier_is_one_job_per_5_minutes(gateway, upstreams, tmp_path):
+    gw, jobs, election = example_gateway(gateway, upstreams, tmp_path)
+    r = requests.post(gw.url + "/jobs", json={}, headers={"X-API-Key": "t-free"})
     assert r.status_code == 200 and r.json()["upstream"] == "jobs"
-    r = requests.post(gw.url + "/v1/jobs", json={}, headers={"X-API-Key": "demo-free-key"})
+    r = requests.post(gw.url + "/v1/jobs", json={}, headers={"X-API-Key": "t-free"})
     assert r.status_code == 429
     assert r.headers["RateLimit-Policy"] == '"submit";q=1;w=300'
     assert 290 <= int(r.headers["Retry-After"]) <= 300
     for _ in range(3):
-        assert requests.post(gw.url + "/jobs", json={}, headers={"X-API-Key": "demo-paid-key"}).status_code == 200
+        assert requests.post(gw.url + "/jobs", json={}, headers={"X-API-Key": "t-paid"}).status_code == 200
     # body limits: jobs 10 MB, the others 1 MB
     big = b"x" * (2 * 1024 * 1024)
-    assert requests.post(gw.url + "/jobs", data=big, headers={"X-API-Key": "demo-paid-key"}).status_code == 200
-    assert requests.post(gw.url + "/election", data=big, headers={"X-API-Key": "demo-paid-key"}).status_code == 413
+    assert requests.post(gw.url + "/jobs", data=big, headers={"X-API-Key": "t-paid"}).status_code == 200
+    assert requests.post(gw.url + "/election", data=big, headers={"X-API-Key": "t-paid"}).status_code == 413
     assert requests.post(gw.url + "/jobs", data=b"x" * (11 * 1024 * 1024),
-                         headers={"X-API-Key": "demo-paid-key"}).status_code == 413
+                         headers={"X-API-Key": "t-paid"}).status_code == 413
     # /v1 rewrite and anonymous reads
     r = requests.get(gw.url + "/v1/election/elections")
     assert r.status_code == 200 and r.json()["path"] == "/election/elections"
     assert r.headers["RateLimit-Policy"] == '"read";q=100;w=1'
-    # anonymous writes of the domain services, as the original's scripts make them; replays
-    # need a key
-    r = requests.post(gw.url + "/election/elections", json={})
+    # scopes: anonymous clients read and vote; creating elections needs write (paid), replays
+    # need admin
+    assert requests.post(gw.url + "/election/elections", json={}).status_code == 401
+    assert requests.post(gw.url + "/election/elections", json={}, headers={"X-API-Key": "t-free"}).status_code == 403
+    r = requests.post(gw.url + "/election/elections", json={}, headers={"X-API-Key": "t-paid"})
+    assert r.status_code == 200 and r.json()["headers"]["x-consumer-scopes"] == "read vote write"
+    r = requests.post(gw.url + "/voter/votes", json={})
     assert r.status_code == 200 and r.headers["RateLimit-Policy"] == '"write";q=100;w=1'
+    assert r.json()["headers"]["x-consumer-scopes"] == "read vote"
     assert requests.post(gw.url + "/election/events/replay").status_code == 401
-    assert requests.post(gw.url + "/candidate/events/replay", headers={"X-API-Key": "demo-free-key"}).status_code == 200
+    assert requests.post(gw.url + "/candidate/events/replay", headers={"X-API-Key": "t-paid"}).status_code == 403
+    r = requests.post(gw.url + "/candidate/events/replay", headers={"X-API-Key": "t-admin"})
+    assert r.status_code == 200 and r.json()["headers"]["x-consumer-scopes"] == "read vote write admin"
     # the OpenAPI document is the suite's
     r = requests.get(gw.url + "/openapi.json")
     assert r.status_code == 200 and r.json()["info"]["title"] == "Voter API in C"

@@ -28,7 +28,8 @@ def test_prefix_matches_whole_segments_only(gateway, upstreams):
     gw = gateway(base_config([route("voter", "/voter", [voter]),
                               route("election", "/election", [election])]))
     assert requests.get(gw.url + "/voter").json()["upstream"] == "voter"
-    assert requests.get(gw.url + "/voter/").json()["path"] == "/voter/"
+    # the normalised path goes upstream (shared/include/voter/path.h): no trailing slash
+    assert requests.get(gw.url + "/voter/").json()["path"] == "/voter"
     assert requests.get(gw.url + "/voter/abc?x=1&y=%20").json()["path"] == "/voter/abc?x=1&y=%20"
     assert requests.get(gw.url + "/election/e1").json()["upstream"] == "election"
     r = requests.get(gw.url + "/voterX")
@@ -91,7 +92,8 @@ def test_forwarded_headers_and_hop_by_hop(gateway, upstreams):
     seen = r.json()["headers"]
     assert seen["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
     assert seen["x-forwarded-proto"] == "http"
-    assert seen["x-forwarded-host"] == "api.example.org"
+    # the client's Host is not a public host of this gateway: its own address is used
+    assert seen["x-forwarded-host"] == f"127.0.0.1:{gw.port}" and seen["host"] == f"127.0.0.1:{gw.port}"
     assert seen["x-custom"] == "kept"
     for hop in ("x-secret-hop", "keep-alive", "te", "proxy-authorization", "connection"):
         assert hop not in seen, hop
@@ -100,6 +102,21 @@ def test_forwarded_headers_and_hop_by_hop(gateway, upstreams):
     assert "Keep-Alive" not in r.headers
     assert "X-Hop" not in r.headers
     assert r.headers["X-Upstream"] == up.name
+
+
+def test_forwarded_host_only_from_the_configured_public_hosts(gateway, upstreams):
+    up, = upstreams(1)
+    gw = gateway(base_config([route("r", "/r", [up])], trusted_proxies=["127.0.0.1/32"],
+                             public_hosts=["api.example.org", "voter.example.org:8443"]))
+    seen = requests.get(gw.url + "/r/h", headers={"Host": "voter.example.org:8443"}).json()["headers"]
+    assert seen["x-forwarded-host"] == "voter.example.org:8443"
+    # any other Host, or X-Forwarded-Host even from a trusted proxy, gives the first one
+    seen = requests.get(gw.url + "/r/h", headers={"Host": "evil.example"}).json()["headers"]
+    assert seen["x-forwarded-host"] == "api.example.org" and seen["host"] == "api.example.org"
+    seen = requests.get(gw.url + "/r/h", headers={"X-Forwarded-Host": "evil.example"}).json()["headers"]
+    assert seen["x-forwarded-host"] == "api.example.org"
+    seen = requests.get(gw.url + "/r/h", headers={"X-Forwarded-Host": "voter.example.org:8443"}).json()["headers"]
+    assert seen["x-forwarded-host"] == "voter.example.org:8443"
 
 
 def test_request_id_preserved_generated_returned_and_logged(gateway, upstreams):

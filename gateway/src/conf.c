@@ -11,8 +11,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/sha.h>
+
 #include "netaddr.h"
 #include "upstream.h"
+#include "voter/proof.h"
 
 /* ------------------------------------------------------------------ small parsers */
 
@@ -35,6 +38,23 @@ unsigned gw_method_bit(const char *m) {
 bool gw_method_idempotent(const char *m) {
   return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "OPTIONS") == 0 ||
          strcmp(m, "PUT") == 0 || strcmp(m, "DELETE") == 0 || strcmp(m, "TRACE") == 0;
+}
+
+static const char *const scope_names[] = {"read", "vote", "write", "admin"};
+
+unsigned gw_scope_bit(const char *name) {
+  for (unsigned i = 0; i < 4; i++)
+    if (strcmp(name, scope_names[i]) == 0) return 1u << i;
+  return 0;
+}
+
+void gw_scopes_text(unsigned scopes, char out[32]) {
+  size_t o = 0;
+  out[0] = 0;
+  for (unsigned i = 0; i < 4; i++) {
+    if (!(scopes & (1u << i))) continue;
+    o += (size_t)snprintf(out + o, 32 - o, "%s%s", o ? " " : "", scope_names[i]);
+  }
 }
 
 /* Parses a non-negative decimal number with an optional unit suffix; returns the number and
@@ -189,6 +209,9 @@ static void conf_free(gw_conf *c) {
   free(c->tiers);
   for (int i = 0; i < c->nkeys; i++) free(c->keys[i].key);
   free(c->keys);
+  free(c->keys_file);
+  proof_signer_free(c->proof);
+  free_strv(c->public_hosts, c->npublic_hosts);
   free(c->trusted);
   free_strv(c->cors_origins, c->ncors_origins);
   free(c->cors_methods);
@@ -335,6 +358,23 @@ static void parse_tiers(perr *p, gw_conf *c, json_t *tiers) {
     json_t *policy;
     json_object_foreach(limits, lname, policy) {
       char msg[160];
+      if (strcmp(lname, "scopes") == 0) {
+        size_t si;
+        json_t *sv;
+        if (!json_is_array(policy)) {
+          fail(p, "tiers.%s.scopes: must be an array of read, vote, write, admin", name);
+          return;
+        }
+        json_array_foreach(policy, si, sv) {
+          unsigned bit = json_is_string(sv) ? gw_scope_bit(json_string_value(sv)) : 0;
+          if (!bit) {
+            fail(p, "tiers.%s.scopes[%zu]: must be one of read, vote, write, admin", name, si);
+            return;
+          }
+          t->scopes |= bit;
+        }
+        continue;
+      }
       gw_limit *l = &t->limits[t->nlimits];
       if (gw_limit_parse(json_string_value(policy), l, msg, sizeof msg) != 0) {
         fail(p, "tiers.%s.%s: %s", name, lname, msg);
@@ -358,31 +398,62 @@ static int key_cmp(const void *a, const void *b) {
   return strcmp(((const gw_key *)a)->key, ((const gw_key *)b)->key);
 }
 
-static void parse_keys(perr *p, gw_conf *c, json_t *keys) {
-  if (!keys) return;
+/* Adds {key: tier} pairs (inline "keys" or the keys file). A key is printable ASCII
+ * without spaces, since it travels in a header field. */
+static void parse_keys(perr *p, gw_conf *c, json_t *keys, const char *where) {
+  if (!keys || json_is_null(keys)) return;
   if (!json_is_object(keys)) {
-    fail(p, "keys: must be an object {key: tier}");
+    fail(p, "%s: must be an object {key: tier}", where);
     return;
   }
-  c->keys = calloc(json_object_size(keys) + 1, sizeof *c->keys);
-  if (!c->keys) abort();
+  gw_key *nk = realloc(c->keys, ((size_t)c->nkeys + json_object_size(keys) + 1) * sizeof *nk);
+  if (!nk) abort();
+  c->keys = nk;
   const char *key;
   json_t *tier;
   json_object_foreach(keys, key, tier) {
     const gw_tier *t = json_is_string(tier) ? tier_find(c, json_string_value(tier)) : NULL;
     if (!t || strcmp(t->name, "anonymous") == 0) {
-      fail(p, "keys: key \"%.8s…\" names unknown tier", key);
+      fail(p, "%s: key \"%.4s…\" names an unknown tier", where, key);
       return;
     }
-    if (!*key) {
-      fail(p, "keys: empty key");
+    bool printable = *key != 0;
+    for (const char *k = key; *k; k++) printable = printable && *k > 0x20 && *k < 0x7f;
+    if (!printable) {
+      fail(p, "%s: a key must be non-empty printable ASCII without spaces", where);
       return;
     }
-    c->keys[c->nkeys].key = strdup(key);
-    c->keys[c->nkeys].tier = t;
-    c->nkeys++;
+    for (int i = 0; i < c->nkeys; i++)
+      if (strcmp(c->keys[i].key, key) == 0) {
+        fail(p, "%s: key \"%.4s…\" is given twice", where, key);
+        return;
+      }
+    gw_key *k = &c->keys[c->nkeys++];
+    k->key = strdup(key);
+    k->tier = t;
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)key, strlen(key), md);
+    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
+      k->id[2 * i] = "0123456789abcdef"[md[i] >> 4];
+      k->id[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
+    }
+    k->id[2 * SHA256_DIGEST_LENGTH] = 0;
   }
   qsort(c->keys, (size_t)c->nkeys, sizeof *c->keys, key_cmp);
+}
+
+int gw_conf_add_keys(gw_conf *c, const char *json, size_t len, const char *where, char *err,
+                     size_t errlen) {
+  perr p = {.err = err, .errlen = errlen};
+  json_error_t jerr;
+  json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+  if (!root) {
+    snprintf(err, errlen, "%s: line %d column %d: %s", where, jerr.line, jerr.column, jerr.text);
+    return -1;
+  }
+  parse_keys(&p, c, root, where);
+  json_decref(root);
+  return p.failed ? -1 : 0;
 }
 
 static unsigned methods_mask(perr *p, json_t *arr, const char *where) {
@@ -432,7 +503,7 @@ static void parse_rules(perr *p, gw_conf *c, gw_route *r, json_t *rules, const c
       fail(p, "%s: must be an object", w);
       return;
     }
-    static const char *const fields[] = {"methods", "auth", "tiers", "limit", NULL};
+    static const char *const fields[] = {"methods", "auth", "tiers", "limit", "scope", NULL};
     check_fields(p, j, w, fields);
     gw_rule *rule = &r->rules[r->nrules++];
     rule->methods = methods_mask(p, json_object_get(j, "methods"), w);
@@ -447,6 +518,10 @@ static void parse_rules(perr *p, gw_conf *c, gw_route *r, json_t *rules, const c
         if (!tier_find(c, rule->tiers[t])) fail(p, "%s.tiers: unknown tier %s", w, rule->tiers[t]);
     }
     rule->limit = get_str(p, j, w, "limit", NULL);
+    char *scope = get_str(p, j, w, "scope", NULL);
+    if (scope && !(rule->scope = gw_scope_bit(scope)))
+      fail(p, "%s.scope: must be one of read, vote, write, admin", w);
+    free(scope);
   }
 }
 
@@ -464,16 +539,14 @@ static char *normalize_prefix(perr *p, const char *s, const char *where) {
   return strndup(s, n);
 }
 
-/* Expands ${VAR} and ${VAR:-default} (so one file serves the local stack, compose and
- * Kubernetes), then accepts "http://host:port[/]" as well as "host:port". NULL when the
- * result is not host:port. */
-static char *expand_upstream(const char *in) {
-  char out[512];
+/* Expands ${VAR} and ${VAR:-default} into out (so one file serves the local stack, compose
+ * and Kubernetes); an unset VAR without default is empty. -1 when malformed or too long. */
+static int expand_env(const char *in, char *out, size_t cap) {
   size_t o = 0;
-  for (const char *p = in; *p && o < sizeof out - 1;) {
+  for (const char *p = in; *p && o < cap - 1;) {
     if (p[0] == '$' && p[1] == '{') {
       const char *end = strchr(p, '}');
-      if (!end) return NULL;
+      if (!end) return -1;
       char name[128];
       const char *def = NULL;
       size_t defn = 0, n = (size_t)(end - p - 2);
@@ -483,13 +556,17 @@ static char *expand_upstream(const char *in) {
         defn = (size_t)(end - def);
         n = (size_t)(colon - p - 2);
       }
-      if (n == 0 || n >= sizeof name) return NULL;
+      if (n == 0 || n >= sizeof name) return -1;
       memcpy(name, p + 2, n);
       name[n] = 0;
       const char *v = getenv(name);
       size_t vn = v && *v ? strlen(v) : defn;
       if (!(v && *v)) v = def;
-      if (!v || o + vn >= sizeof out) return NULL;
+      if (!v) { /* ${VAR} unset: empty */
+        v = "";
+        vn = 0;
+      }
+      if (o + vn >= cap) return -1;
       memcpy(out + o, v, vn);
       o += vn;
       p = end + 1;
@@ -498,6 +575,14 @@ static char *expand_upstream(const char *in) {
     }
   }
   out[o] = 0;
+  return 0;
+}
+
+/* Expands ${VAR:-default}, then accepts "http://host:port[/]" as well as "host:port". NULL
+ * when the result is not host:port. */
+static char *expand_upstream(const char *in) {
+  char out[512];
+  if (expand_env(in, out, sizeof out) != 0) return NULL;
   char *s = out;
   if (strncmp(s, "http://", 7) == 0) s += 7;
   size_t n = strlen(s);
@@ -693,13 +778,39 @@ gw_conf *gw_conf_parse(const char *text, size_t len, char *err, size_t errlen) {
   c->cors_max_age_s = get_int(&p, cors, "cors", "max_age_s", 600, 0, 86400);
 
   parse_tiers(&p, c, json_object_get(root, "tiers"));
-  if (!p.failed) parse_keys(&p, c, json_object_get(root, "keys"));
+  if (!p.failed) parse_keys(&p, c, json_object_get(root, "keys"), "keys");
+  char *kf = get_str(&p, root, "", "keys_file", NULL);
+  if (kf) {
+    char expanded[1024];
+    if (expand_env(kf, expanded, sizeof expanded) != 0) fail(&p, "keys_file: cannot expand \"%s\"", kf);
+    else if (*expanded) c->keys_file = strdup(expanded);
+    free(kf);
+  }
+  json_t *ph = json_object_get(root, "public_hosts");
+  if (ph) {
+    c->public_hosts = get_strv(&p, ph, "public_hosts", &c->npublic_hosts);
+    for (int i = 0; i < c->npublic_hosts && !p.failed; i++) {
+      char expanded[512];
+      if (expand_env(c->public_hosts[i], expanded, sizeof expanded) != 0 || !*expanded) {
+        fail(&p, "public_hosts[%d]: cannot expand \"%s\"", i, c->public_hosts[i]);
+        break;
+      }
+      free(c->public_hosts[i]);
+      c->public_hosts[i] = strdup(expanded);
+      for (const char *h = c->public_hosts[i]; *h; h++)
+        if (*h <= 0x20 || *h >= 0x7f || *h == '/' || *h == ',') {
+          fail(&p, "public_hosts[%d]: must be host or host:port", i);
+          break;
+        }
+    }
+  }
   if (!p.failed) parse_routes(&p, c, json_object_get(root, "routes"), json_object_get(root, "defaults"));
 
   static const char *const known[] = {"listen", "client_timeout_s", "max_header_bytes",
                                       "drain_timeout_s", "access_log", "openapi", "health_check", "dns_refresh_ms",
                                       "ejection", "pool", "trusted_proxies", "cors", "tiers",
-                                      "keys", "routes", "defaults", NULL};
+                                      "keys", "keys_file", "public_hosts", "routes", "defaults",
+                                      NULL};
   check_fields(&p, root, "configuration", known);
 out:
   json_decref(root);
@@ -763,6 +874,36 @@ gw_conf *gw_conf_load(const char *path, char *err, size_t errlen) {
   if ((env = getenv("GATEWAY_OPENAPI")) && *env) {
     free(c->openapi_path);
     c->openapi_path = strdup(env);
+  }
+  if (c->keys_file) {
+    size_t klen;
+    char *ktext = read_file(c->keys_file, &klen);
+    if (!ktext) {
+      snprintf(err, errlen, "%s: keys_file %s: %s", path, c->keys_file, strerror(errno));
+      gw_conf_unref(c);
+      return NULL;
+    }
+    int rc = gw_conf_add_keys(c, ktext, klen, c->keys_file, msg, sizeof msg);
+    free(ktext);
+    if (rc != 0) {
+      snprintf(err, errlen, "%s: %s", path, msg);
+      gw_conf_unref(c);
+      return NULL;
+    }
+  }
+  if ((env = getenv(PROOF_SECRET_ENV)) && *env) {
+    if (strlen(env) < PROOF_MIN_SECRET) {
+      snprintf(err, errlen, "%s is set but shorter than %d bytes: refusing to sign with it",
+               PROOF_SECRET_ENV, PROOF_MIN_SECRET);
+      gw_conf_unref(c);
+      return NULL;
+    }
+    c->proof = proof_signer_new(env, strlen(env));
+    if (!c->proof) {
+      snprintf(err, errlen, "%s: cannot prepare the proof signer", PROOF_SECRET_ENV);
+      gw_conf_unref(c);
+      return NULL;
+    }
   }
   if (c->openapi_path) {
     /* relative to the configuration file's directory, so a config and its documents move

@@ -55,8 +55,17 @@ int gw_duration_parse(const char *text, double *seconds);
 /* Parses a byte size (1048576, "1MB", "10MiB", "512KB"; MB means MiB here). */
 int gw_size_parse(const char *text, uint64_t *bytes);
 
+/* Scopes: what a caller may do. A tier holds a set; a rule may name the one it needs. */
+enum { GW_SCOPE_READ = 1, GW_SCOPE_VOTE = 2, GW_SCOPE_WRITE = 4, GW_SCOPE_ADMIN = 8 };
+/* The bit of a scope name, 0 when unknown. */
+unsigned gw_scope_bit(const char *name);
+/* The set as sent upstream (X-Consumer-Scopes): space-separated, in the order
+ * read vote write admin; "" for none. */
+void gw_scopes_text(unsigned scopes, char out[32]);
+
 typedef struct gw_tier {
   char *name;
+  unsigned scopes;   /* GW_SCOPE_* */
   gw_limit *limits;
   int nlimits;
 } gw_tier;
@@ -68,6 +77,7 @@ typedef struct gw_rule {
   char **tiers;      /* tiers allowed (NULL: every tier) */
   int ntiers;
   char *limit;       /* limit name looked up in the caller's tier (NULL: none) */
+  unsigned scope;    /* GW_SCOPE_* the caller's tier must hold (0: none) */
 } gw_rule;
 
 typedef struct gw_route {
@@ -97,6 +107,7 @@ typedef struct gw_cidr {
 typedef struct gw_key {
   char *key;
   const gw_tier *tier;
+  char id[65]; /* SHA-256 of the key in hex: the X-Consumer-ID upstreams see */
 } gw_key;
 
 typedef struct gw_conf {
@@ -118,6 +129,12 @@ typedef struct gw_conf {
   const gw_tier *anonymous; /* the tier of requests without a key (may be NULL) */
   gw_key *keys;             /* sorted by key for bsearch */
   int nkeys;
+  char *keys_file;          /* extra keys {key: tier}, read by gw_conf_load (NULL: none) */
+  /* the gateway's proof to upstreams (voter/proof.h); NULL: not sent */
+  struct proof_signer *proof;
+  /* the host names clients use (X-Forwarded-Host); none: the listen address */
+  char **public_hosts;
+  int npublic_hosts;
   /* client address */
   gw_cidr *trusted;
   int ntrusted;
@@ -153,7 +170,9 @@ typedef struct gw_conf {
 gw_conf *gw_conf_parse(const char *text, size_t len, char *err, size_t errlen);
 
 /* Reads the file, parses it, applies overrides from the environment (HTTP_HOST, HTTP_PORT,
- * HTTP_THREADS, GATEWAY_OPENAPI), reads the OpenAPI file and attaches replicas. */
+ * HTTP_THREADS, GATEWAY_OPENAPI), reads the keys file and the OpenAPI file, takes the proof
+ * secret from GATEWAY_PROOF_SECRET (refused when set but shorter than PROOF_MIN_SECRET) and
+ * attaches replicas. */
 gw_conf *gw_conf_load(const char *path, char *err, size_t errlen);
 
 void gw_conf_ref(gw_conf *c);
@@ -174,5 +193,8 @@ const gw_limit *gw_tier_limit(const gw_tier *t, const char *name);
 const gw_key *gw_key_find(const gw_conf *c, const char *key);
 
 bool gw_cors_origin_allowed(const gw_conf *c, const char *origin);
+/* Adds the keys of a JSON object {key: tier} (the keys file's format); 0 or -1 with err. */
+int gw_conf_add_keys(gw_conf *c, const char *json, size_t len, const char *where, char *err,
+                     size_t errlen);
 
 #endif

@@ -1,18 +1,20 @@
-/* proxy — workers, exchanges, upstream pools; see proxy.h.
+/* proxy — the client side and the workers; see proxy.h, and exchange.h for how the phases
+ * of a request are split over admit.c, upstream_io.c, respond.c and exchange.c.
  *
  * Life of an exchange (one client request), all on one worker thread:
  *
  *   uri_cb          libmicrohttpd has the request line: allocate the exchange.
- *   on_headers      first access-handler call: local endpoints, CORS preflight, route,
- *                   key/tier/policy, rate limit, body limit from Content-Length (413 queued
- *                   at once, before any body byte is read or any upstream is contacted),
- *                   then the upstream request head is built and a replica is connected.
+ *   on_headers      first access-handler call: admission (admit.c: framing, path, local
+ *                   endpoints, CORS preflight, route, key/scopes/tier, body limit from
+ *                   Content-Length — refusals are answered before any body byte is read
+ *                   or any upstream is contacted), the rate limit, then the upstream
+ *                   request head is built and a replica is connected.
  *   on_body         body pieces are framed (re-chunked when the client sent chunked) into
  *                   the request buffer and written upstream; a full buffer suspends the
  *                   client connection until the upstream has taken the bytes.
  *   on_complete     the request is complete: queue the response if it is ready; else,
  *                   when the worker is busy, the request went into this run's batch of
- *                   upstream sends (queue_send, flush_sends: one io_uring submission) and
+ *                   upstream sends (up_queue_send, up_flush_sends: one io_uring submission) and
  *                   the answer is deferred (on_deferred: libmicrohttpd asks again on its
  *                   next runs); when it is not, wait briefly for a quick upstream right
  *                   here (fast_wait); either way no suspension at all when the upstream
@@ -29,247 +31,25 @@
  * that is safe (see may_retry); after that, the client connection is aborted, which is the
  * only honest signal left. */
 #define _GNU_SOURCE
-#include "proxy.h"
-
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <http_parser.h>
-#include <liburing.h>
-#include <limits.h>
-#include <signal.h>
-#include <microhttpd.h>
-#include <netinet/tcp.h>
-#include <openssl/sha.h>
-#include <pthread.h>
-#include <sched.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <strings.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <poll.h>
-#include <time.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
-#include <unistd.h>
-
-#include "alog.h"
-#include "local.h"
-#include "netaddr.h"
-#include "ratelimit.h"
-#include "stats.h"
+#include "exchange.h"
+#include "admit.h"
 #include "streams.h"
-#include "upstream.h"
 #include "webroot.h"
-#include "voter/log.h"
-#include "voter/metrics.h"
-#include "voter/util.h"
-
-#define MAX_WORKERS 64
-#define MAX_TRIES 11
-#define MAX_RESP_HEADER_BYTES 65536
-#define TIMER_TICK_MS 10
-#define RAW_DISCARD_LIMIT (64u << 20) /* bytes read and dropped after a refusal, at most */
-#define SMALL_BODY 65536              /* refused bodies up to this are read, keeping the connection */
-
-enum { TAG_MHD = 1, TAG_WAKE, TAG_UP };
-
-/* What the fast path did with a request (gateway_fast_path_total{result}). */
-enum { FAST_ANSWERED, FAST_TIMEOUT, FAST_YIELDED, FAST_STREAMED, FAST_RETRIED, FAST_SKIPPED,
-       FAST_RESULTS };
-static const char *const fast_result_names[FAST_RESULTS] = {"answered", "timeout", "yielded",
-                                                            "streamed", "retried", "skipped"};
-/* idle_poll outcomes: an event came while polling, none came, the poll was skipped */
-enum { IDLE_EVENT, IDLE_EMPTY, IDLE_SKIPPED, IDLE_RESULTS };
-static const char *const idle_result_names[IDLE_RESULTS] = {"event", "empty", "skipped"};
-
-typedef struct worker worker;
-typedef struct exchange exchange;
-
-/* Back-off after a wait that was not worth it: the next 1, 3, 7, … (up to 1023) chances
- * to wait are skipped; a wait that pays off resets it. */
-typedef struct {
-  unsigned skip; /* chances still to skip */
-  unsigned next; /* how many to skip after the next fruitless wait */
-} backoff;
-
-static bool backoff_skipping(backoff *b) {
-  if (!b->skip) return false;
-  b->skip--;
-  return true;
-}
-
-static void backoff_miss(backoff *b) {
-  b->skip = b->next;
-  b->next = b->next < 512 ? b->next * 2 + 1 : 1023;
-}
-
-static void backoff_hit(backoff *b) { b->next = 0; }
-
-/* A configuration as seen by one worker: exchanges count their uses without atomics. */
-typedef struct cslot {
-  gw_conf *conf;
-  int uses;
-} cslot;
-
-typedef struct uconn {
-  int tag; /* TAG_UP: first member, epoll data points here */
-  int fd;
-  worker *w;
-  gw_replica *rep;
-  exchange *ex;                /* NULL while pooled */
-  struct uconn *prev, *next;   /* pool list */
-  int64_t idle_since;
-  uint32_t events;
-  bool connecting;
-  bool reused;
-  unsigned addr_gen; /* the replica's address generation it was made for */
-} uconn;
-
-typedef struct {
-  char *data;
-  size_t off, len, cap; /* bytes [off, len) are pending */
-} buf;
-
-struct exchange {
-  worker *w;
-  struct MHD_Connection *conn;
-  int refs;
-  cslot *slot;
-  const gw_conf *conf;
-  const gw_route *route;
-  char method[16];
-  unsigned mbit;
-  bool idempotent;
-  char *uri;
-  size_t pathlen;
-  char uri_buf[160]; /* uri points here when it fits */
-  char request_id[130];
-  char client_ip[GW_IP_MAX];
-  char peer_ip[GW_IP_MAX];
-  const char *origin;
-  const char *tier;
-  const char *rl_decision;
-  const gw_limit *limit;
-  gw_rl_result rl;
-  double t_start, t_up_start, t_up_headers;
-  bool started, completed, suspended;
-  bool in_active;
-  exchange *active_prev, *active_next;
-  /* response made by the gateway */
-  bool local;
-  int status;
-  char *lbody;
-  size_t llen;
-  const char *lctype;
-  const char *lhdr_name[3];
-  char lhdr_value[3][96];
-  int nlhdr;
-  const char *const *xhdr; /* more header pairs, static (the web client's files) */
-  bool stream_held;        /* holds one of the client's event-stream slots (streams.h) */
-  bool close_after;
-  /* request body */
-  bool has_body, chunked_in, body_done, eof_chunk_written, expect_continue;
-  uint64_t content_length, body_seen, max_body;
-  buf req;
-  size_t head_len;
-  bool replayable, stale_retried;
-  /* upstream */
-  uconn *uc;
-  gw_replica *tried[MAX_TRIES];
-  int ntried;
-  int retries;
-  int64_t deadline_ms;
-  int64_t progress_ms;
-  const char *error;
-  const char *upstream_name;
-  http_parser parser;
-  bool parsing_field;
-  char *hbuf; /* name\0value\0 pairs */
-  size_t hlen, hcap;
-  bool head_done, up_done, up_failed, up_paused, response_queued;
-  bool response_made; /* the client response was built from the upstream's head */
-  unsigned attempt;   /* counts start_attempt calls */
-  bool at_complete; /* the request is complete: a response may be queued */
-  bool raw_sent;    /* a 413 was written on the socket directly (see too_large_midway) */
-  uint64_t discarded;
-  int upstream_status;
-  uint64_t resp_length; /* UINT64_MAX: unknown */
-  struct MHD_Response *pending; /* response made, waiting for a chance to queue it */
-  struct MHD_Response *stream;  /* the streamed response while its reader lives (not a reference) */
-  size_t head_hlen;             /* hbuf bytes of the response head; trailer fields follow */
-  buf resp;
-  uint64_t bytes_out;
-  /* batched sends (see flush_sends) and deferred answers (see on_deferred) */
-  bool send_queued, deferring;
-  unsigned defer_attempt;
-  int64_t defer_deadline_ns;
-};
-
-struct worker {
-  int id;
-  pthread_t thread;
-  int epfd, wakefd, listen_fd;
-  int tag_mhd, tag_wake;
-  struct MHD_Daemon *d;
-  cslot *cur;
-  unsigned conf_gen;
-  unsigned *rr;
-  int nrr;
-  struct pool {
-    uconn *head;
-    int n;
-    backoff fast;          /* fast path: requests not to wait for after a slow answer */
-    gw_counter *ok;        /* upstream_requests_total{upstream="…",outcome="response"} */
-  } *pools;
-  int npools;
-  exchange *active;
-  exchange *spare; /* finished exchanges kept for reuse (linked by active_next) */
-  /* fast path outcomes (see fast_wait), read by the metrics renderer */
-  _Atomic uint64_t fast[FAST_RESULTS];
-  _Atomic uint64_t batched_sends, batches; /* flush_sends, read by the metrics renderer */
-  _Atomic uint64_t idle_polls[IDLE_RESULTS]; /* idle_poll outcomes, read by the metrics renderer */
-  int nspare;
-  int inflight;
-  bool need_run, quiesced;
-  gw_alog log;
-  gw_stats *stats;
-  int64_t next_tick_ms, next_sweep_ms;
-  int64_t now_ms; /* monotonic ms, refreshed once per loop iteration (timeouts, pools) */
-  int64_t now_ns; /* the same instant in ns (deferral budgets) */
-  uint64_t rng;
-  /* upstream sends queued while libmicrohttpd runs, flushed in one io_uring submission */
-  struct io_uring ring;
-  bool uring;
-  bool in_mhd;   /* inside MHD_run */
-  bool mhd_work; /* the last MHD_run did more than poll deferred exchanges */
-  int ndeferred;
-  int run_requests; /* requests completed in this MHD_run */
-  int run_avg;      /* moving average of run_requests over runs that completed any, x256 */
-  bool answered;    /* a request was completed since the loop last waited (idle_poll) */
-  backoff idle;     /* idle_poll: polls to skip after fruitless ones */
-  struct flushent {
-    exchange *ex;
-    uconn *uc;
-    unsigned attempt;
-    int res;
-  } *flush;
-  int nflush, flushcap;
-  char scratch[65536];
-};
 
 static worker workers[MAX_WORKERS];
 static int nworkers;
 static int bound_port;
-static atomic_bool draining;
-static atomic_bool stopping;
-static pthread_mutex_t conf_lock = PTHREAD_MUTEX_INITIALIZER;
+static char listen_host[300]; /* "host:port": the upstream Host when no public host is set */
 static gw_conf *current_conf;
 static atomic_uint conf_gen;
+
+/* Every instance of every field, in order, as libmicrohttpd parsed them. */
+typedef struct {
+  gw_field *fields;
+  int n;
+  bool overflow;
+} field_list;
+static pthread_mutex_t conf_lock = PTHREAD_MUTEX_INITIALIZER;
 
 gw_conf *gw_proxy_conf(void) {
   pthread_mutex_lock(&conf_lock);
@@ -296,1018 +76,6 @@ void gw_proxy_set_conf(gw_conf *c) {
 
 int gw_proxy_port(void) { return bound_port; }
 
-static double now_s(void) { return util_monotonic(); }
-
-/* ------------------------------------------------------------------ buffers */
-
-static void buf_init(buf *b, size_t cap) {
-  b->data = malloc(cap);
-  if (!b->data) abort();
-  b->off = b->len = 0;
-  b->cap = cap;
-}
-
-static size_t buf_pending(const buf *b) { return b->len - b->off; }
-
-/* appends n bytes, growing the buffer as needed */
-static void buf_append(buf *b, const char *s, size_t n) {
-  if (b->len + n > b->cap) {
-    size_t cap = (b->len + n) * 2;
-    char *nb = realloc(b->data, cap);
-    if (!nb) abort();
-    b->data = nb;
-    b->cap = cap;
-  }
-  if (n) memcpy(b->data + b->len, s, n);
-  b->len += n;
-}
-
-/* Makes room for n more bytes at the end, discarding consumed ones if needed; false when
- * the buffer cannot take them. keep: consumed bytes must stay (replay). */
-static bool buf_room(buf *b, size_t n, bool *keep) {
-  if (b->len + n <= b->cap) return true;
-  if (b->off == 0 || b->len - b->off + n > b->cap) return false;
-  if (keep) *keep = false;
-  memmove(b->data, b->data + b->off, b->len - b->off);
-  b->len -= b->off;
-  b->off = 0;
-  return true;
-}
-
-/* ------------------------------------------------------------------ small helpers */
-
-static void ws_set(worker *w, int fd, uint32_t events, void *ptr, int op) {
-  struct epoll_event ev = {.events = events, .data.ptr = ptr};
-  if (epoll_ctl(w->epfd, op, fd, &ev) != 0 && op != EPOLL_CTL_DEL)
-    log_error("epoll_ctl(%d) failed: %s", op, strerror(errno));
-}
-
-static void uc_events(uconn *uc, uint32_t events) {
-  if (uc->events == events) return;
-  ws_set(uc->w, uc->fd, events, uc, EPOLL_CTL_MOD);
-  uc->events = events;
-}
-
-static void uc_close(uconn *uc) {
-  epoll_ctl(uc->w->epfd, EPOLL_CTL_DEL, uc->fd, NULL);
-  close(uc->fd);
-  free(uc);
-}
-
-static void pool_unlink(worker *w, uconn *uc) {
-  struct pool *p = &w->pools[uc->rep->id];
-  if (uc->prev) uc->prev->next = uc->next;
-  else p->head = uc->next;
-  if (uc->next) uc->next->prev = uc->prev;
-  uc->prev = uc->next = NULL;
-  p->n--;
-}
-
-static void pools_grow(worker *w) {
-  int n = gw_replica_count();
-  if (n <= w->npools) return;
-  struct pool *np = realloc(w->pools, (size_t)n * sizeof *np);
-  if (!np) abort();
-  memset(np + w->npools, 0, (size_t)(n - w->npools) * sizeof *np);
-  w->pools = np;
-  w->npools = n;
-}
-
-static void pool_put(worker *w, uconn *uc) {
-  pools_grow(w);
-  struct pool *p = &w->pools[uc->rep->id];
-  if (p->n >= uc->ex->conf->pool_max_idle || atomic_load(&stopping)) {
-    uc_close(uc);
-    return;
-  }
-  uc->ex = NULL;
-  uc->idle_since = w->now_ms;
-  uc_events(uc, EPOLLIN | EPOLLRDHUP);
-  uc->prev = NULL;
-  uc->next = p->head;
-  if (p->head) p->head->prev = uc;
-  p->head = uc;
-  p->n++;
-}
-
-static uconn *pool_get(worker *w, gw_replica *rep, int idle_ms, bool check_alive) {
-  pools_grow(w);
-  struct pool *p = &w->pools[rep->id];
-  int64_t now = w->now_ms;
-  while (p->head) {
-    uconn *uc = p->head;
-    pool_unlink(w, uc);
-    if (now - uc->idle_since > idle_ms ||
-        uc->addr_gen != atomic_load_explicit(&rep->addr_gen, memory_order_relaxed)) {
-      uc_close(uc); /* idle too long, or to an address the name no longer resolves to */
-      continue;
-    }
-    if (check_alive) {
-      /* for non-idempotent requests make sure the upstream has not closed the idle
-       * connection: a failure there could not be retried */
-      char c;
-      ssize_t n = recv(uc->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-      if (!(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
-        uc_close(uc);
-        continue;
-      }
-    }
-    uc->reused = true;
-    return uc;
-  }
-  return NULL;
-}
-
-static void pool_sweep(worker *w, int idle_ms, bool all) {
-  int64_t now = gw_now_ms();
-  for (int i = 0; i < w->npools; i++) {
-    uconn *uc = w->pools[i].head;
-    while (uc) {
-      uconn *next = uc->next;
-      if (all || now - uc->idle_since > idle_ms) {
-        pool_unlink(w, uc);
-        uc_close(uc);
-      }
-      uc = next;
-    }
-  }
-}
-
-/* ------------------------------------------------------------------ exchange bookkeeping */
-
-static void active_add(exchange *ex) {
-  if (ex->in_active) return;
-  worker *w = ex->w;
-  ex->in_active = true;
-  ex->active_prev = NULL;
-  ex->active_next = w->active;
-  if (w->active) w->active->active_prev = ex;
-  w->active = ex;
-}
-
-static void active_del(exchange *ex) {
-  if (!ex->in_active) return;
-  worker *w = ex->w;
-  if (ex->active_prev) ex->active_prev->active_next = ex->active_next;
-  else w->active = ex->active_next;
-  if (ex->active_next) ex->active_next->active_prev = ex->active_prev;
-  ex->in_active = false;
-}
-
-/* Exchanges are recycled per worker with their small request and header buffers, which
- * saves several allocations per request. */
-#define SPARE_MAX 128
-#define SPARE_BUF 4096
-
-static exchange *ex_new(worker *w) {
-  exchange *ex = w->spare;
-  if (!ex) {
-    ex = calloc(1, sizeof *ex);
-    if (!ex) abort();
-    return ex;
-  }
-  w->spare = ex->active_next;
-  w->nspare--;
-  buf req = ex->req;
-  char *hbuf = ex->hbuf;
-  size_t hcap = ex->hcap;
-  memset(ex, 0, sizeof *ex);
-  ex->req.data = req.data;
-  ex->req.cap = req.cap;
-  ex->hbuf = hbuf;
-  ex->hcap = hcap;
-  return ex;
-}
-
-static void ex_unref(exchange *ex) {
-  if (--ex->refs > 0) return;
-  if (ex->uri != ex->uri_buf) free(ex->uri);
-  free(ex->lbody);
-  free(ex->resp.data);
-  worker *w = ex->w;
-  if (w->nspare < SPARE_MAX && !atomic_load(&stopping)) {
-    if (ex->req.cap > SPARE_BUF) {
-      free(ex->req.data);
-      ex->req.data = NULL;
-      ex->req.cap = 0;
-    }
-    if (ex->hcap > SPARE_BUF) {
-      free(ex->hbuf);
-      ex->hbuf = NULL;
-      ex->hcap = 0;
-    }
-    ex->active_next = w->spare;
-    w->spare = ex;
-    w->nspare++;
-    return;
-  }
-  free(ex->req.data);
-  free(ex->hbuf);
-  free(ex);
-}
-
-static void spare_free(worker *w) {
-  while (w->spare) {
-    exchange *ex = w->spare;
-    w->spare = ex->active_next;
-    free(ex->req.data);
-    free(ex->hbuf);
-    free(ex);
-  }
-  w->nspare = 0;
-}
-
-static void suspend(exchange *ex) {
-  if (ex->suspended) return;
-  MHD_suspend_connection(ex->conn);
-  ex->suspended = true;
-}
-
-static void resume(exchange *ex) {
-  if (!ex->suspended) return;
-  ex->suspended = false;
-  MHD_resume_connection(ex->conn);
-  ex->w->need_run = true;
-}
-
-/* ------------------------------------------------------------------ responses */
-
-static void add_common_headers(exchange *ex, struct MHD_Response *r) {
-  MHD_add_response_header(r, "X-Request-ID", ex->request_id);
-  if (ex->limit) {
-    char policy[160], value[160];
-    if (gw_rl_format(ex->limit, &ex->rl, policy, sizeof policy, value, sizeof value) == 0) {
-      MHD_add_response_header(r, "RateLimit-Policy", policy);
-      MHD_add_response_header(r, "RateLimit", value);
-    }
-  }
-  if (ex->origin && gw_cors_origin_allowed(ex->conf, ex->origin)) {
-    MHD_add_response_header(r, "Access-Control-Allow-Origin", ex->origin);
-    MHD_add_response_header(r, "Access-Control-Expose-Headers", ex->conf->cors_expose);
-    MHD_add_response_header(r, "Vary", "Origin");
-  }
-  if (ex->close_after || atomic_load(&draining)) MHD_add_response_header(r, "Connection", "close");
-}
-
-static void local_header(exchange *ex, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void local_header(exchange *ex, const char *name, const char *fmt, ...) {
-  if (ex->nlhdr >= 3) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(ex->lhdr_value[ex->nlhdr], sizeof ex->lhdr_value[0], fmt, ap);
-  va_end(ap);
-  ex->lhdr_name[ex->nlhdr++] = name;
-}
-
-static void local_reply(exchange *ex, int status, const char *ctype, char *body, size_t len) {
-  free(ex->lbody);
-  ex->local = true;
-  ex->status = status;
-  ex->lctype = ctype;
-  ex->lbody = body;
-  ex->llen = len;
-}
-
-static void local_problem(exchange *ex, int status, const char *title, const char *detail) {
-  char path[512];
-  snprintf(path, sizeof path, "%.*s", (int)(ex->pathlen < 500 ? ex->pathlen : 500), ex->uri);
-  size_t len;
-  char *body = gw_problem(status, title, detail, path, ex->request_id, &len);
-  local_reply(ex, status, "application/problem+json", body, len);
-}
-
-/* Queues the gateway-made response. Only from the access handler or on a suspended
- * connection. */
-static enum MHD_Result queue_local(exchange *ex) {
-  struct MHD_Response *r = MHD_create_response_from_buffer(
-      ex->llen, ex->lbody ? ex->lbody : (void *)"", ex->lbody ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-  if (!r) return MHD_NO;
-  ex->lbody = NULL; /* owned by the response now */
-  if (ex->lctype) MHD_add_response_header(r, "Content-Type", ex->lctype);
-  for (int i = 0; i < ex->nlhdr; i++) MHD_add_response_header(r, ex->lhdr_name[i], ex->lhdr_value[i]);
-  for (const char *const *x = ex->xhdr; x && *x; x += 2) MHD_add_response_header(r, x[0], x[1]);
-  add_common_headers(ex, r);
-  enum MHD_Result ret = MHD_queue_response(ex->conn, (unsigned)ex->status, r);
-  MHD_destroy_response(r);
-  ex->response_queued = true;
-  return ret;
-}
-
-static enum MHD_Result queue_pending(exchange *ex) {
-  struct MHD_Response *r = ex->pending;
-  ex->pending = NULL;
-  enum MHD_Result ret = MHD_queue_response(ex->conn, (unsigned)ex->status, r);
-  MHD_destroy_response(r);
-  ex->response_queued = true;
-  return ret;
-}
-
-static bool has_response(const exchange *ex) { return ex->local || ex->pending; }
-
-/* Something changed on the upstream side: give the client connection a chance to move.
- * libmicrohttpd 0.9.75 accepts a response only before the body is read or once the request
- * is complete (MHD_queue_response fails in between, suspended or not), so a response that
- * becomes ready mid-upload waits: the client is resumed, the rest of its body is discarded
- * and on_complete queues the response. */
-static void wake_client(exchange *ex) {
-  if (ex->completed) return;
-  if (ex->deferring) { /* libmicrohttpd asks again on its next run (on_deferred) */
-    ex->w->need_run = true;
-    return;
-  }
-  if (!ex->suspended) return;
-  if (!ex->response_queued && has_response(ex) && ex->at_complete) {
-    if (ex->local) queue_local(ex);
-    else queue_pending(ex);
-  }
-  resume(ex);
-}
-
-/* ------------------------------------------------------------------ upstream side */
-
-static void up_detach(exchange *ex, bool reusable) {
-  uconn *uc = ex->uc;
-  if (!uc) return;
-  ex->uc = NULL;
-  if (reusable) pool_put(ex->w, uc);
-  else uc_close(uc);
-}
-
-/* Field names with their lengths: lists compared against every field of every request
- * and response. */
-typedef struct {
-  const char *name;
-  size_t len;
-} field_name;
-#define NAMED(s) {s, sizeof s - 1}
-#define COUNT(a) (sizeof a / sizeof a[0])
-
-static bool name_in(const field_name *list, size_t count, const char *name, size_t n) {
-  for (size_t i = 0; i < count; i++)
-    if (list[i].len == n && strncasecmp(name, list[i].name, n) == 0) return true;
-  return false;
-}
-
-static bool is_hop_by_hop(const char *name, size_t n) {
-  static const field_name hop_by_hop[] = {
-      NAMED("connection"), NAMED("keep-alive"), NAMED("proxy-connection"), NAMED("te"),
-      NAMED("trailer"), NAMED("transfer-encoding"), NAMED("upgrade"),
-      NAMED("proxy-authenticate"), NAMED("proxy-authorization")};
-  return name_in(hop_by_hop, COUNT(hop_by_hop), name, n);
-}
-
-/* the request fields the gateway sets itself (or keeps: the API key) */
-static bool is_own_request_field(const char *name, size_t n) {
-  static const field_name own[] = {
-      NAMED("host"), NAMED("content-length"), NAMED("expect"), NAMED("x-request-id"),
-      NAMED("x-forwarded-for"), NAMED("x-forwarded-proto"), NAMED("x-forwarded-host"),
-      NAMED("x-api-key"), NAMED("x-consumer-id")};
-  return name_in(own, COUNT(own), name, n);
-}
-#undef NAMED
-#undef COUNT
-
-/* true when name appears as a token in a Connection header value */
-static bool listed_in(const char *list, const char *name, size_t n) {
-  if (!list) return false;
-  const char *p = list;
-  while (*p) {
-    while (*p == ' ' || *p == ',' || *p == '\t') p++;
-    const char *s = p;
-    while (*p && *p != ',' && *p != ' ' && *p != '\t') p++;
-    if ((size_t)(p - s) == n && strncasecmp(s, name, n) == 0) return true;
-  }
-  return false;
-}
-
-static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max);
-static void reader_free(void *cls);
-
-/* The next name/value pair of the upstream's fields stored in hbuf (name\0value\0…)
- * before byte end; false at the end (or at a name without a value). */
-static bool next_field(const exchange *ex, size_t *off, size_t end, const char **name,
-                       size_t *nlen, const char **value) {
-  if (*off >= end) return false;
-  *name = ex->hbuf + *off;
-  *nlen = strlen(*name);
-  if (*off + *nlen + 1 >= end) return false;
-  *value = *name + *nlen + 1;
-  *off = (size_t)(*value - ex->hbuf) + strlen(*value) + 1;
-  return true;
-}
-
-/* Copies the upstream's response fields onto r, less hop-by-hop ones and those the gateway
- * sets itself, then adds the gateway's own. */
-static void response_fields(exchange *ex, struct MHD_Response *r) {
-  /* the head's fields only: trailer fields parsed in the same read follow them in hbuf */
-  const char *conn_list = NULL, *name, *value;
-  size_t nlen;
-  for (size_t off = 0; next_field(ex, &off, ex->head_hlen, &name, &nlen, &value);)
-    if (strcasecmp(name, "Connection") == 0) conn_list = value;
-  bool cors = ex->conf->ncors_origins > 0;
-  for (size_t off = 0; next_field(ex, &off, ex->head_hlen, &name, &nlen, &value);) {
-    if (is_hop_by_hop(name, nlen) || listed_in(conn_list, name, nlen) ||
-        strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "X-Request-ID") == 0 ||
-        (cors && strncasecmp(name, "Access-Control-", 15) == 0))
-      continue;
-    MHD_add_response_header(r, name, value); /* refuses CR/LF itself */
-  }
-  add_common_headers(ex, r);
-}
-
-/* The upstream's response head is complete: build the client response, streamed from the
- * response buffer by the content reader. */
-static void make_response(exchange *ex) {
-  ex->status = ex->upstream_status;
-  uint64_t size = ex->resp_length == UINT64_MAX ? MHD_SIZE_UNKNOWN : ex->resp_length;
-  struct MHD_Response *r = MHD_create_response_from_callback(size, 16384, reader, ex, reader_free);
-  if (!r) abort();
-  ex->refs++; /* the response's reference, dropped by reader_free */
-  ex->stream = r;
-  response_fields(ex, r);
-  ex->pending = r;
-}
-
-/* Whether the whole response is in the buffer and may be handed to libmicrohttpd as one
- * piece of memory (which then sends head and body with one system call): a body with a
- * Content-Length, complete. HEAD, 204 and 304 keep the reader, which carries the length
- * the upstream announced without a body. */
-static bool whole_response(const exchange *ex) {
-  return ex->up_done && ex->mbit != GW_M_HEAD && ex->upstream_status != 204 &&
-         ex->upstream_status != 304 && !(ex->parser.flags & F_CHUNKED) &&
-         ex->resp_length != UINT64_MAX && buf_pending(&ex->resp) == ex->resp_length;
-}
-
-/* The client response, once the upstream's head is in: from memory when the whole
- * response is there, else streamed. */
-static void build_response(exchange *ex) {
-  ex->response_made = true;
-  if (!whole_response(ex)) {
-    make_response(ex);
-    return;
-  }
-  ex->status = ex->upstream_status;
-  size_t len = buf_pending(&ex->resp);
-  struct MHD_Response *r;
-  if (len == 0) {
-    r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-    free(ex->resp.data);
-  } else {
-    if (ex->resp.off) memmove(ex->resp.data, ex->resp.data + ex->resp.off, len);
-    r = MHD_create_response_from_buffer_with_free_callback(len, ex->resp.data, free);
-  }
-  if (!r) abort();
-  ex->resp.data = NULL; /* the response's now */
-  ex->resp.off = ex->resp.len = ex->resp.cap = 0;
-  ex->bytes_out += len;
-  response_fields(ex, r);
-  ex->pending = r;
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t n) {
-  exchange *ex = p->data;
-  if (ex->hlen + n + 2 > MAX_RESP_HEADER_BYTES) return -1;
-  if (ex->hlen + n + 2 > ex->hcap) {
-    ex->hcap = (ex->hlen + n + 2) * 2;
-    if (ex->hcap < 1024) ex->hcap = 1024;
-    ex->hbuf = realloc(ex->hbuf, ex->hcap);
-    if (!ex->hbuf) abort();
-  }
-  /* Layout: name\0value\0name\0value\0... Every piece is stored terminated, so a new
-   * field simply follows the previous value; a field split across reads continues over
-   * its terminator. */
-  if (!ex->parsing_field) ex->parsing_field = true;
-  else if (ex->hlen) ex->hlen--;
-  memcpy(ex->hbuf + ex->hlen, at, n);
-  ex->hlen += n;
-  ex->hbuf[ex->hlen++] = 0;
-  return 0;
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t n) {
-  exchange *ex = p->data;
-  if (ex->hlen + n + 2 > MAX_RESP_HEADER_BYTES) return -1;
-  if (ex->hlen + n + 2 > ex->hcap) {
-    ex->hcap = (ex->hlen + n + 2) * 2;
-    if (ex->hcap < 1024) ex->hcap = 1024;
-    ex->hbuf = realloc(ex->hbuf, ex->hcap);
-    if (!ex->hbuf) abort();
-  }
-  if (ex->parsing_field) ex->parsing_field = false; /* value starts right after name\0 */
-  else ex->hlen--;                                  /* continue the value */
-  memcpy(ex->hbuf + ex->hlen, at, n);
-  ex->hlen += n;
-  ex->hbuf[ex->hlen++] = 0;
-  return 0;
-}
-
-static int on_headers_complete(http_parser *p) {
-  exchange *ex = p->data;
-  if (!ex->parsing_field && ex->hlen == 0) {
-    /* no headers at all */
-  } else if (ex->parsing_field) {
-    /* a field without value: give it an empty one */
-    if (ex->hlen + 1 > ex->hcap) {
-      ex->hcap = ex->hlen + 16;
-      ex->hbuf = realloc(ex->hbuf, ex->hcap);
-      if (!ex->hbuf) abort();
-    }
-    ex->hbuf[ex->hlen++] = 0;
-    ex->parsing_field = false; /* a trailer field that follows starts afresh */
-  }
-  if (p->status_code < 200) { /* 1xx: forget it, the real response follows */
-    ex->hlen = 0;
-    ex->parsing_field = false;
-    return 0;
-  }
-  ex->upstream_status = p->status_code;
-  ex->head_done = true;
-  ex->head_hlen = ex->hlen; /* what http_parser reports after this are trailer fields */
-  ex->t_up_headers = now_s();
-  bool no_body = ex->mbit == GW_M_HEAD || p->status_code == 204 || p->status_code == 304;
-  ex->resp_length = (p->flags & F_CHUNKED) || p->content_length == ULLONG_MAX ? UINT64_MAX
-                                                                              : p->content_length;
-  if (no_body && ex->mbit != GW_M_HEAD) ex->resp_length = 0;
-  /* the response buffer: the body's size when known and small, else the configured size */
-  size_t cap = ex->conf->buffer_bytes;
-  if (ex->resp_length != UINT64_MAX && ex->resp_length + 1 < cap) cap = (size_t)ex->resp_length + 1;
-  buf_init(&ex->resp, cap);
-  return no_body ? 1 : 0; /* the client response is built once this read is parsed */
-}
-
-static int on_body(http_parser *p, const char *at, size_t n) {
-  exchange *ex = p->data;
-  /* room was reserved before reading (decoded body bytes never exceed the bytes read),
-   * except on the read that carried the head: grow the buffer up to its configured size */
-  if (!buf_room(&ex->resp, n, NULL)) {
-    size_t need = buf_pending(&ex->resp) + n;
-    if (need > ex->conf->buffer_bytes) return -1;
-    buf_room(&ex->resp, ex->resp.cap, NULL); /* compact */
-    char *nb = realloc(ex->resp.data, need);
-    if (!nb) abort();
-    ex->resp.data = nb;
-    ex->resp.cap = need;
-  }
-  memcpy(ex->resp.data + ex->resp.len, at, n);
-  ex->resp.len += n;
-  return 0;
-}
-
-static int on_message_complete(http_parser *p) {
-  exchange *ex = p->data;
-  if (!ex->head_done) return 0; /* end of a 1xx */
-  ex->up_done = true;
-  http_parser_pause(p, 1); /* anything after the response is not ours */
-  return 0;
-}
-
-static const http_parser_settings parser_settings = {
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
-
-static void start_attempt(exchange *ex);
-
-enum fail_kind { FAIL_CONNECT, FAIL_CONNECT_TIMEOUT, FAIL_IO, FAIL_TIMEOUT, FAIL_PROTOCOL };
-
-/* Whether a failed attempt may be repeated on another replica: never once the client has
- * the response head; always when the request never left the gateway (connection refused
- * or connect timeout: the upstream cannot have seen it); otherwise only for idempotent
- * methods whose request bytes are still all in the buffer. */
-static bool may_retry(const exchange *ex, enum fail_kind kind) {
-  if (ex->head_done || ex->retries >= ex->route->retries) return false;
-  if (kind == FAIL_CONNECT || kind == FAIL_CONNECT_TIMEOUT) return true;
-  return ex->idempotent && ex->replayable;
-}
-
-static void upstream_failed(exchange *ex, enum fail_kind kind, const char *why) {
-  worker *w = ex->w;
-  bool stale = ex->uc && ex->uc->reused && kind == FAIL_IO && ex->parser.nread == 0;
-  gw_replica *rep = ex->uc ? ex->uc->rep : NULL;
-  up_detach(ex, false);
-  ex->error = why;
-  char labels[320];
-  if (rep) {
-    snprintf(labels, sizeof labels, "upstream=\"%s\",outcome=\"%s\"", rep->name,
-             kind == FAIL_TIMEOUT || kind == FAIL_CONNECT_TIMEOUT ? "timeout"
-             : kind == FAIL_CONNECT                               ? "connect_error"
-                                                                  : "error");
-    gw_stats_add(w->stats, "gateway_upstream_requests_total", labels, 1);
-    /* a pooled connection the upstream had closed says nothing about its health */
-    if (!stale) gw_replica_failure(rep, ex->conf, why);
-  }
-  if (ex->head_done) { /* too late for anything but an abort */
-    ex->up_failed = true;
-    active_del(ex);
-    wake_client(ex);
-    return;
-  }
-  if (stale && ex->idempotent && ex->replayable && !ex->stale_retried) {
-    ex->stale_retried = true; /* a fresh connection, not counted as a retry */
-    start_attempt(ex);
-    return;
-  }
-  if (may_retry(ex, kind)) {
-    ex->retries++;
-    snprintf(labels, sizeof labels, "route=\"%s\"", ex->route->name);
-    gw_stats_add(w->stats, "gateway_retries_total", labels, 1);
-    start_attempt(ex);
-    return;
-  }
-  active_del(ex);
-  if (kind == FAIL_TIMEOUT || kind == FAIL_CONNECT_TIMEOUT) local_problem(ex, 504, "Gateway Timeout", "the upstream did not answer in time");
-  else local_problem(ex, 502, "Bad Gateway", "the upstream failed to answer");
-  wake_client(ex);
-}
-
-static void update_events(exchange *ex) {
-  uconn *uc = ex->uc;
-  if (!uc) return;
-  uint32_t ev = 0;
-  if (uc->connecting || buf_pending(&ex->req)) ev |= EPOLLOUT;
-  if (!uc->connecting && !ex->up_done) {
-    /* read only when the response buffer has room for a full read */
-    size_t freeb = ex->resp.cap - buf_pending(&ex->resp);
-    if (!ex->head_done || freeb >= ex->resp.cap / 4 || freeb >= 16384) ev |= EPOLLIN | EPOLLRDHUP;
-    ex->up_paused = !(ev & EPOLLIN);
-  }
-  uc_events(uc, ev);
-}
-
-/* Adds to a counter only its worker writes (the metrics renderer reads it). */
-static void own_add(_Atomic uint64_t *c, uint64_t n) {
-  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
-}
-
-#define RING_ENTRIES 256
-
-/* Sending a whole request upstream while libmicrohttpd runs: queue it, and send all of
- * this run's requests with one io_uring submission afterwards (flush_sends). Why: an
- * upstream on the same CPU is woken by the first send and, on a kernel that preempts at the
- * return from the system call, runs at once — with one send() per request it wakes (and
- * preempts the gateway) once per request and handles one request per wake-up. One
- * submission for all of them wakes it once, and it then finds them all. */
-static bool queue_send(exchange *ex) {
-  worker *w = ex->w;
-  if (!w->in_mhd || !w->uring || (ex->has_body && !ex->body_done)) return false;
-  /* when runs complete one request at a time (one client at a time) and nothing is
-   * deferred, there is nothing to batch with: send now and wait right here (fast_wait),
-   * which takes fewer trips through the event loop */
-  if (w->run_avg < 384 && w->ndeferred == 0 && !ex->send_queued && !ex->conf->batch_always)
-    return false;
-  if (ex->send_queued) return true;
-  if (w->nflush == w->flushcap) {
-    int cap = w->flushcap ? w->flushcap * 2 : 64;
-    struct flushent *f = realloc(w->flush, (size_t)cap * sizeof *f);
-    if (!f) return false;
-    w->flush = f;
-    w->flushcap = cap;
-  }
-  w->flush[w->nflush++] = (struct flushent){.ex = ex, .uc = ex->uc, .attempt = ex->attempt};
-  ex->send_queued = true;
-  ex->refs++;
-  return true;
-}
-
-static void up_write(exchange *ex) {
-  uconn *uc = ex->uc;
-  if (buf_pending(&ex->req) && queue_send(ex)) return;
-  while (buf_pending(&ex->req)) {
-    ssize_t n = send(uc->fd, ex->req.data + ex->req.off, buf_pending(&ex->req), MSG_NOSIGNAL);
-    if (n > 0) {
-      ex->req.off += (size_t)n;
-      ex->progress_ms = ex->w->now_ms;
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    upstream_failed(ex, FAIL_IO, "write to upstream failed");
-    return;
-  }
-  if (!ex->replayable && ex->req.off == ex->req.len) ex->req.off = ex->req.len = 0;
-  /* a client waiting for buffer space may go on */
-  if (ex->suspended && !ex->body_done && !has_response(ex)) resume(ex);
-  update_events(ex);
-}
-
-static bool flush_valid(const struct flushent *f) {
-  return !f->ex->completed && f->ex->uc == f->uc && f->ex->attempt == f->attempt &&
-         buf_pending(&f->ex->req) > 0;
-}
-
-static void flush_sends(worker *w) {
-  if (!w->nflush) return; /* called after MHD_run: what a batch leaves is sent directly */
-  for (int i = 0; i < w->nflush;) {
-    int batch = w->nflush - i < RING_ENTRIES ? w->nflush - i : RING_ENTRIES;
-    for (int j = i; j < i + batch; j++) {
-      struct flushent *f = &w->flush[j];
-      struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
-      f->res = -EAGAIN; /* not sent: up_write sends it directly below */
-      if (!sqe) abort(); /* the ring is empty at the start of every batch */
-      if (flush_valid(f)) {
-        exchange *ex = f->ex;
-        io_uring_prep_send(sqe, f->uc->fd, ex->req.data + ex->req.off, buf_pending(&ex->req),
-                           MSG_NOSIGNAL | MSG_DONTWAIT);
-      } else {
-        io_uring_prep_nop(sqe);
-      }
-      io_uring_sqe_set_data64(sqe, (uint64_t)j);
-    }
-    int rc = io_uring_submit_and_wait(&w->ring, (unsigned)batch);
-    own_add(&w->batches, 1);
-    own_add(&w->batched_sends, (uint64_t)batch);
-    if (rc < 0) log_warn("gateway: io_uring submission failed: %s", strerror(-rc));
-    struct io_uring_cqe *cqe;
-    unsigned head, seen = 0;
-    io_uring_for_each_cqe(&w->ring, head, cqe) {
-      uint64_t j = io_uring_cqe_get_data64(cqe);
-      if (j < (uint64_t)w->nflush) w->flush[j].res = cqe->res;
-      seen++;
-    }
-    io_uring_cq_advance(&w->ring, seen);
-    i += batch;
-  }
-  int n = w->nflush;
-  w->nflush = 0;
-  for (int j = 0; j < n; j++) {
-    struct flushent *f = &w->flush[j];
-    exchange *ex = f->ex;
-    ex->send_queued = false;
-    if (flush_valid(f)) {
-      if (f->res > 0) {
-        ex->req.off += (size_t)f->res;
-        ex->progress_ms = w->now_ms;
-        up_write(ex); /* the rest, if any, and the bookkeeping after a write */
-      } else if (f->res == -EAGAIN || f->res == -EINTR) {
-        up_write(ex);
-      } else {
-        upstream_failed(ex, FAIL_IO, "write to upstream failed");
-      }
-    }
-    ex_unref(ex);
-  }
-}
-
-static void up_read(exchange *ex) {
-  uconn *uc = ex->uc;
-  for (;;) {
-    size_t room = sizeof ex->w->scratch;
-    /* decoded body bytes never outnumber the bytes read, so this read always fits */
-    if (ex->head_done) {
-      size_t freeb = ex->resp.cap - buf_pending(&ex->resp);
-      if (freeb < room) room = freeb;
-      if (room == 0) break;
-    } else if (room > ex->conf->buffer_bytes) {
-      room = ex->conf->buffer_bytes; /* the head's read may carry the start of the body */
-    }
-    ssize_t n = recv(uc->fd, ex->w->scratch, room, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    if (n < 0) {
-      upstream_failed(ex, FAIL_IO, "upstream connection reset");
-      return;
-    }
-    ex->progress_ms = ex->w->now_ms;
-    bool had_head = ex->head_done;
-    size_t done = http_parser_execute(&ex->parser, &parser_settings, ex->w->scratch, (size_t)n);
-    enum http_errno err = HTTP_PARSER_ERRNO(&ex->parser);
-    if (ex->head_done && !ex->response_made) {
-      if (err != HPE_OK && err != HPE_PAUSED) ex->up_done = false; /* never from memory then */
-      build_response(ex);
-    }
-    if (err != HPE_OK && err != HPE_PAUSED) {
-      upstream_failed(ex, FAIL_PROTOCOL, "invalid response from upstream");
-      return;
-    }
-    if (!had_head && ex->head_done) {
-      gw_replica_success(uc->rep);
-      struct pool *p = &ex->w->pools[uc->rep->id];
-      if (!p->ok) {
-        char labels[300];
-        snprintf(labels, sizeof labels, "upstream=\"%s\",outcome=\"response\"", uc->rep->name);
-        p->ok = gw_stats_counter(ex->w->stats, "gateway_upstream_requests_total", labels);
-      }
-      gw_counter_add(ex->w->stats, p->ok, 1);
-    }
-    if (ex->up_done) {
-      /* reusable when the upstream consumed the whole request, sent nothing extra and
-       * keeps the connection */
-      bool reusable = ex->body_done && buf_pending(&ex->req) == 0 && done == (size_t)n &&
-                      http_should_keep_alive(&ex->parser);
-      up_detach(ex, reusable);
-      active_del(ex);
-      wake_client(ex);
-      return;
-    }
-    if (n == 0) {
-      /* EOF: a close-delimited body ends here; anything else is a failure */
-      upstream_failed(ex, FAIL_IO, ex->head_done ? "upstream closed mid-response"
-                                                 : "upstream closed the connection");
-      return;
-    }
-    if (ex->head_done) wake_client(ex);
-  }
-  if (ex->uc) update_events(ex);
-}
-
-static void up_event(uconn *uc, uint32_t events) {
-  exchange *ex = uc->ex;
-  if (!ex) { /* pooled connection: the upstream closed it or sent garbage */
-    pool_unlink(uc->w, uc);
-    uc_close(uc);
-    return;
-  }
-  if (uc->connecting) {
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (getsockopt(uc->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err) {
-      upstream_failed(ex, FAIL_CONNECT, "connect to upstream failed");
-      return;
-    }
-    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
-    uc->connecting = false;
-    ex->progress_ms = ex->w->now_ms;
-  }
-  if (events & EPOLLOUT) {
-    up_write(ex);
-    if (!ex->uc) return;
-  }
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) up_read(ex);
-}
-
-static gw_replica *pick_replica(exchange *ex) {
-  worker *w = ex->w;
-  const gw_route *r = ex->route;
-  int64_t now = w->now_ms;
-  unsigned start = r->index < w->nrr ? w->rr[r->index]++ : 0; /* index of an older config */
-  for (int pass = 0; pass < 2; pass++) {
-    for (int i = 0; i < r->nupstreams; i++) {
-      gw_replica *rep = r->replicas[(start + (unsigned)i) % (unsigned)r->nupstreams];
-      if (!gw_replica_available(rep, now)) continue;
-      bool tried = false;
-      for (int t = 0; t < ex->ntried; t++) tried = tried || ex->tried[t] == rep;
-      /* first pass: a replica not tried yet; second: any healthy one */
-      if (tried && pass == 0) continue;
-      return rep;
-    }
-  }
-  return NULL;
-}
-
-static void start_attempt(exchange *ex) {
-  worker *w = ex->w;
-  gw_replica *rep = pick_replica(ex);
-  if (!rep) {
-    active_del(ex);
-    if (ex->ntried == 0) {
-      local_problem(ex, 503, "Service Unavailable", "no healthy upstream for this route");
-      local_header(ex, "Retry-After", "%d", 1);
-    } else if (ex->error && strstr(ex->error, "time")) {
-      local_problem(ex, 504, "Gateway Timeout", "the upstream did not answer in time");
-    } else {
-      local_problem(ex, 502, "Bad Gateway", "the upstream failed to answer");
-    }
-    wake_client(ex);
-    return;
-  }
-  ex->attempt++;
-  if (ex->ntried < MAX_TRIES) ex->tried[ex->ntried++] = rep;
-  ex->upstream_name = rep->name;
-  if (ex->t_up_start == 0) ex->t_up_start = now_s();
-  /* (re)start the request from its first byte and a fresh parser */
-  ex->req.off = 0;
-  http_parser_init(&ex->parser, HTTP_RESPONSE);
-  ex->parser.data = ex;
-  ex->hlen = 0;
-  ex->parsing_field = false;
-  uconn *uc = pool_get(w, rep, ex->conf->keepalive_idle_ms, !ex->idempotent);
-  if (!uc) {
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
-    unsigned gen;
-    gw_replica_addr(rep, &addr, &addrlen, &gen);
-    int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-      upstream_failed(ex, FAIL_CONNECT, "no socket for upstream");
-      return;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    uc = calloc(1, sizeof *uc);
-    if (!uc) abort();
-    uc->tag = TAG_UP;
-    uc->fd = fd;
-    uc->w = w;
-    uc->rep = rep;
-    uc->addr_gen = gen;
-    uc->connecting = true;
-    uc->events = EPOLLOUT;
-    ws_set(w, fd, EPOLLOUT, uc, EPOLL_CTL_ADD);
-    ex->uc = uc;
-    uc->ex = ex;
-    ex->deadline_ms = w->now_ms + ex->route->connect_timeout_ms;
-    active_add(ex);
-    if (connect(fd, (const struct sockaddr *)&addr, addrlen) != 0 && errno != EINPROGRESS) {
-      upstream_failed(ex, FAIL_CONNECT, "connect to upstream failed");
-      return;
-    }
-    return; /* EPOLLOUT tells when connected */
-  }
-  ex->uc = uc;
-  uc->ex = ex;
-  ex->progress_ms = w->now_ms;
-  active_add(ex);
-  up_write(ex);
-}
-
-/* ------------------------------------------------------------------ client side */
-
-/* Trailer fields pass through in both directions: those of a chunked upstream response go
- * to the client as trailer fields of its chunked response (libmicrohttpd sends them after
- * the last chunk; an HTTP/1.0 client gets no chunks and so no trailers), those of a chunked
- * request body go upstream after its last chunk. Dropped, as RFC 9110 6.5.1 asks of fields
- * that must not be trailers: hop-by-hop ones, framing, routing, request modifiers,
- * authentication, response control, content processing — and the fields the gateway sets
- * itself, so that a trailer cannot stand in for them (X-Consumer-ID above all). */
-static const char *const not_trailers[] = {
-    "content-length", "content-type", "content-encoding", "content-range", "host",
-    "authorization", "www-authenticate", "set-cookie", "cache-control", "expires", "date",
-    "location", "retry-after", "vary", "age", "x-request-id", "ratelimit",
-    "ratelimit-policy", NULL};
-static const char *const not_request_trailers[] = {
-    "content-length", "content-type", "content-encoding", "content-range", "host",
-    "authorization", "cookie", "expect", "max-forwards", "pragma", "range", "cache-control",
-    "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range",
-    "x-api-key", "x-consumer-id", "x-request-id", "x-forwarded-for", "x-forwarded-proto",
-    "x-forwarded-host", "forwarded", NULL};
-
-static bool trailer_dropped(const char *name, size_t nlen, const char *const *deny) {
-  if (is_hop_by_hop(name, nlen) || strncasecmp(name, "proxy-", 6) == 0) return true;
-  for (int i = 0; deny[i]; i++)
-    if (strcasecmp(name, deny[i]) == 0) return true;
-  return false;
-}
-
-static void add_trailers(exchange *ex) {
-  if (!ex->stream) return;
-  const char *name, *value;
-  size_t nlen;
-  for (size_t off = ex->head_hlen; next_field(ex, &off, ex->hlen, &name, &nlen, &value);) {
-    if (!trailer_dropped(name, nlen, not_trailers) && strncasecmp(name, "access-control-", 15) != 0)
-      MHD_add_response_footer(ex->stream, name, value); /* refuses CR/LF itself */
-  }
-  ex->head_hlen = ex->hlen; /* once */
-}
-
-/* libmicrohttpd's parsed trailer fields of a chunked request body, as "name: value" lines */
-static enum MHD_Result collect_trailer(void *cls, enum MHD_ValueKind kind, const char *key,
-                                       const char *value) {
-  (void)kind;
-  buf *t = cls;
-  if (!value) value = "";
-  size_t nlen = strlen(key), vlen = strlen(value);
-  if (trailer_dropped(key, nlen, not_request_trailers) || strpbrk(key, "\r\n") || strpbrk(value, "\r\n"))
-    return MHD_YES;
-  buf_append(t, key, nlen);
-  buf_append(t, ": ", 2);
-  buf_append(t, value, vlen);
-  buf_append(t, "\r\n", 2);
-  return MHD_YES;
-}
-
-static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max) {
-  (void)pos;
-  exchange *ex = cls;
-  size_t have = buf_pending(&ex->resp);
-  if (have) {
-    size_t n = have < max ? have : max;
-    memcpy(out, ex->resp.data + ex->resp.off, n);
-    ex->resp.off += n;
-    if (ex->resp.off == ex->resp.len) ex->resp.off = ex->resp.len = 0;
-    ex->bytes_out += n;
-    if (ex->up_paused && ex->uc) update_events(ex);
-    return (ssize_t)n;
-  }
-  if (ex->up_done) {
-    add_trailers(ex);
-    return MHD_CONTENT_READER_END_OF_STREAM;
-  }
-  if (ex->up_failed) return MHD_CONTENT_READER_END_WITH_ERROR;
-  suspend(ex); /* resumed when the upstream sends more */
-  if (ex->uc) update_events(ex);
-  return 0;
-}
-
-static void reader_free(void *cls) {
-  exchange *ex = cls;
-  ex->stream = NULL;
-  ex_unref(ex);
-}
-
 static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn) {
   exchange *ex = ex_new(cls);
   ex->w = cls;
@@ -1322,7 +90,7 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn) {
     ex->uri = strdup(uri);
     if (!ex->uri) abort();
   }
-  ex->t_start = now_s();
+  ex->t_start = ex_now_s();
   ex->rl_decision = "none";
   ex->resp_length = UINT64_MAX;
   ex->replayable = true;
@@ -1330,83 +98,19 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn) {
   return ex;
 }
 
-typedef struct {
-  const char *host, *request_id, *xff, *xfp, *xfh, *api_key, *authorization, *content_length,
-      *transfer_encoding, *origin, *acrm, *connection, *expect;
-  char *xff_joined;
-  size_t bytes; /* the fields as received: "name: value" CRLF each */
-} req_headers;
-
-static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                      size_t key_size, const char *value, size_t value_size) {
+static enum MHD_Result collect_field(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     size_t key_size, const char *value, size_t value_size) {
   (void)kind;
-  req_headers *h = cls;
-  h->bytes += key_size + value_size + 4;
-  if (!value) value = "";
-  switch (key[0] | 0x20) {
-    case 'h': if (strcasecmp(key, "Host") == 0) h->host = value; break;
-    case 'x':
-      if (strcasecmp(key, "X-Request-ID") == 0) h->request_id = value;
-      else if (strcasecmp(key, "X-API-Key") == 0) h->api_key = value;
-      else if (strcasecmp(key, "X-Forwarded-Proto") == 0) h->xfp = value;
-      else if (strcasecmp(key, "X-Forwarded-Host") == 0) h->xfh = value;
-      else if (strcasecmp(key, "X-Forwarded-For") == 0) {
-        if (!h->xff) h->xff = value;
-        else { /* several headers are one list */
-          char *j = NULL;
-          if (asprintf(&j, "%s, %s", h->xff, value) < 0) abort();
-          free(h->xff_joined);
-          h->xff = h->xff_joined = j;
-        }
-      }
-      break;
-    case 'a': if (strcasecmp(key, "Authorization") == 0) h->authorization = value;
-      else if (strcasecmp(key, "Access-Control-Request-Method") == 0) h->acrm = value;
-      break;
-    case 'c': if (strcasecmp(key, "Content-Length") == 0) h->content_length = value;
-      else if (strcasecmp(key, "Connection") == 0) h->connection = value;
-      break;
-    case 't': if (strcasecmp(key, "Transfer-Encoding") == 0) h->transfer_encoding = value; break;
-    case 'o': if (strcasecmp(key, "Origin") == 0) h->origin = value; break;
-    case 'e': if (strcasecmp(key, "Expect") == 0) h->expect = value; break;
-    default: break;
+  field_list *l = cls;
+  if (l->n == GW_MAX_FIELDS) {
+    l->overflow = true;
+    return MHD_NO;
   }
+  l->fields[l->n++] = (gw_field){key, key_size, value ? value : "", value ? value_size : 0};
   return MHD_YES;
 }
-
-typedef struct {
-  exchange *ex;
-  const req_headers *h;
-  bool drop_authorization;
-} fwd_ctx;
 
 static void req_append(exchange *ex, const char *s, size_t n) { buf_append(&ex->req, s, n); }
-
-static void req_put(exchange *ex, const char *s) { req_append(ex, s, strlen(s)); }
-
-/* name: value CRLF, by copies */
-static void req_header(exchange *ex, const char *name, const char *v1, const char *v2) {
-  req_put(ex, name);
-  req_append(ex, ": ", 2);
-  req_put(ex, v1);
-  if (v2) {
-    req_append(ex, ", ", 2);
-    req_put(ex, v2);
-  }
-  req_append(ex, "\r\n", 2);
-}
-
-static enum MHD_Result forward_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                      const char *value) {
-  (void)kind;
-  fwd_ctx *f = cls;
-  size_t n = strlen(key);
-  if (is_hop_by_hop(key, n) || listed_in(f->h->connection, key, n)) return MHD_YES;
-  if (is_own_request_field(key, n)) return MHD_YES;
-  if (f->drop_authorization && strcasecmp(key, "Authorization") == 0) return MHD_YES;
-  req_header(f->ex, key, value ? value : "", NULL);
-  return MHD_YES;
-}
 
 static bool valid_request_id(const char *s) {
   size_t n = 0;
@@ -1418,35 +122,6 @@ static bool valid_request_id(const char *s) {
     if (n >= 128) return false;
   }
   return n > 0;
-}
-
-/* Dot segments would let "/v1/../admin" reach what routing did not allow: refuse them,
- * encoded or not. */
-static bool has_dot_segment(const char *p, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    if (p[i] == '/') {
-      i++;
-      continue;
-    }
-    size_t s = i;
-    while (i < n && p[i] != '/') i++;
-    int dots = 0;
-    bool only = true;
-    for (size_t k = s; k < i && only;) {
-      if (p[k] == '.') {
-        dots++;
-        k++;
-      } else if (k + 3 <= i && p[k] == '%' && p[k + 1] == '2' && (p[k + 2] | 0x20) == 'e') {
-        dots++;
-        k += 3;
-      } else {
-        only = false;
-      }
-    }
-    if (only && (dots == 1 || dots == 2)) return true;
-  }
-  return false;
 }
 
 /* A UUIDv4-shaped id from a per-worker xorshift generator seeded from the CSPRNG: ids need
@@ -1516,11 +191,11 @@ static void serve_health(exchange *ex) {
                                            "upstream", r->name, "up",
                                            gw_replica_available(r, now)));
     }
-  bool drain = atomic_load(&draining);
+  bool drain = atomic_load(&ex_draining);
   json_t *body = json_pack("{s:s, s:o}", "status", drain ? "DRAINING" : "UP", "upstreams", ups);
   char *s = json_dumps(body, JSON_COMPACT);
   json_decref(body);
-  local_reply(ex, drain ? 503 : 200, "application/json", s, strlen(s));
+  rsp_local(ex, drain ? 503 : 200, "application/json", s, strlen(s));
 }
 
 /* Appends metric{result="…"} lines for a per-worker array of outcome counters (at byte
@@ -1574,25 +249,23 @@ static void serve_metrics(exchange *ex) {
   if (asprintf(&text, "%s%s%s", mine, fast, shared) < 0) abort();
   free(mine);
   free(shared);
-  local_reply(ex, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
+  rsp_local(ex, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
 }
 
 /* The web client's files (webroot.h); true when the path is one of them. */
-static bool serve_web(exchange *ex) {
-  if (!(ex->mbit & (GW_M_GET | GW_M_HEAD)) || !gw_web_wants(ex->uri, ex->pathlen)) return false;
+static bool serve_web(exchange *ex, const char *p, size_t n) {
+  if (!(ex->mbit & (GW_M_GET | GW_M_HEAD)) || !gw_web_wants(p, n)) return false;
   gw_web_reply r;
   const char *inm = MHD_lookup_connection_value(ex->conn, MHD_HEADER_KIND, "If-None-Match");
-  if (!gw_web_lookup(ex->uri, ex->pathlen, inm, &r)) return false;
-  local_reply(ex, r.status, r.status == 200 ? r.content_type : NULL, r.body, r.len);
+  if (!gw_web_lookup(p, n, inm, &r)) return false;
+  rsp_local(ex, r.status, r.status == 200 ? r.content_type : NULL, r.body, r.len);
   ex->xhdr = r.headers;
   return true;
 }
 
 /* Handles the paths the gateway answers itself; true when it did. */
-static bool serve_local(exchange *ex) {
-  const char *p = ex->uri;
-  size_t n = ex->pathlen;
-  if (serve_web(ex)) return true;
+static bool serve_local(exchange *ex, const char *p, size_t n) {
+  if (serve_web(ex, p, n)) return true;
   bool root = n == 1 && p[0] == '/';
   bool openapi = n == 13 && memcmp(p, "/openapi.json", 13) == 0;
   bool health = n == 15 && memcmp(p, "/gateway/health", 15) == 0;
@@ -1600,29 +273,29 @@ static bool serve_local(exchange *ex) {
   bool gw = n >= 8 && memcmp(p, "/gateway", 8) == 0 && (n == 8 || p[8] == '/');
   if (!root && !openapi && !gw) return false;
   if (!(ex->mbit & (GW_M_GET | GW_M_HEAD))) {
-    local_problem(ex, 405, "Method Not Allowed", "only GET and HEAD are allowed here");
-    local_header(ex, "Allow", "GET, HEAD");
+    rsp_problem(ex, 405, "Method Not Allowed", "only GET and HEAD are allowed here");
+    rsp_header(ex, "Allow", "GET, HEAD");
     return true;
   }
   if (root) {
     size_t len;
     char *page = gw_landing_page(ex->conf, &len);
-    local_reply(ex, 200, "text/html; charset=utf-8", page, len);
+    rsp_local(ex, 200, "text/html; charset=utf-8", page, len);
   } else if (openapi) {
     if (!ex->conf->openapi) {
-      local_problem(ex, 404, "Not Found", "no OpenAPI document is installed");
+      rsp_problem(ex, 404, "Not Found", "no OpenAPI document is installed");
     } else {
       char *doc = malloc(ex->conf->openapi_len + 1);
       if (!doc) abort();
       memcpy(doc, ex->conf->openapi, ex->conf->openapi_len);
-      local_reply(ex, 200, "application/json", doc, ex->conf->openapi_len);
+      rsp_local(ex, 200, "application/json", doc, ex->conf->openapi_len);
     }
   } else if (health) {
     serve_health(ex);
   } else if (metrics) {
     serve_metrics(ex);
   } else {
-    local_problem(ex, 404, "Not Found", "no resource at this path");
+    rsp_problem(ex, 404, "Not Found", "no resource at this path");
   }
   return true;
 }
@@ -1642,8 +315,8 @@ static bool admit_stream(exchange *ex) {
     char detail[128];
     snprintf(detail, sizeof detail, "at most %d event streams may be open per client",
              gw_streams_limit());
-    local_problem(ex, 429, "Too Many Requests", detail);
-    local_header(ex, "Retry-After", "5");
+    rsp_problem(ex, 429, "Too Many Requests", detail);
+    rsp_header(ex, "Retry-After", "5");
     note_reject(ex, "streams");
     return false;
   }
@@ -1667,191 +340,75 @@ static void on_headers(exchange *ex, const char *method, const char *version) {
   const char *q = strpbrk(ex->uri, "?#");
   ex->pathlen = q ? (size_t)(q - ex->uri) : strlen(ex->uri);
 
-  req_headers h = {0};
-  MHD_get_connection_values_n(ex->conn, MHD_HEADER_KIND, collect_header, &h);
-  if (h.request_id && valid_request_id(h.request_id))
-    snprintf(ex->request_id, sizeof ex->request_id, "%s", h.request_id);
-  else request_id_new(w, ex->request_id);
+  gw_field fields[GW_MAX_FIELDS];
+  field_list fl = {.fields = fields};
+  MHD_get_connection_values_n(ex->conn, MHD_HEADER_KIND, collect_field, &fl);
   const union MHD_ConnectionInfo *ci = MHD_get_connection_info(ex->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
   if (ci && ci->client_addr) gw_ip_text(ci->client_addr, ex->peer_ip);
-  gw_client_ip(c->trusted, c->ntrusted, ex->peer_ip, h.xff, ex->client_ip);
-  ex->origin = h.origin;
-  ex->expect_continue = h.expect && strcasecmp(h.expect, "100-continue") == 0;
-  if (atomic_load(&draining)) ex->close_after = true;
+  gw_head head = {.method = method, .target = ex->uri, .version = version, .fields = fields,
+                  .nfields = fl.n, .too_many_fields = fl.overflow, .peer_ip = ex->peer_ip};
+  gw_admission *a = &w->adm;
+  gw_admit(c, &head, a);
+  ex->idempotent = a->idempotent;
+  if (a->request_id && valid_request_id(a->request_id))
+    snprintf(ex->request_id, sizeof ex->request_id, "%s", a->request_id);
+  else request_id_new(w, ex->request_id);
+  memcpy(ex->client_ip, a->client_ip, sizeof ex->client_ip);
+  ex->client_ip[sizeof ex->client_ip - 1] = 0;
+  ex->origin = a->origin;
+  ex->expect_continue = a->expect_continue;
+  ex->has_body = a->body != GW_BODY_NONE;
+  ex->chunked_in = a->body == GW_BODY_CHUNKED;
+  ex->content_length = a->content_length;
+  ex->route = a->route;
+  if (a->key) ex->tier = a->tier;
+  else if (a->route) ex->tier = "anonymous";
+  if (atomic_load(&ex_draining) || a->close) ex->close_after = true;
+  ex->framing_refused = a->close;
 
-  /* body framing, needed even to refuse: a refused request with a body closes */
-  if (h.transfer_encoding && strcasestr(h.transfer_encoding, "chunked")) {
-    ex->has_body = ex->chunked_in = true;
-  } else if (h.content_length) {
-    char *end;
-    errno = 0;
-    unsigned long long cl = strtoull(h.content_length, &end, 10);
-    if (errno || end == h.content_length || *end || h.content_length[0] == '-') {
-      local_problem(ex, 400, "Bad Request", "invalid Content-Length");
-      note_reject(ex, "bad_request");
+  switch (a->kind) {
+    case GW_ADMIT_LOCAL:
+      serve_local(ex, a->path, a->pathlen);
       goto out;
-    }
-    ex->content_length = cl;
-    ex->has_body = cl > 0;
-  }
-
-  /* max_header_bytes exactly: libmicrohttpd's own limit is its connection pool, larger */
-  size_t head_bytes = strlen(method) + strlen(ex->uri) + strlen(version) + 4 + h.bytes + 2;
-  if (head_bytes > c->max_header_bytes) {
-    char detail[128];
-    snprintf(detail, sizeof detail, "the request line and header fields may be at most %zu bytes",
-             c->max_header_bytes);
-    local_problem(ex, 431, "Request Header Fields Too Large", detail);
-    note_reject(ex, "headers_too_large");
-    goto out;
-  }
-  if (ex->uri[0] != '/' || has_dot_segment(ex->uri, ex->pathlen)) {
-    local_problem(ex, 400, "Bad Request", "the request target must be a normalized absolute path");
-    note_reject(ex, "bad_request");
-    goto out;
-  }
-  if (serve_local(ex)) goto out;
-
-  /* CORS preflight: answered here, never forwarded */
-  if (ex->mbit == GW_M_OPTIONS && h.origin && h.acrm) {
-    if (!gw_cors_origin_allowed(c, h.origin)) {
-      local_problem(ex, 403, "Forbidden", "origin not allowed");
-      ex->origin = NULL;
-      note_reject(ex, "cors");
+    case GW_ADMIT_PREFLIGHT:
+      rsp_local(ex, 204, NULL, NULL, 0);
+      rsp_header(ex, "Access-Control-Allow-Methods", "%s", c->cors_methods);
+      rsp_header(ex, "Access-Control-Allow-Headers", "%s", c->cors_headers);
+      rsp_header(ex, "Access-Control-Max-Age", "%d", c->cors_max_age_s);
       goto out;
-    }
-    local_reply(ex, 204, NULL, NULL, 0);
-    local_header(ex, "Access-Control-Allow-Methods", "%s", c->cors_methods);
-    local_header(ex, "Access-Control-Allow-Headers", "%s", c->cors_headers);
-    local_header(ex, "Access-Control-Max-Age", "%d", c->cors_max_age_s);
-    goto out;
-  }
-
-  const gw_route *route = ex->route = gw_route_match(c, ex->uri, ex->pathlen);
-  if (!route) {
-    local_problem(ex, 404, "Not Found", "no route for this path");
-    note_reject(ex, "no_route");
-    goto out;
-  }
-  const gw_rule *rule = gw_rule_for(route, ex->mbit);
-  if (!rule) {
-    local_problem(ex, 405, "Method Not Allowed", "method not allowed on this route");
-    note_reject(ex, "method");
-    goto out;
-  }
-  /* the key: X-API-Key, else Authorization: Bearer */
-  const char *key = h.api_key;
-  bool bearer = false;
-  if (!key && h.authorization && strncasecmp(h.authorization, "Bearer ", 7) == 0) {
-    key = h.authorization + 7;
-    while (*key == ' ') key++;
-    bearer = true;
-  }
-  const gw_tier *tier = c->anonymous;
-  if (key) {
-    const gw_key *k = gw_key_find(c, key);
-    if (!k) {
-      local_problem(ex, 401, "Unauthorized", "unknown API key");
-      local_header(ex, "WWW-Authenticate", "Bearer realm=\"voter\", error=\"invalid_token\"");
-      note_reject(ex, "unknown_key");
+    case GW_ADMIT_REFUSE:
+      if (a->limit && !a->limit->unlimited) { /* an unknown key: the anonymous bucket */
+        gw_rl_take(a->limit, "anonymous", a->identity, ex->t_start, &ex->rl);
+        ex->limit = a->limit;
+        if (ex->rl.limited) goto limited;
+      }
+      if (a->status == 403 && a->reason && strcmp(a->reason, "cors") == 0) ex->origin = NULL;
+      rsp_problem(ex, a->status, a->title, a->detail);
+      if (a->www_auth) rsp_header(ex, "WWW-Authenticate", "%s", a->www_auth);
+      if (a->status == 501) rsp_header(ex, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+      note_reject(ex, a->reason);
       goto out;
-    }
-    tier = k->tier;
-  } else if (rule->key_required) {
-    local_problem(ex, 401, "Unauthorized", "this operation needs an API key (X-API-Key or Authorization: Bearer)");
-    local_header(ex, "WWW-Authenticate", "Bearer realm=\"voter\"");
-    note_reject(ex, "no_key");
-    goto out;
+    case GW_ADMIT_FORWARD: break;
   }
-  ex->tier = tier ? tier->name : "anonymous";
-  if (key && !gw_rule_allows_tier(rule, tier)) {
-    local_problem(ex, 403, "Forbidden", "your API key's tier may not do this");
-    note_reject(ex, "tier");
-    goto out;
-  }
+  const gw_route *route = ex->route;
   /* rate limit, keyed by the key, else the client address */
-  const gw_limit *limit = gw_tier_limit(tier, rule->limit);
-  if (limit && !limit->unlimited) {
-    char identity[300];
-    const char *who = key ? key : ex->client_ip;
-    size_t wn = strnlen(who, sizeof identity - 5);
-    memcpy(identity, key ? "key:" : "ip:", key ? 4 : 3);
-    memcpy(identity + (key ? 4 : 3), who, wn);
-    identity[(key ? 4 : 3) + wn] = 0;
-    gw_rl_take(limit, ex->tier, identity, ex->t_start, &ex->rl);
-    ex->limit = limit;
-    if (ex->rl.limited) {
-      ex->rl_decision = "limited";
-      local_problem(ex, 429, "Too Many Requests", "rate limit exceeded; see Retry-After");
-      local_header(ex, "Retry-After", "%ld", ex->rl.retry_after_s);
-      char labels[300];
-      snprintf(labels, sizeof labels, "route=\"%s\",tier=\"%s\"", route->name, ex->tier);
-      gw_stats_add(w->stats, "gateway_ratelimited_total", labels, 1);
-      goto out;
-    }
+  if (a->limit) {
+    gw_rl_take(a->limit, ex->tier, a->identity, ex->t_start, &ex->rl);
+    ex->limit = a->limit;
+    if (ex->rl.limited) goto limited;
     ex->rl_decision = "allowed";
   }
   if (!admit_stream(ex)) goto out;
-  /* body limit, from Content-Length, before reading the body or calling anyone */
   ex->max_body = route->max_body;
-  if (!ex->chunked_in && ex->content_length > ex->max_body) {
-    char detail[128];
-    snprintf(detail, sizeof detail, "the body may be at most %llu bytes", (unsigned long long)ex->max_body);
-    local_problem(ex, 413, "Payload Too Large", detail);
-    note_reject(ex, "body_too_large");
-    goto out;
-  }
 
   /* the upstream request head */
-  char path[8192];
-  int plen = gw_route_rewrite(route, ex->uri, ex->pathlen, path, sizeof path);
-  if (plen < 0) {
-    local_problem(ex, 414, "URI Too Long", NULL);
-    goto out;
-  }
-  /* sized to what is needed: a bodyless request holds only its head */
   if (!ex->req.data) buf_init(&ex->req, 1024);
   ex->req.off = ex->req.len = 0;
-  const char *query = ex->uri + ex->pathlen;
-  const char *host = h.host ? h.host : route->upstreams[0];
-  bool trusted = gw_cidr_match(c->trusted, c->ntrusted, ex->peer_ip);
-  req_put(ex, method);
-  req_append(ex, " ", 1);
-  req_append(ex, path, (size_t)plen);
-  if (*query == '?') req_put(ex, query);
-  req_append(ex, " HTTP/1.1\r\n", 11);
-  req_header(ex, "Host", host, NULL);
-  fwd_ctx f = {.ex = ex, .h = &h, .drop_authorization = bearer};
-  MHD_get_connection_values(ex->conn, MHD_HEADER_KIND, forward_header, &f);
-  req_header(ex, "X-Request-ID", ex->request_id, NULL);
-  /* The key stays at the gateway; upstreams that scope data per caller (the jobs service)
-   * get a stable identity instead: SHA-256 of the key, which a client cannot forge because
-   * any X-Consumer-ID it sends is dropped above. */
-  if (key) {
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    char consumer[2 * SHA256_DIGEST_LENGTH + 1];
-    SHA256((const unsigned char *)key, strlen(key), md);
-    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
-      consumer[2 * i] = "0123456789abcdef"[md[i] >> 4];
-      consumer[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
-    }
-    consumer[2 * SHA256_DIGEST_LENGTH] = 0;
-    req_header(ex, "X-Consumer-ID", consumer, NULL);
-  }
-  if (h.xff) req_header(ex, "X-Forwarded-For", h.xff, ex->peer_ip);
-  else req_header(ex, "X-Forwarded-For", ex->peer_ip, NULL);
-  req_header(ex, "X-Forwarded-Proto", trusted && h.xfp ? h.xfp : "http", NULL);
-  req_header(ex, "X-Forwarded-Host", trusted && h.xfh ? h.xfh : host, NULL);
-  if (ex->chunked_in) {
-    req_header(ex, "Transfer-Encoding", "chunked", NULL);
-  } else if (h.content_length) {
-    char num[24];
-    snprintf(num, sizeof num, "%llu", (unsigned long long)ex->content_length);
-    req_header(ex, "Content-Length", num, NULL);
-  } else if (ex->mbit & (GW_M_POST | GW_M_PUT | GW_M_PATCH)) {
-    req_header(ex, "Content-Length", "0", NULL);
-  }
-  req_append(ex, "\r\n", 2);
+  gw_forward fwd = {.request_id = ex->request_id, .listen_host = listen_host,
+                    .now_s = (long long)time(NULL)};
+  w->head.len = 0;
+  gw_admit_head(c, &head, a, &fwd, &w->head);
+  req_append(ex, w->head.data, w->head.len);
   ex->head_len = ex->req.len;
   if (ex->has_body) {
     uint64_t body = ex->chunked_in ? c->buffer_bytes : ex->content_length;
@@ -1863,64 +420,38 @@ static void on_headers(exchange *ex, const char *method, const char *version) {
     }
   }
   if (!ex->has_body) ex->body_done = true;
-  start_attempt(ex);
+  gw_admission_clear(a);
+  up_start_attempt(ex);
+  return;
+limited:
+  ex->rl_decision = "limited";
+  rsp_problem(ex, 429, "Too Many Requests", "rate limit exceeded; see Retry-After");
+  rsp_header(ex, "Retry-After", "%ld", ex->rl.retry_after_s);
+  {
+    char labels[300];
+    snprintf(labels, sizeof labels, "route=\"%s\",tier=\"%s\"", ex->route ? ex->route->name : "",
+             ex->tier ? ex->tier : "anonymous");
+    gw_stats_add(w->stats, "gateway_ratelimited_total", labels, 1);
+  }
 out:
-  free(h.xff_joined); /* the other header pointers are MHD's and live as long as the request */
-}
-
-/* Writes the gateway-made response straight onto the client socket, then shuts our side
- * for writing. Used when a request is refused while its body is (or would be) arriving:
- * libmicrohttpd cannot queue a response in the middle of a body, and queueing before it
- * makes libmicrohttpd close the socket with the body unread, which resets the connection
- * under the response before a client that is still sending has read it. After this the
- * rest of the body is read and dropped (bounded, see on_body_data) and the connection
- * closed: the client gets its answer at once and a clean close, as with nginx's lingering
- * close. */
-static void send_raw_local(exchange *ex) {
-  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(ex->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-  char head[2048];
-  const char *reason = MHD_get_reason_phrase_for((unsigned)ex->status);
-  int n = snprintf(head, sizeof head,
-                   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                   "X-Request-ID: %s\r\nConnection: close\r\n",
-                   ex->status, reason && *reason ? reason : "Error",
-                   ex->lctype ? ex->lctype : "text/plain", ex->llen, ex->request_id);
-  for (int i = 0; i < ex->nlhdr && n > 0 && (size_t)n < sizeof head; i++)
-    n += snprintf(head + n, sizeof head - (size_t)n, "%s: %s\r\n", ex->lhdr_name[i], ex->lhdr_value[i]);
-  if (ex->limit && n > 0 && (size_t)n < sizeof head) {
-    char policy[160], value[160];
-    if (gw_rl_format(ex->limit, &ex->rl, policy, sizeof policy, value, sizeof value) == 0)
-      n += snprintf(head + n, sizeof head - (size_t)n, "RateLimit-Policy: %s\r\nRateLimit: %s\r\n", policy, value);
-  }
-  if (n <= 0 || (size_t)n + 2 >= sizeof head) return;
-  memcpy(head + n, "\r\n", 2);
-  n += 2;
-  if (ci) {
-    struct iovec iov[2] = {{head, (size_t)n}, {ex->lbody ? ex->lbody : (char *)"", ex->llen}};
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
-    ssize_t w = sendmsg(ci->connect_fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-    (void)w; /* a few hundred bytes into a fresh socket buffer; if not, the client is gone */
-    shutdown(ci->connect_fd, SHUT_WR);
-  }
-  ex->raw_sent = true;
-  ex->response_queued = true; /* for the log: the client has its answer */
+  gw_admission_clear(a);
 }
 
 /* A chunked body crossed the route's limit: stop the upstream request, answer 413 now. */
 static void too_large_midway(exchange *ex) {
   up_detach(ex, false);
-  active_del(ex);
+  ex_active_del(ex);
   char detail[128];
   snprintf(detail, sizeof detail, "the body may be at most %llu bytes", (unsigned long long)ex->max_body);
-  local_problem(ex, 413, "Payload Too Large", detail);
+  rsp_problem(ex, 413, "Payload Too Large", detail);
   note_reject(ex, "body_too_large");
-  send_raw_local(ex);
+  rsp_send_raw(ex);
 }
 
 static bool w_batches(const exchange *ex) { return ex->w->uring && ex->conf->fast_wait_us > 0; }
 
 /* A body piece arrived. Returns MHD_NO to drop the connection. */
-static enum MHD_Result on_body_data(exchange *ex, const char *data, size_t *size) {
+enum MHD_Result on_body_data(exchange *ex, const char *data, size_t *size) {
   size_t n = *size;
   if (ex->raw_sent || ex->local || ex->pending) { /* answered already: drop the rest */
     *size = 0;
@@ -1946,7 +477,7 @@ static enum MHD_Result on_body_data(exchange *ex, const char *data, size_t *size
   }
   size_t room = ex->req.cap - ex->req.len;
   if (room <= frame) {
-    suspend(ex); /* resumed by up_write once the upstream took some bytes */
+    ex_suspend(ex); /* resumed by up_write once the upstream took some bytes */
     return MHD_YES;
   }
   size_t want = n < room - frame ? n : room - frame;
@@ -1961,7 +492,7 @@ static enum MHD_Result on_body_data(exchange *ex, const char *data, size_t *size
   }
   ex->body_seen += want;
   *size = n - want;
-  if (*size) suspend(ex);
+  if (*size) ex_suspend(ex);
   /* a small body goes out with the rest of the request when it is complete (in the
    * batch, see queue_send); bytes are held back only while they fill less than half the
    * buffer, so a large upload streams */
@@ -1981,7 +512,7 @@ static enum MHD_Result on_body_data(exchange *ex, const char *data, size_t *size
  * attempt) simply continues on the asynchronous path, with everything read so far kept.
  * An upstream that lets the budget run out is not waited for again on the next 1, 3, 7, …
  * (up to 1023) requests to it from this worker. */
-static void fast_count(worker *w, int result) { own_add(&w->fast[result], 1); }
+static void fast_count(worker *w, int result) { ex_own_add(&w->fast[result], 1); }
 
 /* The back-off shared by fast_wait and the deferred path: true (and counted as skipped)
  * while requests to this replica are not to be waited for after a slow answer. */
@@ -1993,7 +524,7 @@ static bool fast_skipping(worker *w, int rid) {
 
 static void fast_slow(worker *w, int rid) { backoff_miss(&w->pools[rid].fast); } /* out of time */
 
-static void fast_wait(exchange *ex) {
+void fast_wait(exchange *ex) {
   uconn *uc = ex->uc;
   int budget_us = ex->conf->fast_wait_us;
   if (budget_us <= 0 || !uc || uc->connecting || !uc->reused || buf_pending(&ex->req) || ex->head_done)
@@ -2079,42 +610,42 @@ static void defer_end(exchange *ex, int result) {
   if (result >= 0) fast_count(ex->w, result);
 }
 
-static enum MHD_Result on_deferred(exchange *ex) {
+enum MHD_Result on_deferred(exchange *ex) {
   worker *w = ex->w;
   if (ex->local) {
     defer_end(ex, FAST_RETRIED);
-    return queue_local(ex);
+    return rsp_queue_local(ex);
   }
   if (ex->pending) {
     bool same = ex->attempt == ex->defer_attempt;
     defer_end(ex, !same ? FAST_RETRIED : ex->up_done ? FAST_ANSWERED : FAST_STREAMED);
     if (same && ex->up_done) backoff_hit(&w->pools[ex->tried[ex->ntried - 1]->id].fast);
-    return queue_pending(ex);
+    return rsp_queue_pending(ex);
   }
   /* the loop's clock (read once per iteration) is precise enough for a budget in ms */
   if (w->now_ns < ex->defer_deadline_ns) return MHD_YES; /* still waiting: nothing done */
   w->mhd_work = true;
   if (ex->uc && ex->attempt == ex->defer_attempt) fast_slow(w, ex->uc->rep->id);
   defer_end(ex, FAST_TIMEOUT);
-  suspend(ex);
-  if (ex->uc) update_events(ex);
+  ex_suspend(ex);
+  if (ex->uc) up_update_events(ex);
   return MHD_YES;
 }
 
-static enum MHD_Result on_complete(exchange *ex) {
+enum MHD_Result on_complete(exchange *ex) {
   if (ex->raw_sent) return MHD_NO; /* the 413 is out; close */
   if (!ex->at_complete) ex->w->run_requests++;
   ex->at_complete = true;
-  if (ex->local) return queue_local(ex);
+  if (ex->local) return rsp_queue_local(ex);
   if (ex->chunked_in && !ex->eof_chunk_written) {
     /* the last chunk, the client's trailer fields (those that may pass), the end */
     buf trailers = {0};
-    MHD_get_connection_values(ex->conn, MHD_FOOTER_KIND, collect_trailer, &trailers);
+    MHD_get_connection_values(ex->conn, MHD_FOOTER_KIND, rsp_collect_trailer, &trailers);
     bool keep = ex->replayable;
     if (!buf_room(&ex->req, 5 + trailers.len, &keep) && buf_pending(&ex->req) > 0) {
       free(trailers.data);
       ex->at_complete = false; /* not yet: waiting for buffer space */
-      suspend(ex);
+      ex_suspend(ex);
       return MHD_YES;
     }
     ex->replayable = keep;
@@ -2127,16 +658,16 @@ static enum MHD_Result on_complete(exchange *ex) {
   if (!ex->body_done) {
     ex->body_done = true;
     if (ex->uc && !ex->uc->connecting) up_write(ex);
-    if (ex->local) return queue_local(ex); /* the write failed for good */
+    if (ex->local) return rsp_queue_local(ex); /* the write failed for good */
   }
   if (!ex->pending && !ex->local && defer_start(ex)) return MHD_YES;
   if (!ex->pending && !ex->send_queued) {
     fast_wait(ex);
-    if (ex->local) return queue_local(ex); /* failed for good while waiting */
+    if (ex->local) return rsp_queue_local(ex); /* failed for good while waiting */
   }
-  if (ex->pending) return queue_pending(ex);
-  suspend(ex); /* until the upstream's head arrives */
-  if (ex->uc) update_events(ex);
+  if (ex->pending) return rsp_queue_pending(ex);
+  ex_suspend(ex); /* until the upstream's head arrives */
+  if (ex->uc) up_update_events(ex);
   return MHD_YES;
 }
 
@@ -2154,12 +685,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     on_headers(ex, method, version);
     /* A refused request with a body: if the client waits for 100 Continue, answer now (it
      * never sends the body; libmicrohttpd closes afterwards). A large or unknown-length
-     * body gets its answer at once too, written directly (send_raw_local). A small body
+     * body gets its answer at once too, written directly (rsp_send_raw). A small body
      * is read and dropped, and answered when complete like everything else, which keeps
      * the connection alive. */
+    if (ex->local && ex->framing_refused) {
+      /* the framing cannot be trusted: answer, then close without reading another request */
+      rsp_send_raw(ex);
+      return MHD_YES;
+    }
     if (ex->local && ex->has_body) {
-      if (ex->expect_continue) return queue_local(ex);
-      if (ex->status == 413 || ex->chunked_in || ex->content_length > SMALL_BODY) send_raw_local(ex);
+      if (ex->expect_continue) return rsp_queue_local(ex);
+      if (ex->status == 413 || ex->chunked_in || ex->content_length > SMALL_BODY) rsp_send_raw(ex);
     }
     return MHD_YES;
   }
@@ -2170,7 +706,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 static void log_exchange(exchange *ex, enum MHD_RequestTerminationCode toe) {
   worker *w = ex->w;
-  double end = now_s();
+  double end = ex_now_s();
   int status = ex->response_queued ? ex->status : 0;
   const char *route = ex->route ? ex->route->name : NULL;
   gw_stats_request(w->stats, route ? route : "", status, end - ex->t_start,
@@ -2220,7 +756,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   defer_end(ex, -1);
   log_exchange(ex, toe);
   if (ex->uc) up_detach(ex, false); /* ended before the upstream did: not reusable */
-  active_del(ex);
+  ex_active_del(ex);
   if (ex->pending) {
     MHD_destroy_response(ex->pending); /* drops the response's reference via reader_free */
     ex->pending = NULL;
@@ -2234,29 +770,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   w->answered = true;
   ex->conn = NULL;
   ex_unref(ex);
-}
-
-/* ------------------------------------------------------------------ the loop */
-
-static void check_timeouts(worker *w, int64_t now) {
-  for (exchange *ex = w->active, *next; ex; ex = next) {
-    next = ex->active_next;
-    if (!ex->uc) continue;
-    if (ex->uc->connecting) {
-      if (now >= ex->deadline_ms) upstream_failed(ex, FAIL_CONNECT_TIMEOUT, "connect to upstream timed out");
-      continue;
-    }
-    /* waiting on the client (it is slow to send its body or to read ours) is not the
-     * upstream's fault: the client's own timeout covers that */
-    bool waiting_client = (!ex->body_done && !ex->suspended && !(ex->uc->events & EPOLLOUT)) ||
-                          (ex->head_done && ex->up_paused);
-    if (waiting_client) {
-      ex->progress_ms = now;
-      continue;
-    }
-    if (now - ex->progress_ms >= ex->route->read_timeout_ms)
-      upstream_failed(ex, FAIL_TIMEOUT, "upstream read timed out");
-  }
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
@@ -2294,7 +807,7 @@ static int idle_poll(worker *w, struct epoll_event *evs, int max) {
   w->answered = false;
   if (budget_us <= 0 || !after_answer || w->inflight) return 0;
   if (backoff_skipping(&w->idle)) {
-    own_add(&w->idle_polls[IDLE_SKIPPED], 1);
+    ex_own_add(&w->idle_polls[IDLE_SKIPPED], 1);
     return 0;
   }
   int64_t end_ns = gw_now_ns() + (int64_t)budget_us * 1000;
@@ -2303,11 +816,11 @@ static int idle_poll(worker *w, struct epoll_event *evs, int max) {
     int n = epoll_wait(w->epfd, evs, max, 0);
     if (n > 0) {
       backoff_hit(&w->idle);
-      own_add(&w->idle_polls[IDLE_EVENT], 1);
+      ex_own_add(&w->idle_polls[IDLE_EVENT], 1);
       return n;
     }
   } while (gw_now_ns() < end_ns);
-  own_add(&w->idle_polls[IDLE_EMPTY], 1);
+  ex_own_add(&w->idle_polls[IDLE_EMPTY], 1);
   backoff_miss(&w->idle);
   return 0;
 }
@@ -2318,13 +831,13 @@ static void *worker_main(void *arg) {
   int64_t drain_deadline = 0;
   for (;;) {
     int64_t now = w->now_ms = gw_now_ms();
-    if (atomic_load(&draining)) {
+    if (atomic_load(&ex_draining)) {
       if (!w->quiesced) {
         quiesce(w);
         gw_conf *c = w->cur->conf;
         drain_deadline = now + (int64_t)c->drain_timeout_s * 1000;
       }
-      if (w->inflight == 0 || now >= drain_deadline || atomic_load(&stopping)) break;
+      if (w->inflight == 0 || now >= drain_deadline || atomic_load(&ex_stopping)) break;
     }
     take_conf(w);
     int timeout = 1000;
@@ -2362,11 +875,11 @@ static void *worker_main(void *arg) {
     }
     now = w->now_ms;
     if (now >= w->next_tick_ms) {
-      check_timeouts(w, now);
+      up_check_timeouts(w, now);
       w->next_tick_ms = now + TIMER_TICK_MS;
     }
     if (now >= w->next_sweep_ms) {
-      pool_sweep(w, w->cur->conf->keepalive_idle_ms, false);
+      up_pool_sweep(w, w->cur->conf->keepalive_idle_ms, false);
       w->next_sweep_ms = now + 1000;
     }
     if (run || w->need_run || timeout == 0 || n == 0) {
@@ -2377,32 +890,32 @@ static void *worker_main(void *arg) {
       MHD_run(w->d);
       w->in_mhd = false;
       if (w->run_requests) w->run_avg += (w->run_requests * 256 - w->run_avg) / 8;
-      flush_sends(w);
+      up_flush_sends(w);
     }
     if (w->log.len >= 32768) gw_alog_flush(&w->log);
   }
   /* stop: every suspended connection must be resumed before the daemon goes */
-  atomic_store(&stopping, true);
+  atomic_store(&ex_stopping, true);
   for (exchange *ex = w->active; ex; ex = ex->active_next) {
     if (ex->uc) up_detach(ex, false);
   }
   /* libmicrohttpd has no iterator over connections; exchanges still suspended are found
-   * through the active list or are waiting on their client, and resume() is idempotent */
+   * through the active list or are waiting on their client, and ex_resume() is idempotent */
   for (exchange *ex = w->active, *next; ex; ex = next) {
     next = ex->active_next;
-    active_del(ex);
+    ex_active_del(ex);
     if (!ex->head_done) {
       ex->up_failed = true;
-      local_problem(ex, 503, "Service Unavailable", "the gateway is shutting down");
+      rsp_problem(ex, 503, "Service Unavailable", "the gateway is shutting down");
     } else {
       ex->up_failed = true;
     }
-    wake_client(ex);
+    rsp_wake_client(ex);
   }
   MHD_run(w->d);
   MHD_stop_daemon(w->d);
   w->d = NULL;
-  pool_sweep(w, 0, true);
+  up_pool_sweep(w, 0, true);
   if (w->log.len) gw_alog_flush(&w->log);
   return NULL;
 }
@@ -2474,8 +987,8 @@ int gw_proxy_start(gw_conf *c) {
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (!di || w->epfd < 0 || w->wakefd < 0) return -1;
-    ws_set(w, di->epoll_fd, EPOLLIN, &w->tag_mhd, EPOLL_CTL_ADD);
-    ws_set(w, w->wakefd, EPOLLIN, &w->tag_wake, EPOLL_CTL_ADD);
+    ex_ws_set(w, di->epoll_fd, EPOLLIN, &w->tag_mhd, EPOLL_CTL_ADD);
+    ex_ws_set(w, w->wakefd, EPOLLIN, &w->tag_wake, EPOLL_CTL_ADD);
     if (c->io_uring) {
       int rc = io_uring_queue_init(RING_ENTRIES, &w->ring, 0);
       w->uring = rc == 0;
@@ -2483,6 +996,9 @@ int gw_proxy_start(gw_conf *c) {
         log_warn("gateway: io_uring unavailable (%s): upstream sends are not batched", strerror(-rc));
     }
   }
+  snprintf(listen_host, sizeof listen_host, strchr(c->host, ':') ? "[%s]:%d" : "%s:%d",
+           strcmp(c->host, "0.0.0.0") == 0 || strcmp(c->host, "::") == 0 ? "localhost" : c->host,
+           bound_port);
   for (int i = 0; i < nworkers; i++) {
     /* workers ignore signals: the main thread handles them */
     sigset_t all, old;
@@ -2496,7 +1012,7 @@ int gw_proxy_start(gw_conf *c) {
 }
 
 void gw_proxy_stop(void) {
-  atomic_store(&draining, true);
+  atomic_store(&ex_draining, true);
   for (int i = 0; i < nworkers; i++) {
     uint64_t one = 1;
     ssize_t n = write(workers[i].wakefd, &one, sizeof one);
@@ -2520,8 +1036,10 @@ void gw_proxy_stop(void) {
     w->uring = false;
     free(w->flush);
     w->flush = NULL;
+    free(w->head.data);
+    w->head = (gw_bytes){0};
     w->flushcap = 0;
-    spare_free(w);
+    ex_spare_free(w);
     free(w->pools);
     gw_stats_free(w->stats);
     gw_alog_free(&w->log);
@@ -2532,3 +1050,4 @@ void gw_proxy_stop(void) {
   pthread_mutex_unlock(&conf_lock);
   gw_conf_unref(c);
 }
+

@@ -1,5 +1,6 @@
 /* http — libmicrohttpd server with routing, limits, CORS, logs and metrics; see http.h. */
 #include "voter/http.h"
+#include "voter/path.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -470,6 +471,9 @@ static enum MHD_Result dispatch(http_conn_state *st, const char *url, const char
 
   char *segs[MAX_SEGMENTS];
   int nsegs = 0;
+  char npath[4096];
+  size_t nlen = 0;
+  path_status pst = PATH_OK;
   if (atomic_load(&s->draining)) {
     http_reply_problem(&res, 503, "Service Unavailable", "the service is shutting down", NULL);
     http_set_header(&res, "Connection", "close");
@@ -479,7 +483,10 @@ static enum MHD_Result dispatch(http_conn_state *st, const char *url, const char
     snprintf(detail, sizeof detail, "request body exceeds %zu bytes", s->opts.max_body);
     http_reply_problem(&res, 413, "Payload Too Large", detail, NULL);
     http_set_header(&res, "Connection", "close");
-  } else if (split_path(url, segs, &nsegs) != 0) {
+  } else if ((pst = path_normalize(url, strlen(url), 0, npath, sizeof npath, &nlen)) != PATH_OK) {
+    /* the gateway's normal form (voter/path.h): what it authorised is what runs here */
+    http_reply_problem(&res, 400, "Bad Request", path_status_text(pst), NULL);
+  } else if (split_path(npath, segs, &nsegs) != 0) {
     http_reply_problem(&res, 400, "Bad Request", "malformed path encoding", NULL);
   } else {
     route *found = NULL;

@@ -118,3 +118,77 @@ const char *proof_status_text(proof_status status) {
   }
   return "unknown";
 }
+
+/* ------------------------------------------------------------------ the signer */
+
+struct proof_signer {
+  EVP_MD_CTX *inner, *outer; /* SHA-256 after the key XOR ipad / opad block (RFC 2104) */
+};
+
+proof_signer *proof_signer_new(const char *secret, size_t secret_len) {
+  if (!secret || secret_len < PROOF_MIN_SECRET) return NULL;
+  unsigned char key[64] = {0}, ipad[64], opad[64];
+  if (secret_len > sizeof key) {
+    unsigned int n = 0;
+    if (!EVP_Digest(secret, secret_len, key, &n, EVP_sha256(), NULL)) return NULL;
+  } else {
+    memcpy(key, secret, secret_len);
+  }
+  for (size_t i = 0; i < sizeof key; i++) {
+    ipad[i] = key[i] ^ 0x36;
+    opad[i] = key[i] ^ 0x5c;
+  }
+  OPENSSL_cleanse(key, sizeof key);
+  proof_signer *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  s->inner = EVP_MD_CTX_new();
+  s->outer = EVP_MD_CTX_new();
+  bool ok = s->inner && s->outer && EVP_DigestInit_ex(s->inner, EVP_sha256(), NULL) &&
+            EVP_DigestUpdate(s->inner, ipad, sizeof ipad) &&
+            EVP_DigestInit_ex(s->outer, EVP_sha256(), NULL) &&
+            EVP_DigestUpdate(s->outer, opad, sizeof opad);
+  OPENSSL_cleanse(ipad, sizeof ipad);
+  OPENSSL_cleanse(opad, sizeof opad);
+  if (!ok) {
+    proof_signer_free(s);
+    return NULL;
+  }
+  return s;
+}
+
+int proof_signer_sign(const proof_signer *s, const char *method, const char *path,
+                      const char *consumer, const char *scopes, int64_t now_s,
+                      char out[PROOF_TEXT_MAX]) {
+  if (!s || !method || !path || has_newline(method) || has_newline(path) ||
+      has_newline(consumer) || has_newline(scopes))
+    return -1;
+  char tbuf[24];
+  snprintf(tbuf, sizeof tbuf, "%" PRId64, now_s);
+  const char *parts[] = {method, path, tbuf, consumer ? consumer : "", scopes ? scopes : ""};
+  EVP_MD_CTX *c = EVP_MD_CTX_new();
+  unsigned char inner[32], md[32];
+  unsigned int n = 0;
+  bool ok = c && EVP_MD_CTX_copy_ex(c, s->inner);
+  for (size_t i = 0; ok && i < 5; i++)
+    ok = EVP_DigestUpdate(c, parts[i], strlen(parts[i])) && (i == 4 || EVP_DigestUpdate(c, "\n", 1));
+  ok = ok && EVP_DigestFinal_ex(c, inner, &n) && n == 32 && EVP_MD_CTX_copy_ex(c, s->outer) &&
+       EVP_DigestUpdate(c, inner, sizeof inner) && EVP_DigestFinal_ex(c, md, &n) && n == 32;
+  EVP_MD_CTX_free(c);
+  if (!ok) return -1;
+  static const char digits[] = "0123456789abcdef";
+  char hex[65];
+  for (unsigned i = 0; i < 32; i++) {
+    hex[2 * i] = digits[md[i] >> 4];
+    hex[2 * i + 1] = digits[md[i] & 15];
+  }
+  hex[64] = '\0';
+  snprintf(out, PROOF_TEXT_MAX, "t=%" PRId64 ",sig=%s", now_s, hex);
+  return 0;
+}
+
+void proof_signer_free(proof_signer *s) {
+  if (!s) return;
+  EVP_MD_CTX_free(s->inner);
+  EVP_MD_CTX_free(s->outer);
+  free(s);
+}

@@ -100,8 +100,28 @@ static void scopes_match_whole_words(void **state) {
   assert_false(proof_scope_has("read", ""));
 }
 
+/* The gateway's signer (pads hashed once) writes exactly what proof_sign writes. */
+static void signer_matches_proof_sign(void **state) {
+  (void)state;
+  char a[PROOF_TEXT_MAX], b[PROOF_TEXT_MAX];
+  const char *secrets[] = {SECRET, "a-secret-longer-than-one-sha256-block-0123456789-0123456789-0123456789"};
+  for (size_t i = 0; i < 2; i++) {
+    proof_signer *s = proof_signer_new(secrets[i], strlen(secrets[i]));
+    assert_non_null(s);
+    assert_int_equal(proof_sign(secrets[i], strlen(secrets[i]), "POST", "/election/drop/elections",
+                                "key-7", "read vote write admin", NOW, a), 0);
+    assert_int_equal(proof_signer_sign(s, "POST", "/election/drop/elections", "key-7",
+                                       "read vote write admin", NOW, b), 0);
+    assert_string_equal(a, b);
+    assert_int_equal(proof_signer_sign(s, "GET", "/a\nb", NULL, NULL, NOW, b), -1);
+    proof_signer_free(s);
+  }
+  assert_null(proof_signer_new("short", 5));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(signer_matches_proof_sign),
       cmocka_unit_test(signature_matches_the_documented_format),
       cmocka_unit_test(valid_proof_verifies),
       cmocka_unit_test(any_changed_field_breaks_it),

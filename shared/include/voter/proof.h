@@ -47,6 +47,16 @@ int proof_sign(const char *secret, size_t secret_len, const char *method, const 
                const char *consumer, const char *scopes, int64_t now_s,
                char out[PROOF_TEXT_MAX]);
 
+/* A signer holds the secret's HMAC pads hashed once (the gateway signs every request it
+ * forwards; HMAC() from scratch costs several times more). Same output as proof_sign. */
+typedef struct proof_signer proof_signer;
+/* NULL when the secret is shorter than PROOF_MIN_SECRET (or out of memory). */
+proof_signer *proof_signer_new(const char *secret, size_t secret_len);
+int proof_signer_sign(const proof_signer *s, const char *method, const char *path,
+                      const char *consumer, const char *scopes, int64_t now_s,
+                      char out[PROOF_TEXT_MAX]);
+void proof_signer_free(proof_signer *s);
+
 /* Checks a received X-Gateway-Proof value (header may be NULL) against the request. */
 proof_status proof_verify(const char *secret, size_t secret_len, const char *header,
                           const char *method, const char *path, const char *consumer,
