@@ -14,14 +14,17 @@ BENCH_BUDGET seconds):
   and, with pymongo on the same database: find_one({_id}) and insert_one into the votes
   collection (documents marked deleted, so no count or page sees them);
 
-plus the bulk ingestion rate of the step (votes accepted and written per second) and the
+plus the bulk ingestion rate of the step (votes accepted and written per second) beside
+raw insert_many (pymongo, 500 per call) of BENCH_RAW_INGEST documents into a collection
+with the same indexes, and the
 memory of the database processes (PSS: FerretDB, plus every PostgreSQL process).
 
 Environment: BENCH_DBS ("sqlite postgresql-plain postgresql"; -plain = without the
 companion GIN indexes), BENCH_SIZES_SQLITE ("1000,10000"), BENCH_SIZES_POSTGRESQL_PLAIN
 ("1000,10000,100000"), BENCH_PAGE_MAX (10000: no page listing above),
 BENCH_SIZES_POSTGRESQL ("1000,10000,100000,1000000"), BENCH_SAMPLES (50), BENCH_BUDGET
-(20 s), VOTER_BENCH_BUILD_DIR (release binaries, set by bench/scale/run).
+(20 s), BENCH_RAW_INGEST (10000: documents of the raw insert_many reference),
+VOTER_BENCH_BUILD_DIR (release binaries, set by bench/scale/run).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ SAMPLES = int(os.environ.get("BENCH_SAMPLES", "50"))
 PAGE_MAX = int(os.environ.get("BENCH_PAGE_MAX", "10000"))
 BUDGET = float(os.environ.get("BENCH_BUDGET", "20"))
 BATCH = 10000
+RAW_INGEST = int(os.environ.get("BENCH_RAW_INGEST", "10000"))
 EXCHANGE = "voter.events"
 TITLE = "Scale Election"
 NAMES = [f"Candidate {i}" for i in range(8)]
@@ -187,6 +191,22 @@ def measure(session, voter, db, total):
     return res, count
 
 
+def raw_ingest(db, n=RAW_INGEST):
+    """Reference for bulk ingestion: pymongo insert_many, 500 per call, of n vote-shaped
+    documents into a collection with the votes' indexes; documents/s."""
+    coll = db[f"raw_ingest_{uuid.uuid4().hex[:8]}"]
+    coll.create_index([("election", 1), ("tallied", 1)], name="election_tallied")
+    coll.create_index([("tallied", 1)], name="tallied")
+    docs = [{"candidate": NAMES[i % 8], "election": TITLE, "createdAt": 0, "tallied": True,
+             "deleted": False, "chunk": "raw"} for i in range(n)]
+    t0 = time.monotonic()
+    for i in range(0, n, 500):
+        coll.insert_many(docs[i:i + 500], ordered=False)
+    rate = n / (time.monotonic() - t0)
+    coll.drop()
+    return rate
+
+
 def run_backend(backend, build):
     run_dir = harness.make_run_dir(f"voter-bench-scale-{backend}-")
     rows = []
@@ -216,7 +236,8 @@ def run_backend(backend, build):
             rate = ingest(session, voter, have, size) if size > have else float("nan")
             res, count = measure(session, voter, db, size)
             have = count
-            rows.append({"size": size, "stored": count, "ingest": rate, "mem": db_memory_mib(mongo),
+            rows.append({"size": size, "stored": count, "ingest": rate, "raw_ingest": raw_ingest(db),
+                         "mem": db_memory_mib(mongo),
                          "voter_mem": pss_kib([voter.pid]) / 1024, "res": res})
             print_row(backend, rows[-1], flush=True)
         ok = True
@@ -235,7 +256,8 @@ def run_backend(backend, build):
 
 
 def print_row(backend, row, flush=False):
-    print(f"[{backend}] {row['stored']} votes: ingest {row['ingest']:.0f} votes/s, "
+    print(f"[{backend}] {row['stored']} votes: ingest {row['ingest']:.0f} votes/s "
+          f"(raw insert_many {row['raw_ingest']:.0f}/s), "
           f"database memory {row['mem']:.0f} MiB, voter {row['voter_mem']:.0f} MiB", file=sys.stderr, flush=flush)
     for op in OPS:
         xs = row["res"].get(op)
@@ -271,6 +293,7 @@ def table(all_rows):
                 line += f"{p50(have[-1]['res'][op]) / p50(have[0]['res'][op]):>15.1f}x"
             out.append(line)
         out.append(f"  {'bulk ingestion of the step':<32}" + "".join(f"{r['ingest']:>15.0f} votes/s" for r in rows))
+        out.append(f"  {'raw insert_many (500 per call)':<32}" + "".join(f"{r['raw_ingest']:>15.0f} votes/s" for r in rows))
         out.append(f"  {'database memory (PSS)':<32}" + "".join(f"{r['mem']:>18.0f} MiB" for r in rows))
         out.append(f"  {'voter service memory (PSS)':<32}" + "".join(f"{r['voter_mem']:>18.0f} MiB" for r in rows))
         if error:
