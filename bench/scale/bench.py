@@ -16,8 +16,8 @@ BENCH_BUDGET seconds):
 
 plus the bulk ingestion rate of the step (votes accepted and written per second) beside
 raw insert_many (pymongo, 500 per call) of BENCH_RAW_INGEST documents into a collection
-with the same indexes, and the
-memory of the database processes (PSS: FerretDB, plus every PostgreSQL process).
+with the same indexes, and the memory of the database processes (PSS: FerretDB, plus
+every PostgreSQL process).
 
 Environment: BENCH_DBS ("sqlite postgresql-plain postgresql"; -plain = without the
 companion GIN indexes), BENCH_SIZES_SQLITE ("1000,10000"), BENCH_SIZES_POSTGRESQL_PLAIN
