@@ -6,9 +6,9 @@ tests run as
 
     /usr/bin/python3 tests/harness.py with-deps [--no-rabbit] [--no-mongo] -- CMD ARGS...
 
-which starts RabbitMQ and FerretDB on free loopback ports in a temporary run
-directory, runs CMD with AMQP_URL and MONGODB_URI exported, stops everything and
-exits with CMD's exit code.
+which starts RabbitMQ and FerretDB (on a private PostgreSQL, or SQLite with
+VOTER_DB=sqlite) on free loopback ports in a temporary run directory, runs CMD with
+AMQP_URL and MONGODB_URI exported, stops everything and exits with CMD's exit code.
 
 Rules this module keeps (see ../shared/docs/ENVIRONMENT.md):
   * every port is on 127.0.0.1 and below the kernel's ephemeral range (32768);
@@ -674,8 +674,9 @@ PG_SETTINGS = ("plan_cache_mode=force_custom_plan", "synchronous_commit=off",
 
 
 def database_backend() -> str:
-    """FerretDB's storage: $VOTER_DB (postgresql or sqlite), default sqlite."""
-    backend = os.environ.get("VOTER_DB", "sqlite")
+    """FerretDB's storage: $VOTER_DB (postgresql or sqlite), default postgresql, as in
+    scripts/stack (docs/design.md, "Local database")."""
+    backend = os.environ.get("VOTER_DB", "postgresql")
     if backend not in ("postgresql", "sqlite"):
         raise HarnessError(f"VOTER_DB must be postgresql or sqlite, not {backend!r}")
     return backend
