@@ -6,9 +6,9 @@ tests run as
 
     /usr/bin/python3 tests/harness.py with-deps [--no-rabbit] [--no-mongo] -- CMD ARGS...
 
-which starts RabbitMQ and FerretDB on free loopback ports in a temporary run
-directory, runs CMD with AMQP_URL and MONGODB_URI exported, stops everything and
-exits with CMD's exit code.
+which starts RabbitMQ and FerretDB (on a private PostgreSQL, or SQLite with
+VOTER_DB=sqlite) on free loopback ports in a temporary run directory, runs CMD with
+AMQP_URL and MONGODB_URI exported, stops everything and exits with CMD's exit code.
 
 Rules this module keeps (see ../shared/docs/ENVIRONMENT.md):
   * every port is on 127.0.0.1 and below the kernel's ephemeral range (32768);
@@ -664,14 +664,127 @@ class RabbitMQ:
         return self.start()
 
 
+# --------------------------------------------------------------------------- PostgreSQL
+
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+PG_INIT_SQL = REPO_ROOT / "scripts" / "postgresql-init.sql"
+# Server settings shared with scripts/stack (see docs/design.md, "Local database").
+PG_SETTINGS = ("plan_cache_mode=force_custom_plan", "synchronous_commit=off",
+               "shared_buffers=128MB", "max_connections=200")
+
+
+def database_backend() -> str:
+    """FerretDB's storage: $VOTER_DB (postgresql or sqlite), default postgresql, as in
+    scripts/stack (docs/design.md, "Local database")."""
+    backend = os.environ.get("VOTER_DB", "postgresql")
+    if backend not in ("postgresql", "sqlite"):
+        raise HarnessError(f"VOTER_DB must be postgresql or sqlite, not {backend!r}")
+    return backend
+
+
+class PostgreSQL:
+    """A private PostgreSQL 15 cluster (initdb) on 127.0.0.1 for FerretDB's postgresql
+    handler. The server refuses to run as root: as root it runs as the `postgres` user
+    (setpriv, so the recorded pid is the postmaster's own)."""
+
+    def __init__(self, run_dir, port: Optional[int] = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.port = port or free_port()
+        self.data_dir = self.run_dir / "data"
+        self.log_path = self.run_dir / "postgresql.log"
+        self._proc: Optional[subprocess.Popen] = None
+
+    def __repr__(self) -> str:
+        return f"PostgreSQL(port={self.port})"
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/voter"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _as_server_user(self, argv: list) -> list:
+        if os.geteuid() != 0:
+            return argv
+        return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"] + argv
+
+    def _init(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.run_dir, "postgres", "postgres")
+            for d in self.run_dir.parents:  # let the server user reach its directory
+                if not d.stat().st_mode & 0o001:
+                    d.chmod(d.stat().st_mode | 0o011)
+        out = subprocess.run(self._as_server_user(
+            [PG_BIN / "initdb", "-D", self.data_dir, "-U", "postgres", "--auth=trust",
+             "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]), capture_output=True, text=True)
+        if out.returncode != 0:
+            raise HarnessError(f"initdb failed:\n{out.stdout}{out.stderr}")
+
+    def start(self, timeout: float = 60) -> "PostgreSQL":
+        if self.running:
+            return self
+        fresh = not (self.data_dir / "PG_VERSION").exists()
+        if fresh:
+            self._init()
+        _track(self)
+        argv = [PG_BIN / "postgres", "-D", self.data_dir, "-p", self.port, "-h", "127.0.0.1",
+                "-k", self.run_dir]
+        for setting in PG_SETTINGS:
+            argv += ["-c", setting]
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+        self._proc = _spawn(self._as_server_user(argv), env, self.log_path)
+        ready = lambda: subprocess.run([PG_BIN / "pg_isready", "-q", "-h", self.run_dir, "-p",
+                                        str(self.port)]).returncode == 0
+        try:
+            wait_until(lambda: ready() or (self._proc.poll() is not None), timeout=timeout,
+                       interval=0.1, message="PostgreSQL ready")
+        except Exception as exc:
+            self.stop()
+            raise HarnessError(f"PostgreSQL not ready: {exc}\n{_tail(self.log_path)}") from None
+        if self._proc.poll() is not None:
+            code = self._proc.returncode
+            self.stop()
+            raise HarnessError(f"PostgreSQL exited ({code}) during start:\n{_tail(self.log_path)}")
+        if fresh:
+            out = subprocess.run([PG_BIN / "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", self.run_dir,
+                                  "-p", str(self.port), "-U", "postgres", "-d", "postgres",
+                                  "-f", PG_INIT_SQL], capture_output=True, text=True)
+            if out.returncode != 0:
+                self.stop()
+                raise HarnessError(f"{PG_INIT_SQL.name} failed:\n{out.stdout}{out.stderr}")
+        return self
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT: clients are disconnected), SIGKILL after 30 s."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGINT)
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=30)
+        if self._proc is not None:
+            _reaper.remove(pgid=self._proc.pid)
+            _kill_group_leftovers(self._proc.pid)
+        self._proc = None
+        _untrack(self)
+
+
 # --------------------------------------------------------------------------- FerretDB
 
 class FerretDB:
-    """FerretDB (SQLite handler) on 127.0.0.1, data and state under run_dir."""
+    """FerretDB on 127.0.0.1, data and state under run_dir, storing in a private
+    PostgreSQL (backend "postgresql", started and stopped with it) or in SQLite files
+    (backend "sqlite"); default: database_backend()."""
 
     def __init__(self, run_dir, port: Optional[int] = None, debug_port: Optional[int] = None,
-                 binary_path=None) -> None:
+                 binary_path=None, backend: Optional[str] = None) -> None:
         self.run_dir = Path(run_dir)
+        self.backend = backend or database_backend()
+        self.postgresql = PostgreSQL(self.run_dir / "postgresql") if self.backend == "postgresql" else None
         self.port = port or free_port()
         self.debug_port = debug_port or free_port()
         self.binary = Path(binary_path) if binary_path else ferretdb_binary()
@@ -697,7 +810,11 @@ class FerretDB:
         return self._proc.pid if self._proc else None
 
     def argv(self) -> list:
-        return [self.binary, "--handler=sqlite", f"--sqlite-url=file:{self.data_dir}/",
+        if self.postgresql:
+            storage = ["--handler=postgresql", f"--postgresql-url={self.postgresql.url}"]
+        else:
+            storage = ["--handler=sqlite", f"--sqlite-url=file:{self.data_dir}/"]
+        return [self.binary, *storage,
                 f"--listen-addr=127.0.0.1:{self.port}", f"--debug-addr=127.0.0.1:{self.debug_port}",
                 f"--state-dir={self.data_dir}", "--telemetry=disable", "--log-level=warn"]
 
@@ -718,6 +835,8 @@ class FerretDB:
             return self
         t0 = time.monotonic()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.postgresql:
+            self.postgresql.start()
         _track(self)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.run_dir)}
         self._proc = _spawn(self.argv(), env, self.log_path)
@@ -753,6 +872,8 @@ class FerretDB:
         t0 = time.monotonic()
         killed = self._proc is not None and _terminate(self._proc, grace=15)
         self._finish()
+        if self.postgresql:
+            self.postgresql.stop()
         self.stop_seconds = time.monotonic() - t0
         if killed:
             raise HarnessError("FerretDB did not exit within 15 s of SIGTERM (killed)")
@@ -973,7 +1094,8 @@ def _with_deps(args: argparse.Namespace) -> int:
         if not args.no_mongo:
             mongo = FerretDB(run_dir / "ferretdb").start()
             env["MONGODB_URI"] = mongo.uri
-            print(f"harness: FerretDB {mongo.uri} ready in {mongo.start_seconds:.1f}s", file=sys.stderr)
+            print(f"harness: FerretDB ({mongo.backend}) {mongo.uri} ready in {mongo.start_seconds:.1f}s",
+                  file=sys.stderr)
         # own process group: on exit/interrupt the whole group is stopped, so
         # nothing CMD started outlives the run
         child = subprocess.Popen(cmd, env=env, process_group=0)

@@ -1,0 +1,317 @@
+#!/usr/bin/python3
+"""Per-request cost of the voter service as one election grows to a million votes, on each
+local database backend (FerretDB on SQLite, FerretDB on PostgreSQL), beside raw driver
+operations on the same database.
+
+For every backend in BENCH_DBS a private RabbitMQ and FerretDB (tests/harness.py) and a
+release voter service are started; votes are added with POST /voter/votes/batch (NDJSON,
+10,000 per request) up to each size in the backend's list, and at each size it measures
+(median and p99 over BENCH_SAMPLES requests, fewer if one operation exceeds
+BENCH_BUDGET seconds):
+
+  POST /voter/votes, the same with a fresh Idempotency-Key, GET /voter/votes/{id},
+  GET /voter/results/{election}, the first and the last page of GET /voter/votes,
+  and, with pymongo on the same database: find_one({_id}) and insert_one into the votes
+  collection (documents marked deleted, so no count or page sees them);
+
+plus the bulk ingestion rate of the step (votes accepted and written per second) beside
+raw insert_many (pymongo, 500 per call) of BENCH_RAW_INGEST documents into a collection
+with the same indexes, and the memory of the database processes (PSS: FerretDB, plus
+every PostgreSQL process).
+
+Environment: BENCH_DBS ("sqlite postgresql-plain postgresql"; -plain = without the
+companion GIN indexes), BENCH_SIZES_SQLITE ("1000,10000"), BENCH_SIZES_POSTGRESQL_PLAIN
+("1000,10000,100000"), BENCH_PAGE_MAX (10000: no page listing above),
+BENCH_SIZES_POSTGRESQL ("1000,10000,100000,1000000"), BENCH_SAMPLES (50), BENCH_BUDGET
+(20 s), BENCH_RAW_INGEST (10000: documents of the raw insert_many reference),
+VOTER_BENCH_BUILD_DIR (release binaries, set by bench/scale/run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import pymongo
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+import harness  # noqa: E402
+from events import candidate_data, cloud_event, publish  # noqa: E402
+
+DBS = os.environ.get("BENCH_DBS", "sqlite postgresql-plain postgresql").split()
+SIZES = {
+    "sqlite": os.environ.get("BENCH_SIZES_SQLITE", "1000,10000"),
+    "postgresql-plain": os.environ.get("BENCH_SIZES_POSTGRESQL_PLAIN", "1000,10000,100000"),
+    "postgresql": os.environ.get("BENCH_SIZES_POSTGRESQL", "1000,10000,100000,1000000"),
+}
+SAMPLES = int(os.environ.get("BENCH_SAMPLES", "50"))
+# GET /voter/votes reads (count, sort, skip) every vote through FerretDB: above this many
+# votes a page takes minutes, and is left out
+PAGE_MAX = int(os.environ.get("BENCH_PAGE_MAX", "10000"))
+BUDGET = float(os.environ.get("BENCH_BUDGET", "20"))
+BATCH = 10000
+RAW_INGEST = int(os.environ.get("BENCH_RAW_INGEST", "10000"))
+EXCHANGE = "voter.events"
+TITLE = "Scale Election"
+NAMES = [f"Candidate {i}" for i in range(8)]
+OPS = ["post", "post_idem", "get_id", "results", "page_first", "page_last", "raw_find", "raw_insert"]
+LABELS = {"post": "POST /voter/votes", "post_idem": "POST + Idempotency-Key",
+          "get_id": "GET /voter/votes/{id}", "results": "GET /voter/results/{e}",
+          "page_first": "GET /voter/votes first page", "page_last": "GET /voter/votes last page",
+          "raw_find": "raw find_one {_id} (pymongo)", "raw_insert": "raw insert_one (pymongo)"}
+
+
+def timed(fn, samples=SAMPLES, budget=BUDGET):
+    """Runs fn up to `samples` times, stopping once `budget` seconds are spent (after one
+    sample at least); returns the latencies in ms."""
+    out, start = [], time.monotonic()
+    while len(out) < samples and (not out or time.monotonic() - start < budget):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def p50(xs):
+    return statistics.median(xs)
+
+
+def p99(xs):
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(len(s) * 0.99))]
+
+
+def pss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                total += sum(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+        except OSError:
+            pass
+    return total
+
+
+def db_memory_mib(mongo):
+    pids = [mongo.pid]
+    if mongo.postgresql is not None and mongo.postgresql.running:
+        pids += harness._group_members(mongo.postgresql._proc.pid)
+    return pss_kib(pids) / 1024
+
+
+def setup_election(voter, amqp_url):
+    events = [cloud_event("election.created", f"{1:024x}", 1,
+                          {"id": f"{1:024x}", "title": TITLE, "date": "2020-11-03T00:00:00.000+0000"})]
+    for i, n in enumerate(NAMES):
+        first, last = n.split()
+        cid = f"{100 + i:024x}"
+        events.append(cloud_event("candidate.created", cid, 1, candidate_data(cid, first, last, TITLE)))
+    publish(amqp_url, EXCHANGE, events)
+    harness.wait_until(lambda: len(requests.get(f"{voter.url}/voter/candidates/{quote(TITLE)}").json()
+                                   ["candidates"]) == len(NAMES), timeout=60)
+
+
+def ingest(session, voter, have, size):
+    """Adds size - have votes by batches; returns votes/s until every batch completed."""
+    t0 = time.monotonic()
+    locations, sent = [], have
+    while sent < size:
+        n = min(BATCH, size - sent)
+        body = "\n".join(json.dumps({"candidate": NAMES[(sent + k) % 8], "election": TITLE}) for k in range(n))
+        r = session.post(f"{voter.url}/voter/votes/batch", data=body,
+                         headers={"Content-Type": "application/x-ndjson"})
+        assert r.status_code == 202, r.text
+        locations.append(r.headers["Location"])
+        sent += n
+    for loc in locations:
+        harness.wait_until(lambda: session.get(loc).json()["status"] == "completed", timeout=3600,
+                           interval=0.2, message=f"batch {loc} completed")
+    return (size - have) / (time.monotonic() - t0)
+
+
+def measure(session, voter, db, total):
+    base = voter.url
+    vote = {"candidate": NAMES[0], "election": TITLE}
+    ids = []
+
+    def post():
+        r = session.post(f"{base}/voter/votes", json=vote)
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+
+    def post_idem():
+        r = session.post(f"{base}/voter/votes", json=vote, headers={"Idempotency-Key": uuid.uuid4().hex})
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+
+    res = {"post": timed(post), "post_idem": timed(post_idem)}
+    # old (bulk) and new votes alike
+    old = [str(d["_id"]) for d in db.votes.find({}, {"_id": 1}).limit(20)]
+    pool = old + ids
+
+    def get_id():
+        r = session.get(f"{base}/voter/votes/{random.choice(pool)}")
+        assert r.status_code == 200, r.text
+
+    def results():
+        r = session.get(f"{base}/voter/results/{quote(TITLE)}")
+        assert r.status_code == 200, r.text
+
+    res["get_id"] = timed(get_id)
+    res["results"] = timed(results)
+    pages = 0
+    if total <= PAGE_MAX:
+        r = session.get(f"{base}/voter/votes", params={"page": 0, "size": 20})
+        if r.status_code == 200:
+            pages = r.json()["page"]["totalPages"]
+        else:  # FerretDB read every vote for longer than the driver waits
+            print(f"bench: GET /voter/votes at {total} votes: {r.status_code} {r.text[:120]}", file=sys.stderr)
+    for op, page in (("page_first", 0), ("page_last", pages - 1)) if pages else ():
+        def listing(page=page):
+            r = session.get(f"{base}/voter/votes", params={"page": page, "size": 20})
+            assert r.status_code == 200 and r.json()["_embedded"]["votes"], r.text
+        res[op] = timed(listing, samples=min(SAMPLES, 20))
+    if not pages and total <= PAGE_MAX:  # the count itself failed
+        res["page_first"] = res["page_last"] = []
+    oids = [d["_id"] for d in db.votes.find({}, {"_id": 1}).limit(20)]
+    res["raw_find"] = timed(lambda: db.votes.find_one({"_id": random.choice(oids)}))
+    res["raw_insert"] = timed(lambda: db.votes.insert_one(
+        {"candidate": NAMES[0], "election": TITLE, "createdAt": 0, "tallied": True, "deleted": True}))
+    count = requests.get(f"{base}/voter/results/{quote(TITLE)}/votes").json()["votes"]
+    return res, count
+
+
+def raw_ingest(db, n=RAW_INGEST):
+    """Reference for bulk ingestion: pymongo insert_many, 500 per call, of n vote-shaped
+    documents into a collection with the votes' indexes; documents/s."""
+    coll = db[f"raw_ingest_{uuid.uuid4().hex[:8]}"]
+    coll.create_index([("election", 1), ("tallied", 1)], name="election_tallied")
+    coll.create_index([("tallied", 1)], name="tallied")
+    docs = [{"candidate": NAMES[i % 8], "election": TITLE, "createdAt": 0, "tallied": True,
+             "deleted": False, "chunk": "raw"} for i in range(n)]
+    t0 = time.monotonic()
+    for i in range(0, n, 500):
+        coll.insert_many(docs[i:i + 500], ordered=False)
+    rate = n / (time.monotonic() - t0)
+    coll.drop()
+    return rate
+
+
+def run_backend(backend, build):
+    run_dir = harness.make_run_dir(f"voter-bench-scale-{backend}-")
+    rows = []
+    rabbit = harness.RabbitMQ(run_dir / "rabbitmq").start()
+    mongo = harness.FerretDB(run_dir / "ferretdb", backend=backend.split("-")[0]).start()
+    if backend == "postgresql-plain":  # FerretDB's own btree indexes only (see scripts/postgresql-init.sql)
+        pg = mongo.postgresql
+        subprocess.run([harness.PG_BIN / "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", pg.run_dir,
+                        "-p", str(pg.port), "-U", "postgres", "-d", "voter", "-c",
+                        "DROP EVENT TRIGGER voter_gin_companion; DROP EVENT TRIGGER voter_gin_companion_drop"],
+                       check=True)
+    env = {"MONGODB_URI": mongo.uri, "AMQP_URL": rabbit.url, "AMQP_EXCHANGE": EXCHANGE,
+           "LOG_LEVEL": "warn", "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(harness.free_port()),
+           "MONGODB_DATABASE": "bench_scale", "HTTP_MAX_BODY": str(8 * 1024 * 1024)}
+    voter = harness.Service("voter", build / "voter" / "voter-voter", env, "/voter/ready",
+                            run_dir / "voter.log")
+    ok = False
+    try:
+        print(f"bench: {backend}", file=sys.stderr, flush=True)
+        voter.start()
+        voter.wait_ready(60)
+        setup_election(voter, rabbit.url)
+        session = requests.Session()
+        db = pymongo.MongoClient(mongo.uri)["bench_scale"]
+        have = 0
+        for size in [int(x) for x in SIZES[backend].split(",") if x]:
+            rate = ingest(session, voter, have, size) if size > have else float("nan")
+            res, count = measure(session, voter, db, size)
+            have = count
+            rows.append({"size": size, "stored": count, "ingest": rate, "raw_ingest": raw_ingest(db),
+                         "mem": db_memory_mib(mongo),
+                         "voter_mem": pss_kib([voter.pid]) / 1024, "res": res})
+            print_row(backend, rows[-1], flush=True)
+        ok = True
+    except Exception as exc:  # keep what was measured; say where it stopped
+        print(f"bench: {backend} stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
+        rows.append({"error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+    finally:
+        voter.stop()
+        mongo.stop()
+        rabbit.stop()
+        if ok:
+            harness.remove_run_dir(run_dir)
+        else:
+            print(f"bench: run directory kept: {run_dir}", file=sys.stderr)
+    return rows
+
+
+def print_row(backend, row, flush=False):
+    print(f"[{backend}] {row['stored']} votes: ingest {row['ingest']:.0f} votes/s "
+          f"(raw insert_many {row['raw_ingest']:.0f}/s), "
+          f"database memory {row['mem']:.0f} MiB, voter {row['voter_mem']:.0f} MiB", file=sys.stderr, flush=flush)
+    for op in OPS:
+        xs = row["res"].get(op)
+        if not xs:
+            continue
+        print(f"    {LABELS[op]:<32} p50 {p50(xs):9.2f} ms  p99 {p99(xs):9.2f} ms  (n={len(xs)})",
+              file=sys.stderr, flush=flush)
+
+
+def table(all_rows):
+    out = [f"voter per-request cost vs votes stored in one election; {os.cpu_count()} cores "
+           f"(shared machine: spread in the p99 column); {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"]
+    for backend, rows in all_rows.items():
+        error = [r["error"] for r in rows if "error" in r]
+        rows = [r for r in rows if "error" not in r]
+        if not rows:
+            continue
+        out.append("")
+        what = {"sqlite": "SQLite", "postgresql": "PostgreSQL 15 + companion GIN indexes (scripts/postgresql-init.sql)",
+                "postgresql-plain": "PostgreSQL 15, FerretDB's own btree indexes only"}[backend]
+        out.append(f"FerretDB v1.24.2 on {what}: p50 / p99 in ms (n = samples; - = not measured, see BENCH_PAGE_MAX)")
+        head = f"  {'operation':<32}" + "".join(f"{r['stored']:>22,}" for r in rows)
+        if len(rows) > 1:
+            head += f"{'last/first p50':>16}"
+        out.append(head)
+        for op in OPS:
+            line = f"  {LABELS[op]:<32}"
+            have = [r for r in rows if r["res"].get(op)]
+            for r in rows:
+                xs = r["res"].get(op)
+                line += f"{p50(xs):>10.2f} /{p99(xs):>8.2f} ({len(xs):>2})" if xs else f"{'-':>22}"
+            if len(have) > 1:
+                line += f"{p50(have[-1]['res'][op]) / p50(have[0]['res'][op]):>15.1f}x"
+            out.append(line)
+        out.append(f"  {'bulk ingestion of the step':<32}" + "".join(f"{r['ingest']:>15.0f} votes/s" for r in rows))
+        out.append(f"  {'raw insert_many (500 per call)':<32}" + "".join(f"{r['raw_ingest']:>15.0f} votes/s" for r in rows))
+        out.append(f"  {'database memory (PSS)':<32}" + "".join(f"{r['mem']:>18.0f} MiB" for r in rows))
+        out.append(f"  {'voter service memory (PSS)':<32}" + "".join(f"{r['voter_mem']:>18.0f} MiB" for r in rows))
+        if error:
+            out.append(f"  stopped after the last column: {error[0]}")
+    return "\n".join(out)
+
+
+def main():
+    build = Path(os.environ["VOTER_BENCH_BUILD_DIR"])
+    all_rows = {}
+    for backend in DBS:
+        all_rows[backend] = run_backend(backend, build)
+    text = table(all_rows)
+    print(text)
+    res = ROOT / "bench" / "results"
+    res.mkdir(exist_ok=True)
+    (res / f"scale-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.txt").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""The local database backends (tests/harness.py, scripts/stack): FerretDB on a private
+PostgreSQL, whose btree indexes get companion GIN indexes (scripts/postgresql-init.sql) so
+that FerretDB's pushed-down equality filters (`_jsonb -> 'f' @> v`) use an index."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pymongo
+import pytest
+
+import harness
+
+
+@pytest.fixture(scope="module")
+def pg_ferret(run_dir):
+    db = harness.FerretDB(run_dir / "ferretdb-pg", backend="postgresql")
+    db.start()
+    try:
+        yield db
+    finally:
+        db.stop()
+
+
+def psql(db, sql):
+    pg = db.postgresql
+    out = subprocess.run([harness.PG_BIN / "psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", pg.run_dir,
+                          "-p", str(pg.port), "-U", "postgres", "-d", "voter", "-c", sql],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def plan_nodes(plan):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from plan_nodes(child)
+
+
+def index_used(coll, flt):
+    plan = coll.find(flt).explain()["queryPlanner"]["Plan"]
+    return [n.get("Index Name") for n in plan_nodes(plan) if n.get("Index Name")]
+
+
+def test_backend_is_chosen_by_voter_db(monkeypatch, tmp_path):
+    monkeypatch.setenv("VOTER_DB", "postgresql")
+    assert harness.FerretDB(tmp_path).backend == "postgresql"
+    assert "--handler=postgresql" in harness.FerretDB(tmp_path).argv()
+    monkeypatch.setenv("VOTER_DB", "sqlite")
+    assert "--handler=sqlite" in harness.FerretDB(tmp_path).argv()
+    monkeypatch.setenv("VOTER_DB", "mysql")
+    with pytest.raises(harness.HarnessError, match="VOTER_DB"):
+        harness.database_backend()
+
+
+def test_pushed_down_filters_use_companion_gin_indexes(pg_ferret, ns):
+    client = pymongo.MongoClient(pg_ferret.uri)
+    try:
+        coll = client[f"db_{ns}"]["votes"]
+        coll.insert_many([{"election": f"e{i % 50}", "tallied": i % 2 == 0, "deleted": False}
+                          for i in range(3000)])
+        coll.create_index([("election", 1), ("tallied", 1)], name="by_election")
+        psql(pg_ferret, "ANALYZE")  # planner statistics, as autovacuum would gather them
+        one = coll.find_one({"election": "e7"})
+        assert one is not None
+        by_id = index_used(coll, {"_id": one["_id"], "deleted": False})
+        assert len(by_id) == 1 and by_id[0].endswith("_gin"), by_id
+        by_election = index_used(coll, {"election": "e7", "tallied": False})
+        assert len(by_election) == 1 and "by_election" in by_election[0] and by_election[0].endswith("_gin"), \
+            by_election
+        assert coll.count_documents({"election": "e7", "tallied": False}) == 60
+        assert coll.find_one({"_id": one["_id"], "deleted": False})["election"] == "e7"
+    finally:
+        client.close()
+
+
+def test_dropping_an_index_drops_its_companion(pg_ferret, ns):
+    client = pymongo.MongoClient(pg_ferret.uri)
+    try:
+        coll = client[f"db_{ns}"]["things"]
+        coll.insert_one({"key": "a"})
+        coll.create_index([("key", 1)], name="by_key", unique=True)
+        schema = f"db_{ns}"
+        names = psql(pg_ferret, f"SELECT indexname FROM pg_indexes WHERE schemaname = '{schema}' ORDER BY 1")
+        assert sum("by_key" in n for n in names) == 2, names  # the btree and its _gin
+        coll.drop_index("by_key")
+        names = psql(pg_ferret, f"SELECT indexname FROM pg_indexes WHERE schemaname = '{schema}' ORDER BY 1")
+        assert not [n for n in names if "by_key" in n], names
+        assert set(coll.index_information()) == {"_id_"}
+    finally:
+        client.close()
