@@ -302,6 +302,7 @@ out:
   sweeper_stop(app.sweeper);
   webhooks_stop(app.hooks);
   wq_stop(app.wq);
+  worker_free(app.pool); /* after the work queue thread, which dispatches into it */
   jobs_routes_free(routes);
   ev_relay_stop(relay);
   store_close(app.store);

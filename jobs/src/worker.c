@@ -570,6 +570,10 @@ void worker_stop(worker_pool *p) {
   for (int i = 0; i < p->n; i++) pthread_join(p->slots[i].thread, NULL);
   atomic_store(&p->keeper_stop, 1);
   pthread_join(p->keeper, NULL);
+}
+
+void worker_free(worker_pool *p) {
+  if (!p) return;
   pthread_cond_destroy(&p->cond);
   pthread_mutex_destroy(&p->lock);
   free(p->slots);

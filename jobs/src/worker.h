@@ -31,6 +31,10 @@ bool worker_cancel_local(worker_pool *p, const char *id);
 /* Shutdown: waits up to drain_s for running jobs, then stops the rest and hands them back
  * to the queue (the interrupted attempt is not counted). */
 void worker_drain(worker_pool *p, long drain_s);
+/* Stops and joins the pool's threads. The work queue thread may still call
+ * worker_dispatch afterwards (it answers "later" once stopping), so the pool's memory
+ * stays until worker_free, called after wq_stop. */
 void worker_stop(worker_pool *p);
+void worker_free(worker_pool *p);
 
 #endif
