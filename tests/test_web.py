@@ -186,6 +186,13 @@ def test_the_original_clients_calls_are_unchanged(stack):
                       ("/election/summary", "elections"), ("/candidate/candidates/summary", "candidates")):
         doc = requests.get(base + path).json()
         assert list(doc) == [key], path
+    # before an election is chosen the original client asks for ".../undefined": items by id
+    # are a clean 404 problem, per-title lists stay empty single-key objects as they were
+    for path in ("/election/elections/undefined", "/candidate/candidates/undefined"):
+        r = requests.get(base + path)
+        assert r.status_code == 404 and r.headers["Content-Type"] == "application/problem+json", path
+    assert requests.get(f"{base}/voter/results/undefined").json() == {"results": []}
+    assert requests.get(f"{base}/voter/candidates/undefined").json() == {"candidates": []}
 
 
 def test_the_gateway_streams_without_buffering_and_limits_streams_per_client(make_stack):
