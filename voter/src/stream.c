@@ -111,7 +111,7 @@ static long sub_read(void *ctx, char *buf, size_t max) {
   pthread_mutex_lock(&s->hub->lock);
   size_t n = s->len - s->off;
   if (n > max) n = max;
-  memcpy(buf, s->buf + s->off, n);
+  if (n) memcpy(buf, s->buf + s->off, n);
   s->off += n;
   bool end = n == 0 && s->ended;
   pthread_mutex_unlock(&s->hub->lock);
