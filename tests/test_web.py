@@ -371,7 +371,8 @@ def test_the_stream_resumes_after_the_voter_service_restarts(stack, browser):
     wait_for(d, lambda d: votes_shown(d, TRUMP) == 1)
     stack.voter.restart()
     assert vote(stack.url, TRUMP).status_code == 201
-    wait_for(d, lambda d: votes_shown(d, TRUMP) == 2, timeout=15, message="the page follows the restarted service")
+    # the page retries with a back-off (1, 2, 4... s) while the service is down
+    wait_for(d, lambda d: votes_shown(d, TRUMP) == 2, timeout=30, message="the page follows the restarted service")
     wait_for(d, lambda d: "Live updates: on" in by_css(d, ".live")[0].text)
     # and it is live again, not just reloaded once
     assert vote(stack.url, TRUMP).status_code == 201
