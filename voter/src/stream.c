@@ -40,7 +40,7 @@ struct watch {
   char *election;
   sub *subs;
   bool dirty;
-  int64_t last_read_ms;
+  int64_t last_read_ms, last_event_ms;
 };
 
 struct stream_hub {
@@ -111,7 +111,7 @@ static long sub_read(void *ctx, char *buf, size_t max) {
   pthread_mutex_lock(&s->hub->lock);
   size_t n = s->len - s->off;
   if (n > max) n = max;
-  memcpy(buf, s->buf + s->off, n);
+  if (n) memcpy(buf, s->buf + s->off, n);
   s->off += n;
   bool end = n == 0 && s->ended;
   pthread_mutex_unlock(&s->hub->lock);
@@ -272,7 +272,9 @@ static void sweep(stream_hub *hub) {
   }
 }
 
-/* Elections due for a read: changed and past the minimum interval, or not read for
+/* Elections due for a read: changed and past the minimum interval since their last event
+ * (not since their last read: a read that found nothing new, e.g. after our own
+ * announcement came back from the broker, must not delay the next change), or not read for
  * recheck_ms. Their names are copied so the read runs without the lock. */
 static size_t due_reads(stream_hub *hub, int64_t now, char ***out) {
   size_t n = 0, cap = 0;
@@ -280,8 +282,9 @@ static size_t due_reads(stream_hub *hub, int64_t now, char ***out) {
   pthread_mutex_lock(&hub->lock);
   sweep(hub);
   for (watch *w = hub->watches; w; w = w->next) {
-    int64_t since = now - w->last_read_ms;
-    if (!((w->dirty && since >= hub->o.min_interval_ms) || since >= hub->o.recheck_ms)) continue;
+    bool due = (w->dirty && now - w->last_event_ms >= hub->o.min_interval_ms) ||
+               now - w->last_read_ms >= hub->o.recheck_ms;
+    if (!due) continue;
     if (n == cap) {
       cap = cap ? cap * 2 : 8;
       char **nl = realloc(list, cap * sizeof *nl);
@@ -318,12 +321,14 @@ static void deliver(stream_hub *hub, const char *election, json_t *results) {
   pthread_mutex_lock(&hub->lock);
   for (watch *w = hub->watches; w; w = w->next) {
     if (strcmp(w->election, election) != 0) continue;
+    int before = sent;
     for (sub *s = w->subs; s; s = s->next) {
       if (strcmp(s->last_id, id) == 0) continue;
       sub_append(s, event, (size_t)len, now);
       strcpy(s->last_id, id);
       sent++;
     }
+    if (sent > before) w->last_event_ms = now;
   }
   pthread_mutex_unlock(&hub->lock);
   if (sent) metrics_counter_add("voter_result_stream_events_total", "", sent);

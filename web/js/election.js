@@ -103,13 +103,17 @@ export function render(main, title) {
   let lastId = "";
   let timer = null;
   let gone = false;
+  let delay = 1000; // doubles up to 30 s while the stream is refused (e.g. 429: too many tabs)
   const connect = () => {
     const q = lastId ? `?lastEventId=${enc(lastId)}` : "";
     es = new EventSource(`/voter/results/${enc(title)}/stream${q}`);
-    es.addEventListener("open", () => { live.textContent = "Live updates: on"; });
+    es.addEventListener("open", () => { live.textContent = "Live updates: on"; delay = 1000; });
     es.addEventListener("error", () => {
       live.textContent = "Live updates: reconnecting…";
-      if (es.readyState === EventSource.CLOSED && !gone) timer = setTimeout(connect, 1000);
+      if (es.readyState === EventSource.CLOSED && !gone) {
+        timer = setTimeout(connect, delay);
+        delay = Math.min(30000, delay * 2);
+      }
     });
     es.addEventListener("results", (ev) => {
       live.textContent = "Live updates: on";

@@ -7,7 +7,9 @@ export function keyBox(purpose) {
   const input = h("input", { type: "password", id: "api-key", autocomplete: "off", value: getKey(),
     "aria-describedby": "api-key-help" });
   input.addEventListener("input", () => setKey(input.value.trim()));
-  return h("div", { class: "panel" }, h("label", { for: "api-key" }, "API key"), input,
+  // a form of its own, so the browser knows what the password field belongs to
+  return h("form", { class: "panel", onsubmit: (e) => e.preventDefault() },
+    h("label", { for: "api-key" }, "API key"), input,
     h("p", { id: "api-key-help", class: "muted" },
       `${purpose} The key stays in this browser tab only and is sent as X-API-Key.`));
 }
