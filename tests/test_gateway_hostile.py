@@ -396,7 +396,8 @@ def test_chunk_extensions_are_dropped_and_the_body_rechunked(env):
 
 def test_chunked_trailers_cannot_carry_identity_or_framing(env):
     body = (b"5\r\nhello\r\n0\r\nX-Consumer-ID: forged\r\nX-Consumer-Scopes: admin\r\n"
-            b"X-Gateway-Proof: t=1,sig=00\r\nContent-Length: 99\r\nX-Checksum: abc\r\n\r\n")
+            b"X-Gateway-Proof: t=1,sig=00\r\nContent-Length: 99\r\nTransfer-Encoding : chunked\r\n"
+            b"X\tY: 1\r\nX-Ctl: a\x01b\r\nX-Checksum: abc\r\n\r\n")
     new = check(env, head("POST", "/voter/votes", "Transfer-Encoding: chunked", body=body), 200, forwarded=1)
     r = new[0]
     forwarded_exactly(r, "POST", "/voter/votes", b"hello")

@@ -96,6 +96,10 @@ static bool field_value_ok(const char *s, size_t n) {
   return true;
 }
 
+bool gw_admit_field_ok(const char *name, size_t nlen, const char *value, size_t vlen) {
+  return token(name, nlen) && field_value_ok(value, vlen);
+}
+
 /* true when name appears as a token in a Connection header value */
 static bool listed_in(const char *list, const char *name, size_t n) {
   if (!list) return false;

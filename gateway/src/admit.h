@@ -130,6 +130,9 @@ void gw_admit_head(const gw_conf *c, const gw_head *h, const gw_admission *a,
 
 /* true for a field the gateway never forwards from a client (as a field or a trailer). */
 bool gw_admit_own_field(const char *name, size_t n);
+/* true for a well-formed field: a token name, a value without control characters (HTAB
+ * aside). Used for trailer fields too. */
+bool gw_admit_field_ok(const char *name, size_t nlen, const char *value, size_t vlen);
 bool gw_admit_hop_by_hop(const char *name, size_t n);
 
 #endif
