@@ -147,6 +147,10 @@ static bool check_framing(const gw_head *h, gw_admission *a) {
       bad_framing(a, "the request target holds a character that must be percent-encoded");
       return false;
     }
+  if (h->bad_lines) {
+    bad_framing(a, "a line of the head ends with a bare LF, holds a NUL or is folded (obs-fold)");
+    return false;
+  }
   int ncl = 0, nte = 0, nhost = 0;
   const gw_field *cl = NULL, *te = NULL;
   for (int i = 0; i < h->nfields; i++) {
