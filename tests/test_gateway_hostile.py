@@ -334,38 +334,34 @@ def test_unknown_method_labels_stay_bounded(env):
     assert 'gateway_rejected_total{reason="method"}' in text
 
 
-# MHD (libmicrohttpd 0.9.75) parses the head before the gateway sees it: a bare LF ends a line,
-# a NUL ends a value, obs-fold is folded into the field name. What the gateway then forwards
-# is one well-formed request with the framing it used itself: nothing is smuggled.
+# libmicrohttpd 0.9.75 parses the head before the gateway sees it: it ends a line at a bare LF,
+# ends a value at a NUL and folds obs-fold continuation lines into the field name. The gateway
+# reads that back from libmicrohttpd's buffer (proxy.c, head_lines_ok) and refuses them.
 MHD_HIDDEN = [
+    ("bare_lf_after_request_line", b"POST /voter/votes HTTP/1.1\nHost: gw\r\nContent-Length: 5\r\n\r\nhello"),
     ("bare_lf_line_end", b"POST /voter/votes HTTP/1.1\r\nHost: gw\nX-A: 1\r\nContent-Length: 5\r\n\r\nhello"),
+    ("bare_lf_after_ows", b"POST /voter/votes HTTP/1.1\r\nHost: gw \nX-A: 1\r\nContent-Length: 5\r\n\r\nhello"),
+    ("bare_lf_before_cl", b"POST /voter/votes HTTP/1.1\r\nHost: gw\r\nX-A: 1\nContent-Length: 5\r\n\r\nhello"),
     ("nul_in_value", b"POST /voter/votes HTTP/1.1\r\nHost: gw\r\nX-A: a\x00b\r\nContent-Length: 5\r\n\r\nhello"),
+    ("nul_in_cl", b"POST /voter/votes HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\x003\r\n\r\nhello"),
     ("obs_fold", b"POST /voter/votes HTTP/1.1\r\nHost: gw\r\nX-A: 1\r\n folded\r\nContent-Length: 5\r\n\r\nhello"),
     ("obs_fold_tab", b"POST /voter/votes HTTP/1.1\r\nHost: gw\r\nX-A: 1\r\n\tfolded\r\nContent-Length: 5\r\n\r\nhello"),
+    ("obs_fold_cl", b"POST /voter/votes HTTP/1.1\r\nHost: gw\r\nContent-Length:\r\n 5\r\n\r\nhello"),
 ]
 
 
 @pytest.mark.parametrize("name,data", MHD_HIDDEN, ids=[c[0] for c in MHD_HIDDEN])
-def test_what_libmicrohttpd_hides_is_forwarded_unambiguously(env, name, data):
-    got, _ = exchange(env.port, data)
+def test_what_libmicrohttpd_hides_is_refused_too(env, name, data):
+    check(env, data, 400, forwarded=0, close=True)
+
+
+def test_a_bare_lf_ending_the_last_field_smuggles_nothing(env):
+    # the one spelling the buffer does not show: forwarded as the one request it is
+    got, _ = exchange(env.port, b"POST /voter/votes HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\n\r\nhello")
     assert got and got[0][0] in (200, 400)
     if got[0][0] == 200:
         env.expected += 1
-        req = [r for r in env.ups["voter"].requests() if r.path == "/voter/votes"][-1]
-        forwarded_exactly(req, "POST", "/voter/votes", b"hello")
-    ordinary_client_gets_its_own_answer(env)
-    assert env.count() == env.expected
-
-
-def test_obs_fold_into_framing_smuggles_nothing(env):
-    # a folded Content-Length is no Content-Length for anyone: no body, and "hello" is no request
-    data = b"POST /voter/votes HTTP/1.1\r\nHost: gw\r\nContent-Length:\r\n 5\r\n\r\nhello"
-    got, _ = exchange(env.port, data)
-    assert got and got[0][0] in (200, 400)
-    if got[0][0] == 200:
-        env.expected += 1
-        req = env.ups["voter"].requests("/voter/votes")[-1]
-        assert req.body == b""
+        forwarded_exactly(env.ups["voter"].requests("/voter/votes")[-1], "POST", "/voter/votes", b"hello")
     ordinary_client_gets_its_own_answer(env)
     assert env.count() == env.expected
 
@@ -396,7 +392,8 @@ def test_chunk_extensions_are_dropped_and_the_body_rechunked(env):
 
 def test_chunked_trailers_cannot_carry_identity_or_framing(env):
     body = (b"5\r\nhello\r\n0\r\nX-Consumer-ID: forged\r\nX-Consumer-Scopes: admin\r\n"
-            b"X-Gateway-Proof: t=1,sig=00\r\nContent-Length: 99\r\nX-Checksum: abc\r\n\r\n")
+            b"X-Gateway-Proof: t=1,sig=00\r\nContent-Length: 99\r\nTransfer-Encoding : chunked\r\n"
+            b"X\tY: 1\r\nX-Ctl: a\x01b\r\nX-Checksum: abc\r\n\r\n")
     new = check(env, head("POST", "/voter/votes", "Transfer-Encoding: chunked", body=body), 200, forwarded=1)
     r = new[0]
     forwarded_exactly(r, "POST", "/voter/votes", b"hello")

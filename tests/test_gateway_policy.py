@@ -3,6 +3,7 @@ addresses behind trusted proxies, body limits (413 before the upstream sees anyt
 
 from __future__ import annotations
 
+import copy
 import json
 import socket
 import time
@@ -264,3 +265,54 @@ def test_example_config_free_tier_is_one_job_per_5_minutes(gateway, upstreams, t
     # the OpenAPI document is the suite's
     r = requests.get(gw.url + "/openapi.json")
     assert r.status_code == 200 and r.json()["info"]["title"] == "Voter API in C"
+
+
+def test_keys_file_is_read_at_start_and_on_sighup(gateway, upstreams, tmp_path):
+    up, = upstreams(1)
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"old-key": "paid"}))
+    cfg = policy_config(up, keys_file=str(keys))
+    cfg["keys"] = {}
+    gw = gateway(cfg)
+    assert requests.post(gw.url + "/jobs", json={}, headers={"X-API-Key": "old-key"}).status_code == 200
+    assert requests.post(gw.url + "/jobs", json={}, headers={"X-API-Key": "new-key"}).status_code == 401
+    # rotate: the new key in, the old one out, then SIGHUP
+    tmp = tmp_path / "keys.tmp"
+    tmp.write_text(json.dumps({"new-key": "paid"}))
+    tmp.replace(keys)
+    gw.reload(cfg)
+    wait_until(lambda: requests.post(gw.url + "/jobs", json={}, headers={"X-API-Key": "new-key"}).status_code == 200,
+               timeout=10)
+    assert requests.post(gw.url + "/jobs", json={}, headers={"X-API-Key": "old-key"}).status_code == 401
+    # a broken keys file is refused and the keys in force stay
+    keys.write_text(json.dumps({"x": "no-such-tier"}))
+    gw.reload(cfg)
+    wait_until(lambda: "unknown tier" in gw.log_text(), timeout=10)
+    assert requests.post(gw.url + "/jobs", json={}, headers={"X-API-Key": "new-key"}).status_code == 200
+
+
+def test_a_short_proof_secret_refuses_to_start(gateway, upstreams):
+    up, = upstreams(1)
+    gw = gateway(policy_config(up), env={"GATEWAY_PROOF_SECRET": "too-short"}, wait=False)
+    wait_until(lambda: not gw.svc.running, timeout=15)
+    assert "GATEWAY_PROOF_SECRET is set but shorter than 16 bytes" in gw.log_text()
+
+
+def test_upstreams_get_scopes_and_a_proof_they_can_check(gateway, upstreams):
+    import hashlib
+    import hmac
+    up, = upstreams(1)
+    secret = "policy-test-secret-0123456789"
+    cfg = copy.deepcopy(policy_config(up))
+    cfg["tiers"]["paid"]["scopes"] = ["read", "vote", "write", "admin"]
+    gw = gateway(cfg, env={"GATEWAY_PROOF_SECRET": secret})
+    seen = requests.delete(gw.url + "/jobs//%31", headers={"X-API-Key": "paid-key",
+                                                          "X-Consumer-Scopes": "forged",
+                                                          "X-Gateway-Proof": "t=1,sig=0"}).json()
+    h = seen["headers"]
+    assert seen["path"] == "/jobs/1"
+    assert h["x-consumer-scopes"] == "read vote write admin"
+    t = h["x-gateway-proof"].split(",")[0][2:]
+    msg = "\n".join(["DELETE", "/jobs/1", t, hashlib.sha256(b"paid-key").hexdigest(),
+                     "read vote write admin"]).encode()
+    assert h["x-gateway-proof"] == f"t={t},sig={hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()}"

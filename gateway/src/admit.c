@@ -97,6 +97,10 @@ static bool field_value_ok(const char *s, size_t n) {
   return true;
 }
 
+bool gw_admit_field_ok(const char *name, size_t nlen, const char *value, size_t vlen) {
+  return token(name, nlen) && field_value_ok(value, vlen);
+}
+
 /* true when name appears as a token in a Connection header value */
 static bool listed_in(const char *list, const char *name, size_t n) {
   if (!list) return false;
@@ -144,6 +148,10 @@ static bool check_framing(const gw_head *h, gw_admission *a) {
       bad_framing(a, "the request target holds a character that must be percent-encoded");
       return false;
     }
+  if (h->bad_lines) {
+    bad_framing(a, "a line of the head ends with a bare LF, holds a NUL or is folded (obs-fold)");
+    return false;
+  }
   int ncl = 0, nte = 0, nhost = 0;
   const gw_field *cl = NULL, *te = NULL;
   for (int i = 0; i < h->nfields; i++) {

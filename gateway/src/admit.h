@@ -11,7 +11,8 @@
              takes for Transfer-Encoding: found by fuzz_admit's oracle); more than one
  *             Content-Length (even equal), one that is not 1-18 plain digits; more than one
  *             Transfer-Encoding field, one that is not exactly "chunked", or one with
- *             Content-Length or in HTTP/1.0; HTTP/1.1 without exactly one Host
+ *             Content-Length or in HTTP/1.0; HTTP/1.1 without exactly one Host; a line
+ *             ended by a bare LF, a NUL in a value, obs-fold (h->bad_lines)
  *   method    (501) a method other than GET HEAD POST PUT DELETE PATCH OPTIONS
  *   size      (431) request line and fields above max_header_bytes
  *   path      (400) the path has no normal form (voter/path.h, with encoded slashes refused)
@@ -53,6 +54,8 @@ typedef struct gw_head {
   const gw_field *fields;
   int nfields;
   bool too_many_fields; /* more than GW_MAX_FIELDS: 431 */
+  bool bad_lines;       /* a line ended by a bare LF, a NUL in a value, obs-fold (seen by
+                         * the caller in libmicrohttpd's buffer, see proxy.c): 400 */
   const char *peer_ip;  /* the TCP peer, as text */
 } gw_head;
 
@@ -130,6 +133,9 @@ void gw_admit_head(const gw_conf *c, const gw_head *h, const gw_admission *a,
 
 /* true for a field the gateway never forwards from a client (as a field or a trailer). */
 bool gw_admit_own_field(const char *name, size_t n);
+/* true for a well-formed field: a token name, a value without control characters (HTAB
+ * aside). Used for trailer fields too. */
+bool gw_admit_field_ok(const char *name, size_t nlen, const char *value, size_t vlen);
 bool gw_admit_hop_by_hop(const char *name, size_t n);
 
 #endif

@@ -2,6 +2,7 @@
  * upstream's head, the streaming reader and trailers; see exchange.h. */
 #define _GNU_SOURCE
 #include "exchange.h"
+#include "admit.h"
 
 /* ------------------------------------------------------------------ responses */
 
@@ -243,7 +244,8 @@ enum MHD_Result rsp_collect_trailer(void *cls, enum MHD_ValueKind kind, const ch
   buf *t = cls;
   if (!value) value = "";
   size_t nlen = strlen(key), vlen = strlen(value);
-  if (trailer_dropped(key, nlen, not_request_trailers) || strpbrk(key, "\r\n") || strpbrk(value, "\r\n"))
+  /* a trailer must be a well-formed field too (a token name, no control characters) */
+  if (trailer_dropped(key, nlen, not_request_trailers) || !gw_admit_field_ok(key, nlen, value, vlen))
     return MHD_YES;
   buf_append(t, key, nlen);
   buf_append(t, ": ", 2);

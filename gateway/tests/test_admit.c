@@ -113,6 +113,14 @@ static void ambiguous_framing_is_400_and_closes(void **state) {
     assert_true(a->close);
   }
   expect_refused(admit_fields("G\x01T", "/election/x", "127.0.0.1", NOF), 400);
+  /* what libmicrohttpd hides (bare LF, NUL, obs-fold), as the caller reports it */
+  gw_field host = {"Host", 4, "gw", 2};
+  gw_head h = {.method = "GET", .target = "/election/x", .version = "HTTP/1.1", .fields = &host,
+               .nfields = 1, .peer_ip = "127.0.0.1", .bad_lines = true};
+  gw_admission_clear(&adm);
+  gw_admit(conf, &h, &adm);
+  expect_refused(&adm, 400);
+  assert_true(adm.close);
 }
 
 static void framing_accepted_once(void **state) {
