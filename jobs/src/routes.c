@@ -11,6 +11,7 @@
 #include "fsutil.h"
 #include "sign.h"
 #include "submit.h"
+#include "voter/authz.h"
 #include "voter/hal.h"
 #include "voter/json.h"
 #include "voter/log.h"
@@ -498,7 +499,7 @@ routes_ctx *jobs_routes(http_server *srv, jobs_app *app, int http_threads) {
   http_route(srv, "POST", JOBS_CONTEXT "/tabulations", submit, c);
   http_route(srv, "GET", JOBS_CONTEXT, list, c);
   http_route(srv, "GET", JOBS_CONTEXT "/{id}", get_job, c);
-  http_route(srv, "DELETE", JOBS_CONTEXT "/{id}", cancel, c);
+  authz_route_admin(srv, "DELETE", JOBS_CONTEXT "/{id}", cancel, c);
   http_route(srv, "GET", JOBS_CONTEXT "/{id}/result", get_result, c);
   http_route(srv, "GET", JOBS_CONTEXT "/{id}/logs", get_logs, c);
   return c;
