@@ -393,9 +393,9 @@ static void get_logs(void *ctx, const http_request *req, http_response *res) {
   if (st == JS_NOT_FOUND && strcmp(j.status, "running") == 0) {
     /* still running: what the program wrote so far, when it runs on this replica
      * (local runner) */
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/%s-%d/output.log", cfg->work_dir, j.id, j.attempts);
-    data = fs_tail(path, (size_t)cfg->logs_max);
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/%s-%d", cfg->work_dir, j.id, j.attempts);
+    data = fs_tail_in(dir, "output.log", (size_t)cfg->logs_max);
     len = data ? strlen(data) : 0;
   } else if (st != JS_OK && st != JS_NOT_FOUND) {
     return unavailable(res);
