@@ -46,7 +46,9 @@ static const char usage[] =
     "  REPLICA_RETRY_MS     delay before a failed event is retried (default 1000)\n"
     "  REPLICA_MAX_ATTEMPTS attempts before an event is dead-lettered (default 5)\n"
     "  BATCH_CHUNK          votes per work-queue message for bulk ingestion (default 500)\n"
-    "  RECONCILE_S          how often uncounted votes are looked for (default 30)\n";
+    "  RECONCILE_S          how often uncounted votes are looked for (default 30)\n"
+    "  GATEWAY_PROOF_SECRET the secret shared with the gateway: drops, simulation and deleting\n"
+    "                       a vote need its proof with the admin scope (unset: refused, 403)\n";
 
 int main(int argc, char **argv) {
   int args = service_args(argc, argv, "voter-voter", usage);
