@@ -301,12 +301,22 @@ def test_a_keyed_job_is_404_for_other_callers_and_anonymous_jobs_stay_readable(j
     assert requests.get(r.headers["Location"]).content == fx["expected"]  # no key needed
     assert requests.get(f"{url}/logs", headers=owner).status_code == 200
     assert requests.get(url, params={"view": "status"}, headers=owner).json()["status"] == "succeeded"
-    # behind the gateway the key becomes X-Consumer-ID: sha256(key); the same owner
+    # behind the gateway the key becomes X-Consumer-ID: sha256(key), under the gateway's
+    # proof; the same owner
     import hashlib
-    as_gateway = {"X-Consumer-ID": hashlib.sha256(b"key-one").hexdigest()}
-    assert requests.get(url, params={"view": "status"}, headers=as_gateway).json()["status"] == "succeeded"
-    stranger = {"X-Consumer-ID": hashlib.sha256(b"key-two").hexdigest()}
-    assert_problem(requests.get(url, params={"view": "status"}, headers=stranger), 404)
+    path = f"/jobs/{mine}"
+
+    def as_gateway(key: bytes) -> dict:
+        return harness.proof_headers("GET", path, consumer=hashlib.sha256(key).hexdigest(),
+                                     scopes="read vote")
+    assert requests.get(url, params={"view": "status"}, headers=as_gateway(b"key-one")).json()["status"] == "succeeded"
+    assert_problem(requests.get(url, params={"view": "status"}, headers=as_gateway(b"key-two")), 404)
+    # the same header without the proof (anyone on the internal network) is not believed
+    forged = {"X-Consumer-ID": hashlib.sha256(b"key-one").hexdigest()}
+    assert_problem(requests.get(url, params={"view": "status"}, headers=forged), 404)
+    signed_elsewhere = dict(as_gateway(b"key-one"), **{"X-Gateway-Proof": harness.proof(
+        "GET", "/jobs", hashlib.sha256(b"key-one").hexdigest(), "read vote")})
+    assert_problem(requests.get(url, params={"view": "status"}, headers=signed_elsewhere), 404)
     # an anonymous job: readable with any key and without one
     wait_final(jobs.url, anon)
     for headers in (owner, other, {}):

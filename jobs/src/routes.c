@@ -122,9 +122,11 @@ static void reply_accepted(routes_ctx *c, const http_request *req, http_response
 
 /* SHA-256 of the caller's API key: the owner recorded on jobs and used to list them.
  * Behind the gateway the key does not arrive; the gateway sends the same hash as
- * X-Consumer-ID instead (and drops any a client sends), so both paths agree. */
+ * X-Consumer-ID instead (and drops any a client sends), so both paths agree. The header
+ * counts only under the gateway's proof (authz_consumer): set by anyone else, it is
+ * ignored, and the caller is whoever its X-API-Key (if any) says. */
 static bool owner_of(const http_request *req, char out[65]) {
-  const char *consumer = http_header(req, "X-Consumer-ID");
+  const char *consumer = authz_consumer(req);
   if (consumer && strlen(consumer) == 64 && strspn(consumer, "0123456789abcdef") == 64) {
     memcpy(out, consumer, 65);
     return true;

@@ -54,6 +54,16 @@ bool authz_admin(const http_request *req, http_response *res) {
   return false;
 }
 
+const char *authz_consumer(const http_request *req) {
+  authz_init();
+  const char *consumer = http_header(req, PROOF_CONSUMER_HEADER);
+  if (!consumer || !*consumer) return NULL;
+  proof_status st = proof_verify(secret, secret_len, http_header(req, PROOF_HEADER), req->method,
+                                 req->path, consumer, header_or_empty(req, PROOF_SCOPES_HEADER),
+                                 util_now_ms() / 1000);
+  return st == PROOF_OK ? consumer : NULL;
+}
+
 int authz_route_admin(http_server *s, const char *method, const char *pattern, http_handler fn,
                       void *ctx) {
   return http_route_guarded(s, method, pattern, authz_admin, fn, ctx);

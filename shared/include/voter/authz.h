@@ -23,6 +23,12 @@ void authz_init(void);
  * An http_guard (http.h): authz_route_admin installs it in front of a handler. */
 bool authz_admin(const http_request *req, http_response *res);
 
+/* The caller's id as the gateway vouches for it: the X-Consumer-ID of a request whose proof
+ * verifies (whatever its scopes), or NULL (no proof, a bad one, no secret, or anonymous).
+ * A service that scopes data by caller takes the id from here, never from the bare header,
+ * which anything on the internal network could set. */
+const char *authz_consumer(const http_request *req);
+
 /* http_route for an admin operation: the handler runs only when authz_admin lets it. */
 int authz_route_admin(http_server *s, const char *method, const char *pattern, http_handler fn,
                       void *ctx);
