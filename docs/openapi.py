@@ -9,7 +9,10 @@ def ref(name):
     return {"$ref": f"#/components/schemas/{name}"}
 
 def problem(*codes):
-    text = {400: "malformed JSON or bad query parameter", 404: "unknown id or path",
+    text = {400: "malformed JSON or bad query parameter", 401: "no API key, or an unknown one (the gateway)",
+            403: "the key's tier lacks the scope this operation needs; sent straight to a service, an admin "
+                 "operation without the gateway's proof (X-Gateway-Proof) holding the admin scope",
+            404: "unknown id or path",
             405: "wrong method", 409: "conflict", 412: "If-Match does not match", 413: "body too large",
             415: "not JSON", 422: "well-formed but invalid", 429: "rate limited", 503: "dependency down"}
     return {str(c): {"description": text[c], "content": {"application/problem+json": {"schema": ref("Problem")}}}
@@ -174,6 +177,31 @@ paths.update({
     "/openapi.json": {"get": op("This document", ok(200, "OpenAPI", {"type": "object"}), tags=["gateway"])},
 })
 
+# Scopes (README, "Keys and scopes"): reads and votes are anonymous; the rest needs a key
+# whose tier holds the scope. Admin operations are also checked by the services themselves.
+ADMIN = [("/election/drop/elections", "post"), ("/election/events/replay", "post"),
+         ("/candidate/drop/candidates", "post"), ("/candidate/drop/elections", "post"),
+         ("/candidate/events/replay", "post"), ("/voter/drop/votes", "post"),
+         ("/voter/drop/candidates", "post"), ("/voter/simulation/{election}", "post"),
+         ("/voter/simulation/{election}", "get"), ("/voter/votes/{id}", "delete"), ("/jobs/{id}", "delete")]
+WRITE = [(f"/{ctx}/{plural}", "post") for ctx, plural in (("election", "elections"), ("candidate", "candidates"))] + \
+        [(f"/{ctx}/{plural}/{{id}}", m) for ctx, plural in (("election", "elections"), ("candidate", "candidates"))
+         for m in ("put", "patch", "delete")] + [("/voter/votes/batch", "post")]
+KEYED = [("/jobs/tabulations", "post")]
+KEY_SECURITY = [{"apiKey": []}, {"bearer": []}]
+for scope, ops_ in (("admin", ADMIN), ("write", WRITE), (None, KEYED)):
+    for path, method in ops_:
+        o = paths[path][method]
+        o["security"] = KEY_SECURITY
+        o["responses"].update(problem(401, 403))
+        if scope:
+            o["x-required-scope"] = scope
+            o["description"] = (f"Needs a key whose tier holds the `{scope}` scope."
+                                + (" The service itself also refuses it (403) without the gateway's proof "
+                                   "of an admin caller." if scope == "admin" else ""))
+        else:
+            o["description"] = "Needs a key of any tier (free, paid or admin)."
+
 s = lambda **props: {"type": "object", "properties": props}
 string, integer = {"type": "string"}, {"type": "integer"}
 nullable = {"type": "string", "nullable": True}
@@ -212,8 +240,16 @@ doc = {
     "tags": [{"name": t} for t in ("election", "candidate", "voter", "jobs", "gateway")],
     "paths": dict(sorted(paths.items())),
     "components": {"schemas": schemas,
-                   "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-                                       "bearer": {"type": "http", "scheme": "bearer"}}},
+                   "securitySchemes": {
+                       "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                                  "description": "A key of a tier: free (read vote), paid (read vote write), admin "
+                                                 "(read vote write admin). Operations without security are anonymous."},
+                       "bearer": {"type": "http", "scheme": "bearer", "description": "The same key as a bearer token."},
+                       "gatewayProof": {"type": "apiKey", "in": "header", "name": "X-Gateway-Proof",
+                                        "description": "Internal: set by the gateway only (with X-Consumer-ID and "
+                                                       "X-Consumer-Scopes), t=<unix s>,sig=HMAC-SHA256(GATEWAY_PROOF_SECRET, "
+                                                       "METHOD\\nPATH\\nt\\nCONSUMER\\nSCOPES). The services require it "
+                                                       "for admin operations; clients never send it."}}},
 }
 
 if __name__ == "__main__":

@@ -10,6 +10,11 @@ Standard environment given to a service by `service_factory` (the C services rea
     MONGODB_URI=<FerretDB uri>  MONGODB_DATABASE=<name>_<ns>
     AMQP_URL=<RabbitMQ url>     AMQP_EXCHANGE=voter.events.<ns>  AMQP_QUEUE_PREFIX=<ns>.
     LOG_LEVEL=info
+    GATEWAY_PROOF_SECRET=<harness.PROOF_SECRET, generated per pytest process>
+
+Admin operations (drops, replays, simulation, DELETE of a vote, job cancellation) sent
+straight to a service need the gateway's proof: harness.admin_request(method, url, ...)
+(imported as `admin` by the suites) signs them as the gateway would for an admin caller.
 """
 
 from __future__ import annotations
@@ -109,6 +114,7 @@ def service_factory(request, rabbit, mongo, ns, amqp_exchange, run_dir):
         svc = service_factory("election")                      # waits for /election/ready
         svc = service_factory("candidate", env={"X": "1"})     # extra/overriding variables
         svc = service_factory("election", wait=False)          # just start it
+        svc = service_factory("election", env={"GATEWAY_PROOF_SECRET": None})  # unset one
 
     Several services started in one test share the exchange; each service name gets
     its own database (<name>_<ns>), so two replicas of one service share theirs.
@@ -135,8 +141,13 @@ def service_factory(request, rabbit, mongo, ns, amqp_exchange, run_dir):
             "AMQP_EXCHANGE": amqp_exchange,
             "AMQP_QUEUE_PREFIX": f"{ns}.",
             "LOG_LEVEL": "info",
+            "GATEWAY_PROOF_SECRET": harness.PROOF_SECRET,
         }
-        full_env.update(env or {})
+        for key, value in (env or {}).items():  # None removes a standard variable
+            if value is None:
+                full_env.pop(key, None)
+            else:
+                full_env[key] = value
         index = sum(1 for s in started if s.name == name)
         svc = harness.Service(
             name,

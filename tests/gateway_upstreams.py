@@ -478,7 +478,8 @@ def gateway(request, tmp_path):
         if config is not None:
             path.write_text(json.dumps(config, indent=2))
         full_env = {"HTTP_PORT": str(port), "GATEWAY_CONFIG": str(path), "LOG_LEVEL": "info",
-                    "VOTER_GATEWAY_BINARY": str(harness.binary("gateway"))}
+                    "VOTER_GATEWAY_BINARY": str(harness.binary("gateway")),
+                    "GATEWAY_PROOF_SECRET": harness.PROOF_SECRET}
         full_env.update(env or {})
         svc = harness.Service("gateway", program or harness.binary("gateway"), full_env,
                               "/gateway/health",

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import hashlib
+import hmac
 import os
 import random
 import secrets
@@ -55,6 +57,13 @@ SANITIZER_DEFAULTS = {
 # Variables passed from the harness's own environment to service processes.
 SERVICE_INHERITED_ENV = ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "LD_LIBRARY_PATH",
                          "ASAN_SYMBOLIZER_PATH", "LLVM_SYMBOLIZER_PATH")
+
+
+# One gateway proof secret per harness process (per test file under CTest): every service
+# and gateway the suites start gets it as GATEWAY_PROOF_SECRET, and admin_headers() signs
+# with it. Generated, so no test can depend on a published value.
+PROOF_SECRET = secrets.token_hex(32)
+ADMIN_SCOPES = "read vote write admin"
 
 
 class HarnessError(RuntimeError):
@@ -1037,6 +1046,42 @@ class Service:
             else:
                 i += 1
         return "\n\n".join(blocks) if blocks else None
+
+
+# --------------------------------------------------------------------------- gateway proof
+
+def proof(method: str, path: str, consumer: str = "", scopes: str = ADMIN_SCOPES,
+          t: Optional[int] = None, secret: str = PROOF_SECRET) -> str:
+    """The X-Gateway-Proof value the gateway would send (shared/include/voter/proof.h):
+    t=<unix seconds>,sig=HMAC-SHA256(secret, METHOD\nPATH\nt\nCONSUMER\nSCOPES) in hex."""
+    t = int(time.time()) if t is None else t
+    msg = "\n".join([method, path, str(t), consumer, scopes]).encode()
+    sig = hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
+    return f"t={t},sig={sig}"
+
+
+def proof_headers(method: str, path: str, consumer: str = "", scopes: str = ADMIN_SCOPES,
+                  t: Optional[int] = None, secret: str = PROOF_SECRET) -> dict:
+    """The three headers the gateway sends upstream for a caller, signed for method and path
+    (the path exactly as the service receives it, without the query)."""
+    return {"X-Consumer-ID": consumer, "X-Consumer-Scopes": scopes,
+            "X-Gateway-Proof": proof(method, path, consumer, scopes, t, secret)}
+
+
+def admin_request(method: str, url: str, consumer: str = "", scopes: str = ADMIN_SCOPES,
+                  headers: Optional[dict] = None, **kwargs):
+    """requests.request(method, url, ...) sent straight to a service as the gateway would
+    send an admin caller's request: the path is taken from the prepared request (what
+    goes on the wire, after requests' own quoting) and signed with PROOF_SECRET."""
+    import requests  # Debian's python3-requests
+    from urllib.parse import urlsplit
+
+    timeout = kwargs.pop("timeout", 30)
+    prepared = requests.Request(method, url, headers=dict(headers or {}), **kwargs).prepare()
+    path = urlsplit(prepared.url).path or "/"
+    prepared.headers.update(proof_headers(method, path, consumer, scopes))
+    with requests.Session() as session:
+        return session.send(prepared, timeout=timeout)
 
 
 # --------------------------------------------------------------------------- CLI

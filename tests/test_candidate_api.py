@@ -13,7 +13,7 @@ import pika
 import pytest
 import requests
 
-from harness import free_port, wait_until
+from harness import admin_request as admin, free_port, wait_until
 
 ELECTION = {
     "title": "2016 Presidential Election",
@@ -491,21 +491,21 @@ def test_election_replica_is_read_only(stack):
 
 def test_drop_candidates_deletes_everything(api):
     seed(api)
-    assert requests.post(f"{api}/drop/candidates").status_code == 204
+    assert admin("POST", f"{api}/drop/candidates").status_code == 204
     assert count(api) == 0
     assert requests.get(f"{api}/candidates/summary").json() == {"candidates": []}
-    assert requests.post(f"{api}/drop/candidates").status_code == 204
+    assert admin("POST", f"{api}/drop/candidates").status_code == 204
 
 
 def test_replay_is_202(api):
     seed(api)
-    r = requests.post(f"{api}/events/replay")
+    r = admin("POST", f"{api}/events/replay")
     assert r.status_code == 202 and r.json() == {"republished": 5}
 
 
 def test_drop_elections_clears_the_replica_and_it_rebuilds(stack):
     source = add_election(stack)
-    r = requests.post(f"{stack.api}/drop/elections")
+    r = admin("POST", f"{stack.api}/drop/elections")
     assert r.status_code == 204 and "Warning" not in r.headers
     wait_until(lambda: requests.get(f"{stack.api}/elections/{source['id']}").status_code == 200,
                timeout=15, message="the replica rebuilt by the election service's replay")
@@ -515,7 +515,7 @@ def test_drop_elections_answers_204_with_warning_when_election_service_is_down(s
                                                                                queue):
     svc = start_candidate(service_factory, rabbit, queue)  # ELECTION_URL: nobody listens there
     api = svc.url + "/candidate"
-    r = requests.post(f"{api}/drop/elections")
+    r = admin("POST", f"{api}/drop/elections")
     assert r.status_code == 204
     assert "could not be asked to replay" in r.headers["Warning"]
     assert requests.get(f"{api}/elections").json()["page"]["totalElements"] == 0

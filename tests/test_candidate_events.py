@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from events import EventTap
-from harness import free_port, wait_until
+from harness import admin_request as admin, free_port, wait_until
 
 ELECTION = {"title": "2016 Presidential Election", "date": "2016-11-08",
             "electionType": "FEDERAL", "description": "58th"}
@@ -196,12 +196,12 @@ def test_drop_candidates_emits_a_delete_each_and_replay_republishes(stack, rabbi
         ids = [requests.post(f"{stack.api}/candidates", json=dict(CANDIDATE, firstName=f"C{i}")).json()["id"]
                for i in range(3)]
         tap.wait_for(3)
-        r = requests.post(f"{stack.api}/events/replay")
+        r = admin("POST", f"{stack.api}/events/replay")
         assert r.status_code == 202 and r.json() == {"republished": 3}
         events = tap.wait_for(6)
         replayed = [e for e in events[3:] if e["type"] == "candidate.updated"]
         assert sorted((e["subject"], e["version"]) for e in replayed) == sorted((i, 1) for i in ids)
-        assert requests.post(f"{stack.api}/drop/candidates").status_code == 204
+        assert admin("POST", f"{stack.api}/drop/candidates").status_code == 204
         events = tap.wait_for(9)
         deleted = [e for e in events if e["type"] == "candidate.deleted"]
         assert sorted((e["subject"], e["version"]) for e in deleted) == sorted((i, 2) for i in ids)
@@ -346,7 +346,7 @@ def test_drop_elections_clears_and_rebuilds_through_the_election_replay(stack, r
     publish(rabbit, amqp_exchange, ghost)
     wait_until(lambda: (ghost["subject"], 1) in replica(), timeout=15)
 
-    r = requests.post(f"{stack.api}/drop/elections")
+    r = admin("POST", f"{stack.api}/drop/elections")
     assert r.status_code == 204 and "Warning" not in r.headers
     wait_until(lambda: replica() == want, timeout=15, message="the replica rebuilt from the replay")
     assert (ghost["subject"], 1) not in replica()

@@ -38,7 +38,6 @@ TAG = os.environ.get("VOTER_DEPLOY_TEST_TAG", "deploy-test")
 SERVICES = ("election", "candidate", "voter", "jobs", "gateway")
 STANDIN_MONGO = "voter-test/ferretdb:1.24"
 STANDIN_RABBITMQ = "voter-test/rabbitmq:3.10"
-KEY = {"X-API-Key": "demo-paid-key"}  # a DEMO key of deploy/gateway/gateway.json
 FIXTURE = json.loads((ROOT / "tests" / "fixtures" / "votes-35.json").read_text())
 JOB_FIXTURE = ROOT / "tabulator" / "tests" / "fixtures" / "small-irv"
 E2016 = "2016 Presidential Election"
@@ -78,12 +77,16 @@ def project(engine):
     """Environment and command prefix of this run's compose project."""
     work = Path(tempfile.mkdtemp(prefix="voter-deploy-jobs-"))
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
-    # .env.example is the configuration users start from: run with exactly it, plus what a
-    # test on a shared machine must change (port, work directory, the socket's group)
-    for line in (ROOT / ".env.example").read_text().splitlines():
+    # the .env users make (scripts/secrets compose: .env.example with every secret
+    # generated): run with exactly it, plus what a test on a shared machine must change
+    # (port, work directory, the socket's group)
+    env_file = Path(tempfile.mkdtemp(prefix="voter-deploy-env-")) / "env"
+    sh([str(ROOT / "scripts" / "secrets"), "compose", str(env_file)])
+    for line in env_file.read_text().splitlines():
         if line and not line.startswith("#") and "=" in line:
             k, v = line.split("=", 1)
             env[k] = v
+    shutil.rmtree(env_file.parent, ignore_errors=True)
     env.update({
         "DOCKER_BUILDKIT": "0",  # no buildx here; the legacy builder caches layers too
         "COMPOSE_DOCKER_CLI_BUILD": "0",
@@ -99,7 +102,9 @@ def project(engine):
     cmd = ["docker-compose", "--project-directory", str(ROOT), "-p", name,
            "-f", str(ROOT / "docker-compose.yml"), "-f", str(ROOT / "docker-compose.test.yml")]
     yield {"env": env, "cmd": cmd, "name": name, "work": work,
-           "url": f"http://127.0.0.1:{env['GATEWAY_PORT']}"}
+           "url": f"http://127.0.0.1:{env['GATEWAY_PORT']}",
+           "admin": {"X-API-Key": env["GATEWAY_ADMIN_KEY"]},
+           "paid": {"X-API-Key": env["GATEWAY_PAID_KEY"]}}
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -185,7 +190,7 @@ def suite(request, project, images):
 @pytest.fixture(scope="module")
 def seeded(suite):
     r = sh(["/usr/bin/python3", str(ROOT / "scripts" / "seed"), "--url", suite["url"],
-            "--api-key", KEY["X-API-Key"]], timeout=300, check=False)
+            "--api-key", suite["admin"]["X-API-Key"]], timeout=300, check=False)
     return r
 
 
@@ -239,6 +244,22 @@ def test_gateway_demands_a_key_for_writes(suite):
     assert r.status_code == 401, r.text
 
 
+def test_admin_operations_need_the_admin_key_and_services_the_gateways_proof(suite):
+    url = f"{suite['url']}/voter/drop/votes"
+    assert requests.post(url, timeout=10).status_code == 401
+    assert requests.post(url, headers=suite["paid"], timeout=10).status_code == 403
+    assert requests.post(url, headers=suite["admin"], timeout=30).status_code == 204
+    # straight to the service on the compose network, with a key and forged scopes:
+    # refused by the service itself (no proof of the gateway's secret)
+    r = sh(suite["cmd"] + ["exec", "-T", "gateway", "bash", "-c",
+                           "exec 3<>/dev/tcp/voter/8083; "
+                           "printf 'POST /voter/drop/votes HTTP/1.1\\r\\nHost: voter\\r\\n"
+                           "X-Consumer-Scopes: read vote write admin\\r\\nContent-Length: 0\\r\\n"
+                           "Connection: close\\r\\n\\r\\n' >&3; head -c 12 <&3"],
+           check=False, env=suite["env"])
+    assert r.stdout.startswith("HTTP/1.1 403"), r.stdout + r.stderr
+
+
 def test_seed_through_the_gateway(seeded):
     assert seeded.returncode == 0, seeded.stdout + seeded.stderr
     assert "5 elections created" in seeded.stdout and "17 candidates created" in seeded.stdout
@@ -246,9 +267,9 @@ def test_seed_through_the_gateway(seeded):
 
 def test_the_35_vote_fixture_through_the_gateway(suite, seeded):
     api = f"{suite['url']}/voter"
-    assert requests.post(f"{api}/drop/votes", headers=KEY, timeout=30).status_code == 204
+    assert requests.post(f"{api}/drop/votes", headers=suite["admin"], timeout=30).status_code == 204
     for v in FIXTURE["votes"]:
-        r = requests.post(f"{api}/votes", json=v, headers=KEY, timeout=30)
+        r = requests.post(f"{api}/votes", json=v, headers=suite["paid"], timeout=30)
         assert r.status_code == 201, r.text
     enc = quote(E2016, safe="")
     expect = FIXTURE["expect"]
@@ -263,7 +284,7 @@ def test_the_35_vote_fixture_through_the_gateway(suite, seeded):
 def test_an_election_update_propagates_to_the_replicas(suite, seeded):
     base = suite["url"]
     title = f"Deployment check {uuid.uuid4().hex[:8]}"
-    r = requests.post(f"{base}/election/elections", headers=KEY, timeout=30,
+    r = requests.post(f"{base}/election/elections", headers=suite["paid"], timeout=30,
                       json={"title": title, "date": "2030-11-05", "electionType": "LOCAL", "description": "v1"})
     assert r.status_code == 201, r.text
     eid = r.json()["id"]
@@ -278,11 +299,11 @@ def test_an_election_update_propagates_to_the_replicas(suite, seeded):
     def replicas_show(description):
         return lambda: all(e and e["description"] == description for e in replicas())
     wait_until(replicas_show("v1"), timeout=30, interval=0.2, message="the new election in both replicas")
-    r = requests.patch(f"{base}/election/elections/{eid}", json={"description": "v2"}, headers=KEY, timeout=30)
+    r = requests.patch(f"{base}/election/elections/{eid}", json={"description": "v2"}, headers=suite["paid"], timeout=30)
     assert r.status_code == 200, r.text
     wait_until(replicas_show("v2"), timeout=30, interval=0.2, message="the update in both replicas")
     assert all(e["version"] == r.json()["version"] for e in replicas())
-    assert requests.delete(f"{base}/election/elections/{eid}", headers=KEY, timeout=30).status_code == 204
+    assert requests.delete(f"{base}/election/elections/{eid}", headers=suite["paid"], timeout=30).status_code == 204
     wait_until(lambda: replicas() == (None, None), timeout=30, interval=0.2,
                message="the delete in both replicas")
 
@@ -293,13 +314,13 @@ def test_a_tabulation_job_runs_through_the_docker_runner(suite, images):
     since = str(int(time.time()) - 1)
     body = {"rules": json.loads((JOB_FIXTURE / "rules.json").read_text()),
             "ballots": (JOB_FIXTURE / "ballots.csv").read_text()}
-    r = requests.post(f"{base}/jobs/tabulations", json=body, headers=KEY, timeout=30)
+    r = requests.post(f"{base}/jobs/tabulations", json=body, headers=suite["paid"], timeout=30)
     assert r.status_code == 202, r.text
     job = r.json()["id"]
 
     def finished():
         # the job belongs to the key that submitted it (the gateway passes its hash on)
-        s = requests.get(f"{base}/jobs/{job}", params={"wait": "10"}, headers=KEY,
+        s = requests.get(f"{base}/jobs/{job}", params={"wait": "10"}, headers=suite["paid"],
                          allow_redirects=False, timeout=30)
         return s if s.status_code != 202 else None
     final = wait_until(finished, timeout=120, interval=0.2, message=f"job {job} to finish")

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,17 @@ SERVICES = DOMAIN + ("jobs", "gateway")
 RUNTIME_PODS = "app.kubernetes.io/name=voter-tabulate"
 # What the prod overlay expects to exist before `kubectl apply` (docs/deploy.md).
 PROD_EXTERNAL_SECRETS = ("broker-secrets", "election-secrets", "candidate-secrets",
-                         "voter-secrets", "jobs-secrets", "gateway-config")
+                         "voter-secrets", "jobs-secrets", "gateway-proof", "gateway-keys",
+                         "gateway-config")
+# Secrets compose refuses to start without (${VAR:?...}); .env.example leaves them empty.
+COMPOSE_SECRETS = ("MONGO_ROOT_PASSWORD", "ELECTION_DB_PASSWORD", "CANDIDATE_DB_PASSWORD",
+                   "VOTER_DB_PASSWORD", "JOBS_DB_PASSWORD", "ELECTION_MONGODB_URI",
+                   "CANDIDATE_MONGODB_URI", "VOTER_MONGODB_URI", "JOBS_MONGODB_URI",
+                   "RABBITMQ_PASSWORD", "JOBS_HMAC_SECRET", "GATEWAY_PROOF_SECRET",
+                   "GATEWAY_ADMIN_KEY")
+# Strings of the demo secrets this repository once shipped: none may come back. (The demo
+# API keys of the gateway configurations are the gateway's tests' business.)
+PUBLISHED_SECRETS = ("voter-dev-", "change-me")
 JOBS_RBAC = {("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
              ("", "pods"): {"get", "list"},
              ("", "pods/log"): {"get"}}
@@ -50,10 +61,32 @@ def need(tool: str) -> str:
     return path
 
 
-def render(overlay: str) -> str:
+_tree: list[Path] = []
+
+
+def k8s_tree() -> Path:
+    """A private copy of k8s/ with the dev overlay's secrets generated in it by
+    `scripts/secrets k8s-dev` (as a user does once): the checkout's own git-ignored
+    k8s/overlays/dev/secrets/ is neither read nor written."""
+    if not _tree:
+        tmp = Path(tempfile.mkdtemp(prefix="voter-k8s-"))
+        shutil.copytree(ROOT / "k8s", tmp / "k8s", ignore=shutil.ignore_patterns("secrets"))
+        r = subprocess.run([str(ROOT / "scripts" / "secrets"), "k8s-dev",
+                            str(tmp / "k8s" / "overlays" / "dev" / "secrets")],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        _tree.append(tmp / "k8s")
+    return _tree[0]
+
+
+def kustomize(path: Path) -> subprocess.CompletedProcess:
     need("kubectl")
-    r = subprocess.run(["kubectl", "kustomize", str(ROOT / "k8s" / "overlays" / overlay)],
-                       capture_output=True, text=True, timeout=120)
+    return subprocess.run(["kubectl", "kustomize", str(path)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def render(overlay: str) -> str:
+    r = kustomize(k8s_tree() / "overlays" / overlay)
     assert r.returncode == 0, f"kubectl kustomize k8s/overlays/{overlay} failed:\n{r.stderr}"
     return r.stdout
 
@@ -392,28 +425,114 @@ def test_dev_brings_its_own_databases_and_prod_no_secrets():
         (ROOT / "deploy/mongo/init-users.js").read_text()
 
 
+def test_dev_secrets_are_generated_never_shipped():
+    """The dev overlay reads its credentials from secrets/ made by scripts/secrets (git-
+    ignored): without them it does not render; with them no published value appears, and
+    the gateway and every service get the proof secret, the gateway its keys file."""
+    bare = Path(tempfile.mkdtemp(prefix="voter-k8s-bare-"))
+    shutil.copytree(ROOT / "k8s", bare / "k8s", ignore=shutil.ignore_patterns("secrets"))
+    r = kustomize(bare / "k8s" / "overlays" / "dev")
+    assert r.returncode != 0 and "secrets/" in r.stderr, r.stderr
+    shutil.rmtree(bare)
+    assert "/k8s/overlays/dev/secrets/" in (ROOT / ".gitignore").read_text().split()
+    for overlay in OVERLAYS:
+        text = render(overlay) + "".join(p.read_text() for p in (ROOT / "k8s").rglob("*")
+                                         if p.is_file() and "secrets" not in p.parts)
+        for published in PUBLISHED_SECRETS:
+            assert published not in text, f"{overlay}: {published!r} is shipped"
+    for overlay in OVERLAYS:
+        objs = objects(overlay)
+        for name in SERVICES:
+            refs = {e.get("secretRef", {}).get("name")
+                    for c in pod_spec(named(objs, "Deployment", name))["containers"]
+                    for e in c.get("envFrom", [])}
+            assert any(r and r.startswith("gateway-proof") for r in refs), (overlay, name, refs)
+        gw = pod_spec(named(objs, "Deployment", "gateway"))
+        env = {e["name"]: e.get("value") for e in gw["containers"][0]["env"]}
+        keys_mount = {m["name"]: m["mountPath"] for m in gw["containers"][0]["volumeMounts"]}["keys"]
+        assert env["GATEWAY_KEYS_FILE"] == keys_mount + "/keys.json"
+        (vol,) = [v for v in gw["volumes"] if v["name"] == "keys"]
+        assert vol["secret"]["secretName"].startswith("gateway-keys")
+    dev_keys = [s for s in of_kind(objects("dev"), "Secret") if s["metadata"]["name"].startswith("gateway-keys")]
+    assert len(dev_keys) == 1 and "keys.json" in dev_keys[0]["data"]
+
+
 # --------------------------------------------------------------------------- compose
 
-def compose_config(*files: str, env_file: bool = False) -> subprocess.CompletedProcess:
+_compose_env: list[Path] = []
+
+
+def generated_env() -> Path:
+    """An env file made by `scripts/secrets compose` (what users run), outside the tree."""
+    if not _compose_env:
+        path = Path(tempfile.mkdtemp(prefix="voter-compose-env-")) / "env"
+        r = subprocess.run([str(ROOT / "scripts" / "secrets"), "compose", str(path)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert path.stat().st_mode & 0o077 == 0, "the generated .env is private"
+        _compose_env.append(path)
+    return _compose_env[0]
+
+
+def compose_config(*files: str, env_file: str | None = "generated",
+                   extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    """docker-compose config with env_file "generated" (scripts/secrets compose), "example"
+    (.env.example as it is) or None (nothing but PATH and extra_env)."""
     need("docker-compose")
     cmd = ["docker-compose", "--project-directory", str(ROOT)]
-    if env_file:
+    if env_file == "generated":
+        cmd += ["--env-file", str(generated_env())]
+    elif env_file == "example":
         cmd += ["--env-file", str(ROOT / ".env.example")]
     for f in files:
         cmd += ["-f", str(ROOT / f)]
     # an empty environment apart from PATH: only defaults and the env file count
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(extra_env or {})}
     return subprocess.run(cmd + ["config"], capture_output=True, text=True, env=env, timeout=60)
 
 
 @pytest.mark.parametrize("files", [("docker-compose.yml",),
                                    ("docker-compose.yml", "docker-compose.test.yml")],
                          ids=["compose", "compose+test"])
-@pytest.mark.parametrize("env_file", [False, True], ids=["defaults", "env-example"])
-def test_compose_files_parse_with_docker_compose_1_29(files, env_file):
-    r = compose_config(*files, env_file=env_file)
+def test_compose_files_parse_with_docker_compose_1_29(files):
+    r = compose_config(*files)
     assert r.returncode == 0, r.stderr
     assert "WARNING" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("env_file", [None, "example"], ids=["nothing-set", "env-example"])
+def test_compose_refuses_to_start_without_its_secrets(env_file):
+    r = compose_config("docker-compose.yml", env_file=env_file)
+    assert r.returncode != 0, "docker-compose config succeeded without any secret"
+    assert "(scripts/secrets compose)" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("secret", COMPOSE_SECRETS)
+def test_compose_refuses_to_start_while_one_secret_is_empty(secret):
+    """Every secret set but one, which is empty (a placeholder left as .env.example has it)."""
+    values = dict(line.split("=", 1) for line in generated_env().read_text().splitlines()
+                  if line and not line.startswith("#"))
+    values[secret] = ""
+    r = compose_config("docker-compose.yml", env_file=None, extra_env=values)
+    assert r.returncode != 0 and f"set {secret} " in r.stderr, r.stderr
+
+
+def test_compose_and_env_example_ship_no_secret():
+    compose = (ROOT / "docker-compose.yml").read_text()
+    example = (ROOT / ".env.example").read_text()
+    for published in PUBLISHED_SECRETS:
+        assert published not in compose and published not in example, published
+    for secret in COMPOSE_SECRETS:
+        assert re.search(rf"\$\{{{secret}:\?", compose), f"{secret} is required with ${{{secret}:?...}}"
+        assert re.search(rf"^{secret}=$", example, re.M), f".env.example leaves {secret} empty"
+    assert "/.env" in (ROOT / ".gitignore").read_text().split()
+    cfg = yaml.safe_load(compose_config("docker-compose.yml").stdout)["services"]
+    for name in SERVICES:
+        assert len(cfg[name]["environment"]["GATEWAY_PROOF_SECRET"]) >= 32, name
+    # the gateway's keys arrive through the environment, written to its tmpfs at start
+    assert cfg["gateway"]["entrypoint"] == ["/usr/local/bin/gateway-keys-from-env"]
+    dockerfile = (ROOT / "gateway" / "Dockerfile").read_text()
+    assert "COPY deploy/gateway/keys-from-env /usr/local/bin/gateway-keys-from-env" in dockerfile
 
 
 def test_compose_publishes_only_the_gateway_and_orders_startup():

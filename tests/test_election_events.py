@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from events import EventTap
-from harness import wait_until
+from harness import admin_request as admin, wait_until
 
 ELECTION = {"title": "2016 Presidential Election", "date": "2016-11-08",
             "electionType": "FEDERAL", "description": "58th"}
@@ -66,11 +66,11 @@ def test_drop_emits_a_delete_per_election_and_replay_republishes(tap):
     ids = [requests.post(f"{base}/elections", json=dict(ELECTION, title=f"E{i}")).json()["id"]
            for i in range(3)]
     tap.wait_for(3)
-    assert requests.post(f"{base}/events/replay").status_code == 202
+    assert admin("POST", f"{base}/events/replay").status_code == 202
     events = tap.wait_for(6)
     replayed = [e for e in events[3:] if e["type"] == "election.updated"]
     assert sorted((e["subject"], e["version"]) for e in replayed) == sorted((i, 1) for i in ids)
-    assert requests.post(f"{base}/drop/elections").status_code == 204
+    assert admin("POST", f"{base}/drop/elections").status_code == 204
     events = tap.wait_for(9)
     deleted = [e for e in events if e["type"] == "election.deleted"]
     assert sorted((e["subject"], e["version"]) for e in deleted) == sorted((i, 2) for i in ids)

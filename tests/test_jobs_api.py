@@ -12,6 +12,7 @@ import pytest
 import requests
 
 import harness
+from harness import admin_request as admin
 from events import EventTap, queue_depth
 from jobs_helpers import (SECRET, big_ballots, fixture, jobs_env, sign, slow_tabulate, status,
                           submit_json, submit_multipart, wait_final)
@@ -181,7 +182,7 @@ def test_unknown_job_is_404_and_bad_wait_is_400(jobs):
         r = requests.get(f"{jobs.url}/jobs/{'a' * 24}{path}")
         assert r.status_code in (403, 404), (path, r.status_code)
     assert_problem(requests.get(f"{jobs.url}/jobs/{'a' * 24}"), 404)
-    assert_problem(requests.delete(f"{jobs.url}/jobs/nope"), 404)
+    assert_problem(admin("DELETE", f"{jobs.url}/jobs/nope"), 404)
     assert_problem(requests.get(f"{jobs.url}/jobs/{'a' * 24}", params={"wait": "61"}), 400)
     assert_problem(requests.get(f"{jobs.url}/jobs/{'a' * 24}", params={"wait": "x"}), 400)
 
@@ -226,7 +227,7 @@ def test_failed_count_is_200_with_reason_exit_code_and_logs(jobs):
     assert doc["logsUrl"] == f"{jobs.url}/jobs/{job_id}/logs"
     logs = requests.get(doc["logsUrl"])
     assert logs.status_code == 200 and "count stopped" in logs.text
-    assert_problem(requests.delete(f"{jobs.url}/jobs/{job_id}"), 409)
+    assert_problem(admin("DELETE", f"{jobs.url}/jobs/{job_id}"), 409)
 
 
 def test_wait_returns_early_when_the_status_changes(service_factory, tmp_path):
@@ -309,7 +310,7 @@ def test_a_keyed_job_is_404_for_other_callers_and_anonymous_jobs_stay_readable(j
         assert_problem(requests.get(url, params={"wait": 5}, headers=headers), 404)
         assert time.monotonic() - t0 < 2  # refused before waiting
         assert_problem(requests.get(f"{url}/logs", headers=headers), 404)
-        assert_problem(requests.delete(url, headers=headers), 404)
+        assert_problem(admin("DELETE", url, headers=headers), 404)
     # the owner's view: it was not cancelled by the refused DELETEs
     r = requests.get(url, params={"wait": 10}, headers=owner, allow_redirects=False)
     while r.status_code == 202:
@@ -318,12 +319,22 @@ def test_a_keyed_job_is_404_for_other_callers_and_anonymous_jobs_stay_readable(j
     assert requests.get(r.headers["Location"]).content == fx["expected"]  # no key needed
     assert requests.get(f"{url}/logs", headers=owner).status_code == 200
     assert requests.get(url, params={"view": "status"}, headers=owner).json()["status"] == "succeeded"
-    # behind the gateway the key becomes X-Consumer-ID: sha256(key); the same owner
+    # behind the gateway the key becomes X-Consumer-ID: sha256(key), under the gateway's
+    # proof; the same owner
     import hashlib
-    as_gateway = {"X-Consumer-ID": hashlib.sha256(b"key-one").hexdigest()}
-    assert requests.get(url, params={"view": "status"}, headers=as_gateway).json()["status"] == "succeeded"
-    stranger = {"X-Consumer-ID": hashlib.sha256(b"key-two").hexdigest()}
-    assert_problem(requests.get(url, params={"view": "status"}, headers=stranger), 404)
+    path = f"/jobs/{mine}"
+
+    def as_gateway(key: bytes) -> dict:
+        return harness.proof_headers("GET", path, consumer=hashlib.sha256(key).hexdigest(),
+                                     scopes="read vote")
+    assert requests.get(url, params={"view": "status"}, headers=as_gateway(b"key-one")).json()["status"] == "succeeded"
+    assert_problem(requests.get(url, params={"view": "status"}, headers=as_gateway(b"key-two")), 404)
+    # the same header without the proof (anyone on the internal network) is not believed
+    forged = {"X-Consumer-ID": hashlib.sha256(b"key-one").hexdigest()}
+    assert_problem(requests.get(url, params={"view": "status"}, headers=forged), 404)
+    signed_elsewhere = dict(as_gateway(b"key-one"), **{"X-Gateway-Proof": harness.proof(
+        "GET", "/jobs", hashlib.sha256(b"key-one").hexdigest(), "read vote")})
+    assert_problem(requests.get(url, params={"view": "status"}, headers=signed_elsewhere), 404)
     # an anonymous job: readable with any key and without one
     wait_final(jobs.url, anon)
     for headers in (owner, other, {}):

@@ -18,7 +18,7 @@ import urllib.parse
 import pytest
 import requests
 
-from harness import repo_root, wait_until
+from harness import admin_request as admin, repo_root, wait_until
 from jobs_helpers import fixture, jobs_env, status, submit_json, wait_final
 
 SOCKET = os.environ.get("JOBS_DOCKER_SOCKET", "/var/run/docker.sock")
@@ -128,7 +128,7 @@ def test_docker_limits_applied_cancel_and_deadline(service_factory, tmp_path, sl
     wait_until(lambda: status(svc.url, cancelled)["status"] == "running", timeout=10)
 
     t0 = time.monotonic()
-    assert requests.delete(f"{svc.url}/jobs/{cancelled}").status_code == 202
+    assert admin("DELETE", f"{svc.url}/jobs/{cancelled}").status_code == 202
     wait_until(lambda: containers_of(cancelled) == [], timeout=20, message="the container is removed")
     assert time.monotonic() - t0 < 15
     doc = wait_until(lambda: (lambda d: d if d.get("exitCode") is not None else None)(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from harness import wait_until
+from harness import admin_request as admin, wait_until
 from jobs_fake_k8s import FakeKubernetes
 from jobs_helpers import (fixture, jobs_env, slow_tabulate, status, submit_json, tabulate_bin,
                           wait_final)
@@ -99,7 +99,7 @@ def test_kubernetes_cancel_deletes_the_job(service_factory, fake_k8s, tmp_path):
     wait_until(lambda: name in fake.pods and status(svc.url, job_id)["status"] == "running",
                timeout=15, message="the Job is created and running")
     pod = fake.pods[name]
-    assert requests.delete(f"{svc.url}/jobs/{job_id}").status_code == 202
+    assert admin("DELETE", f"{svc.url}/jobs/{job_id}").status_code == 202
     wait_until(lambda: name not in fake.jobs, timeout=10, message="the Job is deleted")
     assert pod.proc.poll() is not None  # the pod's process was stopped
     assert [d["query"]["propagationPolicy"] for d in fake.deleted if d["name"] == name][-1] == ["Background"]

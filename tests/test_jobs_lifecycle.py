@@ -21,7 +21,7 @@ import requests
 import harness
 from jobs_helpers import (SECRET, fixture, group_alive, jobs_env, slow_tabulate, status,
                           submit_json, wait_final, wait_status, wrapper_pid)
-from harness import wait_until
+from harness import admin_request as admin, wait_until
 
 
 def start_jobs(service_factory, tmp_path, **env):
@@ -51,10 +51,10 @@ def test_cancel_stops_the_running_process_group(service_factory, tmp_path):
     # a second job waits behind it (concurrency 1) and is cancelled before it runs
     queued = submit_json(svc.url, fx["rules"], fx["ballots"]).json()["id"]
     assert status(svc.url, queued)["status"] == "pending"
-    assert requests.delete(f"{svc.url}/jobs/{queued}").status_code == 202
+    assert admin("DELETE", f"{svc.url}/jobs/{queued}").status_code == 202
     assert status(svc.url, queued)["status"] == "cancelled"
 
-    r = requests.delete(f"{svc.url}/jobs/{job_id}")
+    r = admin("DELETE", f"{svc.url}/jobs/{job_id}")
     assert r.status_code == 202, r.text
     assert r.json()["status"] == "cancelled"
     wait_until(lambda: not group_alive(pgid), timeout=10, message="the job's process group is gone")
@@ -66,7 +66,7 @@ def test_cancel_stops_the_running_process_group(service_factory, tmp_path):
     r = requests.get(f"{svc.url}/jobs/{job_id}", allow_redirects=False)
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
     assert "wrapper: sleeping" in requests.get(f"{svc.url}/jobs/{job_id}/logs").text
-    assert requests.delete(f"{svc.url}/jobs/{job_id}").status_code == 409
+    assert admin("DELETE", f"{svc.url}/jobs/{job_id}").status_code == 409
     wait_until(lambda: not any(svc.work_dir.glob(f"{job_id}-*")), timeout=5,
                message="the work directory is removed")
 
@@ -129,7 +129,7 @@ def test_retention_purges_then_410(service_factory, tmp_path, mongo, ns):
                message="the job answers 410 after retention")
     assert requests.get(result_url).status_code == 410  # still correctly signed
     assert requests.get(f"{svc.url}/jobs/{job_id}/logs").status_code == 410
-    assert requests.delete(f"{svc.url}/jobs/{job_id}").status_code == 410
+    assert admin("DELETE", f"{svc.url}/jobs/{job_id}").status_code == 410
     st = status(svc.url, job_id)
     assert st["status"] == "purged" and st["outcome"] == "succeeded"
     assert db.job_data.count_documents({"job": job_id}) == 0

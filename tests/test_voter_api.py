@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from events import candidate_data, cloud_event, election_data, publish
-from harness import wait_until
+from harness import admin_request as admin, wait_until
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "votes-35.json").read_text())
 E2016 = "2016 Presidential Election"
@@ -87,9 +87,9 @@ def test_vote_crud_and_hal(voter):
     assert requests.get(f"{api}/votes/{item['id']}").json()["candidate"] == "Jill Stein"
     listing = requests.get(f"{api}/votes").json()
     assert listing["page"]["totalElements"] == 1 and listing["_embedded"]["votes"][0]["_links"]["vote"]
-    assert requests.delete(f"{api}/votes/{item['id']}").status_code == 204
+    assert admin("DELETE", f"{api}/votes/{item['id']}").status_code == 204
     assert_problem(requests.get(f"{api}/votes/{item['id']}"), 404)
-    assert_problem(requests.delete(f"{api}/votes/{item['id']}"), 404)
+    assert_problem(admin("DELETE", f"{api}/votes/{item['id']}"), 404)
     assert_problem(requests.get(f"{api}/votes/nonsense"), 404)
     assert requests.get(f"{api}/results/{quote(E2016)}").json() == {"results": []}
     assert_problem(requests.put(f"{api}/votes/{item['id']}", json={}), 405)
@@ -98,7 +98,7 @@ def test_vote_crud_and_hal(voter):
 def test_deleting_a_vote_updates_the_tally(voter):
     api = voter.api
     ids = [vote(api, "Gary Johnson").json()["id"] for _ in range(3)]
-    requests.delete(f"{api}/votes/{ids[0]}")
+    admin("DELETE", f"{api}/votes/{ids[0]}")
     assert requests.get(f"{api}/results/{quote(E2016)}").json() == {
         "results": [{"candidate": "Gary Johnson", "votes": 2}]}
 
@@ -217,7 +217,7 @@ def test_candidate_replica_is_hal_and_searchable(voter):
 def test_simulation_adds_3_to_25_votes_per_candidate(voter):
     api = voter.api
     enc = quote(E2016)
-    r = requests.post(f"{api}/simulation/{enc}")
+    r = admin("POST", f"{api}/simulation/{enc}")
     assert r.status_code == 200
     assert r.json() == {"message": "Simulation data created using eventual consistency!"}
     results = requests.get(f"{api}/results/{enc}").json()["results"]
@@ -226,25 +226,25 @@ def test_simulation_adds_3_to_25_votes_per_candidate(voter):
     assert requests.get(f"{api}/results/{enc}/votes").json() == {"votes": total}
     assert total_votes(api) == total
     # the original's GET alias
-    assert requests.get(f"{api}/simulation/{enc}").status_code == 200
+    assert admin("GET", f"{api}/simulation/{enc}").status_code == 200
     assert requests.get(f"{api}/results/{enc}/votes").json()["votes"] > total
     # like the original: an election without known candidates gets the message and no votes
     before = total_votes(api)
-    assert requests.post(f"{api}/simulation/{quote('Unknown')}").status_code == 200
+    assert admin("POST", f"{api}/simulation/{quote('Unknown')}").status_code == 200
     assert total_votes(api) == before
 
 
 def test_drop_votes(voter):
     api = voter.api
-    requests.post(f"{api}/simulation/{quote(E2016)}")
-    assert requests.post(f"{api}/drop/votes").status_code == 204
+    admin("POST", f"{api}/simulation/{quote(E2016)}")
+    assert admin("POST", f"{api}/drop/votes").status_code == 204
     assert total_votes(api) == 0
     assert requests.get(f"{api}/results/{quote(E2016)}").json() == {"results": []}
 
 
 def test_drop_candidates_clears_the_replica(voter):
     # no candidate service runs here: the replica is cleared and the failed replay reported
-    r = requests.post(f"{voter.api}/drop/candidates")
+    r = admin("POST", f"{voter.api}/drop/candidates")
     assert r.status_code == 204 and "Warning" in r.headers
     assert requests.get(f"{voter.api}/candidates").json()["page"]["totalElements"] == 0
     assert_problem(vote(voter.api, "Jill Stein"), 422, "candidate")

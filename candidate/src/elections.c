@@ -201,7 +201,8 @@ static size_t discard(char *data, size_t size, size_t n, void *ctx) {
   return size * n;
 }
 
-int elections_request_replay(elections *e, const char *request_id, char *err, size_t errlen) {
+int elections_request_replay(elections *e, const char *request_id, const authz_headers *auth,
+                             char *err, size_t errlen) {
   char url[1024], header[256];
   size_t n = strlen(e->election_url);
   while (n && e->election_url[n - 1] == '/') n--;
@@ -220,6 +221,11 @@ int elections_request_replay(elections *e, const char *request_id, char *err, si
   if (e->api_key) {
     snprintf(header, sizeof header, "X-API-Key: %s", e->api_key);
     headers = curl_slist_append(headers, header);
+  }
+  if (auth) {
+    headers = curl_slist_append(headers, auth->consumer);
+    headers = curl_slist_append(headers, auth->scopes);
+    headers = curl_slist_append(headers, auth->proof);
   }
   curl_easy_setopt(curl, CURLOPT_URL, url);
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");

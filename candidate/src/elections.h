@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "voter/authz.h"
 #include "voter/mongo.h"
 
 typedef enum {
@@ -64,7 +65,9 @@ elections_status elections_title_known(elections *e, const char *title, bool *kn
 /* Deletes every replica document, tombstones included. */
 elections_status elections_clear(elections *e, int64_t *count);
 /* Asks the election service to re-publish its elections. 0 on a 2xx answer; otherwise -1
- * with a reason in err. request_id (may be NULL) is passed on as X-Request-ID. */
-int elections_request_replay(elections *e, const char *request_id, char *err, size_t errlen);
+ * with a reason in err. request_id (may be NULL) is passed on as X-Request-ID; auth (may be
+ * NULL) holds the admin proof headers the election service requires for a replay. */
+int elections_request_replay(elections *e, const char *request_id, const authz_headers *auth,
+                             char *err, size_t errlen);
 
 #endif

@@ -61,7 +61,9 @@ static const char usage[] =
     "                       /candidate/drop/elections (default http://127.0.0.1:8081)\n"
     "  ELECTION_API_KEY     X-API-Key for that request, when ELECTION_URL is a gateway\n"
     "                       (default: none)\n"
-    "  LOG_LEVEL            debug, info, warn, error (default info)\n";
+    "  LOG_LEVEL            debug, info, warn, error (default info)\n"
+    "  GATEWAY_PROOF_SECRET the secret shared with the gateway: drops and replays need\n"
+    "                       its proof with the admin scope (unset: they are refused, 403)\n";
 
 int main(int argc, char **argv) {
   int args = service_args(argc, argv, "voter-candidate", usage);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "voter/authz.h"
 #include "voter/hal.h"
 #include "voter/idem.h"
 #include "voter/json.h"
@@ -281,7 +282,10 @@ static void drop_elections(void *ctx, const http_request *req, http_response *re
   int64_t n;
   if (elections_clear(api->replica, &n) != ELECTIONS_OK) return resource_reply_unavailable(res);
   char err[512];
-  int rc = elections_request_replay(api->replica, req->request_id, err, sizeof err);
+  authz_headers auth;
+  bool signed_ok = authz_forward(req, "POST", "/election/events/replay", &auth) == 0;
+  int rc = elections_request_replay(api->replica, req->request_id, signed_ok ? &auth : NULL, err,
+                                    sizeof err);
   http_reply_empty(res, 204);
   if (rc != 0) {
     log_fields(LOG_WARN, "election replay request failed",
@@ -313,7 +317,7 @@ void candidate_routes(http_server *srv, candidate_api *api) {
   http_route(srv, "GET", REPLICA_PATH "/search/findByElectionTypeContaining",
              replica_search_by_type, api);
   http_route(srv, "GET", REPLICA_PATH "/{id}", replica_get, api);
-  http_route(srv, "POST", "/candidate/drop/candidates", drop_candidates, api);
-  http_route(srv, "POST", "/candidate/drop/elections", drop_elections, api);
-  http_route(srv, "POST", "/candidate/events/replay", replay, api);
+  authz_route_admin(srv, "POST", "/candidate/drop/candidates", drop_candidates, api);
+  authz_route_admin(srv, "POST", "/candidate/drop/elections", drop_elections, api);
+  authz_route_admin(srv, "POST", "/candidate/events/replay", replay, api);
 }

@@ -48,7 +48,9 @@ static const char usage[] =
     "  OUTBOX_POLL_MS       outbox scan interval when idle (default 1000)\n"
     "  OUTBOX_RELAY_PAUSED  true: never publish (fault injection for tests; default false)\n"
     "  AMQP_QUEUE_PREFIX    prefix for every queue name (default none)\n"
-    "  LOG_LEVEL            debug, info, warn, error (default info)\n";
+    "  LOG_LEVEL            debug, info, warn, error (default info)\n"
+    "  GATEWAY_PROOF_SECRET the secret shared with the gateway: drops and replays need\n"
+    "                       its proof with the admin scope (unset: they are refused, 403)\n";
 
 int main(int argc, char **argv) {
   int args = service_args(argc, argv, "voter-election", usage);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "voter/authz.h"
 #include "voter/hal.h"
 #include "voter/idem.h"
 #include "voter/json.h"
@@ -154,6 +155,6 @@ void election_routes(http_server *srv, entity_store *s) {
   http_route(srv, "PATCH", PATH "/{id}", patch, s);
   http_route(srv, "DELETE", PATH "/{id}", delete_one, s);
   http_route(srv, "GET", "/election/summary", summary, s);
-  http_route(srv, "POST", "/election/drop/elections", drop, s);
-  http_route(srv, "POST", "/election/events/replay", replay, s);
+  authz_route_admin(srv, "POST", "/election/drop/elections", drop, s);
+  authz_route_admin(srv, "POST", "/election/events/replay", replay, s);
 }

@@ -13,7 +13,6 @@
 #include <sys/socket.h>
 
 #define NAME_MAX_LEN 253
-#define MAX_PINNED 8
 
 typedef enum { E_PUBLIC, E_ANY, E_CIDR, E_NAME } entry_kind;
 
@@ -237,6 +236,18 @@ static int refuse(char *why, size_t cap, const char *text) {
   return -1;
 }
 
+/* The CURLOPT_CONNECT_TO entry "::ADDRESS:" (any host, any port → this address, same
+ * port): libcurl then connects to the address checked and resolves nothing, however the
+ * URL spells its host (a trailing dot, upper case, a numeric form). false if it does not
+ * fit (a caller passing no room for it wants no pin). */
+static bool write_pin(const address *a, char *pin, size_t cap) {
+  if (!cap) return true; /* the caller only asks whether the URL is allowed */
+  char text[INET6_ADDRSTRLEN];
+  if (!inet_ntop(a->family, a->b, text, sizeof text)) return false;
+  int n = snprintf(pin, cap, a->family == AF_INET6 ? "::[%s]:" : "::%s:", text);
+  return n > 0 && (size_t)n < cap;
+}
+
 int cb_check(const cb_policy *p, const char *url, char *pin, size_t pincap, char *why,
              size_t whycap) {
   if (pincap) pin[0] = 0;
@@ -283,21 +294,24 @@ int cb_check(const cb_policy *p, const char *url, char *pin, size_t pincap, char
     }
   }
   address lit;
-  if (parse_address(host, &lit)) { /* a literal: no resolution, nothing to pin */
-    rc = address_allowed(p, &lit, port)
-             ? 0
-             : refuse(why, whycap, "the address is not one this service may call "
-                                   "(JOBS_CALLBACK_ALLOW)");
+  if (parse_address(host, &lit)) { /* a literal: no resolution; pinned all the same */
+    if (!address_allowed(p, &lit, port))
+      rc = refuse(why, whycap, "the address is not one this service may call "
+                               "(JOBS_CALLBACK_ALLOW)");
+    else
+      rc = write_pin(&lit, pin, pincap) ? 0 : refuse(why, whycap, "internal: pin too long");
     goto out;
   }
+  /* One resolution, here (it also reads the numeric forms 127.1, 0x7f.1, 2130706433 the
+   * way inet_aton does); libcurl resolves nothing: it connects to the first address. */
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
   if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res) {
     refuse(why, whycap, "the host name does not resolve");
     goto out;
   }
-  /* Every address must be allowed: libcurl may try any of them. */
-  size_t used = pincap ? (size_t)snprintf(pin, pincap, "%s:%d:", host, port) : 0;
-  int pinned = 0;
+  /* Every address must be allowed: a name with one bad address is refused outright. */
+  address first = {0};
+  bool have_first = false;
   rc = 0;
   for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
     char text[INET6_ADDRSTRLEN];
@@ -312,17 +326,12 @@ int cb_check(const cb_policy *p, const char *url, char *pin, size_t pincap, char
                                "(JOBS_CALLBACK_ALLOW)");
       break;
     }
-    if (pincap && pinned < MAX_PINNED && used < pincap) {
-      used += (size_t)snprintf(pin + used, pincap - used, ai->ai_family == AF_INET6 ? "%s[%s]" : "%s%s",
-                               pinned ? "," : "", text);
-      pinned++;
-    }
+    if (!have_first) first = a, have_first = true;
   }
   freeaddrinfo(res);
-  if (rc != 0 || used >= pincap) {
-    if (pincap) pin[0] = 0;
-    if (rc == 0) rc = refuse(why, whycap, "the host name is too long");
-  }
+  if (rc == 0 && !write_pin(&first, pin, pincap))
+    rc = refuse(why, whycap, "internal: pin too long");
+  if (rc != 0 && pincap) pin[0] = 0;
 out:
   curl_free(scheme);
   curl_free(rawhost);

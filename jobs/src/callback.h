@@ -16,11 +16,13 @@
  *     none              no callbacks at all
  *
  * The default is "public". A URL is allowed when its host matches a name entry, or when
- * every address its host resolves to matches an address entry (so 127.1, 0x7f.1 or a name
- * pointing at 10.0.0.5 do not slip through). The check runs at submission (422) and again
- * at every delivery, whose connection is pinned to the address just checked
- * (CURLOPT_RESOLVE), so a name re-pointed after the submission (DNS rebinding) is not
- * followed either. Redirects are never followed (httpc). */
+ * every address its host resolves to matches an address entry (so 127.1, 0x7f.1,
+ * 2130706433, 0177.0.0.1, [::ffff:127.0.0.1] or a name pointing at 10.0.0.5 do not slip
+ * through). The check runs at submission (422) and again at every delivery, and the
+ * delivery connects to the very address that check saw: the pin is a CURLOPT_CONNECT_TO
+ * entry "::ADDRESS:" matching any host spelling ("name." with its trailing dot included),
+ * so libcurl resolves nothing itself and a name re-pointed between the check and the
+ * connection (DNS rebinding) is not followed. Redirects are never followed (httpc). */
 #ifndef JOBS_CALLBACK_H
 #define JOBS_CALLBACK_H
 
@@ -33,9 +35,10 @@ typedef struct cb_policy cb_policy;
 cb_policy *cb_policy_new(const char *spec, char *err, size_t errlen);
 void cb_policy_free(cb_policy *p);
 
-/* Checks url against the policy. 0 when allowed; then, when the connection must be pinned,
- * pin holds a CURLOPT_RESOLVE entry "host:port:address" (else ""). -1 when refused, with
- * the reason in why (client-facing). Resolves the host name (getaddrinfo): may block. */
+/* Checks url against the policy. 0 when allowed; then, when the connection must be pinned
+ * (the host was judged by its address), pin holds a CURLOPT_CONNECT_TO entry "::ADDRESS:"
+ * or "::[ADDRESS]:" (else "": a name or "*" entry vouches for the host). -1 when refused,
+ * with the reason in why (client-facing). Resolves the host name (getaddrinfo): may block. */
 int cb_check(const cb_policy *p, const char *url, char *pin, size_t pincap, char *why,
              size_t whycap);
 

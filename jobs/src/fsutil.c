@@ -50,11 +50,68 @@ int fs_write(const char *path, const void *data, size_t len) {
   return close(fd);
 }
 
+/* Reads all of fd (at most max bytes; its size was st_size when opened). Closes fd. */
+static int read_fd(int fd, size_t max, char **data, size_t *len);
+
 int fs_read(const char *path, size_t max, char **data, size_t *len) {
   *data = NULL;
   *len = 0;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -1;
+  return read_fd(fd, max, data, len);
+}
+
+/* A regular file name inside dir, neither followed if a link nor waited on if a FIFO;
+ * the fd, or -1 (errno). */
+static int open_in(const char *dir, const char *name) {
+  if (!*name || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dfd < 0) return -1;
+  int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  int e = errno;
+  close(dfd);
+  if (fd < 0) {
+    errno = e;
+    return -1;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    errno = EPERM;
+    return -1;
+  }
+  return fd;
+}
+
+int fs_read_in(const char *dir, const char *name, size_t max, char **data, size_t *len) {
+  *data = NULL;
+  *len = 0;
+  int fd = open_in(dir, name);
+  if (fd < 0) return -1;
+  return read_fd(fd, max, data, len);
+}
+
+char *fs_tail_in(const char *dir, const char *name, size_t max) {
+  int fd = open_in(dir, name);
+  if (fd < 0) return NULL;
+  struct stat st;
+  char *out = NULL;
+  if (fstat(fd, &st) == 0) {
+    off_t from = st.st_size > (off_t)max ? st.st_size - (off_t)max : 0;
+    size_t want = (size_t)(st.st_size - from);
+    char *buf = malloc(want + 1);
+    ssize_t n = buf ? pread(fd, buf, want, from) : -1;
+    if (n >= 0) out = runner_tail(buf, (size_t)n, max);
+    free(buf);
+  }
+  close(fd);
+  return out;
+}
+
+static int read_fd(int fd, size_t max, char **data, size_t *len) {
   struct stat st;
   if (fstat(fd, &st) != 0) {
     close(fd);
@@ -64,11 +121,12 @@ int fs_read(const char *path, size_t max, char **data, size_t *len) {
     close(fd);
     return -2;
   }
-  size_t cap = (size_t)st.st_size + 1, n = 0;
+  /* one byte of room past the size, to see a file that grows while we read it */
+  size_t cap = (size_t)st.st_size + 2, n = 0;
   char *buf = malloc(cap);
   while (buf) {
     if (n + 1 == cap) {
-      if (cap > max) { /* grew while we read */
+      if (n > max) { /* grew while we read */
         free(buf);
         close(fd);
         return -2;
@@ -91,27 +149,14 @@ int fs_read(const char *path, size_t max, char **data, size_t *len) {
   }
   close(fd);
   if (!buf) return -1;
+  if (n > max) {
+    free(buf);
+    return -2;
+  }
   buf[n] = 0;
   *data = buf;
   *len = n;
   return 0;
-}
-
-char *fs_tail(const char *path, size_t max) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return NULL;
-  struct stat st;
-  char *out = NULL;
-  if (fstat(fd, &st) == 0) {
-    off_t from = st.st_size > (off_t)max ? st.st_size - (off_t)max : 0;
-    size_t want = (size_t)(st.st_size - from);
-    char *buf = malloc(want + 1);
-    ssize_t n = buf ? pread(fd, buf, want, from) : -1;
-    if (n >= 0) out = runner_tail(buf, (size_t)n, max);
-    free(buf);
-  }
-  close(fd);
-  return out;
 }
 
 int fs_remove_tree(const char *path) {

@@ -63,10 +63,10 @@ int httpc_do(const httpc_request *req, httpc_response *res) {
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-  struct curl_slist *resolve = req->resolve && *req->resolve
-                                  ? curl_slist_append(NULL, req->resolve)
-                                  : NULL;
-  if (resolve) curl_easy_setopt(curl, CURLOPT_RESOLVE, resolve);
+  struct curl_slist *connect_to = req->connect_to && *req->connect_to
+                                     ? curl_slist_append(NULL, req->connect_to)
+                                     : NULL;
+  if (connect_to) curl_easy_setopt(curl, CURLOPT_CONNECT_TO, connect_to);
   if (req->unix_socket) curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, req->unix_socket);
   if (req->ca_file) curl_easy_setopt(curl, CURLOPT_CAINFO, req->ca_file);
   if (req->body) {
@@ -89,7 +89,7 @@ int httpc_do(const httpc_request *req, httpc_response *res) {
   }
   curl_easy_cleanup(curl);
   curl_slist_free_all(hdrs);
-  curl_slist_free_all(resolve);
+  curl_slist_free_all(connect_to);
   return ret;
 }
 

@@ -18,7 +18,7 @@ typedef struct httpc_request {
   const char *const *headers; /* extra "Name: value" lines, NULL-terminated */
   long timeout_ms;          /* whole transfer; 0: 30 s */
   size_t max_response;      /* bytes kept of the response body; 0: 16 MiB */
-  const char *resolve;      /* CURLOPT_RESOLVE "host:port:addr[,addr]": connect only there */
+  const char *connect_to;   /* CURLOPT_CONNECT_TO "::addr:": connect only there, resolve nothing */
 } httpc_request;
 
 typedef struct httpc_response {

@@ -69,8 +69,11 @@ static const char usage[] =
     "  JOBS_LEASE_S            lease of a running job, renewed every second (default 30)\n"
     "  JOBS_RETENTION_S        inputs/results/logs kept after the end (default 86400)\n"
     "  JOBS_RESULT_URL_TTL_S   lifetime of a signed result URL (default 3600)\n"
-    "  JOBS_HMAC_SECRET        signs result URLs and webhooks; the same on every replica\n"
-    "                          (default: random per process, logged as a warning)\n"
+    "  JOBS_HMAC_SECRET        signs result URLs and webhooks; the same on every replica;\n"
+    "                          required, 16+ bytes (32 random bytes recommended: openssl\n"
+    "                          rand -hex 32); no default, the service does not start without\n"
+    "  GATEWAY_PROOF_SECRET    the gateway's proof secret: cancelling a job is an admin\n"
+    "                          operation (refused without it)\n"
     "  JOBS_RETRY_AFTER_S      Retry-After on 202 answers (default 1)\n"
     "  JOBS_MAX_WAIT_S         cap of ?wait=N long polling (default 60)\n"
     "  JOBS_SWEEP_MS           sweeper period: expired leases, re-dispatch, retention\n"
@@ -115,7 +118,7 @@ static const char usage[] =
     "  JOBS_K8S_BACKOFF_LIMIT  backoffLimit (default 0: retries are the service's)\n"
     "  JOBS_K8S_POLL_MS        Job status poll interval (default 1000)\n";
 
-static char secret_buf[65];
+#define JOBS_HMAC_SECRET_MIN 16
 static char k8s_url_buf[512];
 static char k8s_ns_buf[256];
 
@@ -162,14 +165,14 @@ static int read_config(jobs_config *c) {
     log_error("config: JOBS_CPUS must be a number of cores (got %s)", cpus);
     return -1;
   }
+  /* No default, not even a random one: a published default lets anyone forge result URLs
+   * and webhook signatures, and a random one breaks every URL another replica signed. */
   c->hmac_secret = cfg_str("JOBS_HMAC_SECRET", NULL);
-  if (!c->hmac_secret) {
-    unsigned char key[32];
-    RAND_bytes(key, sizeof key);
-    for (size_t i = 0; i < sizeof key; i++) sprintf(secret_buf + 2 * i, "%02x", key[i]);
-    c->hmac_secret = secret_buf;
-    log_warn("JOBS_HMAC_SECRET is not set: result URLs are signed with a random key and "
-             "only this process accepts them");
+  if (!c->hmac_secret || strlen(c->hmac_secret) < JOBS_HMAC_SECRET_MIN) {
+    log_error("config: JOBS_HMAC_SECRET must be set to %d bytes or more (e.g. openssl rand "
+              "-hex 32), the same on every replica",
+              JOBS_HMAC_SECRET_MIN);
+    return -1;
   }
   c->callback_allow = cfg_str("JOBS_CALLBACK_ALLOW", "public");
   c->docker_socket = cfg_str("JOBS_DOCKER_SOCKET", "/var/run/docker.sock");

@@ -11,6 +11,7 @@
 #include "fsutil.h"
 #include "sign.h"
 #include "submit.h"
+#include "voter/authz.h"
 #include "voter/hal.h"
 #include "voter/json.h"
 #include "voter/idem.h"
@@ -121,9 +122,11 @@ static void reply_accepted(routes_ctx *c, const http_request *req, http_response
 
 /* SHA-256 of the caller's API key: the owner recorded on jobs and used to list them.
  * Behind the gateway the key does not arrive; the gateway sends the same hash as
- * X-Consumer-ID instead (and drops any a client sends), so both paths agree. */
+ * X-Consumer-ID instead (and drops any a client sends), so both paths agree. The header
+ * counts only under the gateway's proof (authz_consumer): set by anyone else, it is
+ * ignored, and the caller is whoever its X-API-Key (if any) says. */
 static bool owner_of(const http_request *req, char out[65]) {
-  const char *consumer = http_header(req, "X-Consumer-ID");
+  const char *consumer = authz_consumer(req);
   if (consumer && strlen(consumer) == 64 && strspn(consumer, "0123456789abcdef") == 64) {
     memcpy(out, consumer, 65);
     return true;
@@ -389,9 +392,9 @@ static void get_logs(void *ctx, const http_request *req, http_response *res) {
   if (st == JS_NOT_FOUND && strcmp(j.status, "running") == 0) {
     /* still running: what the program wrote so far, when it runs on this replica
      * (local runner) */
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/%s-%d/output.log", cfg->work_dir, j.id, j.attempts);
-    data = fs_tail(path, (size_t)cfg->logs_max);
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/%s-%d", cfg->work_dir, j.id, j.attempts);
+    data = fs_tail_in(dir, "output.log", (size_t)cfg->logs_max);
     len = data ? strlen(data) : 0;
   } else if (st != JS_OK && st != JS_NOT_FOUND) {
     return unavailable(res);
@@ -495,7 +498,7 @@ routes_ctx *jobs_routes(http_server *srv, jobs_app *app, int http_threads) {
   http_route(srv, "POST", JOBS_CONTEXT "/tabulations", submit, c);
   http_route(srv, "GET", JOBS_CONTEXT, list, c);
   http_route(srv, "GET", JOBS_CONTEXT "/{id}", get_job, c);
-  http_route(srv, "DELETE", JOBS_CONTEXT "/{id}", cancel, c);
+  authz_route_admin(srv, "DELETE", JOBS_CONTEXT "/{id}", cancel, c);
   http_route(srv, "GET", JOBS_CONTEXT "/{id}/result", get_result, c);
   http_route(srv, "GET", JOBS_CONTEXT "/{id}/logs", get_logs, c);
   return c;

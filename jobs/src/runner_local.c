@@ -181,7 +181,7 @@ static int local_run(runner *r, const runner_task *t, runner_result *out) {
   } else {
     out->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
-  out->logs = fs_tail(logpath, (size_t)cfg->logs_max);
+  out->logs = fs_tail_in(t->work_dir, LOG_FILE, (size_t)cfg->logs_max);
   return 0;
 }
 

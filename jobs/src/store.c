@@ -1,6 +1,7 @@
 /* store — job records and their data in MongoDB; see store.h. */
 #include "store.h"
 
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,10 +296,20 @@ static js_status claim_key(job_store *s, const job_new *in, char id[25], bool *r
   return st;
 }
 
+/* A job id is a capability (an anonymous job is readable by whoever knows its id), so it
+ * must not be guessable: 12 bytes from OpenSSL's CSPRNG in ObjectId form, instead of an
+ * ObjectId's time, process id and counter, which give a neighbour's id away. */
+static bool random_oid(bson_oid_t *oid) {
+  uint8_t bytes[12];
+  if (RAND_bytes(bytes, sizeof bytes) != 1) return false;
+  bson_oid_init_from_data(oid, bytes);
+  return true;
+}
+
 js_status store_create(job_store *s, const job_new *in, job_info *out, bool *existing) {
   *existing = false;
   bson_oid_t oid;
-  bson_oid_init(&oid, NULL);
+  if (!random_oid(&oid)) return JS_UNAVAILABLE;
   char id[25];
   bson_oid_to_string(&oid, id);
   if (in->idem_key) {

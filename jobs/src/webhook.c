@@ -62,13 +62,13 @@ static void deliver(webhooks *w, const char *id) {
   snprintf(hattempt, sizeof hattempt, "X-Webhook-Attempt: %d", attempt);
   const char *headers[] = {sig, hid, hattempt, "User-Agent: voter-jobs", NULL};
   /* The target is checked again at every delivery (the policy may have changed, the name
-   * may point elsewhere now) and the connection is pinned to the addresses checked. */
+   * may point elsewhere now) and the connection goes to the address checked (pin). */
   char pin[1024], refused[200];
   bool allowed = cb_check(app->callbacks, j.callback_url, pin, sizeof pin, refused,
                           sizeof refused) == 0;
   httpc_request req = {.method = "POST",
                        .url = j.callback_url,
-                       .resolve = pin,
+                       .connect_to = pin,
                        .content_type = "application/json",
                        .body = body,
                        .body_len = strlen(body),

@@ -192,15 +192,14 @@ static int write_inputs(worker_pool *p, slot *s, char *why, size_t wlen) {
 
 /* What the output file says about a failed run: the error message or the stop reason. */
 static void output_reason(const char *work_dir, int code, char *reason, size_t rlen) {
-  char path[PATH_MAX + 16], *text;
+  char *text;
   size_t len;
-  snprintf(path, sizeof path, "%s/result.json", work_dir);
   const char *what = code == 2 ? "invalid input" : code == 3 ? "the count could not finish"
                                                   : code == 1 ? "internal error in tabulate"
                                                               : "tabulate failed";
   const char *detail = NULL;
   json_t *doc = NULL;
-  if (fs_read(path, RESULT_MAX, &text, &len) == 0) {
+  if (fs_read_in(work_dir, "result.json", RESULT_MAX, &text, &len) == 0) {
     doc = json_loadb(text, len, 0, NULL);
     free(text);
     detail = json_string_value(json_object_get(json_object_get(doc, "error"), "message"));
@@ -269,10 +268,9 @@ static void record(worker_pool *p, slot *s, const runner_result *rr, double run_
     o.has_exit_code = true;
     o.exit_code = rr->exit_code;
     if (rr->exit_code == 0) {
-      char path[PATH_MAX + 16], *text = NULL;
+      char *text = NULL;
       size_t len;
-      snprintf(path, sizeof path, "%s/result.json", s->work_dir);
-      int rc = fs_read(path, RESULT_MAX, &text, &len);
+      int rc = fs_read_in(s->work_dir, "result.json", RESULT_MAX, &text, &len);
       if (rc == 0 && store_put_result(store, id, attempt, text, len, result_key) == JS_OK) {
         CRASH_POINT("job.result-written");
         o.status = "succeeded";
@@ -404,12 +402,11 @@ typedef struct renewal {
 
 static void read_progress(const char *work_dir, char *phase, size_t plen, int64_t *done,
                           int64_t *total) {
-  char path[PATH_MAX + 16], *text;
+  char *text;
   size_t len;
-  snprintf(path, sizeof path, "%s/progress.json", work_dir);
   snprintf(phase, plen, "starting");
   *done = *total = 0;
-  if (fs_read(path, 4096, &text, &len) != 0) return;
+  if (fs_read_in(work_dir, "progress.json", 4096, &text, &len) != 0) return;
   json_t *doc = json_loadb(text, len, 0, NULL);
   free(text);
   const char *ph = json_string_value(json_object_get(doc, "phase"));

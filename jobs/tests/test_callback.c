@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -47,7 +48,7 @@ static void entries_and_urls(void **state) {
   char pin[512];
   /* default: public addresses only, however a loopback address is spelled */
   assert_int_equal(check("public", "https://93.184.216.34/x", pin, sizeof pin), 0);
-  assert_string_equal(pin, ""); /* literal: nothing to pin */
+  assert_string_equal(pin, "::93.184.216.34:"); /* a literal is pinned too: no resolution */
   static const char *const refused[] = {
       "http://127.0.0.1/", "http://127.1/", "http://0x7f.1/", "http://2130706433/",
       "http://[::1]/", "http://[::ffff:7f00:1]/", "http://localhost/", "http://LOCALHOST./",
@@ -72,10 +73,53 @@ static void entries_and_urls(void **state) {
   assert_int_equal(check("*", "http://127.0.0.1/", pin, sizeof pin), 0);
   assert_int_equal(check("none", "https://93.184.216.34/", pin, sizeof pin), -1);
   assert_int_equal(check("", "https://93.184.216.34/", pin, sizeof pin), -1);
-  /* a name judged by its addresses is pinned to them */
+  /* a name judged by its addresses is pinned to the first of them, for any spelling */
   assert_int_equal(check("127.0.0.0/8, ::1", "http://localhost:8080/x", pin, sizeof pin), 0);
-  assert_true(strncmp(pin, "localhost:8080:", 15) == 0);
-  assert_non_null(strstr(pin, "127.0.0.1"));
+  assert_true(strcmp(pin, "::127.0.0.1:") == 0 || strcmp(pin, "::[::1]:") == 0);
+  char plain[64];
+  snprintf(plain, sizeof plain, "%s", pin);
+  assert_int_equal(check("127.0.0.0/8, ::1", "http://LocalHost.:8080/x", pin, sizeof pin), 0);
+  assert_string_equal(pin, plain);
+  /* a name entry vouches for the host: nothing pinned */
+  assert_int_equal(check("localhost", "http://localhost./x", pin, sizeof pin), 0);
+  assert_string_equal(pin, "");
+}
+
+/* The host libcurl would connect to is the one checked: every spelling of an address is
+ * read as the address it means (and pinned to it), so none reaches another one. */
+static void one_resolution_for_every_spelling(void **state) {
+  (void)state;
+  char pin[128];
+  static const char *const loopback[] = {
+      "http://127.0.0.1/", "http://127.1/", "http://0x7f.1/", "http://0x7f000001/",
+      "http://2130706433/", "http://0177.0.0.1/", "http://0177.1/", "http://127.0.0.1./",
+      "http://[::ffff:127.0.0.1]/", "http://[::ffff:7f00:1]/", NULL};
+  for (int i = 0; loopback[i]; i++) {
+    if (check("127.0.0.1", loopback[i], pin, sizeof pin) != 0)
+      fail_msg("%s is 127.0.0.1 and should pass a 127.0.0.1 entry", loopback[i]);
+    if (strcmp(pin, "::127.0.0.1:") != 0) fail_msg("%s pinned as %s", loopback[i], pin);
+    if (check("public", loopback[i], pin, sizeof pin) == 0)
+      fail_msg("%s is loopback: public must refuse it", loopback[i]);
+    assert_string_equal(pin, "");
+  }
+  /* IPv6 literals: pinned in brackets; zones refused */
+  assert_int_equal(check("::1", "http://[::1]:9000/", pin, sizeof pin), 0);
+  assert_string_equal(pin, "::[::1]:");
+  assert_int_equal(check("::1", "http://[0:0:0:0:0:0:0:1]/", pin, sizeof pin), 0);
+  assert_string_equal(pin, "::[::1]:");
+  assert_int_equal(check("*", "http://[fe80::1%25lo]/", pin, sizeof pin), -1);
+  assert_int_equal(check("fe80::/10", "http://[fe80::1%25lo]/", pin, sizeof pin), -1);
+  /* a caller that only asks (submission) passes no room for a pin */
+  char err[128], why[128];
+  cb_policy *lo = cb_policy_new("127.0.0.0/8", err, sizeof err);
+  assert_non_null(lo);
+  assert_int_equal(cb_check(lo, "http://0x7f.1:8080/", NULL, 0, why, sizeof why), 0);
+  assert_int_equal(cb_check(lo, "http://10.0.0.1/", NULL, 0, why, sizeof why), -1);
+  cb_policy_free(lo);
+  /* a public name never resolves here (no network); a trailing-dot loopback name is
+   * judged by its address like the name without the dot */
+  assert_int_equal(check("public", "http://localhost./", pin, sizeof pin), -1);
+  assert_int_equal(check("public", "http://localhost../", pin, sizeof pin), -1);
 }
 
 static void malformed_policies_are_refused(void **state) {
@@ -98,6 +142,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(special_ranges),
       cmocka_unit_test(entries_and_urls),
+      cmocka_unit_test(one_resolution_for_every_spelling),
       cmocka_unit_test(malformed_policies_are_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

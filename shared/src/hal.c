@@ -22,7 +22,7 @@ int hal_parse_page(const http_request *req, http_response *res, hal_sortable sor
   memset(out, 0, sizeof *out);
   out->size = HAL_DEFAULT_SIZE;
   const char *page = http_query(req, "page"), *size = http_query(req, "size");
-  char detail[200];
+  char detail[200] = ""; /* set by the refusals that have a reason of their own */
   if (page && parse_nonneg(page, &out->page) != 0) {
     http_reply_problem(res, 400, "Bad Request", "page must be a non-negative integer", NULL);
     return -1;

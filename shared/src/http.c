@@ -26,6 +26,7 @@ typedef struct route {
   char *pattern;
   char *segments[MAX_SEGMENTS];
   int nsegments;
+  http_guard guard; /* may be NULL */
   http_handler fn;
   void *ctx;
 } route;
@@ -316,8 +317,14 @@ http_server *http_server_new(const http_options *opts) {
 
 int http_route(http_server *s, const char *method, const char *pattern, http_handler fn,
                void *ctx) {
+  return http_route_guarded(s, method, pattern, NULL, fn, ctx);
+}
+
+int http_route_guarded(http_server *s, const char *method, const char *pattern,
+                       http_guard guard, http_handler fn, void *ctx) {
   if (s->nroutes == MAX_ROUTES) return -1;
   route *r = &s->routes[s->nroutes];
+  r->guard = guard;
   r->method = strdup(method);
   r->pattern = strdup(pattern);
   r->fn = fn;
@@ -385,6 +392,14 @@ static const char *cors_origin(const http_server *s, const char *origin) {
   return NULL;
 }
 
+/* The methods this server knows; anything else is 405 and "other" in metrics. */
+static const char *known_method(const char *method) {
+  static const char *const known[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+    if (strcmp(method, known[i]) == 0) return known[i];
+  return NULL;
+}
+
 static enum MHD_Result send_response(http_conn_state *st, http_request *req,
                                      http_response *res, const char *route_label) {
   struct MHD_Response *r;
@@ -417,11 +432,12 @@ static enum MHD_Result send_response(http_conn_state *st, http_request *req,
   MHD_destroy_response(r);
 
   double elapsed = util_monotonic() - st->started;
+  const char *method_label = known_method(req->method) ? req->method : "other";
   char labels[512];
   snprintf(labels, sizeof labels, "route=\"%s\",method=\"%s\",status=\"%d\"", route_label,
-           req->method, res->status);
+           method_label, res->status);
   metrics_counter_inc("http_requests_total", labels);
-  snprintf(labels, sizeof labels, "route=\"%s\",method=\"%s\"", route_label, req->method);
+  snprintf(labels, sizeof labels, "route=\"%s\",method=\"%s\"", route_label, method_label);
   metrics_histogram_observe("http_request_duration_seconds", labels, elapsed);
   log_fields(LOG_INFO, "request",
              json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:I, s:I}", "requestId", st->request_id,
@@ -483,6 +499,9 @@ static enum MHD_Result dispatch(http_conn_state *st, const char *url, const char
     snprintf(detail, sizeof detail, "request body exceeds %zu bytes", s->opts.max_body);
     http_reply_problem(&res, 413, "Payload Too Large", detail, NULL);
     http_set_header(&res, "Connection", "close");
+  } else if (!known_method(method)) {
+    http_reply_problem(&res, 405, "Method Not Allowed", "this method is not supported", NULL);
+    http_set_header(&res, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
   } else if ((pst = path_normalize(url, strlen(url), 0, npath, sizeof npath, &nlen)) != PATH_OK) {
     /* the gateway's normal form (voter/path.h): what it authorised is what runs here */
     http_reply_problem(&res, 400, "Bad Request", path_status_text(pst), NULL);
@@ -512,7 +531,7 @@ static enum MHD_Result dispatch(http_conn_state *st, const char *url, const char
       req.nparams = p;
       req.route = found->pattern;
       route_label = found->pattern;
-      found->fn(found->ctx, &req, &res);
+      if (!found->guard || found->guard(&req, &res)) found->fn(found->ctx, &req, &res);
       if (res.status == 0) http_reply_problem(&res, 500, "Internal Server Error", NULL, NULL);
     } else if (*allow) {
       strcat(allow, ", OPTIONS");

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "voter/authz.h"
 #include "voter/config.h"
 #include "voter/metrics.h"
 #include "voter/util.h"
@@ -124,6 +125,7 @@ int service_http_options(const char *name, long default_port, long default_threa
                         .timeout_s = (int)timeout,
                         .max_body = (size_t)max_body,
                         .cors_origins = cfg_str("CORS_ALLOWED_ORIGINS", "*")};
+  authz_init(); /* reads GATEWAY_PROOF_SECRET now, so a missing one is logged at start */
   return 0;
 }
 

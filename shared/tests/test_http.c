@@ -1,5 +1,6 @@
 /* Tests for the HTTP server over real loopback sockets: routing and path parameters,
- * 404/405, body limits, CORS preflight, request ids, keep-alive, streamed responses. */
+ * 404/405 (and 405 for unknown methods, bounded metric labels), route guards, body limits,
+ * CORS preflight, request ids, keep-alive, streamed responses. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -83,6 +84,22 @@ static void feed_put(const char *text, bool end) {
   http_stream_wake(feed.hs);
 }
 
+/* A guard that lets a request through only with "X-Let-In: yes"; counts the handler's runs. */
+static int guarded_runs;
+
+static bool let_in(const http_request *req, http_response *res) {
+  const char *h = http_header(req, "X-Let-In");
+  if (h && strcmp(h, "yes") == 0) return true;
+  http_reply_problem(res, 403, "Forbidden", "not let in", NULL);
+  return false;
+}
+
+static void guarded(void *ctx, const http_request *req, http_response *res) {
+  (void)ctx, (void)req;
+  guarded_runs++;
+  http_reply_empty(res, 204);
+}
+
 static int setup(void **state) {
   (void)state;
   log_init("test", "error");
@@ -91,6 +108,7 @@ static int setup(void **state) {
   http_route(srv, "GET", "/svc/items/{id}", echo_param, NULL);
   http_route(srv, "POST", "/svc/items", echo_body, NULL);
   http_route(srv, "GET", "/svc/feed", open_feed, NULL);
+  http_route_guarded(srv, "POST", "/svc/drop", let_in, guarded, NULL);
   return http_server_start(srv);
 }
 
@@ -154,6 +172,40 @@ static void unknown_path_is_404_and_wrong_method_is_405_with_allow(void **state)
   roundtrip("DELETE /svc/items HTTP/1.1\r\nHost: t\r\n\r\n", buf, sizeof buf);
   assert_non_null(strstr(buf, "HTTP/1.1 405"));
   assert_non_null(strstr(buf, "Allow: POST, OPTIONS"));
+}
+
+static void a_guard_answers_instead_of_the_handler(void **state) {
+  (void)state;
+  char buf[4096];
+  guarded_runs = 0;
+  roundtrip("POST /svc/drop HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            buf, sizeof buf);
+  assert_non_null(strstr(buf, "HTTP/1.1 403"));
+  assert_non_null(strstr(buf, "not let in"));
+  assert_int_equal(guarded_runs, 0);
+  roundtrip("POST /svc/drop HTTP/1.1\r\nHost: x\r\nX-Let-In: yes\r\nContent-Length: 0\r\n"
+            "Connection: close\r\n\r\n",
+            buf, sizeof buf);
+  assert_non_null(strstr(buf, "HTTP/1.1 204"));
+  assert_int_equal(guarded_runs, 1);
+  /* the guard runs only once the method matched: a wrong method is still 405 */
+  roundtrip("GET /svc/drop HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", buf, sizeof buf);
+  assert_non_null(strstr(buf, "HTTP/1.1 405"));
+}
+
+static void unknown_methods_are_405_and_counted_as_other(void **state) {
+  (void)state;
+  char buf[4096];
+  roundtrip("BREW /svc/items/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", buf, sizeof buf);
+  assert_non_null(strstr(buf, "HTTP/1.1 405"));
+  assert_non_null(strstr(buf, "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"));
+  roundtrip("PROPFIND /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", buf, sizeof buf);
+  assert_non_null(strstr(buf, "HTTP/1.1 405"));
+  char *text = metrics_render();
+  assert_non_null(strstr(text, "method=\"other\",status=\"405\""));
+  assert_null(strstr(text, "BREW"));
+  assert_null(strstr(text, "PROPFIND"));
+  free(text);
 }
 
 static void content_length_over_limit_is_413_without_reading_the_body(void **state) {
@@ -295,6 +347,8 @@ int main(void) {
       cmocka_unit_test(content_length_over_limit_is_413_without_reading_the_body),
       cmocka_unit_test(chunked_body_over_limit_is_413),
       cmocka_unit_test(json_body_is_parsed_and_bad_json_is_400),
+      cmocka_unit_test(a_guard_answers_instead_of_the_handler),
+      cmocka_unit_test(unknown_methods_are_405_and_counted_as_other),
       cmocka_unit_test(preflight_is_answered_for_any_path),
       cmocka_unit_test(request_id_is_echoed_or_generated),
       cmocka_unit_test(keep_alive_serves_several_requests_on_one_connection),

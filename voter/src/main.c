@@ -52,7 +52,9 @@ static const char usage[] =
     "                       live results (GET /voter/results/{election}/stream): heartbeat\n"
     "                       (default 15 s), least time between two events of an election\n"
     "                       (250 ms), re-read of watched elections without an announcement\n"
-    "                       (1000 ms), open streams per process (1000)\n";
+    "                       (1000 ms), open streams per process (1000)\n"
+    "  GATEWAY_PROOF_SECRET the secret shared with the gateway: drops, simulation and deleting\n"
+    "                       a vote need its proof with the admin scope (unset: refused, 403)\n";
 
 int main(int argc, char **argv) {
   int args = service_args(argc, argv, "voter-voter", usage);

@@ -10,6 +10,7 @@
 
 #include "replicas.h"
 #include "votes.h"
+#include "voter/authz.h"
 #include "voter/hal.h"
 #include "voter/idem.h"
 #include "voter/json.h"
@@ -338,11 +339,20 @@ static void drop_votes(void *ctx, const http_request *req, http_response *res) {
 }
 
 /* Asks the candidate service to re-publish its candidates so the cleared replica rebuilds. */
-static bool request_replay(const char *base) {
+static bool request_replay(const char *base, const http_request *req) {
   CURL *curl = curl_easy_init();
   if (!curl) return false;
   char url[512];
   snprintf(url, sizeof url, "%s/candidate/events/replay", base);
+  /* A replay is an admin operation there too: pass on this caller's, signed for it. */
+  authz_headers auth;
+  struct curl_slist *headers = NULL;
+  if (authz_forward(req, "POST", "/candidate/events/replay", &auth) == 0) {
+    headers = curl_slist_append(headers, auth.consumer);
+    headers = curl_slist_append(headers, auth.scopes);
+    headers = curl_slist_append(headers, auth.proof);
+  }
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(curl, CURLOPT_URL, url);
   curl_easy_setopt(curl, CURLOPT_POST, 1L);
   curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
@@ -352,6 +362,7 @@ static bool request_replay(const char *base) {
   CURLcode rc = curl_easy_perform(curl);
   if (rc == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_cleanup(curl);
+  curl_slist_free_all(headers);
   if (status != 202)
     log_fields(LOG_WARN, "replay request to the candidate service failed",
                json_pack("{s:s, s:s, s:i}", "url", url, "error", curl_easy_strerror(rc), "status", (int)status));
@@ -359,10 +370,9 @@ static bool request_replay(const char *base) {
 }
 
 static void drop_candidates(void *ctx, const http_request *req, http_response *res) {
-  (void)req;
   voter_app *app = ctx;
   if (!replicas_clear(app->db, "candidates")) return unavailable(res);
-  bool replayed = request_replay(app->candidate_url);
+  bool replayed = request_replay(app->candidate_url, req);
   http_reply_empty(res, 204);
   if (!replayed)
     http_set_header(res, "Warning", "199 - \"replica cleared; the candidate service did not accept the replay request\"");
@@ -374,7 +384,7 @@ void voter_routes(http_server *srv, voter_app *app) {
   http_route(srv, "POST", VOTES_PATH "/batch", submit_batch, app);
   http_route(srv, "GET", VOTES_PATH "/batch/{id}", get_batch, app);
   http_route(srv, "GET", VOTES_PATH "/{id}", get_vote, app);
-  http_route(srv, "DELETE", VOTES_PATH "/{id}", delete_vote, app);
+  authz_route_admin(srv, "DELETE", VOTES_PATH "/{id}", delete_vote, app);
   http_route(srv, "GET", "/voter/candidates", list_candidates, app);
   http_route(srv, "GET", "/voter/candidates/search/findByElectionContains",
              candidates_by_election_contains, app);
@@ -384,8 +394,8 @@ void voter_routes(http_server *srv, voter_app *app) {
   http_route(srv, "GET", "/voter/results/{election}/votes", results_total, app);
   http_route(srv, "GET", "/voter/winners/{election}", winners, app);
   http_route(srv, "GET", "/voter/winners/{election}/votes", winners_votes, app);
-  http_route(srv, "POST", "/voter/simulation/{election}", simulation, app);
-  http_route(srv, "GET", "/voter/simulation/{election}", simulation, app); /* the original's GET */
-  http_route(srv, "POST", "/voter/drop/votes", drop_votes, app);
-  http_route(srv, "POST", "/voter/drop/candidates", drop_candidates, app);
+  authz_route_admin(srv, "POST", "/voter/simulation/{election}", simulation, app);
+  authz_route_admin(srv, "GET", "/voter/simulation/{election}", simulation, app); /* the original's GET */
+  authz_route_admin(srv, "POST", "/voter/drop/votes", drop_votes, app);
+  authz_route_admin(srv, "POST", "/voter/drop/candidates", drop_candidates, app);
 }

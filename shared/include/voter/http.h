@@ -5,7 +5,9 @@
  * dots or an encoded slash arrives intact. The server owns the cross-cutting concerns:
  * request ids (X-Request-ID kept or generated, echoed), CORS (preflight for every path,
  * allow-list), body limit (413 decided from Content-Length before the body is read,
- * also enforced while reading chunked bodies), 404/405 (+Allow) as problem+json, one
+ * also enforced while reading chunked bodies), 404/405 (+Allow) as problem+json (a method
+ * outside GET HEAD POST PUT PATCH DELETE OPTIONS is 405 on any path, and metrics label
+ * methods from that fixed set, so a client cannot mint label values), one
  * JSON access-log line and Prometheus metrics per request, connection timeouts and
  * keep-alive (responses are queued only once the request is complete: queueing on the
  * first callback makes libmicrohttpd close every connection). */
@@ -48,6 +50,8 @@ typedef struct http_response {
 } http_response;
 
 typedef void (*http_handler)(void *ctx, const http_request *req, http_response *res);
+/* Runs before a route's handler: true lets it run; false means the guard answered. */
+typedef bool (*http_guard)(const http_request *req, http_response *res);
 
 typedef struct http_options {
   const char *service;     /* name for logs */
@@ -63,6 +67,9 @@ http_server *http_server_new(const http_options *opts);
 /* Registers a handler; pattern segments in braces capture one path segment. */
 int http_route(http_server *s, const char *method, const char *pattern, http_handler fn,
                void *ctx);
+/* The same, with a guard in front of the handler (authz.h's authz_admin, for one). */
+int http_route_guarded(http_server *s, const char *method, const char *pattern,
+                       http_guard guard, http_handler fn, void *ctx);
 int http_server_start(http_server *s);
 /* Stops accepting and waits for in-flight requests to finish. */
 void http_server_stop(http_server *s);

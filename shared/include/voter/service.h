@@ -32,7 +32,8 @@ int service_args(int argc, char **argv, const char *program, const char *usage);
 
 /* The HTTP options every service reads from the environment: HTTP_HOST (127.0.0.1),
  * HTTP_PORT (default_port), HTTP_THREADS (default_threads), HTTP_TIMEOUT_S (30),
- * HTTP_MAX_BODY (default_max_body), CORS_ALLOWED_ORIGINS ("*"). -1 (logged) on a bad value. */
+ * HTTP_MAX_BODY (default_max_body), CORS_ALLOWED_ORIGINS ("*"). -1 (logged) on a bad value.
+ * Also reads GATEWAY_PROOF_SECRET (authz_init), so a service without it says so at start. */
 int service_http_options(const char *name, long default_port, long default_threads,
                          long default_max_body, http_options *out);
 
