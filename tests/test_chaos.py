@@ -299,7 +299,8 @@ def test_chaos(service_factory, rabbit, mongo, ns, queue, tmp_path, capsys, run_
     def converged():
         if time.monotonic() - last_report[0] > 15:  # progress of a slow convergence
             last_report[0] = time.monotonic()
-            behind = sum(1 for k, v in source(cdb.candidates).items() if replica(vdb.candidates).get(k) != v)
+            have = replica(vdb.candidates)
+            behind = sum(1 for k, v in source(cdb.candidates).items() if have.get(k) != v)
             with capsys.disabled():
                 print(f"chaos: {time.monotonic() - quiet:.0f} s after the chaos, the voter's candidate "
                       f"replica differs on {behind}; queues:\n" + diagnose(rabbit, {}, run_dir / "logs"))
