@@ -363,7 +363,7 @@ def test_chaos(service_factory, rabbit, mongo, ns, queue, tmp_path, capsys, run_
     doubled += max(0, jdb.jobs.count_documents({}) - len(ledger.jobs))
 
     dlqs = {}
-    for q in ("voter.replicas.dlq", "candidate.elections.dlq", "voter.ingest.dlq"):
+    for q in ("voter.replicas.dlq", "candidate.elections.dlq", "voter.ingest.dlq", "jobs.work.dlq"):
         conn = pika.BlockingConnection(pika.URLParameters(rabbit.url))
         try:
             dlqs[q] = conn.channel().queue_declare(queue(q), passive=True).method.message_count
