@@ -118,7 +118,8 @@ def test_a_vote_cut_short_is_finished_by_its_retry_not_cast_again(
     assert totals == {"votes": 5}
 
 
-@pytest.mark.parametrize("point", ["batch.recorded", "chunk.marked", "chunk.inserted", "chunk.tallied"])
+@pytest.mark.parametrize("point", ["batch.recorded", "chunk.marked", "chunk.inserted", "chunk.tallied",
+                                   "chunk.progress"])
 def test_a_batch_cut_short_is_written_once(point, service_factory, rabbit, amqp_exchange, mongo, ns):
     """The worker (or the submission, for batch.recorded) dies mid-batch; the client retries
     the submission with its key until it gets an answer, and the batch completes once."""

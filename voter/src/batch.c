@@ -40,9 +40,13 @@ bool batch_init(mongo_db *db) {
 
 /* ---- worker ---- */
 
-static void record_progress(batch_ctx *b, const char *batch, int64_t seq, int64_t n) {
+/* Records a written chunk on its batch, and the batch's completion. false on a database
+ * failure: the chunk is then retried rather than acked, since a chunk acked without its
+ * progress left its batch "queued" forever (found by tests/test_chaos.py). Repeating it is
+ * harmless: the chunk's votes collide on their ids and its seq is pushed once. */
+static bool record_progress(batch_ctx *b, const char *batch, int64_t seq, int64_t n) {
   bson_oid_t oid;
-  if (!util_is_object_id(batch)) return;
+  if (!util_is_object_id(batch)) return true;
   bson_oid_init_from_string(&oid, batch);
   mongoc_client_t *client = mongo_acquire(b->db);
   mongoc_collection_t *coll = mongo_collection(b->db, client, BATCHES);
@@ -52,31 +56,32 @@ static void record_progress(batch_ctx *b, const char *batch, int64_t seq, int64_
   bson_t *filter = BCON_NEW("_id", BCON_OID(&oid), "chunksDone", "{", "$ne", BCON_INT64(seq), "}");
   bson_t *update = BCON_NEW("$push", "{", "chunksDone", BCON_INT64(seq), "}", "$inc", "{",
                             "written", BCON_INT64(n), "}");
-  if (!mongoc_collection_update_one(coll, filter, update, NULL, NULL, &error))
-    log_warn("batch: progress update failed: %s", error.message);
+  bool ok = mongoc_collection_update_one(coll, filter, update, NULL, NULL, &error);
+  CRASH_POINT("chunk.progress");
   /* completion: read back and compare ($expr is not available on FerretDB) */
   bson_t *byid = BCON_NEW("_id", BCON_OID(&oid));
-  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, byid, NULL, NULL);
+  mongoc_cursor_t *cur = ok ? mongoc_collection_find_with_opts(coll, byid, NULL, NULL) : NULL;
   const bson_t *doc;
-  if (mongoc_cursor_next(cur, &doc)) {
-    bson_iter_t it;
-    int64_t written = 0, accepted = -1;
-    if (bson_iter_init_find(&it, doc, "written")) written = bson_iter_as_int64(&it);
-    if (bson_iter_init_find(&it, doc, "accepted")) accepted = bson_iter_as_int64(&it);
-    if (written >= accepted) {
+  if (cur && mongoc_cursor_next(cur, &doc)) {
+    const char *status = mongo_doc_str(doc, "status");
+    if (mongo_doc_int(doc, "written") >= mongo_doc_int(doc, "accepted") &&
+        (!status || strcmp(status, "completed") != 0)) {
       bson_t *set = BCON_NEW("$set", "{", "status", BCON_UTF8("completed"), "completedAt",
                              BCON_DATE_TIME(util_now_ms()), "}");
-      mongoc_collection_update_one(coll, byid, set, NULL, NULL, &error);
+      ok = mongoc_collection_update_one(coll, byid, set, NULL, NULL, &error);
       bson_destroy(set);
     }
   }
-  mongoc_cursor_destroy(cur);
+  if (cur && mongoc_cursor_error(cur, &error)) ok = false;
+  if (!ok) log_warn("batch: progress update failed, the chunk will be retried: %s", error.message);
+  if (cur) mongoc_cursor_destroy(cur);
   ev_doc_unlock(batch);
   bson_destroy(byid);
   bson_destroy(filter);
   bson_destroy(update);
   mongoc_collection_destroy(coll);
   mongo_release(b->db, client);
+  return ok;
 }
 
 static mq_verdict handle_chunk(void *ctx, const mq_message *msg, const char **error) {
@@ -108,12 +113,10 @@ static mq_verdict handle_chunk(void *ctx, const mq_message *msg, const char **er
   vs_status st = votes_insert_many(b->db, votes, k, chunk_key, &written);
   free(votes);
   mq_verdict verdict = MQ_ACK;
-  if (st != VS_OK) {
+  if (st == VS_OK) metrics_counter_add("votes_ingested_total", "", (double)written);
+  if (st != VS_OK || !record_progress(b, batch, json_integer_value(seq), (int64_t)k)) {
     *error = "database unavailable";
     verdict = MQ_RETRY;
-  } else {
-    metrics_counter_add("votes_ingested_total", "", (double)written);
-    record_progress(b, batch, json_integer_value(seq), (int64_t)k);
   }
   json_decref(chunk);
   return verdict;
@@ -348,6 +351,21 @@ static void vote_id(const idem_key *key, const char *batch, size_t n, char text[
   bson_oid_to_string(&oid, text);
 }
 
+/* Moves a batch from one status to another, only if it is still in the first (under the
+ * batch's lock, as record_progress). false on a database failure. */
+static bool set_status(mongoc_collection_t *coll, const bson_oid_t *oid, const char *batch,
+                       const char *from, const char *to) {
+  bson_t *filter = BCON_NEW("_id", BCON_OID(oid), "status", BCON_UTF8(from));
+  bson_t *update = BCON_NEW("$set", "{", "status", BCON_UTF8(to), "}");
+  bson_error_t error;
+  ev_doc_lock(batch);
+  bool ok = mongoc_collection_update_one(coll, filter, update, NULL, NULL, &error);
+  ev_doc_unlock(batch);
+  bson_destroy(filter);
+  bson_destroy(update);
+  return ok;
+}
+
 /* A retried keyed submission found its batch: unless it completed, its chunks are queued
  * again (the first attempt may have died before queueing them all; chunks already written
  * are redeliveries to the worker). Only when this attempt accepted exactly what the first
@@ -363,19 +381,15 @@ static batch_status resume(batch_ctx *b, mongoc_collection_t *coll, const bson_t
   char batch[25];
   bson_oid_to_string(bson_iter_oid(&it), batch);
   metrics_counter_inc("idempotency_takeovers_total", "kind=\"batch\"");
+  /* A failed batch is reopened before its chunks go out, and only while it is still
+   * "failed": reopening after them could undo the completion their worker recorded. */
+  if (status && strcmp(status, "failed") == 0 && !set_status(coll, bson_iter_oid(&it), batch, "failed", "queued"))
+    return BATCH_UNAVAILABLE;
   size_t sent = publish_chunks(b, batch, accepted, nchunks);
   if (sent < nchunks) {
+    set_status(coll, bson_iter_oid(&it), batch, "queued", "failed");
     snprintf(detail, detail_len, "the work queue is unavailable (%zu of %zu chunks queued)", sent, nchunks);
     return BATCH_UNAVAILABLE;
-  }
-  if (status && strcmp(status, "failed") == 0) {
-    bson_t *filter = BCON_NEW("_id", BCON_OID(bson_iter_oid(&it)));
-    bson_t *update = BCON_NEW("$set", "{", "status", BCON_UTF8("queued"), "}", "$unset", "{",
-                              "error", BCON_UTF8(""), "chunksQueued", BCON_UTF8(""), "}");
-    bson_error_t error;
-    mongoc_collection_update_one(coll, filter, update, NULL, NULL, &error);
-    bson_destroy(filter);
-    bson_destroy(update);
   }
   return BATCH_ACCEPTED;
 }
