@@ -1068,6 +1068,14 @@ def proof_headers(method: str, path: str, consumer: str = "", scopes: str = ADMI
             "X-Gateway-Proof": proof(method, path, consumer, scopes, t, secret)}
 
 
+def caller_headers(method: str, url: str, consumer: str, scopes: str = "read vote write") -> dict:
+    """The identity headers the gateway sends for a keyed caller's request to url, signed
+    (a service believes X-Consumer-ID only under the proof)."""
+    from urllib.parse import urlsplit
+
+    return proof_headers(method, urlsplit(url).path or "/", consumer, scopes)
+
+
 def admin_request(method: str, url: str, consumer: str = "", scopes: str = ADMIN_SCOPES,
                   headers: Optional[dict] = None, **kwargs):
     """requests.request(method, url, ...) sent straight to a service as the gateway would

@@ -13,7 +13,7 @@ import pika
 import pytest
 import requests
 
-from harness import admin_request as admin, free_port, wait_until
+from harness import admin_request as admin, caller_headers, free_port, wait_until
 
 ELECTION = {
     "title": "2016 Presidential Election",
@@ -691,6 +691,6 @@ def test_a_keyed_create_retried_is_one_candidate(api):
     assert_problem(requests.post(f"{api}/candidates", json=dict(CANDIDATE, lastName="Rodham"),
                                  headers=key), 422)
     mine = requests.post(f"{api}/candidates", json=dict(CANDIDATE, lastName="Rodham"),
-                         headers={**key, "X-Consumer-ID": "e" * 64})
+                         headers={**key, **caller_headers("POST", f"{api}/candidates", "e" * 64)})
     assert mine.status_code == 201 and mine.json()["id"] != first.json()["id"]
     assert count(api) == 2

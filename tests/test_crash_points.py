@@ -18,7 +18,7 @@ import requests
 from bson import ObjectId
 
 from events import candidate_data, cloud_event, election_data, publish, queue_depth
-from harness import wait_until
+from harness import caller_headers, wait_until
 from jobs_helpers import fixture, jobs_env, submit_json, wait_final
 
 E = "2024 Crash Election"
@@ -247,7 +247,7 @@ def test_a_retry_finishes_a_vote_another_replica_left_uncounted(
     db.votes.insert_one({"_id": ObjectId(vote_id), **request, "tallied": False, "deleted": False, "_idem": fp,
                          "createdAt": datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=30)})
     assert requests.get(f"{svc.api}/results/{quote(E)}/votes").json() == {"votes": 0}
-    r = requests.post(f"{svc.api}/votes", json=request, headers={"Idempotency-Key": key, "X-Consumer-ID": caller})
+    r = requests.post(f"{svc.api}/votes", json=request, headers={"Idempotency-Key": key, **caller_headers("POST", f"{svc.api}/votes", caller)})
     assert r.status_code == 201 and r.json()["id"] == vote_id and r.headers["Idempotent-Replayed"] == "true"
     assert requests.get(f"{svc.api}/results/{quote(E)}/votes").json() == {"votes": 1}
     assert db.votes.find_one({"_id": ObjectId(vote_id)})["tallied"] is True

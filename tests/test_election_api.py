@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from harness import admin_request as admin
+from harness import admin_request as admin, caller_headers
 
 ELECTION = {
     "title": "2016 Presidential Election",
@@ -425,7 +425,7 @@ def test_renaming_to_a_taken_title_is_409_on_put_patch_and_put_create(api):
 # ---- Idempotency-Key ----
 
 def test_a_keyed_create_retried_is_one_election_and_the_first_answer(api):
-    key = {"Idempotency-Key": "e-1", "X-Consumer-ID": "a" * 64}
+    key = {"Idempotency-Key": "e-1", **caller_headers("POST", f"{api}/elections", "a" * 64)}
     first = requests.post(f"{api}/elections", json=ELECTION, headers=key)
     again = requests.post(f"{api}/elections", json=dict(reversed(list(ELECTION.items()))), headers=key)
     assert first.status_code == again.status_code == 201, again.text
@@ -436,7 +436,7 @@ def test_a_keyed_create_retried_is_one_election_and_the_first_answer(api):
     # the same key with another body, from the same caller
     assert_problem(requests.post(f"{api}/elections", json=dict(ELECTION, title="Other"), headers=key), 422)
     # the same key from another caller is another key: here the title is taken
-    other = requests.post(f"{api}/elections", json=ELECTION, headers={**key, "X-Consumer-ID": "b" * 64})
+    other = requests.post(f"{api}/elections", json=ELECTION, headers={**key, **caller_headers("POST", f"{api}/elections", "b" * 64)})
     assert_problem(other, 409)
     # changed or deleted later, a retry still gets the first answer and creates nothing
     eid = first.json()["id"]

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from events import candidate_data, cloud_event, election_data, publish
-from harness import admin_request as admin, wait_until
+from harness import admin_request as admin, caller_headers, wait_until
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "votes-35.json").read_text())
 E2016 = "2016 Presidential Election"
@@ -127,8 +127,8 @@ def test_idempotency_key_counts_once_and_replays_the_first_response(voter):
 
 def test_idempotency_keys_are_per_caller(voter):
     api = voter.api
-    alice = {"Idempotency-Key": "same", "X-Consumer-ID": "a" * 64}
-    bob = {"Idempotency-Key": "same", "X-Consumer-ID": "b" * 64}
+    alice = {"Idempotency-Key": "same", **caller_headers("POST", f"{api}/votes", "a" * 64)}
+    bob = {"Idempotency-Key": "same", **caller_headers("POST", f"{api}/votes", "b" * 64)}
     first = vote(api, "Jill Stein", headers=alice)
     other = vote(api, "Gary Johnson", headers=bob)  # another caller: not a reuse, not a replay
     anonymous = vote(api, "Gary Johnson", headers={"Idempotency-Key": "same"})
@@ -137,6 +137,11 @@ def test_idempotency_keys_are_per_caller(voter):
     assert len({first.json()["id"], other.json()["id"], anonymous.json()["id"]}) == 3
     again = vote(api, "Jill Stein", headers=alice)
     assert again.json()["id"] == first.json()["id"] and again.headers["Idempotent-Replayed"] == "true"
+    assert total_votes(api) == 3
+    # a bare X-Consumer-ID (no gateway proof) names nobody: anonymous, whose key "same" is
+    # taken by the Gary Johnson vote above
+    bare = vote(api, "Jill Stein", headers={"Idempotency-Key": "same", "X-Consumer-ID": "a" * 64})
+    assert_problem(bare, 422)
     assert total_votes(api) == 3
 
 
@@ -157,7 +162,7 @@ def test_a_deleted_keyed_vote_is_not_cast_again_by_a_late_retry(voter):
     api = voter.api
     key = {"Idempotency-Key": "late"}
     first = vote(api, "Jill Stein", headers=key)
-    assert requests.delete(f"{api}/votes/{first.json()['id']}").status_code == 204
+    assert admin("DELETE", f"{api}/votes/{first.json()['id']}").status_code == 204
     again = vote(api, "Jill Stein", headers=key)
     assert again.status_code == 201 and again.json()["id"] == first.json()["id"]
     assert again.headers["Idempotent-Replayed"] == "true"
@@ -322,14 +327,14 @@ def test_json_array_batch(voter):
 def test_a_keyed_batch_retried_is_written_once(voter):
     api = voter.api
     votes = [{"candidate": "Gary Johnson", "election": E2016}] * 30 + [{"candidate": "Amy Zulu", "election": ODD}]
-    key = {"Idempotency-Key": "batch-1", "X-Consumer-ID": "c" * 64}
+    key = {"Idempotency-Key": "batch-1", **caller_headers("POST", f"{api}/votes/batch", "c" * 64)}
     first = requests.post(f"{api}/votes/batch", json=votes, headers=key)
     again = requests.post(f"{api}/votes/batch", json=votes, headers=key)
     assert first.status_code == again.status_code == 202, again.text
     assert again.json()["id"] == first.json()["id"] and again.headers["Idempotent-Replayed"] == "true"
     assert wait_batch(api, first.headers["Location"])["written"] == 31
     assert_problem(requests.post(f"{api}/votes/batch", json=votes[:3], headers=key), 422)
-    other = requests.post(f"{api}/votes/batch", json=votes, headers={**key, "X-Consumer-ID": "d" * 64})
+    other = requests.post(f"{api}/votes/batch", json=votes, headers={**key, **caller_headers("POST", f"{api}/votes/batch", "d" * 64)})
     assert other.status_code == 202 and other.json()["id"] != first.json()["id"]
     wait_batch(api, other.headers["Location"])
     # after completion a retry changes nothing

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "voter/authz.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/mongo.h"
@@ -92,7 +93,7 @@ int idem_from_request(const http_request *req, http_response *res, idem_key *key
                        "Idempotency-Key must be 1 to 255 printable ASCII characters", NULL);
     return -1;
   }
-  idem_scope_hash(http_header(req, "X-Consumer-ID"), k, key->scoped);
+  idem_scope_hash(authz_consumer(req), k, key->scoped);
   key->present = true;
   return 0;
 }

@@ -15,8 +15,10 @@
  * owner's reconciliation, never redone blindly.
  *
  * Keys are per caller: the scope is the X-Consumer-ID the gateway sets (it drops any a
- * client sends); a request without one is anonymous, a scope of its own. Two callers using
- * the same key share nothing.
+ * client sends), believed only under the gateway's proof (authz_consumer: a bare header
+ * from the internal network could otherwise step into another caller's keys); a request
+ * without one is anonymous, a scope of its own. Two callers using the same key share
+ * nothing.
  *
  * The fingerprint of the validated request is stored in the created document (IDEM_FIELD);
  * a retry under the same key with another request is refused (422), one with the same
