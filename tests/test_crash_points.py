@@ -129,9 +129,15 @@ def test_a_batch_cut_short_is_written_once(point, service_factory, rabbit, amqp_
     def submit(key):
         return requests.post(f"{svc.api}/votes/batch", json=votes, headers={"Idempotency-Key": key},
                              timeout=10)
-    first = submit("warm-up")  # reaches the point once (":2" dies at the second)
-    if point != "batch.recorded":
-        assert first.status_code == 202
+    try:
+        first = submit("warm-up")  # reaches the point once (":2" dies at the second)
+        if point != "batch.recorded":
+            assert first.status_code == 202
+    except requests.ConnectionError:
+        # a chunk point: the worker may reach it twice inside the warm-up batch before the
+        # submission's answer is written (a loaded machine); the retries below cover both
+        if point == "batch.recorded":
+            raise
     try:
         r = submit("b-1")
         if point == "batch.recorded":
