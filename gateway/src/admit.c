@@ -101,8 +101,7 @@ bool gw_admit_field_ok(const char *name, size_t nlen, const char *value, size_t 
   return token(name, nlen) && field_value_ok(value, vlen);
 }
 
-/* true when name appears as a token in a Connection header value */
-static bool listed_in(const char *list, const char *name, size_t n) {
+bool gw_admit_listed_in(const char *list, const char *name, size_t n) {
   if (!list) return false;
   const char *p = list;
   while (*p) {
@@ -423,7 +422,7 @@ void gw_admit_head(const gw_conf *c, const gw_head *h, const gw_admission *a,
   put_field(out, "Host", host);
   for (int i = 0; i < h->nfields; i++) {
     const gw_field *fd = &h->fields[i];
-    if (gw_admit_hop_by_hop(fd->name, fd->nlen) || listed_in(a->connection, fd->name, fd->nlen) ||
+    if (gw_admit_hop_by_hop(fd->name, fd->nlen) || gw_admit_listed_in(a->connection, fd->name, fd->nlen) ||
         gw_admit_own_field(fd->name, fd->nlen))
       continue;
     if (a->bearer && is(fd, "Authorization")) continue; /* the key stays here */

@@ -137,5 +137,8 @@ bool gw_admit_own_field(const char *name, size_t n);
  * aside). Used for trailer fields too. */
 bool gw_admit_field_ok(const char *name, size_t nlen, const char *value, size_t vlen);
 bool gw_admit_hop_by_hop(const char *name, size_t n);
+/* true when name appears as a token in a Connection field's value (list may be NULL): a
+ * field the sender made hop-by-hop, for requests and responses alike. */
+bool gw_admit_listed_in(const char *list, const char *name, size_t n);
 
 #endif

@@ -100,19 +100,6 @@ void rsp_wake_client(exchange *ex) {
 
 static bool is_hop_by_hop(const char *name, size_t n) { return gw_admit_hop_by_hop(name, n); }
 
-/* true when name appears as a token in a Connection header value */
-static bool listed_in(const char *list, const char *name, size_t n) {
-  if (!list) return false;
-  const char *p = list;
-  while (*p) {
-    while (*p == ' ' || *p == ',' || *p == '\t') p++;
-    const char *s = p;
-    while (*p && *p != ',' && *p != ' ' && *p != '\t') p++;
-    if ((size_t)(p - s) == n && strncasecmp(s, name, n) == 0) return true;
-  }
-  return false;
-}
-
 static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max);
 void reader_free(void *cls);
 
@@ -139,7 +126,7 @@ static void response_fields(exchange *ex, struct MHD_Response *r) {
     if (strcasecmp(name, "Connection") == 0) conn_list = value;
   bool cors = ex->conf->ncors_origins > 0;
   for (size_t off = 0; rsp_next_field(ex, &off, ex->head_hlen, &name, &nlen, &value);) {
-    if (is_hop_by_hop(name, nlen) || listed_in(conn_list, name, nlen) ||
+    if (is_hop_by_hop(name, nlen) || gw_admit_listed_in(conn_list, name, nlen) ||
         strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "X-Request-ID") == 0 ||
         (cors && strncasecmp(name, "Access-Control-", 15) == 0))
       continue;

@@ -134,8 +134,8 @@ void up_detach(exchange *ex, bool reusable) {
   else uc_close(uc);
 }
 
-static int on_header_field(http_parser *p, const char *at, size_t n) {
-  exchange *ex = p->data;
+/* Room for n more bytes of a response field (plus terminators); -1 past the head limit. */
+static int hbuf_reserve(exchange *ex, size_t n) {
   if (ex->hlen + n + 2 > MAX_RESP_HEADER_BYTES) return -1;
   if (ex->hlen + n + 2 > ex->hcap) {
     ex->hcap = (ex->hlen + n + 2) * 2;
@@ -143,6 +143,12 @@ static int on_header_field(http_parser *p, const char *at, size_t n) {
     ex->hbuf = realloc(ex->hbuf, ex->hcap);
     if (!ex->hbuf) abort();
   }
+  return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n) {
+  exchange *ex = p->data;
+  if (hbuf_reserve(ex, n) != 0) return -1;
   /* Layout: name\0value\0name\0value\0... Every piece is stored terminated, so a new
    * field simply follows the previous value; a field split across reads continues over
    * its terminator. */
@@ -156,13 +162,7 @@ static int on_header_field(http_parser *p, const char *at, size_t n) {
 
 static int on_header_value(http_parser *p, const char *at, size_t n) {
   exchange *ex = p->data;
-  if (ex->hlen + n + 2 > MAX_RESP_HEADER_BYTES) return -1;
-  if (ex->hlen + n + 2 > ex->hcap) {
-    ex->hcap = (ex->hlen + n + 2) * 2;
-    if (ex->hcap < 1024) ex->hcap = 1024;
-    ex->hbuf = realloc(ex->hbuf, ex->hcap);
-    if (!ex->hbuf) abort();
-  }
+  if (hbuf_reserve(ex, n) != 0) return -1;
   if (ex->parsing_field) ex->parsing_field = false; /* value starts right after name\0 */
   else ex->hlen--;                                  /* continue the value */
   memcpy(ex->hbuf + ex->hlen, at, n);
