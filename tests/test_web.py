@@ -6,6 +6,8 @@ chromium-driver + python3-selenium) against the real stack."""
 from __future__ import annotations
 
 import json
+import secrets
+import subprocess
 import time
 
 import pytest
@@ -13,16 +15,22 @@ import requests
 
 import harness
 from harness import wait_until
-from jobs_helpers import jobs_env
+from jobs_helpers import jobs_env, tabulate_bin
 from web_helpers import (DESKTOP, PHONE, SSE, SAMPLE, chromium, console_errors, enc, load_sample,
                          no_horizontal_scroll, screenshot, tally)
 
 E2016 = "2016 Presidential Election"
 TRUMP, CLINTON = "Donald Trump", "Hillary Clinton"
-# The key that grants the admin actions (drop, replay, simulation) on this branch's gateway
-# configuration; once scoped keys exist this becomes the admin-scoped key.
-ADMIN_KEY = "demo-paid-key"
-TABULATE_KEY = "demo-paid-key"  # the free tier may submit one count per 5 minutes
+# The example gateway configuration ships no keys: every run makes its own (as scripts/stack
+# does) and gives them to the gateway in a keys file. Scopes (README "Keys and scopes"):
+# anonymous and free read and vote; paid also writes (elections, candidates) and submits
+# counts without a limit (free: one per 5 minutes); admin also drops, replays, simulates.
+ADMIN_KEY = "web-admin-" + secrets.token_hex(12)
+WRITE_KEY = "web-paid-" + secrets.token_hex(12)
+FREE_KEY = "web-free-" + secrets.token_hex(12)
+KEYS = {ADMIN_KEY: "admin", WRITE_KEY: "paid", FREE_KEY: "free"}
+WRITE = {"X-API-Key": WRITE_KEY}
+TABULATE_KEY = WRITE_KEY
 STREAMS_PER_CLIENT = 3
 FIXTURES = harness.repo_root() / "tabulator" / "tests" / "fixtures"
 
@@ -39,7 +47,11 @@ class Stack:
 def make_stack(service_factory, tmp_path):
     """election, candidate, voter (one or two replicas) and the gateway serving web/ (its
     voter route goes to the first replica only), optionally the jobs service; the sample
-    data loaded."""
+    data loaded through the gateway with the paid key (write scope). The gateway reads
+    KEYS from its keys file and signs what it passes on with the run's proof secret, which
+    the services check on admin operations (service_factory gives them the same one)."""
+    keys_file = tmp_path / "gateway-keys.json"
+    keys_file.write_text(json.dumps(KEYS))
 
     def make(voters: int = 1, jobs: bool = False, voter_env: dict | None = None) -> Stack:
         s = Stack()
@@ -53,10 +65,11 @@ def make_stack(service_factory, tmp_path):
             "GATEWAY_CONFIG": str(harness.repo_root() / "gateway" / "gateway.example.json"),
             "GATEWAY_WEB_ROOT": str(harness.repo_root() / "web"),
             "GATEWAY_MAX_STREAMS_PER_CLIENT": str(STREAMS_PER_CLIENT),
+            "GATEWAY_KEYS_FILE": str(keys_file), "GATEWAY_PROOF_SECRET": harness.PROOF_SECRET,
             "ELECTION_URL": s.election.url, "CANDIDATE_URL": s.candidate.url, "VOTER_URL": s.voter.url,
             "JOBS_URL": s.jobs.url if jobs else "127.0.0.1:9"})
         s.url = s.gateway.url
-        load_sample(s.url, [v.url for v in s.voters])
+        load_sample(s.url, [v.url for v in s.voters], headers=WRITE)
         return s
 
     return make
@@ -111,8 +124,9 @@ def test_a_vote_on_another_replica_reaches_the_stream_over_the_broker(make_stack
         es.next()
         assert vote(b.url, CLINTON).status_code == 201
         es.results_until(lambda d: tally(d, CLINTON) == 1, timeout=2)
-        # a simulation (many votes at once) on the other replica: one more event
-        assert requests.post(f"{b.url}/voter/simulation/{enc(E2016)}").status_code == 200
+        # a simulation (many votes at once) on the other replica: one more event (an admin
+        # operation: straight to the service it needs the gateway's proof)
+        assert harness.admin_request("POST", f"{b.url}/voter/simulation/{enc(E2016)}").status_code == 200
         es.results_until(lambda d: tally(d, CLINTON) > 1, timeout=2)
     finally:
         es.close()
@@ -448,6 +462,176 @@ def test_a_tabulation_through_the_page_shows_the_rounds_and_the_winner(jobs_stac
     assert console_errors(d, allow=("/jobs/tabulations",)) == []  # the 422 itself
 
 
+def exact(text):
+    """A results file with every number kept as the text the file has."""
+    return json.loads(text, parse_float=str, parse_int=str)
+
+
+def show_round(d, index):
+    """Selects the index-th round (1-based) with the slider; the one section shown."""
+    d.execute_script("const s = document.getElementById('round'); s.value = arguments[0];"
+                     "s.dispatchEvent(new Event('input'))", index)
+    shown = [r for r in by_css(d, "section.round") if r.is_displayed()]
+    assert len(shown) == 1
+    return shown[0]
+
+
+def tabulate_files(d, rules, ballots):
+    by_css(d, "#rules-file")[0].send_keys(str(rules))
+    by_css(d, "#ballots-file")[0].send_keys(str(ballots))
+    by_css(d, "#tabulate")[0].click()
+    wait_for(d, lambda d: by_css(d, "#winners") and "Done." in by_css(d, "#job-status")[0].text,
+             timeout=60, message="the count")
+    shown = by_css(d, "#count")[0].text
+    assert "null" not in shown and "undefined" not in shown and "NaN" not in shown, shown
+
+
+def check_multi_winner_rounds(d, want):
+    """Every round of the page against the results file want (numbers as their text): the
+    tallies, who was elected (this round or before) or eliminated, the threshold, the
+    surplus transfers of this round's winners apart from the eliminated candidates'
+    ballots, the residual surplus of each winner, the final round surplus, the inactive
+    ballots. Returns the sections' text by round."""
+    elected_in = {}
+    for r in want["rounds"]:
+        for name in r["elected"]:
+            elected_in.setdefault(name, r["round"])
+    texts = {}
+    for index, r in enumerate(want["rounds"], 1):
+        section = show_round(d, index)
+        assert section.get_attribute("data-round") == r["round"]
+        rows = {row.get_attribute("data-key"): row for row in section.find_elements("css selector", ".crow")}
+        assert set(rows) == set(r["tally"])
+        for name, votes in r["tally"].items():
+            text = rows[name].text
+            assert text.endswith(votes), (r["round"], name, text)
+            if name in r["elected"]:
+                assert "Elected" in text and "Elected in" not in text, text
+            elif name in elected_in and int(elected_in[name]) < int(r["round"]):
+                assert f"Elected in round {elected_in[name]}" in text, text
+            elif name in r["eliminated"]:
+                assert "Eliminated" in text, text
+            else:
+                assert "Elected" not in text and "Eliminated" not in text, text
+            # the part over the threshold of a winner whose surplus moves on is drawn apart
+            over = rows[name].find_elements("css selector", "rect.surplus")[0]
+            drawn = over.get_attribute("visibility") != "hidden" and float(over.get_attribute("width").rstrip("%")) > 0
+            assert drawn == (name in r["elected"] and name in r["transfers"]), (r["round"], name)
+        text = section.text
+        assert f"threshold ({r['threshold']})" in text
+        for source, to in r["transfers"].items():
+            kind = "surplus" if source in r["elected"] else "elimination"
+            item = section.find_elements("css selector", f"ul.transfers.{kind} li")
+            item = [li for li in item if li.get_attribute("data-from") == source]
+            assert len(item) == 1, (r["round"], source, kind)
+            for target, amount in to.items():
+                if target == "residual_surplus":
+                    assert f"residual surplus {amount}" in item[0].text
+                    cell = section.find_elements("css selector", "table.surplus tr[data-kind=residual]")
+                    assert [c.text for c in cell if c.get_attribute("data-from") == source] == \
+                        [f"residual surplus of {source} {amount}"]
+                elif target == "exhausted":
+                    assert f"{amount} to no one (exhausted)" in item[0].text
+                else:
+                    assert f"{amount} to {target}" in item[0].text
+        if not any(source in r["elected"] for source in r["transfers"]):
+            assert not section.find_elements("css selector", "ul.transfers.surplus")
+        for category, amount in r["inactive"].items():
+            if category == "final_round_surplus":
+                final = section.find_elements("css selector", "table.surplus tr[data-kind=final]")
+                assert [f.text for f in final] == [f"final round surplus {amount}"]
+            else:
+                assert f"{category.replace('_', ' ')} {amount}" in text
+        texts[r["round"]] = text
+    return texts
+
+
+def test_a_multi_winner_count_shows_the_winners_the_threshold_and_the_surpluses(jobs_stack, browser, tmp_path):
+    """Issue 18: STV with fractional surplus transfers (tabulator/tests/fixtures/
+    stv-fractional), then the same count at 20 decimal places, whose numbers no double
+    holds: every number on the page is the file's own text."""
+    fixture = FIXTURES / "stv-fractional"
+    want = exact((fixture / "expected.json").read_text())
+    d = browser()
+    d.get(jobs_stack.url + "/#/tabulate")
+    wait_for(d, lambda d: by_css(d, "#tabulate"))
+    type_key(d, TABULATE_KEY)
+    tabulate_files(d, fixture / "rules.json", fixture / "ballots.csv")
+    assert by_css(d, "#winners")[0].text == f"Winners: {', '.join(want['winners'])}"
+    elected_in = {name: r["round"] for r in want["rounds"] for name in r["elected"]}
+    assert [li.text for li in by_css(d, "#winner-list li")] == \
+        [f"{name} — elected in round {elected_in[name]}" for name in want["winners"]]
+    assert by_css(d, "#threshold")[0].text == f"Threshold: {want['threshold']} votes"
+    texts = check_multi_winner_rounds(d, want)
+    # round 2 in words: C elected, its surplus moves on, 0.0003 of it to no one
+    round2 = texts["2"]
+    assert "Candidate C Name's surplus: 0.6559 to Candidate E Name, 0.0937 to Candidate F Name; " \
+           "residual surplus 0.0003 (to no one)" in round2
+    assert "residual surplus of Candidate C Name 0.0003" in round2
+    show_round(d, 2)
+    screenshot(d, "tabulation-stv-round-2")
+    show_round(d, 5)  # two winners at once: two surpluses, two residuals and their sum
+    assert by_css(d, "table.surplus tr[data-kind=residual-total]")[0].text == "residual surplus, all 0.0005"
+    screenshot(d, "tabulation-stv-round-5")
+    assert "final round surplus 5.8741" in show_round(d, 6).text
+    screenshot(d, "tabulation-stv-round-6")
+    assert console_errors(d) == []
+
+    # 20 decimal places: the threshold 7.25000000000000000001 would be 7.25 as a double
+    rules = json.loads((fixture / "rules.json").read_text())
+    rules["decimal_places"] = 20
+    (tmp_path / "rules20.json").write_text(json.dumps(rules))
+    out = tmp_path / "result20.json"
+    subprocess.run([str(tabulate_bin()), "--ballots", str(fixture / "ballots.csv"),
+                    "--rules", str(tmp_path / "rules20.json"), "--out", str(out)], check=True, timeout=120)
+    text20 = out.read_text()
+    want20 = exact(text20)
+    assert want20["threshold"] == "7.25000000000000000001"
+    tabulate_files(d, tmp_path / "rules20.json", fixture / "ballots.csv")
+    assert by_css(d, "#threshold")[0].text == "Threshold: 7.25000000000000000001 votes"
+    texts = check_multi_winner_rounds(d, want20)
+    assert "0.65624999999999999993 to Candidate E Name" in texts["2"]
+    show_round(d, 2)
+    screenshot(d, "tabulation-stv-20-decimals")
+    # numbers of 22 digits still fit a phone's width
+    d.set_window_size(*PHONE)
+    wait_for(d, lambda d: d.execute_script("return innerWidth") == PHONE[0])
+    for index in range(1, len(want20["rounds"]) + 1):
+        show_round(d, index)
+        assert no_horizontal_scroll(d), f"round {index} scrolls sideways at {PHONE[0]} px"
+    show_round(d, 3)
+    screenshot(d, "tabulation-stv-20-decimals-phone")
+    d.set_window_size(*DESKTOP)
+    # the download is the file itself, not re-serialised from doubles
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    d.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    by_css(d, "#download")[0].click()
+    saved = downloads / "result.json"
+    wait_until(lambda: saved.exists() and saved.read_text() == text20, timeout=20,
+               message="the downloaded result is the file tabulate wrote")
+    assert console_errors(d) == []
+
+    # sequential passes: rounds named by pass and round, each pass's winner and threshold
+    case = harness.repo_root() / "tabulator" / "tests" / "cases" / "multi_7_sequential"
+    seq = exact((case / "expected.json").read_text())
+    tabulate_files(d, case / "rules.json", case / "ballots.csv")
+    assert by_css(d, "#winners")[0].text == f"Winners: {', '.join(seq['winners'])}"
+    won = {name: r for r in seq["rounds"] for name in r["elected"]}
+    assert [li.text for li in by_css(d, "#winner-list li")] == \
+        [f"{name} — elected in pass {won[name]['pass']}, round {won[name]['round']}" for name in seq["winners"]]
+    assert [r.text for r in by_css(d, "#passes tbody tr")] == \
+        [f"{p['pass']} {p['winner']} {p['rounds']} {p['threshold']}" for p in seq["passes"]]
+    n = len(seq["rounds"])
+    for index, r in enumerate(seq["rounds"], 1):
+        section = show_round(d, index)
+        assert (section.get_attribute("data-pass"), section.get_attribute("data-round")) == (r["pass"], r["round"])
+        assert by_css(d, "#round-label")[0].text == f"Pass {r['pass']}, round {r['round']} ({index} of {n})"
+        assert f"threshold ({r['threshold']})" in section.text
+    screenshot(d, "tabulation-sequential")
+    assert console_errors(d) == []
+
+
 def test_the_sample_tabulation_and_a_missing_key(jobs_stack, browser):
     d = browser()
     d.get(jobs_stack.url + "/#/tabulate")
@@ -462,13 +646,58 @@ def test_the_sample_tabulation_and_a_missing_key(jobs_stack, browser):
     assert console_errors(d) == []
 
 
-def test_admin_actions_are_refused_without_the_key_and_done_with_it(stack, browser):
+def log_records(service, msg, path):
+    """The JSON log records of a service with this msg ("access" for the gateway, "request"
+    for the services) and path."""
+    out = []
+    for line in service.log_lines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(e, dict) and e.get("msg") == msg and e.get("path") == path:
+            out.append(e)
+    return out
+
+
+def admin_status(d):
+    return by_css(d, "#admin-status")[0].text
+
+
+def confirmed(d, button):
+    by_css(d, button)[0].click()
+    wait_for(d, lambda d: by_css(d, "dialog[open]"))
+    by_css(d, "dialog[open] [data-confirm=yes]")[0].click()
+
+
+def test_admin_actions_are_refused_without_the_admin_scope_and_done_with_it(stack, browser):
+    assert vote(stack.url, TRUMP).status_code == 201
+    votes = lambda: requests.get(f"{stack.url}/voter/results/{enc(E2016)}/votes").json()
     d = browser()
     d.get(stack.url + "/#/admin")
     wait_for(d, lambda d: by_css(d, "#replay-elections") and by_css(d, "#simulate-election option"))
+    # no key: the gateway refuses (401) before any service sees the request; nothing changes
     type_key(d, "")
+    confirmed(d, "#drop-votes")
+    wait_for(d, lambda d: admin_status(d).startswith("Drop all votes: refused (401)"))
+    assert "needs a key with the admin scope" in admin_status(d), admin_status(d)
     by_css(d, "#replay-elections")[0].click()
-    wait_for(d, lambda d: "refused (401)" in by_css(d, "#admin-status")[0].text)
+    wait_for(d, lambda d: admin_status(d).startswith("Replay elections: refused (401)"))
+    # a valid key whose tier lacks the admin scope (paid: read, vote, write): 403, explained
+    type_key(d, WRITE_KEY)
+    confirmed(d, "#drop-votes")
+    wait_for(d, lambda d: admin_status(d).startswith("Drop all votes: refused (403)"))
+    assert "this key lacks the admin scope" in admin_status(d), admin_status(d)
+    screenshot(d, "admin-refused")
+    assert votes() == {"votes": 1}
+    # both refusals came from the gateway: it answered them itself, the voter service never
+    # saw the request (it logs every request it gets)
+    refused = log_records(stack.gateway, "access", "/voter/drop/votes")
+    assert [(e["status"], e["upstream"]) for e in refused] == [(401, None), (403, None)], refused
+    assert [e["status"] for e in log_records(stack.gateway, "access", "/election/events/replay")] == [401]
+    assert log_records(stack.voter, "request", "/voter/votes")  # the vote above: it does log
+    assert log_records(stack.voter, "request", "/voter/drop/votes") == []
+    # the admin key
     type_key(d, ADMIN_KEY)
     by_css(d, "#replay-elections")[0].click()
     wait_for(d, lambda d: by_css(d, "#admin-status")[0].text == "Replay elections: done.")
@@ -497,7 +726,6 @@ def test_admin_actions_are_refused_without_the_key_and_done_with_it(stack, brows
         return by_css(d, "#admin-status")[0].text == "Create candidate: done."
     wait_for(d, created, timeout=20, message="the candidate created")
     # a destructive action asks first: cancelled, nothing happens; confirmed, done
-    assert vote(stack.url, TRUMP).status_code == 201
     by_css(d, "#drop-votes")[0].click()
     wait_for(d, lambda d: by_css(d, "dialog[open]"))
     screenshot(d, "admin-confirm")
@@ -528,7 +756,8 @@ def test_admin_actions_are_refused_without_the_key_and_done_with_it(stack, brows
               if e["title"] == E2016]
     assert edited[0]["description"] == "edited in the browser"
     screenshot(d, "admin-desktop")
-    assert console_errors(d, allow=("/election/events/replay",)) == []  # the 401 itself
+    # the refusals themselves
+    assert console_errors(d, allow=("/election/events/replay", "/voter/drop/votes")) == []
 
 
 @pytest.mark.parametrize("dark", [False, True], ids=["light", "dark"])

@@ -128,18 +128,18 @@ def tally(doc: dict, candidate: str) -> int:
     return next((r["votes"] for r in doc["results"] if r["candidate"] == candidate), 0)
 
 
-def load_sample(base: str, voter_urls: list[str], timeout: float = 60) -> None:
-    """POSTs the sample elections and candidates through base (the gateway) and waits until
-    every voter replica has all of them."""
+def load_sample(base: str, voter_urls: list[str], headers: dict, timeout: float = 60) -> None:
+    """POSTs the sample elections and candidates through base (the gateway) with headers
+    (a key holding the write scope) and waits until every voter replica has all of them."""
     for e in SAMPLE["elections"]:
-        r = requests.post(f"{base}/election/elections", json=e)
+        r = requests.post(f"{base}/election/elections", json=e, headers=headers)
         assert r.status_code == 201, r.text
     titles = {e["title"] for e in SAMPLE["elections"]}
     wait_until(lambda: {e["title"] for e in requests.get(f"{base}/candidate/elections?size=100").json()
                         ["_embedded"]["elections"]} == titles, timeout=timeout,
                message="the candidate service knows the sample elections")
     for c in SAMPLE["candidates"]:
-        r = requests.post(f"{base}/candidate/candidates", json=c)
+        r = requests.post(f"{base}/candidate/candidates", json=c, headers=headers)
         assert r.status_code == 201, r.text
     for url in voter_urls:
         wait_until(lambda u=url: requests.get(f"{u}/voter/candidates?size=1").json()["page"]["totalElements"]

@@ -286,7 +286,9 @@ static bool serve_web(exchange *ex, const char *p, size_t n) {
   return true;
 }
 
-/* Handles the paths the gateway answers itself; true when it did. */
+/* Handles the paths the gateway answers itself; true when it did. Admission calls every
+ * web path local (gw_web_wants), so one that is not a file (or not GET/HEAD) is answered
+ * here too, 404 or 405: it has no route to go to. */
 static bool serve_local(exchange *ex, const char *p, size_t n) {
   if (serve_web(ex, p, n)) return true;
   bool root = n == 1 && p[0] == '/';
@@ -294,7 +296,7 @@ static bool serve_local(exchange *ex, const char *p, size_t n) {
   bool health = n == 15 && memcmp(p, "/gateway/health", 15) == 0;
   bool metrics = n == 16 && memcmp(p, "/gateway/metrics", 16) == 0;
   bool gw = n >= 8 && memcmp(p, "/gateway", 8) == 0 && (n == 8 || p[8] == '/');
-  if (!root && !openapi && !gw) return false;
+  if (!root && !openapi && !gw && !gw_web_wants(p, n)) return false;
   if (!(ex->mbit & (GW_M_GET | GW_M_HEAD))) {
     rsp_problem(ex, 405, "Method Not Allowed", "only GET and HEAD are allowed here");
     rsp_header(ex, "Allow", "GET, HEAD");

@@ -1,11 +1,29 @@
 // admin — elections and candidates (create, edit), drops, replays and simulated votes.
-// Every call sends the tab's key; the gateway decides what the key may do. Destructive
-// actions ask first.
-import { ApiError, call, elections, enc, get } from "./api.js";
+// Every call sends the tab's key; the gateway decides what the key may do (its tier's
+// scopes: "write" for elections and candidates, "admin" for the operations) and a refusal
+// says which scope was missing. Destructive actions ask first.
+import { ApiError, call, elections, enc, get, getKey } from "./api.js";
 import { confirmDialog, h, fmtDate, setStatus } from "./dom.js";
 import { keyBox } from "./keybox.js";
 
 const TYPES = ["FEDERAL", "STATE", "LOCAL", "OTHER"];
+const WRITE = { scope: "write" }; // what elections and candidates need (the rest: admin)
+
+// Why a call was refused, in words: 401 (no key, or one the gateway does not know) and 403
+// (a key whose tier lacks the scope) from the gateway, or 403 from a service that did not
+// accept the gateway's proof (its detail starts "this is an admin operation").
+function refusal(err, scope) {
+  const detail = err.message;
+  if (err.status === 401) {
+    const why = getKey() ? "the gateway does not know this key" : "no key was given";
+    return `refused (401) — this needs a key with the ${scope} scope; ${why} (${detail}).`;
+  }
+  if (/^this is an admin operation/.test((err.problem && err.problem.detail) || "")) {
+    return `refused (403) by the service — the gateway's proof was missing or not accepted, ` +
+      `whatever the key (${detail}).`;
+  }
+  return `refused (403) — this key lacks the ${scope} scope; ask for a key whose tier has it (${detail}).`;
+}
 
 function field(id, label, input) {
   input.id = id;
@@ -17,7 +35,7 @@ export function render(main) {
   let electionList = [];
   let candidateList = [];
 
-  const act = async (what, fn, { confirm } = {}) => {
+  const act = async (what, fn, { confirm, scope = "admin" } = {}) => {
     if (confirm && !(await confirmDialog(confirm, what))) {
       setStatus(status, `${what}: not done.`);
       return;
@@ -29,7 +47,7 @@ export function render(main) {
       refresh();
     } catch (err) {
       const why = err instanceof ApiError && (err.status === 401 || err.status === 403)
-        ? `refused (${err.status}) — ${err.message}` : `failed — ${err.message}`;
+        ? refusal(err, scope) : `failed — ${err.message}`;
       setStatus(status, `${what}: ${why}`, "bad");
     }
   };
@@ -55,8 +73,8 @@ export function render(main) {
   eForm.addEventListener("submit", (ev) => {
     ev.preventDefault();
     const body = { title: eTitle.value.trim(), date: eDate.value, electionType: eType.value, description: eDesc.value };
-    if (eSel.value) act("Save election", () => call("PATCH", `/election/elections/${enc(eSel.value)}`, { body, key: true }));
-    else act("Create election", () => call("POST", "/election/elections", { body, key: true }));
+    if (eSel.value) act("Save election", () => call("PATCH", `/election/elections/${enc(eSel.value)}`, { body, key: true }), WRITE);
+    else act("Create election", () => call("POST", "/election/elections", { body, key: true }), WRITE);
   });
 
   // candidates
@@ -84,8 +102,8 @@ export function render(main) {
     ev.preventDefault();
     const body = { firstName: cFirst.value.trim(), lastName: cLast.value.trim(), politicalParty: cParty.value,
       election: cElection.value, homeState: cState.value };
-    if (cSel.value) act("Save candidate", () => call("PATCH", `/candidate/candidates/${enc(cSel.value)}`, { body, key: true }));
-    else act("Create candidate", () => call("POST", "/candidate/candidates", { body, key: true }));
+    if (cSel.value) act("Save candidate", () => call("PATCH", `/candidate/candidates/${enc(cSel.value)}`, { body, key: true }), WRITE);
+    else act("Create candidate", () => call("POST", "/candidate/candidates", { body, key: true }), WRITE);
   });
 
   // simulation, replays, drops
@@ -111,7 +129,9 @@ export function render(main) {
       button("drop-elections", "Drop all elections", "danger", () => act("Drop all elections", post("/election/drop/elections"),
         { confirm: "Delete every election? This cannot be undone." }))));
 
-  main.append(h("h1", {}, "Administration"), keyBox("Changing data needs a key allowed to do it."), status,
+  main.append(h("h1", {}, "Administration"),
+    keyBox("Creating and editing elections and candidates needs a key with the write scope (paid or admin); " +
+      "simulated votes, replays and drops need the admin scope."), status,
     eForm, cForm, ops);
 
   async function refresh() {
