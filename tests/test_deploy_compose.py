@@ -239,6 +239,15 @@ def test_only_the_gateway_is_published_and_services_are_locked_down(suite):
     assert backend["Internal"] is True
 
 
+def test_the_gateway_image_serves_the_web_client(suite):
+    page = requests.get(f"{suite['url']}/", timeout=10)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert 'src="/web/js/app.js"' in page.text
+    script = requests.get(f"{suite['url']}/web/js/app.js", timeout=10)
+    assert script.status_code == 200 and "javascript" in script.headers["Content-Type"]
+
+
 def test_gateway_demands_a_key_for_writes(suite):
     r = requests.post(f"{suite['url']}/election/elections", json={"title": "x", "date": "2020-01-01"}, timeout=10)
     assert r.status_code == 401, r.text
