@@ -228,6 +228,7 @@ static void note_fields(const gw_head *h, gw_admission *a, const char **api_key,
       case 'a':
         if (is(f, "Authorization")) *authorization = f->value;
         else if (is(f, "Access-Control-Request-Method")) a->acrm = f->value;
+        else if (is(f, "Accept") && !a->accept) a->accept = f->value;
         break;
       case 'c': if (is(f, "Connection")) a->connection = f->value; break;
       case 'o': if (is(f, "Origin")) a->origin = f->value; break;

@@ -85,6 +85,7 @@ typedef struct gw_admission {
   const char *query;       /* "?…" or "" (points into the target) */
   /* fields the gateway reads (NULL when absent; the last instance unless said otherwise) */
   const char *host, *request_id, *xfp, *xfh, *origin, *acrm, *connection;
+  const char *accept;      /* the first Accept (an event stream takes a stream slot) */
   char *xff;               /* every X-Forwarded-For joined (owned; gw_admission_clear) */
   char client_ip[64];      /* the client: peer, or the right-most untrusted X-Forwarded-For */
   /* the decision */

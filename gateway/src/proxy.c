@@ -333,9 +333,8 @@ static void note_reject(exchange *ex, const char *reason) {
 
 /* An event stream takes one of the client's stream slots (streams.h); false when it has
  * none left and the refusal is prepared. */
-static bool admit_stream(exchange *ex) {
-  const char *accept = MHD_lookup_connection_value(ex->conn, MHD_HEADER_KIND, "Accept");
-  if (!(ex->mbit & GW_M_GET) || !gw_streams_is_stream(accept)) return true;
+static bool admit_stream(exchange *ex, const gw_admission *a) {
+  if (!(ex->mbit & GW_M_GET) || !gw_streams_is_stream(a->accept)) return true;
   if (!gw_streams_acquire(ex->client_ip)) {
     char detail[128];
     snprintf(detail, sizeof detail, "at most %d event streams may be open per client",
@@ -424,7 +423,7 @@ static void on_headers(exchange *ex, const char *method, const char *version) {
     if (ex->rl.limited) goto limited;
     ex->rl_decision = "allowed";
   }
-  if (!admit_stream(ex)) goto out;
+  if (!admit_stream(ex, a)) goto out;
   ex->max_body = route->max_body;
 
   /* the upstream request head */

@@ -294,6 +294,27 @@ static int fail(const options *o, const tab_error *e)
     return e->code ? e->code : TAB_EXIT_INTERNAL;
 }
 
+/* The exit status once the results are written (write_rc < 0: they could not be) for a count
+ * that finished (rc 0) or stopped (rc 1, for stop_reason); reports the writing done. */
+static int written(progress *prog, int write_rc, int rc, const char *stop_reason,
+                   tab_error *err)
+{
+    int status;
+
+    if (write_rc < 0) {
+        report(err);
+        status = TAB_EXIT_INTERNAL;
+    } else if (rc == 1) {
+        fprintf(stderr, "tabulate: count stopped: %s\n", stop_reason);
+        status = TAB_EXIT_UNFINISHED;
+    } else {
+        status = TAB_EXIT_OK;
+    }
+    if (status != TAB_EXIT_INTERNAL)
+        progress_report(prog, "writing", 1, 1, true);
+    return status;
+}
+
 /* Counts, writes the results file; returns the exit status. */
 static int count_single(const options *o, const rules *r, const ballot_store *store,
                         progress *prog, tab_error *err)
@@ -308,18 +329,8 @@ static int count_single(const options *o, const rules *r, const ballot_store *st
     }
     progress_report(prog, "writing", 0, 1, false);
     doc = output_result_json(r, &res);
-    if (output_write(o->out, doc, err) < 0) {
-        report(err);
-        status = TAB_EXIT_INTERNAL;
-    } else if (rc == 1) {
-        fprintf(stderr, "tabulate: count stopped: %s\n", res.stop_reason);
-        status = TAB_EXIT_UNFINISHED;
-    } else {
-        status = TAB_EXIT_OK;
-    }
+    status = written(prog, output_write(o->out, doc, err), rc, res.stop_reason, err);
     json_decref(doc);
-    if (status != TAB_EXIT_INTERNAL)
-        progress_report(prog, "writing", 1, 1, true);
     count_result_free(&res);
     return status;
 }
@@ -337,18 +348,8 @@ static int count_multi(const options *o, const rules *r, const ballot_store *sto
     }
     progress_report(prog, "writing", 0, 1, false);
     text = output_multi_text(r, &res);
-    if (output_write_text(o->out, text, err) < 0) {
-        report(err);
-        status = TAB_EXIT_INTERNAL;
-    } else if (rc == 1) {
-        fprintf(stderr, "tabulate: count stopped: %s\n", res.error);
-        status = TAB_EXIT_UNFINISHED;
-    } else {
-        status = TAB_EXIT_OK;
-    }
+    status = written(prog, output_write_text(o->out, text, err), rc, res.error, err);
     free(text);
-    if (status != TAB_EXIT_INTERNAL)
-        progress_report(prog, "writing", 1, 1, true);
     multi_result_free(&res);
     return status;
 }
