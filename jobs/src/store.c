@@ -9,6 +9,7 @@
 #include "jobs.h"
 #include "sign.h"
 #include "voter/crashpoint.h"
+#include "voter/doclock.h"
 #include "voter/idem.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
@@ -352,9 +353,9 @@ void store_set_dispatched(job_store *s, const char *id, bool dispatched) {
   bson_t *filter = BCON_NEW("_id", BCON_OID(&oid), "status", BCON_UTF8("pending"));
   bson_t *update = BCON_NEW("$set", "{", "dispatched", BCON_BOOL(dispatched), "queuedAt",
                             BCON_DATE_TIME(util_now_ms()), "}");
-  ev_doc_lock(id);
+  doclock_lock(id);
   update_if(c.coll, filter, update, "mark dispatched");
-  ev_doc_unlock(id);
+  doclock_unlock(id);
   bson_destroy(filter);
   bson_destroy(update);
   close_coll(s, &c);
@@ -480,10 +481,10 @@ js_status store_claim(job_store *s, job_info *job, const char *worker, long leas
       BCON_DATE_TIME(now), "leaseUntil", BCON_DATE_TIME(now + lease_s * 1000), "progressPhase",
       BCON_UTF8("starting"), "progressDone", BCON_INT64(0), "progressTotal", BCON_INT64(0), "}");
   conn c = open_coll(s, JOBS);
-  ev_doc_lock(job->id);
+  doclock_lock(job->id);
   js_status st = update_if(c.coll, filter, update, "claim job");
   if (st == JS_OK) st = read_job(s, c.coll, &oid, job);
-  ev_doc_unlock(job->id);
+  doclock_unlock(job->id);
   close_coll(s, &c);
   bson_destroy(filter);
   bson_destroy(update);
@@ -506,9 +507,9 @@ js_status store_renew(job_store *s, const char *id, const char *worker, int atte
                             BCON_UTF8(phase), "progressDone", BCON_INT64(done), "progressTotal",
                             BCON_INT64(total), "}");
   conn c = open_coll(s, JOBS);
-  ev_doc_lock(id);
+  doclock_lock(id);
   js_status st = update_if(c.coll, filter, update, "renew lease");
-  ev_doc_unlock(id);
+  doclock_unlock(id);
   close_coll(s, &c);
   bson_destroy(filter);
   bson_destroy(update);
@@ -520,7 +521,7 @@ js_status store_finish(job_store *s, const char *id, const char *worker, int att
   bson_oid_t oid;
   bson_oid_init_from_string(&oid, id);
   conn c = open_coll(s, JOBS);
-  ev_doc_lock(id);
+  doclock_lock(id);
   job_info cur;
   js_status st = read_job(s, c.coll, &oid, &cur);
   if (st == JS_OK && (strcmp(cur.status, "running") != 0 || strcmp(cur.worker, worker) != 0 ||
@@ -547,7 +548,7 @@ js_status store_finish(job_store *s, const char *id, const char *worker, int att
     bson_destroy(&update);
     ev_free(&ev);
   }
-  ev_doc_unlock(id);
+  doclock_unlock(id);
   close_coll(s, &c);
   if (st == JS_OK) ev_relay_kick(s->relay);
   return st;
@@ -565,9 +566,9 @@ js_status store_requeue_own(job_store *s, const char *id, const char *worker, in
                             "lastError", BCON_UTF8(why), "}", "$inc", "{", "version",
                             BCON_INT64(1), "}");
   conn c = open_coll(s, JOBS);
-  ev_doc_lock(id);
+  doclock_lock(id);
   js_status st = update_if(c.coll, filter, update, "requeue job");
-  ev_doc_unlock(id);
+  doclock_unlock(id);
   close_coll(s, &c);
   bson_destroy(filter);
   bson_destroy(update);
@@ -590,9 +591,9 @@ js_status store_requeue_expired(job_store *s, const job_info *job) {
                             "lastError", BCON_UTF8("the worker's lease expired"), "version",
                             BCON_INT64(job->version + 1), "}");
   conn c = open_coll(s, JOBS);
-  ev_doc_lock(job->id);
+  doclock_lock(job->id);
   js_status st = update_if(c.coll, filter, update, "requeue expired job");
-  ev_doc_unlock(job->id);
+  doclock_unlock(job->id);
   close_coll(s, &c);
   bson_destroy(filter);
   bson_destroy(update);
@@ -615,9 +616,9 @@ static js_status finalize_seen(job_store *s, const job_info *job, bson_t *filter
   bson_append_document_end(&update, &set);
   ev_outbox_update_ops(&update, &ev);
   conn c = open_coll(s, JOBS);
-  ev_doc_lock(job->id);
+  doclock_lock(job->id);
   js_status st = update_if(c.coll, filter, &update, "finalize job");
-  ev_doc_unlock(job->id);
+  doclock_unlock(job->id);
   close_coll(s, &c);
   bson_destroy(&update);
   ev_free(&ev);
@@ -651,9 +652,9 @@ void store_note_exit(job_store *s, const char *id, int attempt, int exit_code) {
                             "attempts", BCON_INT32(attempt));
   bson_t *update = BCON_NEW("$set", "{", "exitCode", BCON_INT32(exit_code), "}");
   conn c = open_coll(s, JOBS);
-  ev_doc_lock(id);
+  doclock_lock(id);
   update_if(c.coll, filter, update, "note exit code");
-  ev_doc_unlock(id);
+  doclock_unlock(id);
   close_coll(s, &c);
   bson_destroy(filter);
   bson_destroy(update);
@@ -679,9 +680,9 @@ js_status store_purge(job_store *s, const job_info *job) {
                             BCON_BOOL(false), "}", "$unset", "{", "resultKey", BCON_UTF8(""),
                             "}");
   conn c = open_coll(s, JOBS);
-  ev_doc_lock(job->id);
+  doclock_lock(job->id);
   js_status st = update_if(c.coll, filter, update, "purge job");
-  ev_doc_unlock(job->id);
+  doclock_unlock(job->id);
   close_coll(s, &c);
   bson_destroy(filter);
   bson_destroy(update);
@@ -824,9 +825,9 @@ js_status store_hook_claim(job_store *s, const char *id, int attempts_seen, int6
   bson_t *update = BCON_NEW("$set", "{", "hookAttempts", BCON_INT32(attempts_seen + 1),
                             "hookNextAt", BCON_DATE_TIME(retry_at_ms), "}");
   conn c = open_coll(s, JOBS);
-  ev_doc_lock(id);
+  doclock_lock(id);
   js_status st = update_if(c.coll, filter, update, "claim webhook");
-  ev_doc_unlock(id);
+  doclock_unlock(id);
   close_coll(s, &c);
   bson_destroy(filter);
   bson_destroy(update);
@@ -852,9 +853,9 @@ void store_hook_result(job_store *s, const char *id, bool delivered, int64_t nex
   }
   bson_append_document_end(&update, &set);
   conn c = open_coll(s, JOBS);
-  ev_doc_lock(id);
+  doclock_lock(id);
   update_if(c.coll, filter, &update, "record webhook");
-  ev_doc_unlock(id);
+  doclock_unlock(id);
   close_coll(s, &c);
   bson_destroy(filter);
   bson_destroy(&update);

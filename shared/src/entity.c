@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "voter/doclock.h"
 #include "voter/idem.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
@@ -330,10 +331,10 @@ static entity_status write_state(entity_store *s, const bson_oid_t *oid, const j
   entity_status st = ENTITY_UNAVAILABLE;
   bool again = true;
   *item = NULL;
-  ev_doc_lock(id);
+  doclock_lock(id);
   for (int attempt = 0; attempt < MAX_ATTEMPTS && again; attempt++)
     st = write_attempt(s, h.coll, oid, body, if_match, create_ok, item, errors, &again);
-  ev_doc_unlock(id);
+  doclock_unlock(id);
   close_handle(s, &h);
   if (*item) ev_relay_kick(s->relay);
   return st;
@@ -439,9 +440,9 @@ static entity_status delete_doc(entity_store *s, mongoc_collection_t *coll, cons
                                 int64_t if_match) {
   char id[25];
   bson_oid_to_string(oid, id);
-  ev_doc_lock(id);
+  doclock_lock(id);
   entity_status st = delete_locked(s, coll, oid, if_match);
-  ev_doc_unlock(id);
+  doclock_unlock(id);
   return st;
 }
 
@@ -526,7 +527,7 @@ static entity_status replay_one(entity_store *s, mongoc_collection_t *coll, cons
   bson_oid_to_string(oid, id);
   event_type(s, "updated", type, sizeof type);
   *pushed = false;
-  ev_doc_lock(id);
+  doclock_lock(id);
   bson_t *doc;
   entity_status st = read_doc(s, coll, oid, &doc);
   if (st == ENTITY_OK && !mongo_doc_bool(doc, "deleted")) {
@@ -544,7 +545,7 @@ static entity_status replay_one(entity_store *s, mongoc_collection_t *coll, cons
     ev_free(&ev);
     json_decref(item);
   }
-  ev_doc_unlock(id);
+  doclock_unlock(id);
   if (doc) bson_destroy(doc);
   return st == ENTITY_UNAVAILABLE ? st : ENTITY_OK;
 }

@@ -9,6 +9,7 @@
 
 #include "voter/amqp.h"
 #include "voter/crashpoint.h"
+#include "voter/doclock.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/util.h"
@@ -70,20 +71,6 @@ bool ev_is_outbox_field(const char *key) {
   return strcmp(key, "_outbox") == 0 || strcmp(key, "_outboxSeq") == 0 ||
          strcmp(key, "_pending") == 0;
 }
-
-/* ---- per-document locks ---- */
-
-#define LOCK_STRIPES 64
-static pthread_mutex_t doc_locks[LOCK_STRIPES] = {[0 ... LOCK_STRIPES - 1] = PTHREAD_MUTEX_INITIALIZER};
-
-static pthread_mutex_t *stripe(const char *id) {
-  uint32_t h = 2166136261u; /* FNV-1a */
-  for (const unsigned char *p = (const unsigned char *)id; *p; p++) h = (h ^ *p) * 16777619u;
-  return &doc_locks[h % LOCK_STRIPES];
-}
-
-void ev_doc_lock(const char *id) { pthread_mutex_lock(stripe(id)); }
-void ev_doc_unlock(const char *id) { pthread_mutex_unlock(stripe(id)); }
 
 /* ---- relay ---- */
 
@@ -221,9 +208,9 @@ static void remove_published(mongoc_collection_t *coll, const bson_value_t *doc_
                              const pending_event *done, int ndone) {
   char id[128];
   id_text(doc_id, id, sizeof id);
-  ev_doc_lock(id);
+  doclock_lock(id);
   remove_published_locked(coll, doc_id, done, ndone);
-  ev_doc_unlock(id);
+  doclock_unlock(id);
 }
 
 /* Publishes every pending event of one collection. Returns -1 when the broker failed. */

@@ -10,6 +10,7 @@
 #include "voter/events.h"
 #include "voter/json.h"
 #include "voter/crashpoint.h"
+#include "voter/doclock.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/util.h"
@@ -156,10 +157,10 @@ replica_result replica_apply(mongo_db *db, const replica_source *sources, int ns
     } else {
       mongoc_client_t *client = mongo_acquire(db);
       mongoc_collection_t *coll = mongo_collection(db, client, src->collection);
-      ev_doc_lock(id);
+      doclock_lock(id);
       result = apply_locked(coll, src->collection, id, json_integer_value(version), deleted, data,
                             error);
-      ev_doc_unlock(id);
+      doclock_unlock(id);
       mongoc_collection_destroy(coll);
       mongo_release(db, client);
     }

@@ -11,6 +11,7 @@
 #include "votes.h"
 #include "voter/crashpoint.h"
 #include "voter/amqp.h"
+#include "voter/doclock.h"
 #include "voter/events.h"
 #include "voter/idem.h"
 #include "voter/json.h"
@@ -51,7 +52,7 @@ static bool record_progress(batch_ctx *b, const char *batch, int64_t seq, int64_
   mongoc_client_t *client = mongo_acquire(b->db);
   mongoc_collection_t *coll = mongo_collection(b->db, client, BATCHES);
   bson_error_t error;
-  ev_doc_lock(batch);
+  doclock_lock(batch);
   /* only the first delivery of a chunk counts it */
   bson_t *filter = BCON_NEW("_id", BCON_OID(&oid), "chunksDone", "{", "$ne", BCON_INT64(seq), "}");
   bson_t *update = BCON_NEW("$push", "{", "chunksDone", BCON_INT64(seq), "}", "$inc", "{",
@@ -75,7 +76,7 @@ static bool record_progress(batch_ctx *b, const char *batch, int64_t seq, int64_
   if (cur && mongoc_cursor_error(cur, &error)) ok = false;
   if (!ok) log_warn("batch: progress update failed, the chunk will be retried: %s", error.message);
   if (cur) mongoc_cursor_destroy(cur);
-  ev_doc_unlock(batch);
+  doclock_unlock(batch);
   bson_destroy(byid);
   bson_destroy(filter);
   bson_destroy(update);
@@ -358,9 +359,9 @@ static bool set_status(mongoc_collection_t *coll, const bson_oid_t *oid, const c
   bson_t *filter = BCON_NEW("_id", BCON_OID(oid), "status", BCON_UTF8(from));
   bson_t *update = BCON_NEW("$set", "{", "status", BCON_UTF8(to), "}");
   bson_error_t error;
-  ev_doc_lock(batch);
+  doclock_lock(batch);
   bool ok = mongoc_collection_update_one(coll, filter, update, NULL, NULL, &error);
-  ev_doc_unlock(batch);
+  doclock_unlock(batch);
   bson_destroy(filter);
   bson_destroy(update);
   return ok;

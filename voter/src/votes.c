@@ -6,11 +6,13 @@
 #include <string.h>
 
 #include "voter/crashpoint.h"
+#include "voter/doclock.h"
 #include "voter/events.h"
 #include "voter/idem.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 #define VOTES "votes"
 #define TALLIES "tallies"
@@ -25,17 +27,18 @@ static vs_status db_error(const char *what, const bson_error_t *e) {
   return VS_UNAVAILABLE;
 }
 
-/* Serializes every tally change of one election in this process. */
+/* Serializes every tally change of one election in this process (doclock.h: not across
+ * processes; see the tally shards below for what holds across them). */
 static void election_lock(const char *election) {
   char key[600];
   snprintf(key, sizeof key, "tally\x1f%s", election);
-  ev_doc_lock(key);
+  doclock_lock(key);
 }
 
 static void election_unlock(const char *election) {
   char key[600];
   snprintf(key, sizeof key, "tally\x1f%s", election);
-  ev_doc_unlock(key);
+  doclock_unlock(key);
 }
 
 static void tally_key(char *out, size_t len, const char *election, const char *candidate) {
@@ -399,7 +402,10 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
                        BCON_BOOL(true), "deleted", BCON_BOOL(false), "chunk", BCON_UTF8(chunk));
   }
   size_t ne = distinct_elections(v, n, elections);
-  for (size_t e = 0; e < ne; e++) election_lock(elections[e]);
+  /* one set: two elections may share a stripe, and another chunk may list them otherwise */
+  char **lock_keys = xcalloc(ne, sizeof *lock_keys);
+  for (size_t e = 0; e < ne; e++) lock_keys[e] = xasprintf("tally\x1f%s", elections[e]);
+  doclock_lock_set((const char *const *)lock_keys, (unsigned)ne);
   bson_error_t error;
   vs_status st = VS_OK;
 
@@ -471,7 +477,9 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
   CRASH_POINT("chunk.tallied");
   if (st == VS_OK && !counted && !set_chunk_counted(chunks, chunk, &error))
     st = db_error("chunk marker", &error); /* stays "counting": reconciliation recounts */
-  for (size_t e = ne; e-- > 0;) election_unlock(elections[e]);
+  doclock_unlock_set((const char *const *)lock_keys, (unsigned)ne);
+  for (size_t e = 0; e < ne; e++) free(lock_keys[e]);
+  free(lock_keys);
   for (size_t i = 0; i < n; i++) bson_destroy(docs[i]);
   free(docs);
   free(elections);
