@@ -198,3 +198,30 @@ def test_two_election_replicas_create_one_per_key(two_elections, mongo, ns):
     for k in range(10):
         create(k)
     assert pymongo.MongoClient(mongo.uri)[f"election_{ns}"].elections.count_documents({}) == 10
+
+
+def test_a_revision_claimed_by_a_writer_that_died_is_rolled_forward(two_elections, mongo, ns):
+    import datetime
+
+    import bson
+    from bson import ObjectId
+
+    urls = [e.url + "/election/elections" for e in two_elections]
+    r = requests.post(urls[0], json={"title": "Orphaned", "date": "2024-11-05", "electionType": "FEDERAL"})
+    assert r.status_code == 201, r.text
+    eid = r.json()["id"]
+    db = pymongo.MongoClient(mongo.uri)[f"election_{ns}"]
+    # the relay's removal of the published event is a revision too: let it finish
+    wait_until(lambda: not db.elections.find_one({"_id": ObjectId(eid)})["_pending"], timeout=30)
+    rev = db.elections.find_one({"_id": ObjectId(eid)}).get("_rev", 0)
+    # what a writer that died between its claim and its write leaves behind (revclaim.h)
+    old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=30)
+    update = {"$set": {"description": "written by the dead writer", "version": 2}}
+    db.elections_revs.insert_one({"_id": f"{eid}:{rev + 1}", "update": bson.Binary(bson.encode(update)),
+                                  "createdAt": old})
+    r = requests.put(f"{urls[1]}/{eid}", json={"title": "Orphaned", "date": "2024-11-06",
+                                               "electionType": "FEDERAL"}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] == 3  # after the rolled-forward revision
+    doc = db.elections.find_one({"_id": ObjectId(eid)})
+    assert doc["_rev"] >= rev + 2 and doc["version"] == 3
