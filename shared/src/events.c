@@ -195,6 +195,7 @@ static void remove_published_locked(mongoc_collection_t *coll, mongoc_collection
       return; /* they stay pending and are published again: duplicates, never losses */
     }
     if (r == REV_APPLIED) return;
+    /* REV_BUSY or REV_UNMATCHED: another write came first; read again */
   }
 }
 

@@ -169,7 +169,7 @@ rev_result rev_update(mongoc_collection_t *coll, mongoc_collection_t *revs, cons
     /* the extra guard failed: nothing was written, and the claim is withdrawn so the
      * revision stays free (a claim is withdrawn only while its document is at its base) */
     withdraw(revs, cid);
-    return REV_BUSY;
+    return REV_UNMATCHED;
   }
   /* Not matched without a guard: a helper rolled this claim forward already (this writer
    * was slower than REV_STALE_MS), so revision rev+1 is this update either way. */

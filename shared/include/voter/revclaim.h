@@ -37,6 +37,7 @@
 typedef enum {
   REV_APPLIED = 0, /* revision rev+1 is written (by this call, or rolled forward by a helper) */
   REV_BUSY,        /* another writer holds revision rev+1 (or wrote it): read again */
+  REV_UNMATCHED,   /* the extra filter did not hold at revision rev: nothing written */
   REV_DUPLICATE,   /* the update violates a unique index: nothing written, claim withdrawn */
   REV_ERROR        /* database failure: error set */
 } rev_result;
@@ -50,8 +51,10 @@ void rev_collection_name(const char *collection, char *out, size_t len);
 /* Writes update (any of $set, $push, $inc ...) as revision rev+1 of the document
  * {_id: id} of coll, rev being the revision the caller read; claims live in revs. extra
  * (NULL: none) is added to the filter, for writers that also guard on a field other
- * writers change without claims (the outbox relay's _outboxSeq on job documents): when it
- * does not match, nothing is written and the result is REV_BUSY. */
+ * writers change (the outbox relay's _outboxSeq) or for conditional transitions (a job's
+ * status): evaluated while this writer holds the revision, so no other claimed write can
+ * change the document between the check and the write. When it does not match, nothing
+ * is written, the claim is withdrawn and the result is REV_UNMATCHED. */
 rev_result rev_update(mongoc_collection_t *coll, mongoc_collection_t *revs, const bson_value_t *id,
                       int64_t rev, const bson_t *extra, const bson_t *update, bson_error_t *error);
 
