@@ -243,6 +243,13 @@ static amqp_table_entry_t mq_int_entry(const char *key, int32_t value) {
   return e;
 }
 
+static amqp_table_entry_t mq_bool_entry(const char *key, bool value) {
+  amqp_table_entry_t e = {.key = amqp_cstring_bytes(key)};
+  e.value.kind = AMQP_FIELD_KIND_BOOLEAN;
+  e.value.value.boolean = value;
+  return e;
+}
+
 static int mq_declare_exchange(mq_conn *c, const char *name, const char *type,
                                amqp_table_t args) {
   amqp_exchange_declare(c->amqp, MQ_CHANNEL, amqp_cstring_bytes(name), amqp_cstring_bytes(type),
@@ -306,7 +313,10 @@ static int mq_declare_spec(mq_conn *c, const mq_queue_spec *raw) {
       mq_str_entry("x-dead-letter-routing-key", spec.queue),
   };
   amqp_table_t retry_table = {.num_entries = 3, .entries = retry_args};
-  if (mq_declare_durable_queue(c, spec.queue, amqp_empty_table) != 0 ||
+  amqp_table_entry_t sac = mq_bool_entry("x-single-active-consumer", true);
+  amqp_table_t q_table = spec.single_active ? (amqp_table_t){.num_entries = 1, .entries = &sac}
+                                            : amqp_empty_table;
+  if (mq_declare_durable_queue(c, spec.queue, q_table) != 0 ||
       mq_declare_durable_queue(c, retry, retry_table) != 0 ||
       mq_declare_durable_queue(c, dlq, amqp_empty_table) != 0)
     return -1;

@@ -207,10 +207,14 @@ static mq_verdict handle(void *ctx, const mq_message *msg, const char **error) {
 
 static void *consumer_main(void *arg) {
   replica_consumer *c = arg;
+  /* single active consumer: with several replicas of the service, one applies the feed at
+   * a time (apply_locked's version-conditioned upsert is not atomic on FerretDB, and the
+   * in-process lock does not reach the other replica) */
   mq_queue_spec spec = {.queue = c->queue,
                         .keys = c->keys,
                         .retry_delay_ms = c->opts.retry_delay_ms,
-                        .max_attempts = c->opts.max_attempts};
+                        .max_attempts = c->opts.max_attempts,
+                        .single_active = true};
   mq_consume(c->url, c->exchange, &spec, handle, c, &c->stop);
   return NULL;
 }
@@ -233,7 +237,7 @@ replica_consumer *replica_consumer_start(const replica_options *opts) {
    * consumer thread declares it when it connects. */
   mq_conn *declare = mq_conn_new(c->url, c->exchange, "declare");
   mq_queue_spec spec = {.queue = c->queue, .keys = c->keys, .retry_delay_ms = opts->retry_delay_ms,
-                        .max_attempts = opts->max_attempts};
+                        .max_attempts = opts->max_attempts, .single_active = true};
   if (declare && mq_ensure(declare) == 0) mq_declare_queue(declare, &spec);
   mq_conn_free(declare);
   if (pthread_create(&c->thread, NULL, consumer_main, c) != 0) {

@@ -84,6 +84,13 @@ typedef struct mq_queue_spec {
   int retry_delay_ms;        /* TTL of Q.retry; default 1000 when 0 */
   int max_attempts;          /* after this many transient failures -> Q.dlq; default 5 */
   int prefetch;              /* basic.qos; default 32 */
+  /* x-single-active-consumer on Q: of several consumers (replicas of the service) the
+   * broker delivers to one at a time and moves to the next when it goes away. For feeds
+   * whose messages must not be applied concurrently by two processes (the replicas'
+   * version-conditioned upserts). A queue declared without it cannot be redeclared with it
+   * (the broker refuses inequivalent arguments): an existing queue is deleted once, or
+   * given the argument through a policy. */
+  bool single_active;
 } mq_queue_spec;
 
 /* A prefix put before every queue name this process declares or consumes (from
