@@ -225,3 +225,29 @@ def test_a_revision_claimed_by_a_writer_that_died_is_rolled_forward(two_election
     assert r.json()["version"] == 3  # after the rolled-forward revision
     doc = db.elections.find_one({"_id": ObjectId(eid)})
     assert doc["_rev"] >= rev + 2 and doc["version"] == 3
+
+
+def test_two_voter_replicas_behind_the_gateway(two_voters, service_factory, mongo, ns, tmp_path):
+    import json
+
+    import harness
+
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"replicas-test-key": "paid"}))
+    path = harness.replica_gateway_config({"voter": [v.url for v in two_voters]},
+                                          tmp_path / "gateway.json", keys)
+    gateway = service_factory("gateway", env={"GATEWAY_CONFIG": str(path), "GATEWAY_KEYS_FILE": str(keys)})
+    headers = {"X-API-Key": "replicas-test-key"}
+    before = [sum('"POST"' in line and "/voter/votes" in line for line in v.log_lines()) for v in two_voters]
+    with ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda i: requests.post(
+            f"{gateway.url}/voter/votes", json={"candidate": NAMES[i % 3], "election": ELECTION},
+            headers=headers, timeout=60), range(60)))
+    assert all(r.status_code == 201 for r in replies), [r.text for r in replies if r.status_code != 201]
+    served = [sum('"POST"' in line and "/voter/votes" in line for line in v.log_lines()) - b
+              for v, b in zip(two_voters, before)]
+    assert all(n > 0 for n in served) and sum(served) == 60, served  # both replicas took votes
+    results = requests.get(f"{gateway.url}/voter/results/{ELECTION}", headers=headers).json()["results"]
+    assert sorted(r["votes"] for r in results) == [20, 20, 20]
+    db = pymongo.MongoClient(mongo.uri)[f"voter_{ns}"]
+    assert {d.get("shard") for d in db.votes.find()} == {"1", "2"}

@@ -65,18 +65,6 @@ def load1():
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def gateway_config(ports, path):
-    """The example configuration with every /voter route sent to ports, keys from a file."""
-    conf = json.loads((ROOT / "gateway" / "gateway.example.json").read_text())
-    conf["openapi"] = str(ROOT / "docs" / "openapi.json")
-    conf["access_log"] = False
-    conf["routes"] = [r for r in conf["routes"] if r["prefix"].startswith("/voter")]
-    for r in conf["routes"]:
-        r["upstreams"] = [f"127.0.0.1:{p}" for p in ports]
-    path.write_text(json.dumps(conf, indent=2))
-    return path
-
-
 def main():
     amqp_url, mongo_uri = os.environ["AMQP_URL"], os.environ["MONGODB_URI"]
     build = Path(os.environ["VOTER_BENCH_BUILD_DIR"])
@@ -108,7 +96,8 @@ def main():
                                ["totalElements"] == 8, timeout=60)
         gateways = {}
         for name, group in (("one", voters[:1]), ("two", voters)):
-            path = gateway_config([v.port for v in group], run_dir / f"gateway-{name}.json")
+            path = harness.replica_gateway_config({"voter": [v.url for v in group]},
+                                                  run_dir / f"gateway-{name}.json", keys, access_log=False)
             env = {"HTTP_PORT": str(harness.free_port()), "GATEWAY_CONFIG": str(path),
                    "GATEWAY_KEYS_FILE": str(keys), "LOG_LEVEL": "warn",
                    "GATEWAY_PROOF_SECRET": harness.PROOF_SECRET}
