@@ -217,8 +217,8 @@ def test_a_revision_claimed_by_a_writer_that_died_is_rolled_forward(two_election
     # what a writer that died between its claim and its write leaves behind (revclaim.h)
     old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=30)
     update = {"$set": {"description": "written by the dead writer", "version": 2}}
-    db.elections_revs.insert_one({"_id": f"{eid}:{rev + 1}", "update": bson.Binary(bson.encode(update)),
-                                  "createdAt": old})
+    db.elections_revs.insert_one({"_id": f"{eid}:{rev + 1}", "nonce": "f" * 24,
+                                  "update": bson.Binary(bson.encode(update)), "createdAt": old})
     r = requests.put(f"{urls[1]}/{eid}", json={"title": "Orphaned", "date": "2024-11-06",
                                                "electionType": "FEDERAL"}, timeout=60)
     assert r.status_code == 200, r.text

@@ -9,7 +9,7 @@
  *
  * What FerretDB does guarantee is a unique _id on insert. So every write of a document
  * that more than one process may write is numbered: the document carries _rev (absent =
- * 0), and the writer that read revision r first INSERTS a claim {_id: "<id>:<r+1>",
+ * 0) and _revBy, and the writer that read revision r first INSERTS a claim {_id: "<id>:<r+1>",
  * update, createdAt} into the collection's companion "<collection>_revs", then applies
  * the update with _rev: r+1 added, filtered on _rev: r. Only the one process whose insert
  * succeeded writes revision r+1; any other writer that read r loses the insert and reads
@@ -23,6 +23,10 @@
  * residual window: a writer that stalls for more than REV_STALE_MS between reading its
  * filter and writing (not a crash: a pause) could still write over a later revision;
  * the next write that reads the document rolls the later claims forward again.
+ *
+ * Each claim carries a nonce the write records in _revBy, so a writer whose update did not
+ * match can tell "a helper applied my claim" from "nothing of mine was written". Claims are
+ * pruned as revisions go by (the last 16 of each document are kept).
  *
  * Creation stays a plain insert (the document's own _id is the unique key). */
 #ifndef VOTER_REVCLAIM_H
