@@ -7,7 +7,9 @@
  *   _pending:   bool                true while _outbox is not empty (indexed; the relay's scan)
  * The relay publishes a document's events in order with publisher confirms and only then
  * removes them, with an update conditioned on _outboxSeq so an event pushed meanwhile is
- * never lost. A crash between write and publish leaves the event in the document; the
+ * never lost, written as the document's next revision (revclaim.h) so that it never
+ * overlaps another process's write of the document. Several relays (one per replica) may
+ * publish one event twice; consumers drop the copy by version. A crash between write and publish leaves the event in the document; the
  * relay (this process after restart, or any replica) publishes it: at-least-once, and
  * consumers drop duplicates by version. */
 #ifndef VOTER_EVENTS_H
