@@ -28,6 +28,7 @@ import (
 	"sort"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -102,6 +103,7 @@ var goTypes = map[string]func() any{
 	"ResourceRequirements":  func() any { return &corev1.ResourceRequirements{} },
 	"Tolerations":           func() any { return &[]corev1.Toleration{} },
 	"LocalObjectReferences": func() any { return &[]corev1.LocalObjectReference{} },
+	"StatefulSetSpec":       func() any { return &appsv1.StatefulSetSpec{} },
 }
 
 // loadCustomKinds reads the embedded CRDs; an error here is a bug in crds/.
