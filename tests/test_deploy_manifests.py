@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -701,9 +702,113 @@ def test_dev_mongo_is_a_three_member_replica_set():
     assert env["MONGO_INITDB_ROOT_PASSWORD"]["secretKeyRef"]["name"].startswith("mongo-secrets-")
     script = config_map(objs, "mongo-rs-init")["rs-init.js"]
     assert jc["command"][-1] == "/rs-init/rs-init.js"
-    for step in ("code === 94", "rs.initiate(", "rs.add(", "rs.conf().members.some("):
+    for step in ("hello(host).setName", "rs.initiate(", "rs.add(", "rs.conf().members.some("):
         assert step in script, f"rs-init.js: {step}"
     assert pod_spec(job)["restartPolicy"] == "OnFailure"
+
+
+# A FAKE of mongosh's globals and of a MongoDB replica set, in Node: there is no MongoDB
+# server with replica sets on this machine (FerretDB has none), so rs-init.js's decisions
+# are checked against this stand-in, not against mongod. What it models: hello without
+# credentials (setName, primary), rs.initiate refusing members that hold data or a set
+# that exists, rs.add, members that answer late.
+RS_FAKE = r"""
+const vm = require("vm"), fs = require("fs");
+const [script, scenario] = [fs.readFileSync(process.argv[2], "utf8"), JSON.parse(process.argv[3])];
+const hosts = scenario.hosts, st = scenario.state, calls = [];
+const hostOf = (uri) => uri.replace(/^mongodb:\/\/([^@]*@)?/, "").split("/")[0];
+function member(host) {
+  const m = st.members[host];
+  if (m.downFor > 0) { m.downFor--; throw new Error(`connect ECONNREFUSED ${host}`); }
+  return m;
+}
+function adminDb(host, authed) {
+  return {
+    host,
+    adminCommand(cmd) {
+      const m = member(host);
+      if (cmd.hello) return { ok: 1, setName: m.setName || undefined, primary: m.setName ? st.primary : undefined };
+      throw new Error("fake: unexpected command " + JSON.stringify(cmd));
+    },
+    runCommand(cmd) { return this.adminCommand(cmd); },
+  };
+}
+class Mongo { constructor(uri) { this.host = hostOf(uri); member(this.host); } getDB() { return adminDb(this.host, false); } }
+const ctx = {
+  process: { env: scenario.env }, print: () => {}, JSON, Error, encodeURIComponent,
+  sleep: () => { calls.push(["sleep"]); }, Mongo,
+  connect(uri) {
+    if (!uri.includes(`${encodeURIComponent(scenario.env.MONGO_INITDB_ROOT_USERNAME)}:`)) throw new Error("fake: no credentials");
+    return adminDb(hostOf(uri), true);
+  },
+  rs: {
+    initiate(cfg) {
+      const self = ctx.db.host;
+      calls.push(["initiate", JSON.parse(JSON.stringify(cfg))]);
+      if (Object.values(st.members).some((m) => m.setName)) return { ok: 0, codeName: "AlreadyInitialized" };
+      for (const m of cfg.members) if (m.host !== self && st.members[m.host].data) return { ok: 0, errmsg: "has data already, cannot initiate set" };
+      st.members[self].setName = cfg._id; st.config = cfg; st.primary = self;
+      return { ok: 1 };
+    },
+    conf() { if (ctx.db.host !== st.primary) throw new Error("fake: not primary"); return st.config; },
+    add(doc) {
+      calls.push(["add", doc.host]);
+      st.config.members.push({ _id: st.config.members.length, host: doc.host });
+      st.members[doc.host].setName = st.config._id;
+      return { ok: 1 };
+    },
+  },
+};
+vm.createContext(ctx);
+let error = null;
+try { vm.runInContext(script, ctx); } catch (e) { error = e.message; }
+console.log(JSON.stringify({ calls, config: st.config, error }));
+"""
+
+
+def run_rs_init(state: dict) -> dict:
+    node = need("node")
+    objs = objects("dev")
+    script = config_map(objs, "mongo-rs-init")["rs-init.js"]
+    env = container_env(pod_spec(named(objs, "Job", "mongo-rs-init"))["containers"][0])
+    hosts = env["MONGO_RS_MEMBERS"].split(",")
+    scenario = {"hosts": hosts, "state": state,
+                "env": {"MONGO_RS_NAME": env["MONGO_RS_NAME"], "MONGO_RS_MEMBERS": env["MONGO_RS_MEMBERS"],
+                        "MONGO_INITDB_ROOT_USERNAME": "root", "MONGO_INITDB_ROOT_PASSWORD": "p@ss/word"}}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "fake.js").write_text(RS_FAKE)
+        (Path(tmp) / "rs-init.js").write_text(script)
+        r = subprocess.run([node, str(Path(tmp) / "fake.js"), str(Path(tmp) / "rs-init.js"),
+                            json.dumps(scenario)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_dev_rs_init_is_idempotent_against_a_fake_replica_set():
+    """rs-init.js against the fake above (mongod cannot run here): a fresh set is
+    initiated once on the first member and the two others added; a complete set is left
+    alone; a first member that lost its data does not start a second set; a member that
+    answers late is waited for."""
+    hosts = [f"mongo-{i}.mongo.voter.svc.cluster.local:27017" for i in range(3)]
+    fresh = {h: {"data": True, "setName": None, "downFor": 0} for h in hosts}  # users from first start
+    fresh[hosts[2]]["downFor"] = 3
+    out = run_rs_init({"members": fresh, "config": None, "primary": None})
+    assert out["error"] is None, out
+    acts = [c for c in out["calls"] if c[0] != "sleep"]
+    assert acts == [["initiate", {"_id": "rs0", "members": [{"_id": 0, "host": hosts[0]}]}],
+                    ["add", hosts[1]], ["add", hosts[2]]], acts
+    assert [m["host"] for m in out["config"]["members"]] == hosts
+    assert any(c[0] == "sleep" for c in out["calls"]), "waited for the late member"
+
+    complete = {h: {"data": True, "setName": "rs0", "downFor": 0} for h in hosts}
+    config = {"_id": "rs0", "members": [{"_id": i, "host": h} for i, h in enumerate(hosts)]}
+    out = run_rs_init({"members": complete, "config": config, "primary": hosts[1]})
+    assert out["error"] is None and [c for c in out["calls"] if c[0] != "sleep"] == [], out
+
+    complete[hosts[0]] = {"data": False, "setName": None, "downFor": 0}  # a new, empty volume
+    out = run_rs_init({"members": complete, "config": config, "primary": hosts[1]})
+    assert not [c for c in out["calls"] if c[0] == "initiate"], "no second set on the wiped member"
+    assert out["error"] is None, out
 
 
 def test_dev_services_read_a_broker_list_and_a_replica_set_uri():

@@ -14,6 +14,16 @@ const password = encodeURIComponent(process.env.MONGO_INITDB_ROOT_PASSWORD);
 const asRoot = (host) =>
   `mongodb://${user}:${password}@${host}/admin?directConnection=true&authSource=admin`;
 
+// An admin command's reply, also when it failed (mongosh throws on ok: 0)
+function command(database, cmd) {
+  try {
+    return database.adminCommand(cmd);
+  } catch (e) {
+    if (e.code === undefined) throw e;
+    return { ok: 0, code: e.code, codeName: e.codeName, errmsg: e.message };
+  }
+}
+
 // f() until it returns something truthy; exceptions count as "not yet"
 function until(what, f) {
   let last = "";
@@ -29,24 +39,28 @@ function until(what, f) {
   throw new Error(`rs-init.js: gave up waiting for ${what}${last}`);
 }
 
+// a member's view, without credentials: setName once it belongs to a set, primary
+// once the set has one
+const hello = (host) =>
+  command(new Mongo(`mongodb://${host}/?directConnection=true`).getDB("admin"), { hello: 1 });
+
 for (const host of hosts) {
-  until(`${host} to answer`, () =>
-    new Mongo(`mongodb://${host}/?directConnection=true`).getDB("admin").runCommand({ ping: 1 }).ok);
+  until(`${host} to answer`, () => hello(host).ok);
 }
 
-db = connect(asRoot(hosts[0]));
-const status = db.adminCommand({ replSetGetStatus: 1 });
-if (status.ok) {
-  print(`rs-init.js: replica set ${status.set} exists`);
-} else if (status.code === 94) { // NotYetInitialized
+// Initiate only when no member belongs to a set: a first member that lost its data while
+// the others still hold the set must rejoin it, not start a second set of the same name.
+const configured = hosts.filter((host) => hello(host).setName);
+if (configured.length > 0) {
+  print(`rs-init.js: replica set ${setName} exists on ${configured.join(", ")}`);
+} else {
+  db = connect(asRoot(hosts[0]));
   const r = rs.initiate({ _id: setName, members: [{ _id: 0, host: hosts[0] }] });
   if (!r.ok) throw new Error(`rs-init.js: rs.initiate: ${JSON.stringify(r)}`);
   print(`rs-init.js: initiated ${setName} on ${hosts[0]}`);
-} else {
-  throw new Error(`rs-init.js: replSetGetStatus: ${JSON.stringify(status)}`);
 }
 
-const primary = until("a primary", () => db.adminCommand({ hello: 1 }).primary);
+const primary = until("a primary", () => hosts.map((host) => hello(host).primary).find(Boolean));
 db = connect(asRoot(primary));
 for (const host of hosts) {
   until(`${host} in the configuration`, () => {
