@@ -671,6 +671,46 @@ def test_dev_rabbitmq_configuration_keys_exist_in_rabbitmq():
     assert not any(p.match("cluster_formation.k8s.hostname_sufix") for p in patterns)
 
 
+def test_dev_rabbitmq_configuration_is_accepted_by_a_real_rabbitmq():
+    """The dev cluster configuration and its plugin, given to the local RabbitMQ (the
+    oldest version the suite supports): the node translates it (every key and value
+    valid), starts the k8s peer-discovery backend and stops there, at its first request
+    to the Kubernetes API, for want of a service-account token: there is no API server
+    here. A key or value RabbitMQ refuses stops it earlier, at the configuration."""
+    if not (harness.RABBITMQ_SBIN / "rabbitmq-server").exists():
+        pytest.skip(f"no RabbitMQ at {harness.RABBITMQ_SBIN}")
+    files = config_map(objects("dev"), "rabbitmq-config")
+    assert "rabbitmq_peer_discovery_k8s" in files["enabled_plugins"]
+
+    class Node(harness.RabbitMQ):
+        def env(self) -> dict:
+            # the VM's crash dump (written when boot fails) stays in the run directory
+            return {**super().env(), "ERL_CRASH_DUMP": str(self.run_dir / "erl_crash.dump")}
+
+        def _prepare(self) -> None:
+            super()._prepare()
+            conf = self.run_dir / "rabbitmq.conf"
+            conf.write_text(conf.read_text() + files["20-cluster.conf"])
+            (self.run_dir / "enabled_plugins").write_text("[rabbitmq_peer_discovery_k8s].\n")
+
+    run_dir = harness.make_run_dir("voter-k8s-rabbitmq-")
+    node = Node(run_dir)
+    try:
+        with pytest.raises(harness.HarnessError):
+            node.start(timeout=60)
+        log = "".join(p.read_text(errors="replace") for p in (run_dir / "log").glob("*.log"))
+    finally:
+        node.stop(quiet=True)
+        if node._proc is not None:  # the VM writes its crash dump while it exits
+            try:
+                node._proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                pass
+        harness.remove_run_dir(run_dir)
+    assert "Configured peer discovery backend: rabbit_peer_discovery_k8s" in log, log[-3000:]
+    assert "rabbit_peer_discovery_k8s:make_request" in log and "enoent" in log, log[-3000:]
+
+
 def test_dev_mongo_is_a_three_member_replica_set():
     objs = objects("dev")
     sts = named(objs, "StatefulSet", "mongo")
