@@ -25,7 +25,6 @@ import (
 	"io/fs"
 	"math"
 	"regexp"
-	"sort"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -239,128 +238,163 @@ func decodeCustom(o *object, ck *customKind, js []byte) {
 	validateValue(o, "", rest, &top)
 }
 
+// validateValue checks v against s; path names v in messages ("" is the document).
 func validateValue(o *object, path string, v any, s *jsonSchema) {
 	at := path
 	if at == "" {
 		at = "(root)"
 	}
-	if s.GoType != "" {
-		js, _ := json.Marshal(v)
-		target := goTypes[s.GoType]()
-		strictErrs, err := kjson.UnmarshalStrict(js, target, kjson.DisallowUnknownFields)
-		if err != nil {
-			o.fail("%s: does not match the %s type: %v", at, s.GoType, err)
-		}
-		for _, e := range strictErrs {
-			o.fail("%s: strict decoding (%s): %v", at, s.GoType, e)
-		}
+	switch {
+	case s.GoType != "":
+		validateGoType(o, at, v, s.GoType)
+		return
+	case s.IntOrString:
+		validateIntOrString(o, at, v, s)
 		return
 	}
-	if s.IntOrString {
-		switch x := v.(type) {
-		case string:
-			if s.Pattern != "" && !regexp.MustCompile(s.Pattern).MatchString(x) {
-				o.fail("%s: %q does not match %s", at, x, s.Pattern)
-			}
-		case json.Number:
-			if _, err := x.Int64(); err != nil {
-				o.fail("%s: %v is neither an integer nor a string", at, x)
-			}
-		default:
-			o.fail("%s: want an integer or a string, got %s", at, jsonKind(v))
-		}
-		return
-	}
+	var ok bool
 	switch s.Type {
 	case "object":
-		m, ok := v.(map[string]any)
-		if !ok {
-			o.fail("%s: want an object, got %s", at, jsonKind(v))
-			return
-		}
-		for _, r := range s.Required {
-			if _, ok := m[r]; !ok {
-				o.fail("%s: required field %q missing", at, r)
-			}
-		}
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			sub := join(path, k)
-			if p, ok := s.Properties[k]; ok {
-				validateValue(o, sub, m[k], p)
-			} else if s.AdditionalProperties != nil {
-				validateValue(o, sub, m[k], s.AdditionalProperties)
-			} else if !s.PreserveUnknown {
-				o.fail("%s: unknown field (the schema has %s)", sub, strings.Join(sortedKeys(s.Properties), ", "))
-			}
-		}
+		ok = validateObject(o, path, at, v, s)
 	case "array":
-		a, ok := v.([]any)
-		if !ok {
-			o.fail("%s: want an array, got %s", at, jsonKind(v))
-			return
-		}
-		if s.MinItems != nil && len(a) < *s.MinItems {
-			o.fail("%s: at least %d items", at, *s.MinItems)
-		}
-		if s.MaxItems != nil && len(a) > *s.MaxItems {
-			o.fail("%s: at most %d items", at, *s.MaxItems)
-		}
-		if s.Items != nil {
-			for i, item := range a {
-				validateValue(o, fmt.Sprintf("%s[%d]", at, i), item, s.Items)
-			}
-		}
+		ok = validateArray(o, at, v, s)
 	case "string":
-		str, ok := v.(string)
-		if !ok {
-			o.fail("%s: want a string, got %s", at, jsonKind(v))
-			return
-		}
-		if s.MinLength != nil && len(str) < *s.MinLength {
-			o.fail("%s: shorter than %d", at, *s.MinLength)
-		}
-		if s.MaxLength != nil && len(str) > *s.MaxLength {
-			o.fail("%s: longer than %d", at, *s.MaxLength)
-		}
-		if s.Pattern != "" && !regexp.MustCompile(s.Pattern).MatchString(str) {
-			o.fail("%s: %q does not match %s", at, str, s.Pattern)
-		}
+		ok = validateString(o, at, v, s)
 	case "integer", "number":
-		n, ok := v.(json.Number)
-		if !ok {
-			o.fail("%s: want a%s %s, got %s", at, map[bool]string{true: "n", false: ""}[s.Type == "integer"], s.Type, jsonKind(v))
-			return
-		}
-		f, err := n.Float64()
-		if err != nil || (s.Type == "integer" && f != math.Trunc(f)) || (s.Type == "integer" && strings.ContainsAny(n.String(), ".eE")) {
-			o.fail("%s: %s is not an %s", at, n, s.Type)
-			return
-		}
-		if s.Minimum != nil && f < *s.Minimum {
-			o.fail("%s: %s below the minimum %v", at, n, *s.Minimum)
-		}
-		if s.Maximum != nil && f > *s.Maximum {
-			o.fail("%s: %s above the maximum %v", at, n, *s.Maximum)
-		}
+		ok = validateNumber(o, at, v, s)
 	case "boolean":
-		if _, ok := v.(bool); !ok {
+		_, ok = v.(bool)
+		if !ok {
 			o.fail("%s: want a boolean, got %s", at, jsonKind(v))
-			return
 		}
+	default: // no type: preserve-unknown-fields, anything goes
+		ok = true
 	}
-	if len(s.Enum) > 0 {
-		for _, e := range s.Enum {
-			if fmt.Sprint(e) == fmt.Sprint(v) {
-				return
-			}
-		}
+	if ok && len(s.Enum) > 0 && !inEnum(v, s.Enum) {
 		o.fail("%s: %v is not one of %v", at, v, s.Enum)
 	}
+}
+
+// validateGoType: the value decodes strictly into the core type the real CRD embeds.
+func validateGoType(o *object, at string, v any, goType string) {
+	js, _ := json.Marshal(v)
+	strictErrs, err := kjson.UnmarshalStrict(js, goTypes[goType](), kjson.DisallowUnknownFields)
+	if err != nil {
+		o.fail("%s: does not match the %s type: %v", at, goType, err)
+	}
+	for _, e := range strictErrs {
+		o.fail("%s: strict decoding (%s): %v", at, goType, e)
+	}
+}
+
+func validateIntOrString(o *object, at string, v any, s *jsonSchema) {
+	switch x := v.(type) {
+	case string:
+		if s.Pattern != "" && !regexp.MustCompile(s.Pattern).MatchString(x) {
+			o.fail("%s: %q does not match %s", at, x, s.Pattern)
+		}
+	case json.Number:
+		if _, err := x.Int64(); err != nil {
+			o.fail("%s: %v is neither an integer nor a string", at, x)
+		}
+	default:
+		o.fail("%s: want an integer or a string, got %s", at, jsonKind(v))
+	}
+}
+
+// validateObject: required fields, known fields (what pruning would drop is an error
+// under strict validation), each field against its schema.
+func validateObject(o *object, path, at string, v any, s *jsonSchema) bool {
+	m, ok := v.(map[string]any)
+	if !ok {
+		o.fail("%s: want an object, got %s", at, jsonKind(v))
+		return false
+	}
+	for _, r := range s.Required {
+		if _, ok := m[r]; !ok {
+			o.fail("%s: required field %q missing", at, r)
+		}
+	}
+	for _, k := range sortedKeys(m) {
+		sub := join(path, k)
+		if p, ok := s.Properties[k]; ok {
+			validateValue(o, sub, m[k], p)
+		} else if s.AdditionalProperties != nil {
+			validateValue(o, sub, m[k], s.AdditionalProperties)
+		} else if !s.PreserveUnknown {
+			o.fail("%s: unknown field (the schema has %s)", sub, strings.Join(sortedKeys(s.Properties), ", "))
+		}
+	}
+	return true
+}
+
+func validateArray(o *object, at string, v any, s *jsonSchema) bool {
+	a, ok := v.([]any)
+	if !ok {
+		o.fail("%s: want an array, got %s", at, jsonKind(v))
+		return false
+	}
+	if s.MinItems != nil && len(a) < *s.MinItems {
+		o.fail("%s: at least %d items", at, *s.MinItems)
+	}
+	if s.MaxItems != nil && len(a) > *s.MaxItems {
+		o.fail("%s: at most %d items", at, *s.MaxItems)
+	}
+	if s.Items != nil {
+		for i, item := range a {
+			validateValue(o, fmt.Sprintf("%s[%d]", at, i), item, s.Items)
+		}
+	}
+	return true
+}
+
+func validateString(o *object, at string, v any, s *jsonSchema) bool {
+	str, ok := v.(string)
+	if !ok {
+		o.fail("%s: want a string, got %s", at, jsonKind(v))
+		return false
+	}
+	if s.MinLength != nil && len(str) < *s.MinLength {
+		o.fail("%s: shorter than %d", at, *s.MinLength)
+	}
+	if s.MaxLength != nil && len(str) > *s.MaxLength {
+		o.fail("%s: longer than %d", at, *s.MaxLength)
+	}
+	if s.Pattern != "" && !regexp.MustCompile(s.Pattern).MatchString(str) {
+		o.fail("%s: %q does not match %s", at, str, s.Pattern)
+	}
+	return true
+}
+
+// validateNumber: an integer has no fraction and no exponent in the document, as the
+// API server's JSON decoding requires.
+func validateNumber(o *object, at string, v any, s *jsonSchema) bool {
+	n, ok := v.(json.Number)
+	if !ok {
+		o.fail("%s: want %s, got %s", at, s.Type, jsonKind(v))
+		return false
+	}
+	f, err := n.Float64()
+	if err != nil || (s.Type == "integer" && (f != math.Trunc(f) || strings.ContainsAny(n.String(), ".eE"))) {
+		o.fail("%s: %s is not an %s", at, n, s.Type)
+		return false
+	}
+	if s.Minimum != nil && f < *s.Minimum {
+		o.fail("%s: %s below the minimum %v", at, n, *s.Minimum)
+	}
+	if s.Maximum != nil && f > *s.Maximum {
+		o.fail("%s: %s above the maximum %v", at, n, *s.Maximum)
+	}
+	return true
+}
+
+func inEnum(v any, enum []any) bool {
+	for _, e := range enum {
+		if fmt.Sprint(e) == fmt.Sprint(v) {
+			return true
+		}
+	}
+	return false
 }
 
 func join(path, key string) string {
