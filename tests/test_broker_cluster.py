@@ -272,7 +272,8 @@ def test_cluster_survives_a_killed_node(service_factory, rabbit, mongo, ns, queu
               f"jobs {len(ledger.jobs)}, {ledger.retries} client retries")
         print(f"cluster: acknowledged {acknowledged}, lost {lost}, doubled {doubled}, consumers resumed "
               f"in {resumed_s:.1f} s, node rejoined in {rejoin_s:.1f} s, settled in {settle_s:.1f} s, "
-              f"total {time.monotonic() - t0:.0f} s")
+              f"traffic and checks {time.monotonic() - t0:.0f} s (cluster started in "
+              f"{cluster.start_seconds:.0f} s)")
     assert lost == 0 and doubled == 0
     assert all(n == 1 for n in ledger.vote_replies.values())
     assert tallies == dict(recount) == results
