@@ -53,6 +53,8 @@
 #define MQ_STABLE_MS 10000
 #define MQ_POLL_MS 250
 #define MQ_REPUBLISH_TIMEOUT_MS 5000
+/* How long a consumer keeps its consuming connection while the re-publish one is down. */
+#define MQ_REPUBLISH_GRACE_MS 2000
 #define MQ_QUEUE_NAME_MAX 255 /* AMQP shortstr */
 #define MQ_DEFAULT_CONTENT_TYPE "application/cloudevents+json"
 #define MQ_CONSUMED_METRIC "events_consumed_total"
@@ -1026,14 +1028,22 @@ int mq_consume(const char *url, const char *exchange, const mq_queue_spec *spec,
                    "Events taken off a queue, by result: ack, retry (sent to the retry queue) "
                    "or dead (sent to the dead-letter queue).");
 
+  int64_t out_down_since = 0;
   while (!*stop) {
     /* The publishing side first, so the consumer never holds deliveries it cannot
      * retry; mq_ensure also keeps its heartbeats going while it is idle. */
     if (mq_ensure(k.out) != 0) {
       /* Without a way to retry, hand the prefetched deliveries back (another replica may
        * take them) rather than sit on them, missing heartbeats, through the backoff.
-       * Abrupt: the broker is likely gone too, and a close RPC could wait for its timeout. */
-      mq_fail(k.in, false, "re-publish connection is down");
+       * Abrupt: the broker is likely gone too, and a close RPC could wait for its timeout.
+       * Not at once: on a cluster the re-publish connection may just have lost its node
+       * and be back on another one within a backoff step, while the consuming one, on
+       * a surviving node, is fine (dropping it would redeliver everything it holds). */
+      if (!out_down_since) out_down_since = mq_now_ms();
+      if (mq_now_ms() - out_down_since >= MQ_REPUBLISH_GRACE_MS)
+        mq_fail(k.in, false, "re-publish connection is down");
+    } else {
+      out_down_since = 0;
     }
     if (!mq_is_connected(k.out) || mq_ensure(k.in) != 0) {
       int64_t left = mq_wait_left(k.out) > mq_wait_left(k.in) ? mq_wait_left(k.out)

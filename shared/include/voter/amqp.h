@@ -173,8 +173,11 @@ typedef mq_verdict (*mq_handler)(void *ctx, const mq_message *msg, const char **
  * verdict is carried out (retry/dead-letter re-publish confirmed first; if that fails the
  * message is left unacked and the connections are dropped, so the broker redelivers it
  * after the backoff). Checks *stop at least every 250 ms (a connect attempt in progress
- * finishes first: up to 2 s against a host that drops packets). Uses its own connections
- * (one consuming, one publishing), so it is meant to own a thread. Returns 0 on stop,
+ * finishes first: up to 2 s per node against hosts that drop packets). Uses its own
+ * connections (one consuming, one publishing; each on its own node of a list), so it is
+ * meant to own a thread. While the publishing one is down it takes no deliveries, and
+ * after 2 s down it also drops the consuming one (its deliveries go back to the queue).
+ * Returns 0 on stop,
  * after closing its connections; -1 at once on bad arguments or url. Counts
  * events_consumed_total{queue,result="ack|retry|dead"} in metrics. */
 int mq_consume(const char *url, const char *exchange, const mq_queue_spec *spec,
