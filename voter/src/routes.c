@@ -15,6 +15,7 @@
 #include "voter/idem.h"
 #include "voter/json.h"
 #include "voter/log.h"
+#include "voter/replica_read.h"
 #include "voter/util.h"
 
 #define VOTES_PATH "/voter/votes"
@@ -202,7 +203,9 @@ static void replica_collection(const http_request *req, http_response *res, vote
   if (hal_parse_page(req, res, sortable, &page) != 0) return;
   json_t *items;
   int64_t total;
-  if (!replicas_list(app->db, collection, field, value, &page, &items, &total)) return unavailable(res);
+  if (replica_read_list(app->db, collection, field, value, &page, NULL, &items, &total) !=
+      REPLICA_READ_OK)
+    return unavailable(res);
   const char *singular = strcmp(collection, "candidates") == 0 ? "candidate" : "election";
   const char *item_path = strcmp(collection, "candidates") == 0 ? "/voter/candidates" : "/voter/elections";
   size_t i;
@@ -232,7 +235,9 @@ static void list_elections(void *ctx, const http_request *req, http_response *re
 static void candidates_of_election(void *ctx, const http_request *req, http_response *res) {
   voter_app *app = ctx;
   json_t *list;
-  if (!replicas_candidate_summary(app->db, req->params[0], &list)) return unavailable(res);
+  if (replica_read_summary(app->db, &replica_candidate_summary, req->params[0], &list) !=
+      REPLICA_READ_OK)
+    return unavailable(res);
   http_reply_json(res, 200, json_pack("{s:o}", "candidates", list));
 }
 
@@ -298,7 +303,9 @@ static void simulation(void *ctx, const http_request *req, http_response *res) {
   voter_app *app = ctx;
   const char *election = req->params[0];
   json_t *candidates;
-  if (!replicas_candidate_summary(app->db, election, &candidates)) return unavailable(res);
+  if (replica_read_summary(app->db, &replica_candidate_summary, election, &candidates) !=
+      REPLICA_READ_OK)
+    return unavailable(res);
   /* No candidates known (yet) for this election: like the original, answer 200 with the
    * usual message and add nothing; the sample-data scripts simulate every election. */
   size_t cap = json_array_size(candidates) * 25, n = 0;
@@ -371,7 +378,7 @@ static bool request_replay(const char *base, const http_request *req) {
 
 static void drop_candidates(void *ctx, const http_request *req, http_response *res) {
   voter_app *app = ctx;
-  if (!replicas_clear(app->db, "candidates")) return unavailable(res);
+  if (replica_read_clear(app->db, "candidates", NULL) != REPLICA_READ_OK) return unavailable(res);
   bool replayed = request_replay(app->candidate_url, req);
   http_reply_empty(res, 204);
   if (!replayed)

@@ -10,6 +10,7 @@
 #include "voter/idem.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
+#include "voter/replica_read.h"
 #include "voter/util.h"
 
 #define VOTES "votes"
@@ -66,35 +67,17 @@ bool votes_init(mongo_db *db) {
   return ok;
 }
 
-/* true when a live document matches filter in collection. */
-static vs_status exists(mongo_db *db, const char *collection, bson_t *filter, bool *found) {
-  mongoc_client_t *client = mongo_acquire(db);
-  mongoc_collection_t *coll = mongo_collection(db, client, collection);
-  bson_t *opts = BCON_NEW("limit", BCON_INT64(1), "projection", "{", "_id", BCON_INT32(1), "}");
-  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
-  const bson_t *doc;
-  bson_error_t error;
-  *found = mongoc_cursor_next(cur, &doc);
-  vs_status st = mongoc_cursor_error(cur, &error) ? db_error("lookup", &error) : VS_OK;
-  mongoc_cursor_destroy(cur);
-  bson_destroy(opts);
-  mongoc_collection_destroy(coll);
-  mongo_release(db, client);
-  return st;
-}
-
+/* The replicas decide what a vote may name: a live election with this title, and a live
+ * candidate of this full name standing in it. */
 vs_status votes_check(mongo_db *db, const char *candidate, const char *election) {
   bool found;
-  bson_t *f = BCON_NEW("title", BCON_UTF8(election), "deleted", BCON_BOOL(false));
-  vs_status st = exists(db, "elections", f, &found);
-  bson_destroy(f);
-  if (st != VS_OK) return st;
+  const char *const election_match[] = {"title", election, NULL};
+  if (replica_read_known(db, "elections", election_match, &found) != REPLICA_READ_OK)
+    return VS_UNAVAILABLE;
   if (!found) return VS_UNKNOWN_ELECTION;
-  f = BCON_NEW("fullName", BCON_UTF8(candidate), "election", BCON_UTF8(election), "deleted",
-               BCON_BOOL(false));
-  st = exists(db, "candidates", f, &found);
-  bson_destroy(f);
-  if (st != VS_OK) return st;
+  const char *const candidate_match[] = {"fullName", candidate, "election", election, NULL};
+  if (replica_read_known(db, "candidates", candidate_match, &found) != REPLICA_READ_OK)
+    return VS_UNAVAILABLE;
   return found ? VS_OK : VS_UNKNOWN_CANDIDATE;
 }
 
