@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "replicas.h"
+#include "tally_logic.h"
 #include "votes.h"
 #include "voter/authz.h"
 #include "voter/hal.h"
@@ -260,30 +261,16 @@ static void results(void *ctx, const http_request *req, http_response *res) {
 static void results_total(void *ctx, const http_request *req, http_response *res) {
   json_t *r = results_or_reply(ctx, req, res);
   if (!r) return;
-  json_int_t total = 0;
-  size_t i;
-  json_t *row;
-  json_array_foreach(r, i, row) total += json_integer_value(json_object_get(row, "votes"));
+  int64_t total = tally_total(r);
   json_decref(r);
-  http_reply_json(res, 200, json_pack("{s:I}", "votes", total));
-}
-
-/* Every candidate tied at the maximum, from the same single read as the results. */
-static json_t *winners_of(json_t *r, json_int_t *max) {
-  *max = json_integer_value(json_object_get(json_array_get(r, 0), "votes"));
-  json_t *w = json_array();
-  size_t i;
-  json_t *row;
-  json_array_foreach(r, i, row) if (json_integer_value(json_object_get(row, "votes")) == *max)
-      json_array_append(w, row);
-  return w;
+  http_reply_json(res, 200, json_pack("{s:I}", "votes", (json_int_t)total));
 }
 
 static void winners(void *ctx, const http_request *req, http_response *res) {
   json_t *r = results_or_reply(ctx, req, res);
   if (!r) return;
-  json_int_t max;
-  json_t *w = winners_of(r, &max);
+  int64_t max;
+  json_t *w = tally_winners(r, &max); /* from the same single read as the results */
   json_decref(r);
   http_reply_json(res, 200, json_pack("{s:o}", "results", w));
 }
@@ -291,10 +278,10 @@ static void winners(void *ctx, const http_request *req, http_response *res) {
 static void winners_votes(void *ctx, const http_request *req, http_response *res) {
   json_t *r = results_or_reply(ctx, req, res);
   if (!r) return;
-  json_int_t max;
-  json_decref(winners_of(r, &max));
+  int64_t max;
+  json_decref(tally_winners(r, &max));
   json_decref(r);
-  http_reply_json(res, 200, json_pack("{s:I}", "votes", max));
+  http_reply_json(res, 200, json_pack("{s:I}", "votes", (json_int_t)max));
 }
 
 /* ---- simulation, drops ---- */
