@@ -8,6 +8,7 @@
 
 #include "voter/json.h"
 #include "voter/log.h"
+#include "voter/replica_read.h"
 #include "voter/util.h"
 
 #define NAME_MAX_LEN 256
@@ -151,7 +152,7 @@ static entity_status check_election(void *ctx, const bson_t *current, const json
   const char *stored = current ? mongo_doc_str(current, "election") : NULL;
   if (stored && strcmp(stored, election) == 0) return ENTITY_OK;
   bool known = false;
-  if (elections_title_known(replica, election, &known) != REPLICA_READ_OK) return ENTITY_UNAVAILABLE;
+  if (elections_title_known(replica, election, &known) != ELECTIONS_OK) return ENTITY_UNAVAILABLE;
   if (known) return ENTITY_OK;
   jsonv_error(errors, "election",
               "no election with this title is known to the candidate service (yet)");

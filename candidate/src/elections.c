@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "voter/log.h"
+#include "voter/replica_read.h"
 #include "voter/replica.h"
 
 #define COLLECTION "elections"
@@ -101,23 +102,31 @@ static json_t *render(const bson_t *doc) {
                    (json_int_t)mongo_doc_int(doc, "version"));
 }
 
-replica_read_status elections_list(elections *e, const mongo_page *q, const char *type_contains,
-                                   json_t **items, int64_t *total) {
-  return replica_read_list(e->db, COLLECTION, "electionType", type_contains, q, render, items,
-                           total);
+static elections_status status_of(replica_read_status st) {
+  switch (st) {
+  case REPLICA_READ_OK: return ELECTIONS_OK;
+  case REPLICA_READ_NOT_FOUND: return ELECTIONS_NOT_FOUND;
+  default: return ELECTIONS_UNAVAILABLE;
+  }
 }
 
-replica_read_status elections_get(elections *e, const char *id, json_t **item) {
-  return replica_read_get(e->db, COLLECTION, id, render, item);
+elections_status elections_list(elections *e, const mongo_page *q, const char *type_contains,
+                                json_t **items, int64_t *total) {
+  return status_of(replica_read_list(e->db, COLLECTION, "electionType", type_contains, q, render,
+                                     items, total));
 }
 
-replica_read_status elections_title_known(elections *e, const char *title, bool *known) {
+elections_status elections_get(elections *e, const char *id, json_t **item) {
+  return status_of(replica_read_get(e->db, COLLECTION, id, render, item));
+}
+
+elections_status elections_title_known(elections *e, const char *title, bool *known) {
   const char *const match[] = {"title", title, NULL};
-  return replica_read_known(e->db, COLLECTION, match, known);
+  return status_of(replica_read_known(e->db, COLLECTION, match, known));
 }
 
-replica_read_status elections_clear(elections *e, int64_t *count) {
-  return replica_read_clear(e->db, COLLECTION, count);
+elections_status elections_clear(elections *e, int64_t *count) {
+  return status_of(replica_read_clear(e->db, COLLECTION, count));
 }
 
 static size_t discard(char *data, size_t size, size_t n, void *ctx) {

@@ -21,7 +21,12 @@
 
 #include "voter/authz.h"
 #include "voter/mongo.h"
-#include "voter/replica_read.h"
+
+typedef enum {
+  ELECTIONS_OK = 0,
+  ELECTIONS_NOT_FOUND,
+  ELECTIONS_UNAVAILABLE /* database unreachable */
+} elections_status;
 
 typedef struct elections elections;
 
@@ -54,14 +59,14 @@ const char *elections_sort_field(const char *property);
 
 /* Live elections, one page; type_contains (may be NULL) filters by substring of
  * electionType, matched literally. */
-replica_read_status elections_list(elections *e, const mongo_page *q, const char *type_contains,
-                                   json_t **items, int64_t *total);
-replica_read_status elections_get(elections *e, const char *id, json_t **item);
+elections_status elections_list(elections *e, const mongo_page *q, const char *type_contains,
+                                json_t **items, int64_t *total);
+elections_status elections_get(elections *e, const char *id, json_t **item);
 /* Whether a live election has exactly this title. */
-replica_read_status elections_title_known(elections *e, const char *title, bool *known);
+elections_status elections_title_known(elections *e, const char *title, bool *known);
 
 /* Deletes every replica document, tombstones included. */
-replica_read_status elections_clear(elections *e, int64_t *count);
+elections_status elections_clear(elections *e, int64_t *count);
 /* Asks the election service to re-publish its elections. 0 on a 2xx answer; otherwise -1
  * with a reason in err. request_id (may be NULL) is passed on as X-Request-ID; auth (may be
  * NULL) holds the admin proof headers the election service requires for a replay. */

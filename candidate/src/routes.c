@@ -227,7 +227,7 @@ static void replica_list_reply(candidate_api *api, const http_request *req, http
   if (hal_parse_page(req, res, elections_sort_field, &page) != 0) return;
   json_t *items;
   int64_t total;
-  if (elections_list(api->replica, &page, type_contains, &items, &total) != REPLICA_READ_OK)
+  if (elections_list(api->replica, &page, type_contains, &items, &total) != ELECTIONS_OK)
     return resource_reply_unavailable(res);
   size_t i;
   json_t *item;
@@ -265,12 +265,12 @@ static void replica_search_index(void *ctx, const http_request *req, http_respon
 static void replica_get(void *ctx, const http_request *req, http_response *res) {
   candidate_api *api = ctx;
   json_t *item;
-  replica_read_status st = elections_get(api->replica, req->params[0], &item);
-  if (st == REPLICA_READ_NOT_FOUND) {
+  elections_status st = elections_get(api->replica, req->params[0], &item);
+  if (st == ELECTIONS_NOT_FOUND) {
     http_reply_problem(res, 404, "Not Found", "no election with this id is known here", NULL);
     return;
   }
-  if (st != REPLICA_READ_OK) return resource_reply_unavailable(res);
+  if (st != ELECTIONS_OK) return resource_reply_unavailable(res);
   resource_reply_item(req, res, 200, item, REPLICA_PATH, "election");
 }
 
@@ -280,7 +280,7 @@ static void replica_get(void *ctx, const http_request *req, http_response *res) 
 static void drop_elections(void *ctx, const http_request *req, http_response *res) {
   candidate_api *api = ctx;
   int64_t n;
-  if (elections_clear(api->replica, &n) != REPLICA_READ_OK) return resource_reply_unavailable(res);
+  if (elections_clear(api->replica, &n) != ELECTIONS_OK) return resource_reply_unavailable(res);
   char err[512];
   authz_headers auth;
   bool signed_ok = authz_forward(req, "POST", "/election/events/replay", &auth) == 0;
