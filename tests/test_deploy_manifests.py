@@ -13,6 +13,7 @@ No cluster and no Docker engine are needed."""
 
 from __future__ import annotations
 
+import atexit
 import base64
 import fcntl
 import hashlib
@@ -83,6 +84,7 @@ def k8s_tree() -> Path:
     k8s/overlays/dev/secrets/ is neither read nor written."""
     if not _tree:
         tmp = Path(tempfile.mkdtemp(prefix="voter-k8s-"))
+        atexit.register(shutil.rmtree, tmp, True)
         shutil.copytree(ROOT / "k8s", tmp / "k8s", ignore=shutil.ignore_patterns("secrets"))
         r = subprocess.run([str(ROOT / "scripts" / "secrets"), "k8s-dev",
                             str(tmp / "k8s" / "overlays" / "dev" / "secrets")],
