@@ -2,6 +2,7 @@
 #include "voter/replica.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,12 @@ static replica_result apply_locked(mongoc_collection_t *coll, const char *collec
   return result;
 }
 
+/* Bumped after every applied event: readers that cache what the replicas say (the voter's
+ * known-target cache) compare it to notice a change applied by this process at once. */
+static atomic_uint_fast64_t applied_changes;
+
+uint64_t replica_changes(void) { return atomic_load(&applied_changes); }
+
 replica_result replica_apply(mongo_db *db, const replica_source *sources, int nsources,
                              const char *body, size_t len, const char **error) {
   static const char *unused;
@@ -125,6 +132,7 @@ replica_result replica_apply(mongo_db *db, const replica_source *sources, int ns
     result = apply_locked(coll, ev.source->collection, ev.id, ev.version, ev.deleted, ev.data,
                           error);
     doclock_unlock(ev.id);
+    if (result == REPLICA_APPLIED) atomic_fetch_add(&applied_changes, 1);
     mongoc_collection_destroy(coll);
     mongo_release(db, client);
   }

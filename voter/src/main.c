@@ -48,6 +48,8 @@ static const char usage[] =
     "  REPLICA_MAX_ATTEMPTS attempts before an event is dead-lettered (default 5)\n"
     "  BATCH_CHUNK          votes per work-queue message for bulk ingestion (default 500)\n"
     "  RECONCILE_S          how often uncounted votes are looked for (default 30)\n"
+    "  VOTER_KNOWN_TTL_MS   how long a vote's election and candidate, once found live in the\n"
+    "                       replicas, are believed without asking again (default 1000; 0: off)\n"
     "  VOTER_INSTANCE       this replica's name, unique among the live replicas sharing the\n"
     "                       database (1-32 of A-Z a-z 0-9 . _ -; default 0): its tally shard\n"
     "  STREAM_HEARTBEAT_S, STREAM_MIN_INTERVAL_MS, STREAM_RECHECK_MS, STREAM_MAX\n"
@@ -139,6 +141,7 @@ out:
   stream_hub_free(app.stream);
   batch_stop(app.batch);
   replica_consumer_stop(consumer);
+  votes_stop(); /* the tallied flags still queued */
   mongo_db_close(db);
   curl_global_cleanup();
   mongo_global_cleanup();

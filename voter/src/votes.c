@@ -1,6 +1,7 @@
 /* votes — votes, tallies, idempotency; see votes.h. */
 #include "votes.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "voter/idem.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
+#include "voter/replica.h"
 #include "voter/replica_read.h"
 #include "voter/util.h"
 #include "voter/xalloc.h"
@@ -57,6 +59,9 @@ static void election_unlock(const char *election) {
  * A recount only ever rewrites the recounting instance's own shard. */
 static char instance[40] = "0";
 
+/* VOTER_KNOWN_TTL_MS: see "known targets" below. */
+static int64_t known_ttl_ms = 1000;
+
 static bool default_shard(void) { return strcmp(instance, "0") == 0; }
 
 /* Restricts a votes/tallies filter to this instance's shard. */
@@ -94,6 +99,9 @@ bool votes_init(mongo_db *db) {
     exit(2);
   }
   snprintf(instance, sizeof instance, "%s", name);
+  long ttl;
+  if (cfg_long("VOTER_KNOWN_TTL_MS", 1000, 0, 60000, &ttl) != 0) exit(2);
+  known_ttl_ms = ttl;
   bson_error_t error;
   bson_t *by_election = BCON_NEW("election", BCON_INT32(1), "tallied", BCON_INT32(1));
   bson_t *tallied = BCON_NEW("tallied", BCON_INT32(1));
@@ -120,9 +128,67 @@ bool votes_init(mongo_db *db) {
   return ok;
 }
 
+/* ---- known targets ----
+ *
+ * Every vote (and every line of a batch) asks the replicas whether its election and
+ * candidate are live: two reads per vote, the same answer thousands of times. A "yes" is
+ * kept for VOTER_KNOWN_TTL_MS (default 1000; 0 turns the cache off) in a small table of
+ * this process, and forgotten at once when this process applies any replica event
+ * (replica_changes()). So a deleted election or candidate refuses votes as soon as this
+ * process's replica has the deletion, and in any case within the TTL of it reaching the
+ * database (another replica of the service applied it). The replica is itself only
+ * eventually consistent with its source: the TTL adds at most that much to its lag. A "no"
+ * is never kept: a new candidate is votable as soon as the replica has it. */
+#define KNOWN_SLOTS 256
+
+typedef struct {
+  char key[520];
+  int64_t until_ms;
+  uint64_t changes;
+} known_slot;
+
+static known_slot known[KNOWN_SLOTS];
+static pthread_mutex_t known_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+/* key = election \x1f candidate; false when it does not fit (never cached). */
+static bool known_key(char *key, size_t len, const char *candidate, const char *election) {
+  int n = snprintf(key, len, "%s\x1f%s", election, candidate);
+  return n > 0 && (size_t)n < len;
+}
+
+static unsigned known_hash(const char *key) {
+  unsigned h = 2166136261u; /* FNV-1a */
+  for (const unsigned char *p = (const unsigned char *)key; *p; p++) h = (h ^ *p) * 16777619u;
+  return h % KNOWN_SLOTS;
+}
+
+static bool known_hit(const char *key) {
+  known_slot *s = &known[known_hash(key)];
+  pthread_mutex_lock(&known_mutex);
+  bool hit = strcmp(s->key, key) == 0 && s->changes == replica_changes() &&
+             util_now_ms() < s->until_ms;
+  pthread_mutex_unlock(&known_mutex);
+  return hit;
+}
+
+/* changes: replica_changes() read before the replicas were, so an event applied in
+ * between makes the entry stale at once. */
+static void known_put(const char *key, uint64_t changes) {
+  known_slot *s = &known[known_hash(key)];
+  pthread_mutex_lock(&known_mutex);
+  snprintf(s->key, sizeof s->key, "%s", key);
+  s->changes = changes;
+  s->until_ms = util_now_ms() + known_ttl_ms;
+  pthread_mutex_unlock(&known_mutex);
+}
+
 /* The replicas decide what a vote may name: a live election with this title, and a live
  * candidate of this full name standing in it. */
 vs_status votes_check(mongo_db *db, const char *candidate, const char *election) {
+  char key[sizeof known[0].key];
+  bool cacheable = known_ttl_ms > 0 && known_key(key, sizeof key, candidate, election);
+  if (cacheable && known_hit(key)) return VS_OK;
+  uint64_t changes = replica_changes();
   bool found;
   const char *const election_match[] = {"title", election, NULL};
   if (replica_read_known(db, "elections", election_match, &found) != REPLICA_READ_OK)
@@ -131,7 +197,9 @@ vs_status votes_check(mongo_db *db, const char *candidate, const char *election)
   const char *const candidate_match[] = {"fullName", candidate, "election", election, NULL};
   if (replica_read_known(db, "candidates", candidate_match, &found) != REPLICA_READ_OK)
     return VS_UNAVAILABLE;
-  return found ? VS_OK : VS_UNKNOWN_CANDIDATE;
+  if (!found) return VS_UNKNOWN_CANDIDATE;
+  if (cacheable) known_put(key, changes);
+  return VS_OK;
 }
 
 /* Adds delta to this instance's shard of a tally. */
@@ -173,11 +241,104 @@ static json_t *doc_to_vote(const bson_t *doc);
 static vs_status recount(mongoc_collection_t *votes, mongoc_collection_t *tallies,
                          mongoc_collection_t *claims, const char *election, const char *reason);
 
-/* Counts a vote just inserted: its tally, then its flag. If either step is lost (a crash,
- * a failed write) the vote stays tallied: false and a recount repairs the tally from the
- * votes; nothing here is ever redone blindly. */
-static void count_new_vote(mongoc_collection_t *votes, mongoc_collection_t *tallies,
-                           const bson_oid_t *oid, const char *election, const char *candidate) {
+/* ---- tallied flags, written behind ----
+ *
+ * "tallied: true" only tells the reconciliation that a vote needs no recount: the recount
+ * is absolute (shard_counts reads the votes themselves), so a vote counted but still
+ * flagged false costs at worst a needless recount, never a wrong tally. The flag therefore
+ * leaves the request's path: count_new_vote queues the vote's id and a writer thread sets
+ * the queued flags in one bulk write (one round trip for all the votes that arrived while
+ * the previous write ran). A crash loses the queue: those votes are recounted at start-up,
+ * as a crash between tally and flag always did. Stopping flushes it (votes_stop). */
+#define FLAG_BATCH 500
+
+static struct {
+  pthread_mutex_t mutex;
+  pthread_cond_t wake;
+  pthread_t thread;
+  bool started, stopping;
+  mongo_db *db;
+  bson_oid_t *ids;
+  size_t n, cap;
+} flags = {.mutex = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+
+/* Sets tallied: true on n votes, one bulk write; a failure leaves them to the reconciliation. */
+static void flag_write(mongo_db *db, const bson_oid_t *ids, size_t n) {
+  mongoc_client_t *client = mongo_acquire(db);
+  mongoc_collection_t *votes = mongo_collection(db, client, VOTES);
+  bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
+  mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(votes, opts);
+  bson_t *set = BCON_NEW("$set", "{", "tallied", BCON_BOOL(true), "}");
+  for (size_t i = 0; i < n; i++) {
+    bson_t *filter = BCON_NEW("_id", BCON_OID(&ids[i]));
+    mongoc_bulk_operation_update_one_with_opts(bulk, filter, set, NULL, NULL);
+    bson_destroy(filter);
+  }
+  bson_error_t error;
+  if (!mongoc_bulk_operation_execute(bulk, NULL, &error))
+    log_warn("votes: tallied flags not written, reconciliation will recount: %s", error.message);
+  mongoc_bulk_operation_destroy(bulk);
+  bson_destroy(set);
+  bson_destroy(opts);
+  mongoc_collection_destroy(votes);
+  mongo_release(db, client);
+}
+
+static void *flag_main(void *arg) {
+  (void)arg;
+  bson_oid_t batch[FLAG_BATCH];
+  pthread_mutex_lock(&flags.mutex);
+  for (;;) {
+    while (flags.n == 0 && !flags.stopping) pthread_cond_wait(&flags.wake, &flags.mutex);
+    if (flags.n == 0) break; /* stopping, and nothing left */
+    size_t n = flags.n < FLAG_BATCH ? flags.n : FLAG_BATCH;
+    memcpy(batch, flags.ids, n * sizeof *batch);
+    memmove(flags.ids, flags.ids + n, (flags.n - n) * sizeof *flags.ids);
+    flags.n -= n;
+    pthread_mutex_unlock(&flags.mutex);
+    flag_write(flags.db, batch, n);
+    pthread_mutex_lock(&flags.mutex);
+  }
+  pthread_mutex_unlock(&flags.mutex);
+  return NULL;
+}
+
+/* Queues a counted vote's flag; the writer starts with the first one. */
+static void flag_later(mongo_db *db, const bson_oid_t *oid) {
+  pthread_mutex_lock(&flags.mutex);
+  if (!flags.started && !flags.stopping) {
+    flags.db = db;
+    flags.started = pthread_create(&flags.thread, NULL, flag_main, NULL) == 0;
+  }
+  if (flags.started) {
+    if (flags.n == flags.cap) {
+      flags.cap = flags.cap ? 2 * flags.cap : 64;
+      flags.ids = xrealloc(flags.ids, flags.cap * sizeof *flags.ids);
+    }
+    bson_oid_copy(oid, &flags.ids[flags.n++]);
+    pthread_cond_signal(&flags.wake);
+  }
+  pthread_mutex_unlock(&flags.mutex);
+}
+
+void votes_stop(void) {
+  pthread_mutex_lock(&flags.mutex);
+  flags.stopping = true;
+  pthread_cond_signal(&flags.wake);
+  bool started = flags.started;
+  pthread_mutex_unlock(&flags.mutex);
+  if (started) pthread_join(flags.thread, NULL);
+  free(flags.ids);
+  flags.ids = NULL;
+  flags.n = flags.cap = 0;
+  flags.started = false;
+}
+
+/* Counts a vote just inserted: its tally, then (behind, see above) its flag. If either
+ * step is lost (a crash, a failed write) the vote stays tallied: false and a recount
+ * repairs the tally from the votes; nothing here is ever redone blindly. */
+static void count_new_vote(mongo_db *db, mongoc_collection_t *tallies, const bson_oid_t *oid,
+                           const char *election, const char *candidate) {
   bson_error_t error;
   CRASH_POINT("vote.inserted");
   if (!tally_add(tallies, election, candidate, 1, &error)) {
@@ -185,11 +346,7 @@ static void count_new_vote(mongoc_collection_t *votes, mongoc_collection_t *tall
     return;
   }
   CRASH_POINT("vote.tallied");
-  bson_t *filter = BCON_NEW("_id", BCON_OID(oid));
-  bson_t *update = BCON_NEW("$set", "{", "tallied", BCON_BOOL(true), "}");
-  mongoc_collection_update_one(votes, filter, update, NULL, NULL, &error);
-  bson_destroy(filter);
-  bson_destroy(update);
+  flag_later(db, oid);
 }
 
 /* A retry found the vote an earlier attempt wrote. If that attempt stopped before the
@@ -238,7 +395,7 @@ vs_status votes_create(mongo_db *db, const char *candidate, const char *election
                                                                                        : IDEM_ERROR);
   switch (r) {
   case IDEM_INSERTED:
-    count_new_vote(votes, tallies, &oid, election, candidate);
+    count_new_vote(db, tallies, &oid, election, candidate);
     *item = vote_item(id, candidate, election);
     break;
   case IDEM_EXISTS:

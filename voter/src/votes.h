@@ -20,7 +20,7 @@
  *
  * Results are read from the tallies, one small read per request whatever the number of
  * votes. A vote is inserted with tallied: false, its tally is incremented, then it is
- * marked tallied; every change to one election's tallies in this process holds that
+ * marked tallied (behind the request, in bulk); every change to one election's tallies in this process holds that
  * election's lock. A crash between those steps leaves tallied: false behind, and
  * votes_reconcile() (at start-up and periodically) recomputes the affected elections'
  * tallies from the votes themselves, the source of truth. Bulk chunks are counted as a whole:
@@ -52,6 +52,10 @@ typedef struct vote_in {
 } vote_in;
 
 bool votes_init(mongo_db *db);
+
+/* Writes the tallied flags still queued (see "tallied flags, written behind" in votes.c) and
+ * stops their writer; before the database handle is closed. */
+void votes_stop(void);
 
 /* Checks the replicas: the election is live and the candidate (full name) is live in it. */
 vs_status votes_check(mongo_db *db, const char *candidate, const char *election);

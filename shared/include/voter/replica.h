@@ -39,6 +39,10 @@ typedef struct replica_source {
 replica_result replica_apply(mongo_db *db, const replica_source *sources, int nsources,
                              const char *body, size_t len, const char **error);
 
+/* How many events this process has applied so far (any collection): a cache of replica
+ * reads is stale for this process once it changes. */
+uint64_t replica_changes(void);
+
 typedef struct replica_consumer replica_consumer;
 
 typedef struct replica_options {
