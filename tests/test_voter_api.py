@@ -95,6 +95,29 @@ def test_vote_crud_and_hal(voter):
     assert_problem(requests.put(f"{api}/votes/{item['id']}", json={}), 405)
 
 
+def test_pages_of_votes_in_id_order_first_middle_last_and_past_the_end(voter):
+    """The listing's total comes from the tallies and pages in the second half are read
+    backwards from the end: the pages must still be the id-ordered list cut in sizes."""
+    api = voter.api
+    ids = sorted(vote(api, name).json()["id"] for name in ["Jill Stein", "Gary Johnson"] * 4 + ["Donald Trump"])
+    assert admin("DELETE", f"{api}/votes/{ids.pop(3)}").status_code == 204  # 8 live
+    seen = []
+    for page in range(4):
+        body = requests.get(f"{api}/votes", params={"page": page, "size": 3}).json()
+        assert body["page"] == {"size": 3, "totalElements": 8, "totalPages": 3, "number": page}
+        seen += [v["id"] for v in body["_embedded"]["votes"]]
+        links = body["_links"]
+        assert links["first"]["href"].endswith("page=0&size=3") and links["last"]["href"].endswith("page=2&size=3")
+        assert ("next" in links) == (page < 2) and ("prev" in links) == (page > 0)
+    assert seen == ids  # page 3 is past the end: empty
+    everyone = []  # sorted by candidate, descending; ties by id, ascending, on every page
+    for page in range(3):
+        body = requests.get(f"{api}/votes", params={"page": page, "size": 3, "sort": "candidate,desc"}).json()
+        everyone += [(v["candidate"], v["id"]) for v in body["_embedded"]["votes"]]
+    assert everyone == sorted(sorted(everyone, key=lambda v: v[1]), key=lambda v: v[0], reverse=True)
+    assert sorted(v[1] for v in everyone) == ids
+
+
 def test_deleting_a_vote_updates_the_tally(voter):
     api = voter.api
     ids = [vote(api, "Gary Johnson").json()["id"] for _ in range(3)]

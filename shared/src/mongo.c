@@ -142,32 +142,64 @@ json_t *mongo_doc_json_str(const bson_t *doc, const char *key) {
   return s ? json_string(s) : json_null();
 }
 
-bool mongo_find_page(mongoc_collection_t *coll, const bson_t *filter, const mongo_page *q,
-                     mongo_render render, json_t **items, int64_t *total, bson_error_t *error) {
-  *items = NULL;
-  *total = mongoc_collection_count_documents(coll, filter, NULL, NULL, NULL, error);
-  if (*total < 0) return false;
-  bson_t opts = BSON_INITIALIZER, sort;
-  BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
+/* Appends the page's sort (dir = 1 as asked, -1 every direction reversed), then _id. */
+static void append_sort(bson_t *opts, const mongo_page *q, int dir) {
+  bson_t sort;
+  BSON_APPEND_DOCUMENT_BEGIN(opts, "sort", &sort);
   bool has_id = false;
   for (int i = 0; i < q->nsort; i++) {
-    BSON_APPEND_INT32(&sort, q->sort_fields[i], q->sort_dirs[i]);
+    BSON_APPEND_INT32(&sort, q->sort_fields[i], dir * q->sort_dirs[i]);
     has_id |= strcmp(q->sort_fields[i], "_id") == 0;
   }
-  if (!has_id) BSON_APPEND_INT32(&sort, "_id", 1);
-  bson_append_document_end(&opts, &sort);
-  BSON_APPEND_INT64(&opts, "skip", q->page * q->size);
-  BSON_APPEND_INT64(&opts, "limit", q->size);
+  if (!has_id) BSON_APPEND_INT32(&sort, "_id", dir);
+  bson_append_document_end(opts, &sort);
+}
+
+/* The documents at [skip, skip + limit) in the page's order, or (reversed) in the reversed
+ * order, rendered in the page's order. */
+static bool find_window(mongoc_collection_t *coll, const bson_t *filter, const mongo_page *q,
+                        bool reversed, int64_t skip, int64_t limit, mongo_render render,
+                        json_t **items, bson_error_t *error) {
+  bson_t opts = BSON_INITIALIZER;
+  append_sort(&opts, q, reversed ? -1 : 1);
+  if (skip > 0) BSON_APPEND_INT64(&opts, "skip", skip);
+  BSON_APPEND_INT64(&opts, "limit", limit);
   json_t *arr = json_array();
   mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, &opts, NULL);
   const bson_t *doc;
-  while (mongoc_cursor_next(cur, &doc)) json_array_append_new(arr, render(doc));
+  while (mongoc_cursor_next(cur, &doc)) {
+    if (reversed) json_array_insert_new(arr, 0, render(doc));
+    else json_array_append_new(arr, render(doc));
+  }
   bool ok = !mongoc_cursor_error(cur, error);
   mongoc_cursor_destroy(cur);
   bson_destroy(&opts);
   if (ok) *items = arr;
   else json_decref(arr);
   return ok;
+}
+
+bool mongo_find_page_of(mongoc_collection_t *coll, const bson_t *filter, const mongo_page *q,
+                        int64_t total, mongo_render render, json_t **items, bson_error_t *error) {
+  *items = NULL;
+  int64_t first = q->page * q->size;
+  if (first >= total) { /* past the end: nothing to read */
+    *items = json_array();
+    return true;
+  }
+  int64_t on_page = total - first < q->size ? total - first : q->size;
+  if (first + on_page / 2 <= total / 2) /* nearer the start */
+    return find_window(coll, filter, q, false, first, q->size, render, items, error);
+  /* nearer the end: read backwards from it, skipping what follows this page */
+  return find_window(coll, filter, q, true, total - first - on_page, on_page, render, items, error);
+}
+
+bool mongo_find_page(mongoc_collection_t *coll, const bson_t *filter, const mongo_page *q,
+                     mongo_render render, json_t **items, int64_t *total, bson_error_t *error) {
+  *items = NULL;
+  *total = mongoc_collection_count_documents(coll, filter, NULL, NULL, NULL, error);
+  if (*total < 0) return false;
+  return find_window(coll, filter, q, false, q->page * q->size, q->size, render, items, error);
 }
 
 json_t *mongo_bson_to_json(const bson_t *doc) {

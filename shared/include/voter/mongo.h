@@ -66,6 +66,15 @@ typedef json_t *(*mongo_render)(const bson_t *doc);
 bool mongo_find_page(mongoc_collection_t *coll, const bson_t *filter, const mongo_page *page,
                      mongo_render render, json_t **items, int64_t *total, bson_error_t *error);
 
+/* The requested page when the number of matching documents is already known (total, e.g.
+ * from stored counters), without counting them: a page past the end reads nothing, and a
+ * page in the second half is read backwards from the end (every sort direction reversed,
+ * skipping only what follows it), so the first and the last page skip nothing — with an
+ * index on the sort, constant cost in MongoDB whatever the size. If total is off (writes
+ * not yet counted), pages read from the end shift by that much. */
+bool mongo_find_page_of(mongoc_collection_t *coll, const bson_t *filter, const mongo_page *page,
+                        int64_t total, mongo_render render, json_t **items, bson_error_t *error);
+
 /* Relaxed Extended JSON conversion (ObjectId → {"$oid":...}); NULL on failure. */
 json_t *mongo_bson_to_json(const bson_t *doc);
 /* JSON object → BSON; false on failure (keys are expected to be validated already). */
