@@ -197,6 +197,24 @@ def test_voter_admin_operations_need_the_admin_proof(voter, mongo, ns, method, p
                          "/voter/drop/candidates": 3}[path]
 
 
+def test_head_never_runs_the_simulation(voter, mongo, ns):
+    """HEAD on the GET compatibility alias of the simulation is 405 (HEAD is safe; the alias
+    casts votes), whatever proof it carries: none, an admin proof for HEAD, one for GET."""
+    path = f"/voter/simulation/{quote(E2016)}"
+    unchanged = db_unchanged(mongo, f"voter_{ns}")
+    for name, headers in [("no proof", {}),
+                          ("admin proof for HEAD", harness.proof_headers("HEAD", path)),
+                          ("admin proof for GET", harness.proof_headers("GET", path))]:
+        r = requests.head(voter.url + path, headers=headers)
+        assert r.status_code == 405, (name, r.status_code)
+        allow = {m.strip() for m in r.headers["Allow"].split(",")}
+        assert {"GET", "POST"} <= allow and "HEAD" not in allow, (name, allow)
+        unchanged(f"HEAD simulation, {name}")
+    assert total_votes(voter) == 3
+    # an ordinary GET route still answers HEAD
+    assert requests.head(f"{voter.url}/voter/votes").status_code == 200
+
+
 def test_voter_drop_candidates_passes_the_proof_on_to_the_candidate_replay(service_factory):
     """The voter asks the candidate service to replay with the admin caller's proof, signed
     for that request: the replay is accepted (no Warning)."""

@@ -971,6 +971,18 @@ const gw_rule *gw_rule_for(const gw_route *r, unsigned method_bit) {
   return NULL;
 }
 
+void gw_route_allow(const gw_route *r, char out[64]) {
+  static const struct { unsigned bit; const char *name; } m[] = {
+      {GW_M_GET, "GET"}, {GW_M_HEAD, "HEAD"}, {GW_M_POST, "POST"}, {GW_M_PUT, "PUT"},
+      {GW_M_PATCH, "PATCH"}, {GW_M_DELETE, "DELETE"}, {GW_M_OPTIONS, "OPTIONS"}};
+  unsigned any = 0;
+  for (int i = 0; i < r->nrules; i++) any |= r->rules[i].methods;
+  size_t o = 0;
+  out[0] = 0;
+  for (size_t i = 0; i < sizeof m / sizeof *m; i++)
+    if (any & m[i].bit) o += (size_t)snprintf(out + o, 64 - o, "%s%s", o ? ", " : "", m[i].name);
+}
+
 bool gw_rule_allows_tier(const gw_rule *rule, const gw_tier *tier) {
   if (!rule->tiers) return true;
   if (!tier) return false;

@@ -187,6 +187,8 @@ const gw_route *gw_route_match(const gw_conf *c, const char *path, size_t len);
 int gw_route_rewrite(const gw_route *r, const char *path, size_t len, char *out, size_t outlen);
 
 /* The first rule of the route that covers method, or NULL. */
+/* The Allow value of a 405 from r: the methods its rules name ("GET, POST"), in a fixed order. */
+void gw_route_allow(const gw_route *r, char out[64]);
 const gw_rule *gw_rule_for(const gw_route *r, unsigned method_bit);
 bool gw_rule_allows_tier(const gw_rule *rule, const gw_tier *tier);
 const gw_limit *gw_tier_limit(const gw_tier *t, const char *name);
