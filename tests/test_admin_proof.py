@@ -259,6 +259,37 @@ def test_without_a_proper_secret_admin_is_refused(service_factory, mongo, ns, se
     assert len(warnings) == 1 and "admin operations are refused" in warnings[0], warnings
 
 
+# ---- rotation ----
+
+def test_a_previous_secret_is_accepted_only_while_configured(service_factory, mongo, ns):
+    """Rotating GATEWAY_PROOF_SECRET (docs/operations.md): a service given the old secret as
+    GATEWAY_PROOF_SECRET_PREVIOUS accepts proofs made with either; one without it refuses the
+    old one; a third secret is refused throughout."""
+    old = "previous-deployment-secret-0123456789"
+    path = "/election/events/replay"
+
+    def replay(svc, secret):
+        headers = harness.proof_headers("POST", path, secret=secret)
+        return requests.post(svc.url + path, headers=headers)
+    during = service_factory("election", env={"GATEWAY_PROOF_SECRET_PREVIOUS": old})
+    assert replay(during, old).status_code == 202
+    assert replay(during, harness.PROOF_SECRET).status_code == 202
+    r = replay(during, OTHER_SECRET)
+    assert r.status_code == 403 and "signature" in r.json()["detail"], r.text
+    after = service_factory("election")
+    assert requests.post(f"{after.url}/election/elections", json=ELECTION).status_code == 201
+    unchanged = db_unchanged(mongo, f"election_{ns}")
+    r = requests.post(f"{after.url}/election/drop/elections",
+                      headers=harness.proof_headers("POST", "/election/drop/elections", secret=old))
+    assert r.status_code == 403 and "signature" in r.json()["detail"], r.text
+    unchanged("old secret after the rotation")
+    assert replay(after, harness.PROOF_SECRET).status_code == 202
+    # a previous secret never stands in for a missing current one
+    alone = service_factory("election", env={"GATEWAY_PROOF_SECRET": None, "GATEWAY_PROOF_SECRET_PREVIOUS": old})
+    r = replay(alone, old)
+    assert r.status_code == 403 and "no gateway secret" in r.json()["detail"], r.text
+
+
 # ---- methods ----
 
 def test_unknown_methods_are_405_with_a_bounded_metric_label(service_factory):
