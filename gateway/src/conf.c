@@ -192,7 +192,7 @@ static void conf_free(gw_conf *c) {
     free(r->prefix);
     free(r->rewrite);
     free_strv(r->upstreams, r->nupstreams);
-    free(r->replicas);
+    free(r->instances);
     free(r->health_path);
     for (int j = 0; j < r->nrules; j++) {
       free_strv(r->rules[j].tiers, r->rules[j].ntiers);
@@ -917,11 +917,11 @@ gw_conf *gw_conf_load(const char *path, char *err, size_t errlen) {
   }
   for (int i = 0; i < c->nroutes; i++) {
     gw_route *r = &c->routes[i];
-    r->replicas = calloc((size_t)r->nupstreams, sizeof *r->replicas);
-    if (!r->replicas) abort();
+    r->instances = calloc((size_t)r->nupstreams, sizeof *r->instances);
+    if (!r->instances) abort();
     for (int u = 0; u < r->nupstreams; u++) {
-      r->replicas[u] = gw_replica_get(r->upstreams[u], r->health_path, msg, sizeof msg);
-      if (!r->replicas[u]) {
+      r->instances[u] = gw_instance_get(r->upstreams[u], r->health_path, msg, sizeof msg);
+      if (!r->instances[u]) {
         snprintf(err, errlen, "%s: route %s: %s", path, r->name, msg);
         gw_conf_unref(c);
         return NULL;
