@@ -128,11 +128,12 @@ bool gw_admit_listed_in(const char *list, const char *name, size_t n) {
  * line leaves one too many, extra spaces in the request line move the target or version,
  * and a field libmicrohttpd rebuilt from obs-fold continuation lines has a name (or value)
  * outside the buffer. (A bare CR ends a line for libmicrohttpd too, and leaves one NUL.)
- * The one spelling this cannot see: a NUL standing in for the CR or the LF of a line end
- * after the request line ("X: 1\0\n", or "X: 1\r\0" before the blank line), which leaves
- * the two NULs a CRLF leaves; the request is then forwarded as the CRLF head it reads as
- * (the upstream head is rebuilt: nothing is smuggled). In the request line libmicrohttpd
- * itself answers 400 to it.
+ * The one spelling this cannot see: after the request line, a NUL among the bytes that end
+ * a line together with a bare CR or LF ("X: 1\0\n", "X: 1\0\r", "X: 1\0\r\n\r" at the
+ * end of the head): the NUL stands in for the byte the bare CR or LF lacks, and as many
+ * NULs are left as CRLFs leave (found by fuzz_admit's layout oracle). The request is then
+ * forwarded as the CRLF head it reads as (the upstream head is rebuilt: nothing is
+ * smuggled). In the request line libmicrohttpd itself answers 400 to it.
  * Checked by gateway/tests/test_admit.c on buffers laid out that way (tests/mhd_sim.h) and by
  * tests/test_gateway_hostile.py against libmicrohttpd itself: a libmicrohttpd that parses
  * differently fails those. overflow: not every field was collected (431 follows), so where
