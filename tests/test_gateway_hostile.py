@@ -687,6 +687,31 @@ def test_head_on_the_simulation_alias_runs_nothing(env, caller):
     assert env.count() == env.expected
 
 
+def test_plain_curl_gets_the_admin_key_from_the_stacks_curlrc(env, tmp_path):
+    # The original's sample-data scripts call plain curl with no key; scripts/stack writes a
+    # .curlrc that adds the admin key, so they run unchanged with CURL_HOME pointing at it.
+    # The line is taken from scripts/stack itself, so the two cannot drift apart.
+    import re
+    import subprocess
+    stack = (harness.repo_root() / "scripts" / "stack").read_text()
+    line = re.search(r'\\n(header = "X-API-Key: %s")\\n', stack).group(1)
+    (tmp_path / ".curlrc").write_text(line % "h-admin" + "\n")
+    url = f"http://127.0.0.1:{env.port}/election/drop/elections"
+    before = env.count()
+    plain = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", url],
+                           capture_output=True, text=True, env={"PATH": os.environ["PATH"], "CURL_HOME": str(tmp_path / "none")})
+    assert plain.stdout == "401"
+    assert env.count() == before
+    keyed = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", url],
+                           capture_output=True, text=True, env={"PATH": os.environ["PATH"], "CURL_HOME": str(tmp_path)})
+    assert keyed.stdout == "200", keyed
+    harness.wait_until(lambda: env.count() == before + 1, timeout=5)
+    env.expected += 1
+    forwarded_exactly(env.ups["election"].requests("/election/drop/elections")[-1], "POST",
+                      "/election/drop/elections", scopes="read vote write admin")
+    ordinary_client_gets_its_own_answer(env)
+
+
 def test_unknown_key_is_401_and_reaches_nothing(env):
     check(env, head("POST", "/election/drop/elections", "X-API-Key: guess", "Content-Length: 0"), 401)
     check(env, head("GET", "/election/elections", "Authorization: Bearer guess"), 401)
