@@ -338,7 +338,7 @@ def test_unknown_method_labels_stay_bounded(env):
 # (and at a bare CR), ends a value at a NUL, skips extra spaces in the request line and folds
 # obs-fold continuation lines into the field name. The gateway reads that back from
 # libmicrohttpd's buffer — every line where a CRLF-ended, NUL-free head puts it, the head's end
-# four NULs after the last line (proxy.c, head_lines_ok) — and refuses them.
+# four NULs after the last line (admit.c, gw_admit_mhd_layout_ok) — and refuses them.
 def _post(*lines: bytes, end: bytes = b"\r\n\r\n", body: bytes = b"hello") -> bytes:
     return b"\r\n".join(lines) + end + body
 
@@ -394,11 +394,12 @@ def test_what_libmicrohttpd_hides_is_refused_too(env, name, data):
     check(env, data, 400, forwarded=0, close=True)
 
 
-def test_a_nul_standing_in_for_cr_smuggles_nothing(env):
-    # The one spelling libmicrohttpd's buffer cannot show (admit.c): "\0\n" leaves the two
-    # NULs a CRLF leaves. The request is the CRLF head it reads as, forwarded rebuilt: one
-    # request, its body exactly Content-Length bytes, nothing after it.
-    data = _post(_RL, b"Host: gw", b"X-A: 1\x00\nContent-Length: 5", body=b"hello")
+@pytest.mark.parametrize("ending", [b"\x00\n", b"\x00\r"], ids=["nul_lf", "nul_cr"])
+def test_a_nul_standing_in_for_cr_smuggles_nothing(env, ending):
+    # The one spelling libmicrohttpd's buffer cannot show (admit.c): a NUL beside a bare LF or
+    # CR leaves the two NULs a CRLF leaves. The request is the CRLF head it reads as,
+    # forwarded rebuilt: one request, its body exactly Content-Length bytes, nothing after it.
+    data = _post(_RL, b"Host: gw", b"X-A: 1" + ending + b"Content-Length: 5", body=b"hello")
     before, before_list = env.count(), env.received()
     got, _ = exchange(env.port, data)
     assert got and got[0][0] in (200, 400), got[:1]
