@@ -769,6 +769,18 @@ def test_huge_and_malformed_heads(env):
     check(env, b"NOT HTTP AT ALL\r\n\r\n", {400, 505})
 
 
+@pytest.mark.parametrize("size", [1000, 4000, 5500])
+@pytest.mark.parametrize("trickle", [False, True], ids=["whole", "trickled"])
+def test_large_clean_heads_pass_the_layout_check(env, size, trickle):
+    # libmicrohttpd grows its read buffer while a large head trickles in; the layout check
+    # (admit.c) must still find every line where a clean head puts it
+    fields = [f"X-Pad-{i}: " + "v" * 90 for i in range(size // 100)]
+    data = head("POST", "/voter/votes", *fields, "Content-Length: 5", body=b"hello")
+    pieces = [data[i:i + 300] for i in range(0, len(data), 300)] if trickle else None
+    new = check(env, data if not trickle else b"", 200, forwarded=1, trickle=pieces)
+    forwarded_exactly(new[0], "POST", "/voter/votes", b"hello")
+
+
 def test_binary_garbage_is_refused(env):
     for junk in (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40 + b"\r\n\r\n",
                  b"\x00\x00\x00\x00\r\n\r\n", b"GET\x00/ HTTP/1.1\r\n\r\n"):
