@@ -63,6 +63,21 @@ def test_update_and_delete_propagate(voter, rabbit, amqp_exchange):
     wait_until(lambda: vote(voter, "Ada Lovelace").status_code == 422, message="deleted election refuses votes")
 
 
+def test_a_deletion_applied_elsewhere_refuses_votes_within_the_known_ttl(voter, mongo):
+    """The voter keeps "this candidate is live" for VOTER_KNOWN_TTL_MS (1 s by default). A
+    deletion this process did not apply itself (another replica of the service did: here,
+    written straight into its replica collection) refuses votes once that time is over;
+    one it applied itself refuses them at once (test_update_and_delete_propagate)."""
+    db = pymongo.MongoClient(mongo.uri)[voter.db]
+    assert vote(voter, "Alan Turing").status_code == 201  # now known for up to 1 s
+    db.candidates.update_one({"_id": oid(11)}, {"$set": {"deleted": True}})
+    t0 = datetime.datetime.now()
+    wait_until(lambda: vote(voter, "Alan Turing").status_code == 422, timeout=10, interval=0.1,
+               message="a deleted candidate refuses votes")
+    assert (datetime.datetime.now() - t0).total_seconds() < 3  # 1 s TTL, with room for load
+    assert vote(voter, "Ada Lovelace").status_code == 201
+
+
 def test_duplicates_and_stale_events_are_not_reapplied(voter, rabbit, amqp_exchange):
     v3 = cloud_event("candidate.updated", oid(10), 3, candidate_data(oid(10), "Ada", "Lovelace", E, party="v3"))
     v2 = cloud_event("candidate.updated", oid(10), 2, candidate_data(oid(10), "Ada", "Lovelace", E, party="v2"))

@@ -11,7 +11,8 @@ BENCH_BUDGET seconds):
 
   POST /voter/votes, the same with a fresh Idempotency-Key, GET /voter/votes/{id},
   GET /voter/results/{election}, the first and the last page of GET /voter/votes,
-  and, with pymongo on the same database: find_one({_id}) and insert_one into the votes
+  the database commands each POST caused (FerretDB's own counters, flags written behind
+  the request included), and, with pymongo on the same database: find_one({_id}) and insert_one into the votes
   collection (documents marked deleted, so no count or page sees them);
 
 plus the bulk ingestion rate of the step (votes accepted and written per second) beside
@@ -32,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -139,7 +141,26 @@ def ingest(session, voter, have, size):
     return (size - have) / (time.monotonic() - t0)
 
 
-def measure(session, voter, db, total):
+def db_commands(mongo):
+    """FerretDB's count of the commands it served so far, by command name (debug port)."""
+    out = {}
+    text = requests.get(f"http://127.0.0.1:{mongo.debug_port}/debug/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith("ferretdb_client_requests_total{"):
+            labels, value = line.rsplit(" ", 1)
+            m = re.search(r'command="([^"]*)"', labels)
+            if m:
+                out[m.group(1)] = out.get(m.group(1), 0) + float(value)
+    return out
+
+
+def per_request(before, after, n):
+    """Commands per request between two db_commands() readings, as "find 2.00, insert 1.00"."""
+    diff = {k: (after.get(k, 0) - before.get(k, 0)) / n for k in after}
+    return ", ".join(f"{k} {v:.2f}" for k, v in sorted(diff.items()) if v >= 0.005)
+
+
+def measure(session, voter, db, total, mongo=None):
     base = voter.url
     vote = {"candidate": NAMES[0], "election": TITLE}
     ids = []
@@ -154,7 +175,16 @@ def measure(session, voter, db, total):
         assert r.status_code == 201, r.text
         ids.append(r.json()["id"])
 
-    res = {"post": timed(post), "post_idem": timed(post_idem)}
+    before = db_commands(mongo) if mongo else {}
+    res = {"post": timed(post)}
+    time.sleep(0.5)  # flags written behind the requests are theirs too
+    middle = db_commands(mongo) if mongo else {}
+    res["post_idem"] = timed(post_idem)
+    time.sleep(0.5)
+    if mongo:
+        after = db_commands(mongo)
+        res["commands"] = {"post": per_request(before, middle, len(res["post"])),
+                           "post_idem": per_request(middle, after, len(res["post_idem"]))}
     # old (bulk) and new votes alike
     old = [str(d["_id"]) for d in db.votes.find({}, {"_id": 1}).limit(20)]
     pool = old + ids
@@ -234,7 +264,7 @@ def run_backend(backend, build):
         have = 0
         for size in [int(x) for x in SIZES[backend].split(",") if x]:
             rate = ingest(session, voter, have, size) if size > have else float("nan")
-            res, count = measure(session, voter, db, size)
+            res, count = measure(session, voter, db, size, mongo)
             have = count
             rows.append({"size": size, "stored": count, "ingest": rate, "raw_ingest": raw_ingest(db),
                          "mem": db_memory_mib(mongo),
@@ -265,6 +295,8 @@ def print_row(backend, row, flush=False):
             continue
         print(f"    {LABELS[op]:<32} p50 {p50(xs):9.2f} ms  p99 {p99(xs):9.2f} ms  (n={len(xs)})",
               file=sys.stderr, flush=flush)
+    for op, text in row["res"].get("commands", {}).items():
+        print(f"    database commands per {LABELS[op]}: {text}", file=sys.stderr, flush=flush)
 
 
 def table(all_rows):
@@ -292,6 +324,10 @@ def table(all_rows):
             if len(have) > 1:
                 line += f"{p50(have[-1]['res'][op]) / p50(have[0]['res'][op]):>15.1f}x"
             out.append(line)
+        for op in ("post", "post_idem"):
+            for r in rows:
+                if r["res"].get("commands"):
+                    out.append(f"  database commands per {LABELS[op]} at {r['stored']:,}: {r['res']['commands'][op]}")
         out.append(f"  {'bulk ingestion of the step':<32}" + "".join(f"{r['ingest']:>15.0f} votes/s" for r in rows))
         out.append(f"  {'raw insert_many (500 per call)':<32}" + "".join(f"{r['raw_ingest']:>15.0f} votes/s" for r in rows))
         out.append(f"  {'database memory (PSS)':<32}" + "".join(f"{r['mem']:>18.0f} MiB" for r in rows))
