@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tally_logic.h"
 #include "voter/config.h"
@@ -247,10 +248,11 @@ static vs_status recount(mongoc_collection_t *votes, mongoc_collection_t *tallie
  * is absolute (shard_counts reads the votes themselves), so a vote counted but still
  * flagged false costs at worst a needless recount, never a wrong tally. The flag therefore
  * leaves the request's path: count_new_vote queues the vote's id and a writer thread sets
- * the queued flags in one bulk write (one round trip for all the votes that arrived while
- * the previous write ran). A crash loses the queue: those votes are recounted at start-up,
+ * the queued flags in one bulk write (one round trip for all the votes that arrived within
+ * FLAG_GATHER_MS or while the previous write ran). A crash loses the queue: those votes are recounted at start-up,
  * as a crash between tally and flag always did. Stopping flushes it (votes_stop). */
 #define FLAG_BATCH 500
+#define FLAG_GATHER_MS 20
 
 static struct {
   pthread_mutex_t mutex;
@@ -291,6 +293,18 @@ static void *flag_main(void *arg) {
   for (;;) {
     while (flags.n == 0 && !flags.stopping) pthread_cond_wait(&flags.wake, &flags.mutex);
     if (flags.n == 0) break; /* stopping, and nothing left */
+    /* a few milliseconds more gathers the next votes of a client casting one at a time
+     * into the same write (one command per FLAG_GATHER_MS, not one per vote) */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += FLAG_GATHER_MS * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000L;
+    }
+    while (flags.n < FLAG_BATCH && !flags.stopping &&
+           pthread_cond_timedwait(&flags.wake, &flags.mutex, &until) == 0) {
+    }
     size_t n = flags.n < FLAG_BATCH ? flags.n : FLAG_BATCH;
     memcpy(batch, flags.ids, n * sizeof *batch);
     memmove(flags.ids, flags.ids + n, (flags.n - n) * sizeof *flags.ids);
