@@ -9,7 +9,7 @@
  * date stays the string the election service rendered (ISO 8601, so it sorts). Tombstones
  * (deleted: true) are hidden from every read here. Clearing the replica asks the election
  * service to replay its current elections (POST <ELECTION_URL>/election/events/replay,
- * through libcurl), so it rebuilds by itself. This layer knows nothing about serving
+ * through the shared httpc client), so it rebuilds by itself. This layer knows nothing about serving
  * HTTP. */
 #ifndef CANDIDATE_ELECTIONS_H
 #define CANDIDATE_ELECTIONS_H

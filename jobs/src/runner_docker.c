@@ -13,7 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "httpc.h"
+#include "voter/httpc.h"
 #include "runner.h"
 #include "voter/log.h"
 #include "voter/util.h"

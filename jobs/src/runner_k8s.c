@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "fsutil.h"
-#include "httpc.h"
+#include "voter/httpc.h"
 #include "runner.h"
 #include "voter/log.h"
 #include "voter/util.h"

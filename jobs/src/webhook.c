@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "httpc.h"
+#include "voter/httpc.h"
 #include "sign.h"
 #include "voter/log.h"
 #include "voter/metrics.h"

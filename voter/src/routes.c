@@ -1,7 +1,6 @@
 /* routes — HTTP handlers of the voter service; see routes.h and docs/API.md. */
 #include "routes.h"
 
-#include <curl/curl.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 #include "votes.h"
 #include "voter/authz.h"
 #include "voter/hal.h"
+#include "voter/httpc.h"
 #include "voter/idem.h"
 #include "voter/json.h"
 #include "voter/log.h"
@@ -338,41 +338,28 @@ static void drop_votes(void *ctx, const http_request *req, http_response *res) {
   http_reply_empty(res, 204);
 }
 
-/* Asks the candidate service to re-publish its candidates so the cleared replica rebuilds. */
-static bool request_replay(const char *base, const http_request *req) {
-  CURL *curl = curl_easy_init();
-  if (!curl) return false;
-  char url[512];
-  snprintf(url, sizeof url, "%s/candidate/events/replay", base);
+/* Asks the candidate service to re-publish its candidates so the cleared replica rebuilds:
+ * the one replay request (httpc_request_replay), as the candidate service asks the
+ * election service. */
+static bool request_replay(const voter_app *app, const http_request *req) {
   /* A replay is an admin operation there too: pass on this caller's, signed for it. */
   authz_headers auth;
-  struct curl_slist *headers = NULL;
-  if (authz_forward(req, "POST", "/candidate/events/replay", &auth) == 0) {
-    headers = curl_slist_append(headers, auth.consumer);
-    headers = curl_slist_append(headers, auth.scopes);
-    headers = curl_slist_append(headers, auth.proof);
-  }
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl, CURLOPT_URL, url);
-  curl_easy_setopt(curl, CURLOPT_POST, 1L);
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  long status = 0;
-  CURLcode rc = curl_easy_perform(curl);
-  if (rc == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_cleanup(curl);
-  curl_slist_free_all(headers);
-  if (status != 202)
-    log_fields(LOG_WARN, "replay request to the candidate service failed",
-               json_pack("{s:s, s:s, s:i}", "url", url, "error", curl_easy_strerror(rc), "status", (int)status));
-  return status == 202;
+  const char *proof[] = {auth.consumer, auth.scopes, auth.proof, NULL};
+  bool signed_ok = authz_forward(req, "POST", "/candidate/events/replay", &auth) == 0;
+  httpc_replay r = {.base_url = app->candidate_url, .path = "/candidate/events/replay",
+                    .api_key = app->candidate_api_key, .request_id = req->request_id,
+                    .headers = signed_ok ? proof : NULL};
+  char err[512];
+  if (httpc_request_replay(&r, err, sizeof err) == 0) return true;
+  log_fields(LOG_WARN, "replay request to the candidate service failed",
+             json_pack("{s:s, s:s}", "requestId", req->request_id, "error", err));
+  return false;
 }
 
 static void drop_candidates(void *ctx, const http_request *req, http_response *res) {
   voter_app *app = ctx;
   if (!replicas_clear(app->db, "candidates")) return unavailable(res);
-  bool replayed = request_replay(app->candidate_url, req);
+  bool replayed = request_replay(app, req);
   http_reply_empty(res, 204);
   if (!replayed)
     http_set_header(res, "Warning", "199 - \"replica cleared; the candidate service did not accept the replay request\"");

@@ -11,6 +11,7 @@ typedef struct voter_app {
   mongo_db *db;
   batch_ctx *batch;
   const char *candidate_url; /* for POST /voter/drop/candidates (replay request) */
+  const char *candidate_api_key; /* X-API-Key on that request, when candidate_url is a gateway */
   stream_hub *stream;        /* told about every tally change (live results) */
 } voter_app;
 
