@@ -196,12 +196,12 @@ elections_status elections_clear(elections *e, int64_t *count) {
   return st;
 }
 
-int elections_request_replay(elections *e, const char *request_id, const authz_headers *auth,
-                             char *err, size_t errlen) {
+elections_status elections_request_replay(elections *e, const char *request_id,
+                                          const authz_headers *auth, char *err, size_t errlen) {
   const char *proof[] = {auth ? auth->consumer : NULL, auth ? auth->scopes : NULL,
                          auth ? auth->proof : NULL, NULL};
   httpc_replay r = {.base_url = e->election_url, .path = "/election/events/replay",
                     .api_key = e->api_key, .request_id = request_id,
                     .headers = auth ? proof : NULL};
-  return httpc_request_replay(&r, err, errlen);
+  return httpc_request_replay(&r, err, errlen) == 0 ? ELECTIONS_OK : ELECTIONS_UNAVAILABLE;
 }

@@ -30,6 +30,11 @@ typedef enum {
 
 typedef struct elections elections;
 
+/* One convention (shared/README.md, "Error conventions"): the reads, writes and requests
+ * return an elections_status; the life-cycle calls say only whether they worked (a
+ * pointer or NULL from elections_open, a bool from elections_init and
+ * elections_start_consumer), having logged why not. */
+
 typedef struct elections_options {
   mongo_db *db;
   const char *election_url; /* the election service, e.g. http://127.0.0.1:8081 */
@@ -64,10 +69,11 @@ elections_status elections_title_known(elections *e, const char *title, bool *kn
 
 /* Deletes every replica document, tombstones included. */
 elections_status elections_clear(elections *e, int64_t *count);
-/* Asks the election service to re-publish its elections. 0 on a 2xx answer; otherwise -1
- * with a reason in err. request_id (may be NULL) is passed on as X-Request-ID; auth (may be
- * NULL) holds the admin proof headers the election service requires for a replay. */
-int elections_request_replay(elections *e, const char *request_id, const authz_headers *auth,
+/* Asks the election service to re-publish its elections (httpc_request_replay).
+ * ELECTIONS_OK on a 2xx answer; otherwise ELECTIONS_UNAVAILABLE with a reason in err.
+ * request_id (may be NULL) is passed on as X-Request-ID; auth (may be NULL) holds the admin
+ * proof headers the election service requires for a replay. */
+elections_status elections_request_replay(elections *e, const char *request_id, const authz_headers *auth,
                              char *err, size_t errlen);
 
 #endif
