@@ -5,10 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "voter/hal.h"
 #include "voter/httpc.h"
 #include "voter/log.h"
 #include "voter/replica.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 #define COLLECTION "elections"
 
@@ -23,10 +25,10 @@ struct elections {
   replica_consumer *consumer;
 };
 
-static char *dup_or_null(const char *s) { return s && *s ? strdup(s) : NULL; }
+static char *dup_or_null(const char *s) { return s && *s ? xstrdup(s) : NULL; }
 
 elections *elections_open(const elections_options *o) {
-  elections *e = calloc(1, sizeof *e);
+  elections *e = xcalloc(1, sizeof *e);
   if (!e) return NULL;
   e->db = o->db;
   e->election_url = dup_or_null(o->election_url);
@@ -81,10 +83,7 @@ bool elections_start_consumer(elections *e) {
 const char *elections_sort_field(const char *p) {
   static const char *const allowed[] = {"title", "date", "electionType", "description", "version",
                                         NULL};
-  if (strcmp(p, "id") == 0) return "_id";
-  for (int i = 0; allowed[i]; i++)
-    if (strcmp(p, allowed[i]) == 0) return allowed[i];
-  return NULL;
+  return hal_sort_field(allowed, p);
 }
 
 /* The representation the election service gives its elections. */
@@ -103,7 +102,7 @@ static json_t *render(const bson_t *doc) {
 }
 
 static elections_status db_error(const char *what, const bson_error_t *error) {
-  log_warn("elections: %s failed: %s", what, error->message);
+  mongo_log_failure("elections", what, error);
   return ELECTIONS_UNAVAILABLE;
 }
 

@@ -13,6 +13,7 @@
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 #include "webhook.h"
 
 #define BATCH 64
@@ -144,7 +145,7 @@ static void *sweeper_main(void *arg) {
 }
 
 sweeper *sweeper_start(jobs_app *app) {
-  sweeper *sw = calloc(1, sizeof *sw);
+  sweeper *sw = xcalloc(1, sizeof *sw);
   if (!sw) return NULL;
   sw->app = app;
   pthread_mutex_init(&sw->lock, NULL);

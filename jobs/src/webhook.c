@@ -11,6 +11,7 @@
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 #define BATCH 32
 #define POLL_MS 500
@@ -121,7 +122,7 @@ static void *hooks_main(void *arg) {
 }
 
 webhooks *webhooks_start(jobs_app *app) {
-  webhooks *w = calloc(1, sizeof *w);
+  webhooks *w = xcalloc(1, sizeof *w);
   if (!w) return NULL;
   w->app = app;
   metrics_describe("jobs_webhooks_total", "counter", "Webhook delivery attempts by result");

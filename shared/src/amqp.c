@@ -17,6 +17,7 @@
 
 #include "voter/log.h"
 #include "voter/metrics.h"
+#include "voter/xalloc.h"
 
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
@@ -95,7 +96,7 @@ static void mq_sleep_ms(int64_t ms) {
 }
 
 static char *mq_strdup_bytes(amqp_bytes_t b) {
-  char *s = malloc(b.len + 1);
+  char *s = xmalloc(b.len + 1);
   if (!s) return NULL;
   if (b.len) memcpy(s, b.bytes, b.len);
   s[b.len] = '\0';
@@ -391,13 +392,13 @@ err:
 
 mq_conn *mq_conn_new(const char *url, const char *exchange, const char *name) {
   if (!url || !exchange || !*exchange) return NULL;
-  mq_conn *c = calloc(1, sizeof *c);
+  mq_conn *c = xcalloc(1, sizeof *c);
   if (!c) return NULL;
-  c->url = strdup(url);
-  c->exchange = strdup(exchange);
-  c->name = strdup(name && *name ? name : "voter");
+  c->url = xstrdup(url);
+  c->exchange = xstrdup(exchange);
+  c->name = xstrdup(name && *name ? name : "voter");
   size_t n = strlen(exchange) + sizeof ".unrouted";
-  c->unrouted = malloc(n);
+  c->unrouted = xmalloc(n);
   if (!c->url || !c->exchange || !c->name || !c->unrouted) goto err;
   snprintf(c->unrouted, n, "%s.unrouted", exchange);
 
@@ -650,7 +651,7 @@ static size_t mq_publish_n(mq_conn *c, const char *exchange, const mq_message_ou
   if (!c || n == 0) return 0;
   if (c->role != MQ_ROLE_PUBLISH || mq_ensure(c) != 0) return 0;
   mq_confirm one = MQ_PENDING;
-  mq_confirm *state = n == 1 ? &one : calloc(n, sizeof *state);
+  mq_confirm *state = n == 1 ? &one : xcalloc(n, sizeof *state);
   if (!state) return 0;
 
   const char *why = NULL;

@@ -12,6 +12,7 @@
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 void ev_build(ev_event *ev, const char *type, const char *source, const char *subject,
               int64_t version, const json_t *data) {
@@ -24,10 +25,10 @@ void ev_build(ev_event *ev, const char *type, const char *source, const char *su
                          "id", ev->id, "type", type, "source", source, "subject", subject, "time",
                          now, "datacontenttype", "application/json", "version",
                          (json_int_t)version, "data", data);
-  ev->type = strdup(type);
-  ev->body = json_dumps(ce, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  ev->type = xstrdup(type);
+  ev->body = json_dumps(ce, JSON_COMPACT | JSON_PRESERVE_ORDER); /* allocates through xalloc */
   json_decref(ce);
-  if (!ev->type || !ev->body) abort();
+  if (!ev->body) xalloc_oom(0, XALLOC_WHERE);
 }
 
 void ev_free(ev_event *ev) {
@@ -127,8 +128,8 @@ static int read_outbox(const bson_t *doc, pending_event *out, int max) {
     }
     if (!id || !type || !body) continue;
     snprintf(out[n].id, sizeof out[n].id, "%s", id);
-    out[n].type = strdup(type);
-    out[n].body = strdup(body);
+    out[n].type = xstrdup(type);
+    out[n].body = xstrdup(body);
     n++;
   }
   return n;
@@ -136,13 +137,6 @@ static int read_outbox(const bson_t *doc, pending_event *out, int max) {
 
 static void free_pending(pending_event *ev, int n) {
   for (int i = 0; i < n; i++) free(ev[i].type), free(ev[i].body);
-}
-
-static int64_t doc_int(const bson_t *doc, const char *key) {
-  bson_iter_t it;
-  if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_NUMBER(&it))
-    return bson_iter_as_int64(&it);
-  return 0;
 }
 
 /* Removes the first `done` confirmed events (ids) from the document. Conditioned on
@@ -160,7 +154,7 @@ static void remove_published_locked(mongoc_collection_t *coll, const bson_value_
       bson_destroy(&filter);
       return;
     }
-    int64_t seq = doc_int(doc, "_outboxSeq");
+    int64_t seq = mongo_doc_int(doc, "_outboxSeq");
     /* Keep every entry whose id was not confirmed, in order. */
     bson_t update = BSON_INITIALIZER, set, arr;
     BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
@@ -194,7 +188,7 @@ static void remove_published_locked(mongoc_collection_t *coll, const bson_value_
     BSON_APPEND_INT64(&filter, "_outboxSeq", seq);
     bson_t reply;
     bool ok = mongoc_collection_update_one(coll, &filter, &update, NULL, &reply, &error);
-    int64_t matched = ok ? doc_int(&reply, "matchedCount") : 0;
+    int64_t matched = ok ? mongo_doc_int(&reply, "matchedCount") : 0;
     bson_destroy(&reply);
     bson_destroy(&update);
     bson_destroy(&filter);
@@ -326,16 +320,16 @@ static void *relay_main(void *arg) {
 }
 
 ev_relay *ev_relay_start(const ev_relay_options *opts) {
-  ev_relay *r = calloc(1, sizeof *r);
+  ev_relay *r = xcalloc(1, sizeof *r);
   if (!r) return NULL;
   r->opts = *opts;
   if (r->opts.poll_ms <= 0) r->opts.poll_ms = 1000;
   size_t n = 0;
   while (opts->collections[n]) n++;
-  r->collections = calloc(n + 1, sizeof *r->collections);
-  for (size_t i = 0; i < n; i++) r->collections[i] = strdup(opts->collections[i]);
-  r->url = strdup(opts->amqp_url);
-  r->exchange = strdup(opts->exchange);
+  r->collections = xcalloc(n + 1, sizeof *r->collections);
+  for (size_t i = 0; i < n; i++) r->collections[i] = xstrdup(opts->collections[i]);
+  r->url = xstrdup(opts->amqp_url);
+  r->exchange = xstrdup(opts->exchange);
   r->mq = mq_conn_new(r->url, r->exchange, "outbox-relay");
   if (!r->mq) goto err;
   pthread_mutex_init(&r->lock, NULL);

@@ -1,5 +1,6 @@
 /* hal — paging and HAL envelopes; see hal.h. */
 #include "voter/hal.h"
+#include "voter/xalloc.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -15,6 +16,13 @@ static int parse_nonneg(const char *s, int64_t *out) {
   if (errno || *end || v < 0 || s[0] == '+' || s[0] == ' ') return -1;
   *out = v;
   return 0;
+}
+
+const char *hal_sort_field(const char *const *allowed, const char *property) {
+  if (strcmp(property, "id") == 0) return "_id";
+  for (size_t i = 0; allowed[i]; i++)
+    if (strcmp(property, allowed[i]) == 0) return allowed[i];
+  return NULL;
 }
 
 int hal_parse_page(const http_request *req, http_response *res, hal_sortable sortable,
@@ -39,7 +47,7 @@ int hal_parse_page(const http_request *req, http_response *res, hal_sortable sor
   const char *sorts[HAL_MAX_SORT];
   int nsorts = http_query_all(req, "sort", sorts, HAL_MAX_SORT);
   for (int i = 0; i < nsorts; i++) {
-    char *copy = strdup(sorts[i]), *save = NULL;
+    char *copy = xstrdup(sorts[i]), *save = NULL;
     const char *props[HAL_MAX_SORT];
     int nprops = 0, dir = 1;
     bool bad = false;

@@ -266,6 +266,12 @@ static void tear_down(service *svc) {
   mongo_db_close(svc->db);
 }
 
+/* libcurl's allocations under the same out-of-memory policy as everything else. */
+static void *curl_xmalloc(size_t n) { return xalloc_malloc(n, "libcurl"); }
+static void *curl_xrealloc(void *p, size_t n) { return xalloc_realloc(p, n, "libcurl"); }
+static char *curl_xstrdup(const char *s) { return xalloc_strdup(s, "libcurl"); }
+static void *curl_xcalloc(size_t c, size_t n) { return xalloc_calloc(c, n, "libcurl"); }
+
 int service_run(int argc, char **argv, const service_spec *spec) {
   int rc = parse_args(argc, argv, spec);
   if (rc >= 0) return rc;
@@ -281,7 +287,8 @@ int service_run(int argc, char **argv, const service_spec *spec) {
   service_block_signals(); /* before any thread, so every thread inherits the mask */
   mongo_global_init();
   /* before any thread too: curl_global_init is not thread-safe */
-  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+  if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, curl_xmalloc, free, curl_xrealloc, curl_xstrdup,
+                           curl_xcalloc) != CURLE_OK) {
     log_error("cannot initialise libcurl");
     mongo_global_cleanup();
     return 1;

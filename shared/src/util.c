@@ -1,5 +1,6 @@
 /* util — ids, time, text; see util.h. */
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 #include <ctype.h>
 #include <openssl/rand.h>
@@ -124,7 +125,7 @@ static int hexval(char c) {
 }
 
 char *util_percent_decode(const char *s, size_t len, bool plus_is_space) {
-  char *out = malloc(len + 1), *o = out;
+  char *out = xmalloc(len + 1), *o = out;
   if (!out) return NULL;
   for (size_t i = 0; i < len; i++) {
     if (s[i] == '%') {
@@ -151,7 +152,7 @@ char *util_percent_decode(const char *s, size_t len, bool plus_is_space) {
 
 char *util_percent_encode(const char *s) {
   size_t n = strlen(s);
-  char *out = malloc(n * 3 + 1), *o = out;
+  char *out = xmalloc(n * 3 + 1), *o = out;
   if (!out) return NULL;
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
     if (isalnum(*p) || *p == '-' || *p == '.' || *p == '_' || *p == '~') {
@@ -166,7 +167,7 @@ char *util_percent_encode(const char *s) {
 
 char *util_regex_escape(const char *s) {
   size_t n = strlen(s);
-  char *out = malloc(n * 2 + 1), *o = out;
+  char *out = xmalloc(n * 2 + 1), *o = out;
   if (!out) return NULL;
   for (; *s; s++) {
     if (strchr("\\^$.|?*+()[]{}", *s)) *o++ = '\\';

@@ -17,6 +17,7 @@
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 #define BATCHES "batches"
 #define MAX_REJECTIONS 1000
@@ -95,8 +96,7 @@ static mq_verdict handle_chunk(void *ctx, const mq_message *msg, const char **er
     return MQ_REJECT;
   }
   size_t n = json_array_size(list);
-  vote_in *votes = calloc(n ? n : 1, sizeof *votes);
-  if (!votes) abort(); /* out of memory: the code base's one policy */
+  vote_in *votes = xcalloc(n ? n : 1, sizeof *votes);
   size_t k = 0;
   for (size_t i = 0; i < n; i++) {
     json_t *v = json_array_get(list, i);
@@ -135,11 +135,11 @@ static void *worker_main(void *arg) {
 }
 
 batch_ctx *batch_start(mongo_db *db, const char *amqp_url, const char *exchange, int chunk_size) {
-  batch_ctx *b = calloc(1, sizeof *b);
+  batch_ctx *b = xcalloc(1, sizeof *b);
   if (!b) return NULL;
   b->db = db;
-  b->url = strdup(amqp_url);
-  b->exchange = strdup(exchange);
+  b->url = xstrdup(amqp_url);
+  b->exchange = xstrdup(exchange);
   b->chunk_size = chunk_size > 0 ? chunk_size : 500;
   b->publisher = mq_conn_new(b->url, b->exchange, "voter-batch-publisher");
   pthread_mutex_init(&b->lock, NULL);
@@ -170,8 +170,7 @@ void batch_stop(batch_ctx *b) {
 /* ---- submission ---- */
 
 static const jsonv_field vote_fields[] = {
-    {"candidate", JSONV_STRING, true, 256},
-    {"election", JSONV_STRING, true, 256},
+    VOTES_FIELDS,
     {NULL, 0, false, 0},
 };
 

@@ -17,6 +17,7 @@
 #include "voter/json.h"
 #include "voter/log.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 #define VOTES_PATH "/voter/votes"
 
@@ -51,10 +52,8 @@ static void reply_status(http_response *res, vs_status st) {
 /* ---- votes ---- */
 
 static const char *vote_sort(const char *p) {
-  if (strcmp(p, "id") == 0) return "_id";
-  if (strcmp(p, "candidate") == 0) return "candidate";
-  if (strcmp(p, "election") == 0) return "election";
-  return NULL;
+  static const char *const allowed[] = {"candidate", "election", NULL};
+  return hal_sort_field(allowed, p);
 }
 
 static void list_votes(void *ctx, const http_request *req, http_response *res) {
@@ -72,8 +71,7 @@ static void list_votes(void *ctx, const http_request *req, http_response *res) {
 }
 
 static const jsonv_field vote_fields[] = {
-    {"candidate", JSONV_STRING, true, 256},
-    {"election", JSONV_STRING, true, 256},
+    VOTES_FIELDS,
     {"id", JSONV_STRING, false, 24}, /* ignored: ids are assigned by the service */
     {NULL, 0, false, 0},
 };
@@ -303,8 +301,7 @@ static void simulation(void *ctx, const http_request *req, http_response *res) {
   /* No candidates known (yet) for this election: like the original, answer 200 with the
    * usual message and add nothing; the sample-data scripts simulate every election. */
   size_t cap = json_array_size(candidates) * 25, n = 0;
-  vote_in *votes = calloc(cap ? cap : 1, sizeof *votes);
-  if (!votes) abort(); /* out of memory: the code base's one policy */
+  vote_in *votes = xcalloc(cap ? cap : 1, sizeof *votes);
   size_t i;
   json_t *c;
   json_array_foreach(candidates, i, c) {

@@ -12,6 +12,7 @@
 
 #include "voter/log.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 #define CHANNEL 1
 #define BACKOFF_MIN_MS 250
@@ -33,9 +34,9 @@ static void sleep_ms(int ms) {
 }
 
 tallybus *tallybus_new(const char *url, const char *events_exchange) {
-  tallybus *b = calloc(1, sizeof *b);
+  tallybus *b = xcalloc(1, sizeof *b);
   if (!b) return NULL;
-  b->url_copy = strdup(url);
+  b->url_copy = xstrdup(url);
   amqp_default_connection_info(&b->info);
   if (!b->url_copy || amqp_parse_url(b->url_copy, &b->info) != AMQP_STATUS_OK) {
     log_error("tallybus: cannot parse AMQP_URL");

@@ -11,6 +11,7 @@
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 #define VOTES "votes"
 #define TALLIES "tallies"
@@ -21,7 +22,7 @@
 #define VOTE_SETTLE_MS 5000
 
 static vs_status db_error(const char *what, const bson_error_t *e) {
-  log_warn("votes: %s failed: %s", what, e->message);
+  mongo_log_failure("votes", what, e);
   return VS_UNAVAILABLE;
 }
 
@@ -386,10 +387,9 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
   mongoc_collection_t *votes = mongo_collection(db, client, VOTES);
   mongoc_collection_t *tallies = mongo_collection(db, client, TALLIES);
   mongoc_collection_t *chunks = mongo_collection(db, client, CHUNKS);
-  bson_t **docs = calloc(n, sizeof *docs);
-  const char **elections = calloc(n, sizeof *elections);
-  bucket *buckets = calloc(n, sizeof *buckets);
-  if (!docs || !elections || !buckets) abort();
+  bson_t **docs = xcalloc(n, sizeof *docs);
+  const char **elections = xcalloc(n, sizeof *elections);
+  bucket *buckets = xcalloc(n, sizeof *buckets);
   int64_t now = util_now_ms();
   for (size_t i = 0; i < n; i++) {
     bson_oid_t oid;
@@ -499,8 +499,7 @@ vs_status votes_results(mongo_db *db, const char *election, json_t **results) {
   mongoc_cursor_t *cur = mongoc_collection_find_with_opts(tallies, filter, NULL, NULL);
   const bson_t *doc;
   size_t n = 0, cap = 16;
-  json_t **rows = malloc(cap * sizeof *rows);
-  if (!rows) abort(); /* out of memory: the code base's one policy */
+  json_t **rows = xmalloc(cap * sizeof *rows);
   while (mongoc_cursor_next(cur, &doc)) {
     bson_iter_t it;
     const char *candidate = NULL;
@@ -511,8 +510,7 @@ vs_status votes_results(mongo_db *db, const char *election, json_t **results) {
       votes = bson_iter_as_int64(&it);
     if (!candidate || votes <= 0) continue;
     if (n == cap) {
-      json_t **more = realloc(rows, (cap *= 2) * sizeof *rows);
-      if (!more) abort();
+      json_t **more = xrealloc(rows, (cap *= 2) * sizeof *rows);
       rows = more;
     }
     rows[n++] = json_pack("{s:s, s:I}", "candidate", candidate, "votes", (json_int_t)votes);
