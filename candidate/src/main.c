@@ -1,10 +1,10 @@
-/* main — the candidate service: its parts wired into service_run (see voter/service.h).
- *
- * Owns candidates; publishes candidate.created|updated|deleted through the outbox; keeps
- * a replica of the election service's elections fed by election.* events. */
+/* main — the candidate service wired into service_run (voter/service.h): candidates with
+ * candidate.* events through the outbox, and a replica of the election service's
+ * elections fed by election.* events. --help text in usage.h. */
 #include "candidate.h"
 #include "elections.h"
 #include "routes.h"
+#include "usage.h"
 #include "voter/config.h"
 #include "voter/service.h"
 
@@ -16,7 +16,7 @@ static int configure(service *svc) {
   return cfg_long("REPLICA_RETRY_MS", 1000, 10, 3600000, &retry_ms) ||
                  cfg_long("REPLICA_MAX_ATTEMPTS", 5, 1, 1000, &attempts) ? -1 : 0;
 }
-/* Events that arrive while the database is still away go through the retry queue. */
+/* The consumer starts now: events that arrive while the database is away are retried. */
 static int open_parts(service *svc) {
   elections_options o = {.db = svc->db, .amqp_url = svc->amqp_url, .exchange = svc->exchange,
                          .election_url = cfg_str("ELECTION_URL", "http://127.0.0.1:8081"),
@@ -29,9 +29,7 @@ static int open_parts(service *svc) {
   return api.store && elections_start_consumer(api.replica) ? 0 : 1;
 }
 static bool routes(service *svc, http_server *srv) {
-  (void)svc;
-  candidate_routes(srv, &api);
-  return true;
+  return (void)svc, candidate_routes(srv, &api), true;
 }
 static bool init(service *svc) {
   return entity_store_init(api.store) && candidate_indexes(svc->db) && elections_init(api.replica);
@@ -41,23 +39,8 @@ static void close_store(service *svc) { (void)svc, entity_store_close(api.store)
 
 static const char *const outbox[] = {"candidates", NULL};
 static const service_spec spec = {
-    .name = "candidate", .port = 8082, .threads = 4, .max_body = 1048576, .outbox = outbox,
-    .about = "The candidate service of the Voter API: CRUD of candidates under /candidate, events\n"
-             "candidate.created|updated|deleted published through a transactional outbox, and a\n"
-             "read-only replica of the election service's elections fed by election.* events\n"
-             "(queue candidate.elections, with .retry and .dlq). A candidate's election must be in\n"
-             "the replica.\n",
-    .options = "  REPLICA_QUEUE        queue feeding the election replica (default candidate.elections;\n"
-               "                       its retry and dead-letter queues add .retry and .dlq)\n"
-               "  REPLICA_RETRY_MS     delay before a failed event is retried (default 1000)\n"
-               "  REPLICA_MAX_ATTEMPTS attempts before an event is dead-lettered (default 5)\n"
-               "  ELECTION_URL         the election service, asked to replay by POST\n"
-               "                       /candidate/drop/elections (default http://127.0.0.1:8081)\n"
-               "  ELECTION_API_KEY     X-API-Key for that request, when ELECTION_URL is a gateway\n"
-               "                       (default: none)\n"
-               "  GATEWAY_PROOF_SECRET the secret shared with the gateway: drops and replays need\n"
-               "                       its proof with the admin scope (unset: they are refused, 403)\n",
-    .configure = configure, .open = open_parts, .routes = routes, .init = init, .stop = stop,
-    .close = close_store};
+    .name = "candidate", .about = CANDIDATE_ABOUT, .options = CANDIDATE_OPTIONS, .port = 8082,
+    .threads = 4, .max_body = 1048576, .outbox = outbox, .configure = configure,
+    .open = open_parts, .routes = routes, .init = init, .stop = stop, .close = close_store};
 
 int main(int argc, char **argv) { return service_run(argc, argv, &spec); }
