@@ -86,22 +86,25 @@ void service_ops_routes(http_server *srv, const char *ctx, service_info *info) {
   }
 }
 
-void service_block_signals(void) {
+/* The signals a service handles: SIGTERM and SIGINT stop it; SIGHUP (with_hup) is
+ * blocked and ignored. */
+static sigset_t stop_signals(bool with_hup) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGHUP);
+  if (with_hup) sigaddset(&set, SIGHUP);
+  return set;
+}
+
+void service_block_signals(void) {
+  sigset_t set = stop_signals(true);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
 }
 
 int service_wait_signal(void) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGHUP);
+  sigset_t set = stop_signals(true);
   for (;;) {
     int sig = 0;
     if (sigwait(&set, &sig) != 0) continue;
@@ -129,10 +132,7 @@ int service_http_options(const char *name, long default_port, long default_threa
 }
 
 bool service_signalled_within(long ms) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
+  sigset_t set = stop_signals(false);
   struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
   return sigtimedwait(&set, NULL, &ts) > 0;
 }
@@ -277,9 +277,9 @@ int service_run(int argc, char **argv, const service_spec *spec) {
   if (rc >= 0) return rc;
   xalloc_install(); /* before any jansson or libbson allocation */
   log_init(spec->name, cfg_str("LOG_LEVEL", "info"));
-  service svc = {.spec = spec, .app = spec->app};
+  service svc = {.spec = spec};
   svc.info = (service_info){.name = spec->name, .version = VOTER_VERSION,
-                                .commit = VOTER_GIT_COMMIT, .started = util_monotonic()};
+                            .commit = VOTER_GIT_COMMIT, .started = util_monotonic()};
   long poll_ms;
   bool paused;
   if (configure(&svc, &poll_ms, &paused) != 0) return 2;

@@ -55,7 +55,6 @@ typedef struct service_spec {
   const char *options; /* the --help lines of the service's own configuration */
   long port, threads, max_body; /* HTTP_PORT, HTTP_THREADS, HTTP_MAX_BODY defaults */
   const char *const *outbox; /* collections relayed by an outbox relay; NULL: no relay */
-  void *app;                 /* the service's own state, handed to every hook */
   /* Reads the service's own configuration (after the common one); -1 (logged) exits 2. */
   int (*configure)(service *svc);
   /* Opens the service's modules: the database handle and relay exist, nothing is served
@@ -73,7 +72,7 @@ typedef struct service_spec {
   /* Tear-down, in this order: stopping (before the HTTP server stops: wake long polls and
    * streams), stop (after it: consumers, threads), then the outbox relay is flushed and
    * stopped, then close (stores), then the database is closed. Each must accept what open
-   * left half-made. */
+   * left half-made, or did not reach. */
   void (*stopping)(service *svc);
   void (*stop)(service *svc);
   void (*close)(service *svc);
@@ -82,7 +81,6 @@ typedef struct service_spec {
 /* What service_run made, for the hooks. */
 struct service {
   const service_spec *spec;
-  void *app;
   mongo_db *db;
   ev_relay *relay;          /* NULL without spec->outbox */
   const char *amqp_url;     /* AMQP_URL, opaque here: the amqp module parses it */
