@@ -29,7 +29,6 @@ static char *dup_or_null(const char *s) { return s && *s ? xstrdup(s) : NULL; }
 
 elections *elections_open(const elections_options *o) {
   elections *e = xcalloc(1, sizeof *e);
-  if (!e) return NULL;
   e->db = o->db;
   e->election_url = dup_or_null(o->election_url);
   e->api_key = dup_or_null(o->api_key);

@@ -132,9 +132,7 @@ static int read_fd(int fd, size_t max, char **data, size_t *len) {
         close(fd);
         return -2;
       }
-      char *bigger = xrealloc(buf, cap * 2);
-      if (!bigger) break;
-      buf = bigger;
+      buf = xrealloc(buf, cap * 2);
       cap *= 2;
     }
     ssize_t r = read(fd, buf + n, cap - 1 - n);

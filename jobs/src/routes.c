@@ -488,7 +488,6 @@ static void list(void *ctx, const http_request *req, http_response *res) {
 
 routes_ctx *jobs_routes(http_server *srv, jobs_app *app, int http_threads) {
   routes_ctx *c = xcalloc(1, sizeof *c);
-  if (!c) return NULL;
   c->app = app;
   /* Long polls block their HTTP thread: keep at least one thread for everything else. */
   c->max_waiters = http_threads > 2 ? http_threads - 2 : 1;

@@ -25,7 +25,6 @@ char *runner_tail(const char *text, size_t len, size_t max) {
     if (nl) start = (size_t)(nl - text) + 1;
   }
   char *out = xmalloc(len - start + 1);
-  if (!out) return NULL;
   memcpy(out, text + start, len - start);
   out[len - start] = 0;
   return out;

@@ -101,7 +101,6 @@ static json_t *create_body(const jobs_config *cfg, const runner_task *t) {
 /* Docker multiplexes stdout/stderr as frames: [stream, 0, 0, 0, size (big-endian u32)]. */
 static char *demux_logs(const char *raw, size_t len, size_t max) {
   char *plain = xmalloc(len + 1);
-  if (!plain) return NULL;
   size_t n = 0, i = 0;
   bool framed = len >= 8 && (raw[0] == 1 || raw[0] == 2) && raw[1] == 0 && raw[2] == 0 && raw[3] == 0;
   if (!framed) {
@@ -251,7 +250,6 @@ runner *runner_docker_new(const jobs_config *cfg) {
     return NULL;
   }
   docker_runner *d = xcalloc(1, sizeof *d);
-  if (!d) return NULL;
   d->base.name = "docker";
   d->base.run = docker_run;
   d->base.destroy = docker_destroy;

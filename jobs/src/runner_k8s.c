@@ -281,7 +281,6 @@ runner *runner_k8s_new(const jobs_config *cfg) {
     return NULL;
   }
   k8s_runner *k = xcalloc(1, sizeof *k);
-  if (!k) return NULL;
   k->base.name = "kubernetes";
   k->base.run = k8s_run;
   k->base.destroy = k8s_destroy;

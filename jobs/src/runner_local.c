@@ -199,7 +199,6 @@ runner *runner_local_new(const jobs_config *cfg) {
     return NULL;
   }
   local_runner *l = xcalloc(1, sizeof *l);
-  if (!l) return NULL;
   l->base.name = "local";
   l->base.run = local_run;
   l->base.destroy = local_destroy;

@@ -146,7 +146,6 @@ static void *sweeper_main(void *arg) {
 
 sweeper *sweeper_start(jobs_app *app) {
   sweeper *sw = xcalloc(1, sizeof *sw);
-  if (!sw) return NULL;
   sw->app = app;
   pthread_mutex_init(&sw->lock, NULL);
   pthread_condattr_t attr;

@@ -123,7 +123,6 @@ static void *hooks_main(void *arg) {
 
 webhooks *webhooks_start(jobs_app *app) {
   webhooks *w = xcalloc(1, sizeof *w);
-  if (!w) return NULL;
   w->app = app;
   metrics_describe("jobs_webhooks_total", "counter", "Webhook delivery attempts by result");
   pthread_mutex_init(&w->lock, NULL);

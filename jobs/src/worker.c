@@ -482,7 +482,6 @@ static void *keeper_main(void *arg) {
 
 worker_pool *worker_start(jobs_app *app) {
   worker_pool *p = xcalloc(1, sizeof *p);
-  if (!p) return NULL;
   p->app = app;
   p->n = (int)app->cfg->concurrency;
   p->slots = xcalloc((size_t)p->n, sizeof *p->slots);

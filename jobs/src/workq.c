@@ -308,7 +308,6 @@ static void *consumer_main(void *arg) {
 workq *wq_new(const char *amqp_url, const char *exchange, const char *queue_prefix,
               int prefetch) {
   workq *q = xcalloc(1, sizeof *q);
-  if (!q) return NULL;
   snprintf(q->queue, sizeof q->queue, "%s%s", queue_prefix, WQ_QUEUE);
   q->url = xstrdup(amqp_url);
   q->exchange = xstrdup(exchange);

@@ -160,7 +160,6 @@ struct http_stream {
 http_stream *http_reply_stream(http_response *res, int status, const char *content_type,
                                http_stream_read read, http_stream_closed closed, void *ctx) {
   http_stream *s = xcalloc(1, sizeof *s);
-  if (!s) return NULL;
   pthread_mutex_init(&s->lock, NULL);
   s->refs = 2;
   s->read = read;
@@ -284,7 +283,6 @@ const char *http_base_url(const http_request *r) {
   /* X-Forwarded-Host may be a list when several proxies appended; the first is the client's. */
   size_t hl = strcspn(host, ", ");
   char *url = xmalloc(strlen(proto) + hl + 4);
-  if (!url) return "http://localhost";
   sprintf(url, "%s://%.*s", proto, (int)hl, host);
   return track(r->state, url);
 }
@@ -302,7 +300,6 @@ bool http_is_json(const http_request *r) {
 
 http_server *http_server_new(const http_options *opts) {
   http_server *s = xcalloc(1, sizeof *s);
-  if (!s) return NULL;
   s->opts = *opts;
   s->host = xstrdup(opts->host ? opts->host : "127.0.0.1");
   s->service = xstrdup(opts->service ? opts->service : "service");
@@ -557,7 +554,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   http_conn_state *st = *con_cls;
   if (!st) {
     st = xcalloc(1, sizeof *st);
-    if (!st) return MHD_NO;
     st->srv = s;
     st->conn = conn;
     st->started = util_monotonic();
@@ -591,7 +587,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
       size_t cap = (st->body_len + n + 1) * 2;
       if (cap > s->opts.max_body + 1) cap = s->opts.max_body + 1;
       char *nb = xrealloc(st->body, cap);
-      if (!nb) return MHD_NO;
       st->body = nb;
       st->body_cap = cap;
     }

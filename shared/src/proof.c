@@ -27,7 +27,6 @@ static int proof_digest(const char *secret, size_t secret_len, const char *metho
   size_t total = 0;
   for (size_t i = 0; i < 5; i++) total += strlen(parts[i]) + 1;
   char *msg = xmalloc(total);
-  if (!msg) return -1;
   size_t at = 0;
   for (size_t i = 0; i < 5; i++) {
     size_t n = strlen(parts[i]);
@@ -141,7 +140,6 @@ proof_signer *proof_signer_new(const char *secret, size_t secret_len) {
   }
   OPENSSL_cleanse(key, sizeof key);
   proof_signer *s = xcalloc(1, sizeof *s);
-  if (!s) return NULL;
   s->inner = EVP_MD_CTX_new();
   s->outer = EVP_MD_CTX_new();
   bool ok = s->inner && s->outer && EVP_DigestInit_ex(s->inner, EVP_sha256(), NULL) &&

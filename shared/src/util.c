@@ -126,7 +126,6 @@ static int hexval(char c) {
 
 char *util_percent_decode(const char *s, size_t len, bool plus_is_space) {
   char *out = xmalloc(len + 1), *o = out;
-  if (!out) return NULL;
   for (size_t i = 0; i < len; i++) {
     if (s[i] == '%') {
       if (i + 2 >= len) {
@@ -153,7 +152,6 @@ char *util_percent_decode(const char *s, size_t len, bool plus_is_space) {
 char *util_percent_encode(const char *s) {
   size_t n = strlen(s);
   char *out = xmalloc(n * 3 + 1), *o = out;
-  if (!out) return NULL;
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
     if (isalnum(*p) || *p == '-' || *p == '.' || *p == '_' || *p == '~') {
       *o++ = (char)*p;
@@ -168,7 +166,6 @@ char *util_percent_encode(const char *s) {
 char *util_regex_escape(const char *s) {
   size_t n = strlen(s);
   char *out = xmalloc(n * 2 + 1), *o = out;
-  if (!out) return NULL;
   for (; *s; s++) {
     if (strchr("\\^$.|?*+()[]{}", *s)) *o++ = '\\';
     *o++ = *s;

@@ -136,7 +136,6 @@ static void *worker_main(void *arg) {
 
 batch_ctx *batch_start(mongo_db *db, const char *amqp_url, const char *exchange, int chunk_size) {
   batch_ctx *b = xcalloc(1, sizeof *b);
-  if (!b) return NULL;
   b->db = db;
   b->url = xstrdup(amqp_url);
   b->exchange = xstrdup(exchange);

@@ -146,7 +146,6 @@ static void open_stream(void *ctx, const http_request *req, http_response *res) 
   const char *last = http_header(req, "Last-Event-ID");
   if (!last) last = http_query(req, "lastEventId");
   sub *s = xcalloc(1, sizeof *s);
-  if (!s) return http_reply_problem(res, 503, "Service Unavailable", "out of memory", NULL);
   s->hub = hub;
   if (last && strlen(last) < sizeof s->last_id) strcpy(s->last_id, last);
   pthread_mutex_lock(&hub->lock);
@@ -288,11 +287,9 @@ static size_t due_reads(stream_hub *hub, int64_t now, char ***out) {
     if (!due) continue;
     if (n == cap) {
       cap = cap ? cap * 2 : 8;
-      char **nl = xrealloc(list, cap * sizeof *nl);
-      if (!nl) break;
-      list = nl;
+      list = xrealloc(list, cap * sizeof *list);
     }
-    if (!(list[n] = xstrdup(w->election))) break;
+    list[n] = xstrdup(w->election);
     n++;
     w->dirty = false;
     w->last_read_ms = now;
@@ -369,7 +366,6 @@ static void *hub_main(void *arg) {
 stream_hub *stream_hub_start(mongo_db *db, const char *amqp_url, const char *exchange,
                              const stream_options *o) {
   stream_hub *hub = xcalloc(1, sizeof *hub);
-  if (!hub) return NULL;
   pthread_mutex_init(&hub->lock, NULL);
   hub->db = db;
   hub->o = *o;

@@ -35,7 +35,6 @@ static void sleep_ms(int ms) {
 
 tallybus *tallybus_new(const char *url, const char *events_exchange) {
   tallybus *b = xcalloc(1, sizeof *b);
-  if (!b) return NULL;
   b->url_copy = xstrdup(url);
   amqp_default_connection_info(&b->info);
   if (!b->url_copy || amqp_parse_url(b->url_copy, &b->info) != AMQP_STATUS_OK) {
