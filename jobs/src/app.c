@@ -7,6 +7,7 @@
 #include "fsutil.h"
 #include "sweeper.h"
 #include "voter/log.h"
+#include "voter/util.h"
 #include "webhook.h"
 #include "worker.h"
 
@@ -14,11 +15,7 @@ void app_init(jobs_app *app, const jobs_config *cfg) {
   memset(app, 0, sizeof *app);
   app->cfg = cfg;
   pthread_mutex_init(&app->change_lock, NULL);
-  pthread_condattr_t attr;
-  pthread_condattr_init(&attr);
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  pthread_cond_init(&app->change_cond, &attr);
-  pthread_condattr_destroy(&attr);
+  util_cond_init_monotonic(&app->change_cond);
 }
 
 void app_destroy(jobs_app *app) {
@@ -41,11 +38,7 @@ uint64_t app_change_seq(jobs_app *app) {
 }
 
 uint64_t app_wait_change(jobs_app *app, uint64_t seq, long ms) {
-  struct timespec until;
-  clock_gettime(CLOCK_MONOTONIC, &until);
-  until.tv_sec += ms / 1000;
-  until.tv_nsec += (ms % 1000) * 1000000L;
-  if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+  struct timespec until = util_monotonic_deadline(ms);
   pthread_mutex_lock(&app->change_lock);
   while (app->change_seq == seq && !atomic_load(&app->stopping))
     if (pthread_cond_timedwait(&app->change_cond, &app->change_lock, &until) != 0) break;

@@ -4,8 +4,8 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <time.h>
 
+#include "voter/util.h"
 #include "voter/xalloc.h"
 
 struct ticker {
@@ -18,15 +18,6 @@ struct ticker {
   bool stop, kicked;
 };
 
-static struct timespec deadline(long ms) {
-  struct timespec until;
-  clock_gettime(CLOCK_MONOTONIC, &until);
-  until.tv_sec += ms / 1000;
-  until.tv_nsec += (ms % 1000) * 1000000L;
-  if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
-  return until;
-}
-
 static void *ticker_main(void *arg) {
   ticker *t = arg;
   pthread_mutex_lock(&t->lock);
@@ -35,7 +26,7 @@ static void *ticker_main(void *arg) {
     pthread_mutex_unlock(&t->lock);
     t->round(t->arg);
     pthread_mutex_lock(&t->lock);
-    struct timespec until = deadline(t->period_ms);
+    struct timespec until = util_monotonic_deadline(t->period_ms);
     while (!t->stop && !t->kicked)
       if (pthread_cond_timedwait(&t->cond, &t->lock, &until) != 0) break;
   }
@@ -47,11 +38,7 @@ ticker *ticker_start(void (*round)(void *arg), void *arg, long period_ms) {
   ticker *t = xcalloc(1, sizeof *t);
   *t = (ticker){.round = round, .arg = arg, .period_ms = period_ms};
   pthread_mutex_init(&t->lock, NULL);
-  pthread_condattr_t attr;
-  pthread_condattr_init(&attr);
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  pthread_cond_init(&t->cond, &attr);
-  pthread_condattr_destroy(&attr);
+  util_cond_init_monotonic(&t->cond);
   if (pthread_create(&t->thread, NULL, ticker_main, t) != 0) {
     pthread_cond_destroy(&t->cond);
     pthread_mutex_destroy(&t->lock);
