@@ -48,9 +48,9 @@ int httpc_do(const httpc_request *req, httpc_response *res) {
   if (req->content_type) {
     snprintf(line, sizeof line, "Content-Type: %s", req->content_type);
     hdrs = curl_slist_append(hdrs, line);
-  }
-  else if (!req->body)
+  } else if (!req->body) {
     hdrs = curl_slist_append(hdrs, "Content-Type:"); /* no body: no form type either */
+  }
   hdrs = curl_slist_append(hdrs, "Expect:"); /* no 100-continue round trip */
   for (const char *const *h = req->headers; h && *h; h++) hdrs = curl_slist_append(hdrs, *h);
   char errbuf[CURL_ERROR_SIZE] = "";
