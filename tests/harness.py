@@ -28,6 +28,7 @@ import argparse
 import atexit
 import hashlib
 import hmac
+import json
 import os
 import random
 import secrets
@@ -671,6 +672,169 @@ class RabbitMQ:
         """Full stop and start on the same ports and data."""
         self.stop()
         return self.start()
+
+
+# --------------------------------------------------------------------------- RabbitMQ cluster
+
+class RabbitClusterNode(RabbitMQ):
+    """One node of a RabbitCluster: its own name, ports, data and logs, but the cluster's
+    epmd (nodes on one host find each other's distribution ports through one epmd) and
+    the cluster's Erlang cookie."""
+
+    def __init__(self, cluster: "RabbitCluster", run_dir, index: int) -> None:
+        super().__init__(run_dir, epmd_port=cluster.epmd_port,
+                         nodename=f"vc{cluster.epmd_port}n{index}@localhost")
+        self.cluster = cluster
+        self.index = index
+
+    def __repr__(self) -> str:
+        return f"RabbitClusterNode({self.nodename}, amqp={self.port})"
+
+    def _start_epmd(self) -> None:
+        self.cluster._start_epmd()
+
+    def _prepare(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        cookie = self.home / ".erlang.cookie"
+        if not cookie.exists():
+            cookie.write_text(self.cluster.cookie)
+            cookie.chmod(0o400)
+        super()._prepare()
+
+    def kill(self) -> None:
+        """SIGKILL the node's whole process group (beam.smp and its helpers), as a crash
+        would; its data stays, and start() brings it back into the cluster."""
+        if self._proc is None:
+            return
+        try:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            self._proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        self.stop(quiet=True)  # bookkeeping only: nothing of it runs any more
+
+
+class RabbitCluster:
+    """A RabbitMQ cluster of `size` nodes on 127.0.0.1 (all ports below 32768): one epmd,
+    one Erlang cookie, nodes joined to the first with stop_app / join_cluster / start_app.
+
+    `url` is the comma-separated list of the nodes' URLs, the AMQP_URL form the services
+    take (shared/include/voter/amqp.h). `nodes[i]` are RabbitMQ objects (ctl, stop_app,
+    start_app) with kill() (SIGKILL) and start() to bring a node back."""
+
+    def __init__(self, run_dir, size: int = 3) -> None:
+        self.run_dir = Path(run_dir)
+        self.epmd_port = free_port()
+        self.cookie = secrets.token_hex(16).upper()
+        self.epmd_log = self.run_dir / "epmd.log"
+        self._epmd: Optional[subprocess.Popen] = None
+        self.nodes = [RabbitClusterNode(self, self.run_dir / f"node{i + 1}", i + 1)
+                      for i in range(size)]
+        self.start_seconds: Optional[float] = None
+
+    def __repr__(self) -> str:
+        return f"RabbitCluster({len(self.nodes)} nodes, epmd={self.epmd_port})"
+
+    @property
+    def url(self) -> str:
+        return ",".join(n.url for n in self.nodes)
+
+    @property
+    def running(self) -> bool:
+        return any(n.running for n in self.nodes)
+
+    def env(self) -> dict:
+        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "ERL_EPMD_PORT": str(self.epmd_port),
+                "ERL_EPMD_ADDRESS": "127.0.0.1", "HOME": str(self.run_dir)}
+
+    def _start_epmd(self) -> None:
+        if self._epmd is not None and self._epmd.poll() is None:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._epmd = _spawn(["epmd", "-port", str(self.epmd_port), "-address", "127.0.0.1"],
+                            self.env(), self.epmd_log)
+        try:
+            wait_until(lambda: port_open(self.epmd_port) or self._epmd.poll() is not None,
+                       timeout=10, message=f"epmd on port {self.epmd_port}")
+        except AssertionError:
+            pass
+        if self._epmd.poll() is not None:
+            raise HarnessError(f"epmd exited ({self._epmd.returncode}) on port {self.epmd_port}:\n"
+                               f"{_tail(self.epmd_log)}")
+
+    def start(self, timeout: float = 120) -> "RabbitCluster":
+        """Start every node (in parallel: each takes 5-7 s), join the others to the first,
+        and return once cluster_status lists them all as running."""
+        t0 = time.monotonic()
+        _track(self)
+        self._start_epmd()
+        errors: list[str] = []
+
+        def boot(node):
+            try:
+                node.start(timeout=timeout)
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(f"{node!r}: {exc}")
+
+        threads = [threading.Thread(target=boot, args=(n,)) for n in self.nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            self.stop()
+            raise HarnessError("cluster did not start:\n" + "\n".join(errors))
+        first = self.nodes[0]
+        for node in self.nodes[1:]:
+            node.ctl("stop_app")
+            node.ctl("join_cluster", first.nodename)
+            node.ctl("start_app")
+        self.wait_running(len(self.nodes), timeout=timeout)
+        self.start_seconds = time.monotonic() - t0
+        return self
+
+    def running_nodes(self) -> list[str]:
+        """Node names cluster_status reports as running, asked of the first live node."""
+        for node in self.nodes:
+            if not node.running:
+                continue
+            try:
+                out = node.ctl("cluster_status", "--formatter", "json", timeout=30)
+            except (HarnessError, subprocess.TimeoutExpired):
+                continue
+            try:
+                return sorted(json.loads(out).get("running_nodes", []))
+            except ValueError:
+                continue
+        return []
+
+    def wait_running(self, count: int, timeout: float = 60) -> list[str]:
+        wait_until(lambda: len(self.running_nodes()) == count, timeout=timeout, interval=0.5,
+                   message=f"{count} running nodes in {self!r}")
+        return self.running_nodes()
+
+    def stop(self, quiet: bool = False) -> None:
+        problems = []
+        for node in reversed(self.nodes):
+            try:
+                node.stop(quiet=quiet)
+            except HarnessError as exc:
+                problems.append(str(exc))
+        if self._epmd is not None:
+            if self._epmd.poll() is None:
+                subprocess.run(["epmd", "-port", str(self.epmd_port), "-kill"], env=self.env(),
+                               stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+                if _terminate(self._epmd, grace=10):
+                    problems.append("epmd needed SIGKILL")
+            _reaper.remove(pgid=self._epmd.pid)
+            _kill_group_leftovers(self._epmd.pid)
+            self._epmd = None
+        _untrack(self)
+        if problems and not quiet:
+            raise HarnessError(f"{self!r}: " + "; ".join(problems))
 
 
 # --------------------------------------------------------------------------- PostgreSQL

@@ -1,22 +1,30 @@
 """Deployment manifests, checked offline: the Kubernetes overlays render with
 `kubectl kustomize`, every rendered object decodes strictly into its Kubernetes API type
 (tools/k8scheck, built from k8s.io/api through the Go module proxy, cached in
-/opt/voter-tools/bin), the suite's own policies hold (probes, limits, non-root, ClusterIP
-only, ingress to the gateway, minimal RBAC, network isolation), and docker-compose.yml
-parses with Debian's docker-compose 1.29 and follows the same rules.
+/opt/voter-tools/bin) or, for the operator kinds of the prod overlay (RabbitmqCluster,
+MongoDBCommunity), validates strictly against the minimal hand-written CRD subsets in
+tools/k8scheck/crds (the published CRDs cannot be fetched here), the suite's own policies
+hold (probes, limits, non-root, ClusterIP only, ingress to the gateway, minimal RBAC,
+network isolation, a three-node broker cluster and a three-member replica set, services
+given a list of brokers and a replica-set URI), and docker-compose.yml parses with
+Debian's docker-compose 1.29 and follows the same rules.
 
 No cluster and no Docker engine are needed."""
 
 from __future__ import annotations
 
+import atexit
+import base64
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 import yaml
@@ -34,10 +42,16 @@ DOMAIN = ("election", "candidate", "voter")
 SERVICES = DOMAIN + ("jobs", "gateway")
 # Pods the jobs service creates at run time (kubernetes runner): policies may select them.
 RUNTIME_PODS = "app.kubernetes.io/name=voter-tabulate"
-# What the prod overlay expects to exist before `kubectl apply` (docs/deploy.md).
-PROD_EXTERNAL_SECRETS = ("broker-secrets", "election-secrets", "candidate-secrets",
-                         "voter-secrets", "jobs-secrets", "gateway-proof", "gateway-keys",
-                         "gateway-config")
+DATABASES = ("election", "candidate", "voter", "jobs")  # one database and user each
+# What the prod overlay expects to exist before `kubectl apply` (docs/deploy.md): made by
+# hand, never kept in the repository ...
+PROD_EXTERNAL_SECRETS = ("jobs-secrets", "gateway-proof", "gateway-keys", "gateway-config")
+PROD_DB_PASSWORDS = tuple(f"{d}-mongodb-password" for d in DATABASES)
+# ... and what the operators write (RabbitMQ Cluster Operator: <cluster>-default-user;
+# MongoDB Community Operator: each user's connectionStringSecretName), with the labels of
+# the pods they create (NetworkPolicies select them).
+PROD_OPERATOR_SECRETS = ("rabbitmq-default-user",) + tuple(f"{d}-mongodb-uri" for d in DATABASES)
+PROD_OPERATOR_PODS = ("app.kubernetes.io/name=rabbitmq", "app=mongo-svc")
 # Secrets compose refuses to start without (${VAR:?...}); .env.example leaves them empty.
 COMPOSE_SECRETS = ("MONGO_ROOT_PASSWORD", "ELECTION_DB_PASSWORD", "CANDIDATE_DB_PASSWORD",
                    "VOTER_DB_PASSWORD", "JOBS_DB_PASSWORD", "ELECTION_MONGODB_URI",
@@ -70,6 +84,7 @@ def k8s_tree() -> Path:
     k8s/overlays/dev/secrets/ is neither read nor written."""
     if not _tree:
         tmp = Path(tempfile.mkdtemp(prefix="voter-k8s-"))
+        atexit.register(shutil.rmtree, tmp, True)
         shutil.copytree(ROOT / "k8s", tmp / "k8s", ignore=shutil.ignore_patterns("secrets"))
         r = subprocess.run([str(ROOT / "scripts" / "secrets"), "k8s-dev",
                             str(tmp / "k8s" / "overlays" / "dev" / "secrets")],
@@ -125,7 +140,8 @@ def component(workload) -> str:
 def checker_stamp() -> str:
     """Hash of the checker's sources: a stale cached binary is rebuilt."""
     h = hashlib.sha256()
-    for f in sorted(CHECKER_SRC.glob("*.go")) + [CHECKER_SRC / "go.mod", CHECKER_SRC / "go.sum"]:
+    for f in (sorted(CHECKER_SRC.glob("*.go")) + sorted(CHECKER_SRC.glob("crds/*.yaml"))
+              + [CHECKER_SRC / "go.mod", CHECKER_SRC / "go.sum"]):
         h.update(f.name.encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
 
@@ -176,8 +192,10 @@ def test_overlays_exist():
 def test_overlay_validates_strictly_against_the_api_types(k8scheck, overlay):
     args = ["-runtime-pods", RUNTIME_PODS]
     if overlay == "prod":
-        for name in PROD_EXTERNAL_SECRETS:
+        for name in PROD_EXTERNAL_SECRETS + PROD_DB_PASSWORDS + PROD_OPERATOR_SECRETS:
             args += ["-external", f"Secret/{name}"]
+        for pods in PROD_OPERATOR_PODS:
+            args += ["-runtime-pods", pods]
     r = run_check(k8scheck, render(overlay), *args)
     assert r.returncode == 0, f"k8scheck on k8s/overlays/{overlay}:\n{r.stdout}{r.stderr}"
 
@@ -246,11 +264,65 @@ spec:
     metadata: {labels: {app: a}}
     spec: {containers: [{name: a, image: a, readinessProbe: {periodSeconds: 5}}]}
 """,
+        # the operator kinds, against the CRD subsets of tools/k8scheck/crds
+        "misspelt operator kind": """
+apiVersion: rabbitmq.com/v1beta1
+kind: RabbitMQCluster
+metadata: {name: a}
+spec: {replicas: 3}
+""",
+        "unknown RabbitmqCluster field": """
+apiVersion: rabbitmq.com/v1beta1
+kind: RabbitmqCluster
+metadata: {name: a}
+spec: {replicas: 3, replica: 3}
+""",
+        "RabbitmqCluster replicas as a string": """
+apiVersion: rabbitmq.com/v1beta1
+kind: RabbitmqCluster
+metadata: {name: a}
+spec: {replicas: "3"}
+""",
+        "unknown field inside an embedded core type": """
+apiVersion: rabbitmq.com/v1beta1
+kind: RabbitmqCluster
+metadata: {name: a}
+spec: {replicas: 3, affinity: {podAntiAffinity: {required: []}}}
+""",
+        "MongoDBCommunity type outside its enum": """
+apiVersion: mongodbcommunity.mongodb.com/v1
+kind: MongoDBCommunity
+metadata: {name: a}
+spec:
+  members: 3
+  type: Sharded
+  version: "7.0.14"
+  users: []
+""",
+        "MongoDBCommunity user without its password": """
+apiVersion: mongodbcommunity.mongodb.com/v1
+kind: MongoDBCommunity
+metadata: {name: a}
+spec:
+  members: 3
+  type: ReplicaSet
+  version: "7.0.14"
+  users: [{name: a, db: a, roles: [{name: readWrite, db: a}], scramCredentialsSecretName: a}]
+""",
+        "bad metadata on a custom resource": """
+apiVersion: mongodbcommunity.mongodb.com/v1
+kind: MongoDBCommunity
+metadata: {name: A_b, label: {x: y}}
+spec: {members: 3, type: ReplicaSet, version: "7.0.14", users: []}
+""",
     }
     for what, text in bad.items():
         r = run_check(k8scheck, text)
         assert r.returncode == 1, f"k8scheck accepted a manifest with a {what}:\n{r.stdout}"
     good = bad["dangling secret"].replace("envFrom: [{secretRef: {name: nowhere}}]", "args: [x]")
+    r = run_check(k8scheck, good)
+    assert r.returncode == 0, r.stdout + r.stderr
+    good = bad["unknown RabbitmqCluster field"].replace(", replica: 3", "")
     r = run_check(k8scheck, good)
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -323,28 +395,43 @@ def test_services_are_cluster_ip_and_the_ingress_reaches_only_the_gateway(overla
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_rbac_lets_only_jobs_run_jobs_and_read_pod_logs(overlay):
+def test_rbac_lets_only_jobs_run_jobs_and_the_broker_find_its_peers(overlay):
+    """jobs runs Jobs and reads pod logs; in dev the RabbitMQ nodes read the one Endpoints
+    object of their headless Service (peer discovery) and nothing else. No other pod gets
+    an API token; nothing is cluster-wide."""
     objs = objects(overlay)
     assert not of_kind(objs, "ClusterRole") and not of_kind(objs, "ClusterRoleBinding")
-    roles = of_kind(objs, "Role")
-    assert [r["metadata"]["name"] for r in roles] == ["jobs-runner"]
+    roles = {r["metadata"]["name"]: r for r in of_kind(objs, "Role")}
+    expected = {"jobs-runner": "jobs"}
+    if overlay == "dev":
+        expected["rabbitmq-peer-discovery"] = "rabbitmq"
+    assert set(roles) == set(expected)
     granted: dict = {}
-    for rule in roles[0]["rules"]:
+    for rule in roles["jobs-runner"]["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"]
         for group in rule["apiGroups"]:
             for res in rule["resources"]:
                 granted.setdefault((group, res), set()).update(rule["verbs"])
     assert granted == JOBS_RBAC
-    (binding,) = of_kind(objs, "RoleBinding")
-    assert binding["roleRef"]["name"] == "jobs-runner"
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "jobs", "namespace": "voter"}]
-    for w in workloads(objs):
-        spec = pod_spec(w)
-        if w["metadata"]["name"] == "jobs":
-            assert spec["serviceAccountName"] == "jobs"
+    bindings = {b["roleRef"]["name"]: b for b in of_kind(objs, "RoleBinding")}
+    assert set(bindings) == set(expected)
+    for role, account in expected.items():
+        assert bindings[role]["roleRef"]["kind"] == "Role"
+        assert bindings[role]["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "voter"}]
+    token_holders = {"jobs": "jobs"}
+    if overlay == "dev":
+        rabbit = named(objs, "StatefulSet", "rabbitmq")
+        assert roles["rabbitmq-peer-discovery"]["rules"] == [{
+            "apiGroups": [""], "resources": ["endpoints"],
+            "resourceNames": [rabbit["spec"]["serviceName"]], "verbs": ["get"]}]
+        token_holders["rabbitmq"] = "rabbitmq"
+    for w in workloads(objs) + of_kind(objs, "Job"):
+        spec, name = pod_spec(w), w["metadata"]["name"]
+        if name in token_holders:
+            assert spec["serviceAccountName"] == token_holders[name]
+            assert spec.get("automountServiceAccountToken", True) is True, f"{name} needs its token"
         else:
-            assert spec.get("automountServiceAccountToken") is False, \
-                f"{w['metadata']['name']} gets no API token"
+            assert spec.get("automountServiceAccountToken") is False, f"{name} gets no API token"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -388,21 +475,48 @@ def test_network_policies_isolate_the_services(overlay):
     for app in ("election", "candidate", "voter", "jobs"):
         peers = allowed_from(app)
         assert peers and all(set(p) == {"podSelector"} for p in peers), app
-    backing = {"mongo", "rabbitmq"} & {w["metadata"]["name"] for w in workloads(objs)}
+    # MongoDB and RabbitMQ (dev: the overlay's StatefulSets; prod: the operators' pods):
+    # the client port only from the four services, the rest only between their own pods
+    # (and, in dev, the replica-set initialisation Job)
     if overlay == "dev":
-        assert backing == {"mongo", "rabbitmq"}
-    for app in backing:
-        (peer,) = allowed_from(app)
-        (expr,) = peer["podSelector"]["matchExpressions"]
-        assert expr["operator"] == "In" and set(expr["values"]) == {"election", "candidate", "voter", "jobs"}
+        backing = {("app.kubernetes.io/name", "mongo"): (27017, {"mongo", "mongo-rs-init"}),
+                   ("app.kubernetes.io/name", "rabbitmq"): (5672, {"rabbitmq"})}
+    else:
+        backing = {("app", "mongo-svc"): (27017, {"mongo-svc"}),
+                   ("app.kubernetes.io/name", "rabbitmq"): (5672, {"rabbitmq"})}
+    for (key, value), (client_port, own) in backing.items():
+        specs = [spec for spec in pols.values() if spec["podSelector"].get("matchLabels") == {key: value}]
+        assert len(specs) == 1, f"one policy for {key}={value}"
+        client_rules = 0
+        for rule in specs[0]["ingress"]:
+            names = set()
+            for p in rule["from"]:
+                assert set(p) == {"podSelector"}, f"{value}: only pods of this namespace"
+                sel = p["podSelector"]
+                names |= set(sel.get("matchLabels", {}).values())
+                for e in sel.get("matchExpressions", []):
+                    assert e["operator"] == "In"
+                    names |= set(e["values"])
+            if names == set(DATABASES):
+                client_rules += 1
+                assert [p["port"] for p in rule["ports"]] == [client_port], value
+            else:
+                assert names and names <= own, f"{value}: peers only from its own pods, not {names}"
+        assert client_rules == 1, f"{value}: one rule for the four services"
     assert pols["tabulate-isolated"]["policyTypes"] == ["Ingress", "Egress"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_disruption_budgets_and_autoscalers(overlay):
     objs = objects(overlay)
-    pdbs = {p["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] for p in of_kind(objs, "PodDisruptionBudget")}
-    assert set(SERVICES) <= pdbs
+    budgets = {p["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]: p["spec"]
+               for p in of_kind(objs, "PodDisruptionBudget")}
+    assert set(SERVICES) <= set(budgets)
+    if overlay == "dev":
+        # a quorum (two of three) of broker nodes and replica-set members stays up
+        for backing in ("mongo", "rabbitmq"):
+            assert budgets[backing] == {"maxUnavailable": 1,
+                                        "selector": {"matchLabels": {"app.kubernetes.io/name": backing}}}
     hpas = {h["spec"]["scaleTargetRef"]["name"]: h["spec"] for h in of_kind(objs, "HorizontalPodAutoscaler")}
     assert set(hpas) == {"gateway", "voter"}
     assert hpas["voter"]["minReplicas"] >= 3
@@ -413,12 +527,12 @@ def test_disruption_budgets_and_autoscalers(overlay):
 def test_dev_brings_its_own_databases_and_prod_no_secrets():
     dev, prod = objects("dev"), objects("prod")
     assert {w["metadata"]["name"] for w in of_kind(dev, "StatefulSet")} == {"mongo", "rabbitmq"}
-    assert not of_kind(prod, "StatefulSet"), "prod uses operator-managed or external MongoDB/RabbitMQ"
+    assert not of_kind(prod, "StatefulSet"), "prod uses operator-managed MongoDB/RabbitMQ"
     assert not of_kind(prod, "Secret"), "prod secrets are made beforehand, never kept in the repo"
     dev_secrets = {s["metadata"]["name"].rsplit("-", 1)[0] for s in of_kind(dev, "Secret")}
     assert set(PROD_EXTERNAL_SECRETS) <= dev_secrets
     docs = (ROOT / "docs" / "deploy.md").read_text()
-    for name in PROD_EXTERNAL_SECRETS + ("voter-tls",):
+    for name in PROD_EXTERNAL_SECRETS + PROD_DB_PASSWORDS + ("voter-tls",):
         assert name in docs, f"docs/deploy.md tells how to create {name}"
     # one user-creation script for compose and the dev overlay
     assert (ROOT / "k8s/overlays/dev/init-users.js").read_text() == \
@@ -455,6 +569,363 @@ def test_dev_secrets_are_generated_never_shipped():
         assert vol["secret"]["secretName"].startswith("gateway-keys")
     dev_keys = [s for s in of_kind(objects("dev"), "Secret") if s["metadata"]["name"].startswith("gateway-keys")]
     assert len(dev_keys) == 1 and "keys.json" in dev_keys[0]["data"]
+
+
+# --------------------------------------------------------------------------- clustered backing services
+
+RABBITMQ_SCHEMAS = Path(f"/usr/lib/rabbitmq/lib/rabbitmq_server-{harness.RABBITMQ_VERSION}/plugins")
+
+
+def secret_data(objs, prefix: str) -> dict[str, str]:
+    """The decoded data of the one generated Secret named <prefix>-<hash>."""
+    (secret,) = [o for o in of_kind(objs, "Secret") if o["metadata"]["name"].rsplit("-", 1)[0] == prefix]
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
+
+def config_map(objs, name: str) -> dict[str, str]:
+    (cm,) = [o for o in of_kind(objs, "ConfigMap") if o["metadata"]["name"].rsplit("-", 1)[0] == name]
+    return cm["data"]
+
+
+def rabbitmq_conf(text: str) -> dict[str, str]:
+    conf = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            assert key.strip() not in conf, f"{key} twice"
+            conf[key.strip()] = value.strip()
+    return conf
+
+
+def container_env(container) -> dict:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def headless(objs, name: str) -> dict:
+    svc = named(objs, "Service", name)["spec"]
+    assert svc.get("clusterIP") == "None", f"{name} is headless (one DNS name per pod)"
+    assert svc.get("publishNotReadyAddresses") is True, f"{name} lists pods before they are ready"
+    return svc
+
+
+def test_dev_rabbitmq_is_a_three_node_cluster_formed_by_peer_discovery():
+    objs = objects("dev")
+    sts = named(objs, "StatefulSet", "rabbitmq")
+    spec, service = sts["spec"], sts["spec"]["serviceName"]
+    assert spec["replicas"] == 3
+    assert spec["podManagementPolicy"] == "Parallel", "after a full stop every node must start"
+    headless(objs, service)
+    pod = pod_spec(sts)
+    (c,) = pod["containers"]
+    env = container_env(c)
+    # node names: the stable DNS names peer discovery hands out
+    suffix = f".{service}.voter.svc.cluster.local"
+    assert env["RABBITMQ_USE_LONGNAME"] == "true"
+    assert env["RABBITMQ_NODENAME"] == "rabbit@$(POD_NAME)" + suffix.replace(".voter.", ".$(POD_NAMESPACE).")
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # the configuration: the k8s backend, asking for this Service's endpoints
+    files = config_map(objs, "rabbitmq-config")
+    conf = rabbitmq_conf(files["20-cluster.conf"])
+    assert conf["cluster_formation.peer_discovery_backend"] == "rabbit_peer_discovery_k8s"
+    assert conf["cluster_formation.k8s.service_name"] == service
+    assert conf["cluster_formation.k8s.address_type"] == "hostname"
+    assert conf["cluster_formation.k8s.hostname_suffix"] == suffix
+    assert conf["cluster_formation.node_cleanup.only_log_warning"] == "true", \
+        "a node that is away is never removed from the cluster (its quorum-queue replicas wait)"
+    assert conf["cluster_partition_handling"] == "pause_minority"
+    assert conf["queue_leader_locator"] == "balanced"
+    assert conf["queue_master_locator"] == "min-masters"
+    assert "rabbitmq_peer_discovery_k8s" in files["enabled_plugins"]
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    assert mounts["/etc/rabbitmq/conf.d/20-cluster.conf"]["subPath"] == "20-cluster.conf"
+    assert mounts["/etc/rabbitmq/enabled_plugins"]["subPath"] == "enabled_plugins"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[mounts["/etc/rabbitmq/enabled_plugins"]["name"]]["configMap"]["name"].startswith("rabbitmq-config-")
+    # one Erlang cookie for the three nodes, from the generated Secret, copied with mode 400
+    cookie = volumes["erlang-cookie"]["secret"]["secretName"]
+    assert cookie.startswith("rabbitmq-erlang-cookie-")
+    assert len(secret_data(objs, "rabbitmq-erlang-cookie")[".erlang.cookie"]) >= 32
+    (init,) = pod["initContainers"]
+    assert "/var/lib/rabbitmq/.erlang.cookie" in init["command"][-1] and "chmod 400" in init["command"][-1]
+    assert "RABBITMQ_ERLANG_COOKIE" not in env, "the cookie is a file, not a (deprecated) variable"
+    # ready when the node accepts connections, by the broker's own diagnostics
+    assert c["readinessProbe"]["exec"]["command"][0] == "rabbitmq-diagnostics"
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"amqp": 5672, "management": 15672, "epmd": 4369, "dist": 25672}
+
+
+def test_dev_rabbitmq_configuration_keys_exist_in_rabbitmq():
+    """Every key of the cluster configuration is one RabbitMQ's own configuration schema
+    knows (rabbit, peer-discovery common and k8s plugins of the local RabbitMQ, the oldest
+    version the suite supports): a misspelt key stops a node at boot."""
+    schemas = list(RABBITMQ_SCHEMAS.glob("*/priv/schema/*.schema"))
+    if not schemas:
+        pytest.skip(f"no RabbitMQ configuration schemas under {RABBITMQ_SCHEMAS}")
+    patterns = []
+    for f in schemas:
+        for key in re.findall(r'\{mapping,\s*"([^"]+)"', f.read_text()):
+            patterns.append(re.compile("^" + re.sub(r"\\\$\w+", "[^.]+", re.escape(key)) + "$"))
+    conf = rabbitmq_conf(config_map(objects("dev"), "rabbitmq-config")["20-cluster.conf"])
+    unknown = [k for k in conf if not any(p.match(k) for p in patterns)]
+    assert not unknown, f"keys RabbitMQ {harness.RABBITMQ_VERSION} does not know: {unknown}"
+    assert any(p.match("cluster_formation.k8s.hostname_suffix") for p in patterns)
+    assert not any(p.match("cluster_formation.k8s.hostname_sufix") for p in patterns)
+
+
+def test_dev_rabbitmq_configuration_is_accepted_by_a_real_rabbitmq():
+    """The dev cluster configuration and its plugin, given to the local RabbitMQ (the
+    oldest version the suite supports): the node translates it (every key and value
+    valid), starts the k8s peer-discovery backend and stops there, at its first request
+    to the Kubernetes API, for want of a service-account token: there is no API server
+    here. A key or value RabbitMQ refuses stops it earlier, at the configuration."""
+    if not (harness.RABBITMQ_SBIN / "rabbitmq-server").exists():
+        pytest.skip(f"no RabbitMQ at {harness.RABBITMQ_SBIN}")
+    files = config_map(objects("dev"), "rabbitmq-config")
+    assert "rabbitmq_peer_discovery_k8s" in files["enabled_plugins"]
+
+    class Node(harness.RabbitMQ):
+        def env(self) -> dict:
+            # the VM's crash dump (written when boot fails) stays in the run directory
+            return {**super().env(), "ERL_CRASH_DUMP": str(self.run_dir / "erl_crash.dump")}
+
+        def _prepare(self) -> None:
+            super()._prepare()
+            conf = self.run_dir / "rabbitmq.conf"
+            conf.write_text(conf.read_text() + files["20-cluster.conf"])
+            (self.run_dir / "enabled_plugins").write_text("[rabbitmq_peer_discovery_k8s].\n")
+
+    run_dir = harness.make_run_dir("voter-k8s-rabbitmq-")
+    node = Node(run_dir)
+    try:
+        with pytest.raises(harness.HarnessError):
+            node.start(timeout=60)
+        log = "".join(p.read_text(errors="replace") for p in (run_dir / "log").glob("*.log"))
+    finally:
+        node.stop(quiet=True)
+        if node._proc is not None:  # the VM writes its crash dump while it exits
+            try:
+                node._proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                pass
+        harness.remove_run_dir(run_dir)
+    assert "Configured peer discovery backend: rabbit_peer_discovery_k8s" in log, log[-3000:]
+    assert "rabbit_peer_discovery_k8s:make_request" in log and "enoent" in log, log[-3000:]
+
+
+def test_dev_mongo_is_a_three_member_replica_set():
+    objs = objects("dev")
+    sts = named(objs, "StatefulSet", "mongo")
+    spec, service = sts["spec"], sts["spec"]["serviceName"]
+    assert spec["replicas"] == 3 and spec["podManagementPolicy"] == "Parallel"
+    headless(objs, service)
+    pod = pod_spec(sts)
+    (c,) = pod["containers"]
+    args = c["args"]
+    rs_name = args[args.index("--replSet") + 1]
+    keyfile = args[args.index("--keyFile") + 1]
+    assert rs_name == "rs0"
+    # the members authenticate to each other with the generated keyfile (auth is on)
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    assert mounts[str(Path(keyfile).parent)] == "keyfile"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["keyfile-secret"]["secret"]["secretName"].startswith("mongo-keyfile-")
+    assert len(secret_data(objs, "mongo-keyfile")["keyfile"].strip()) >= 64
+    (init,) = pod["initContainers"]
+    assert f"chmod 400 {keyfile}" in init["command"][-1]
+    assert secret_data(objs, "mongo-secrets")["MONGO_INITDB_ROOT_PASSWORD"]
+    # the Job that makes the set of the three members, idempotently
+    job = named(objs, "Job", "mongo-rs-init")
+    (jc,) = pod_spec(job)["containers"]
+    env = container_env(jc)
+    members = [f"mongo-{i}.{service}.voter.svc.cluster.local:27017" for i in range(3)]
+    assert env["MONGO_RS_NAME"] == rs_name
+    assert env["MONGO_RS_MEMBERS"].split(",") == members
+    assert env["MONGO_INITDB_ROOT_PASSWORD"]["secretKeyRef"]["name"].startswith("mongo-secrets-")
+    script = config_map(objs, "mongo-rs-init")["rs-init.js"]
+    assert jc["command"][-1] == "/rs-init/rs-init.js"
+    for step in ("hello(host).setName", "rs.initiate(", "rs.add(", "rs.conf().members.some("):
+        assert step in script, f"rs-init.js: {step}"
+    assert pod_spec(job)["restartPolicy"] == "OnFailure"
+
+
+# A FAKE of mongosh's globals and of a MongoDB replica set, in Node: there is no MongoDB
+# server with replica sets on this machine (FerretDB has none), so rs-init.js's decisions
+# are checked against this stand-in, not against mongod. What it models: hello without
+# credentials (setName, primary), rs.initiate refusing members that hold data or a set
+# that exists, rs.add, members that answer late.
+RS_FAKE = r"""
+const vm = require("vm"), fs = require("fs");
+const [script, scenario] = [fs.readFileSync(process.argv[2], "utf8"), JSON.parse(process.argv[3])];
+const hosts = scenario.hosts, st = scenario.state, calls = [];
+const hostOf = (uri) => uri.replace(/^mongodb:\/\/([^@]*@)?/, "").split("/")[0];
+function member(host) {
+  const m = st.members[host];
+  if (m.downFor > 0) { m.downFor--; throw new Error(`connect ECONNREFUSED ${host}`); }
+  return m;
+}
+function adminDb(host, authed) {
+  return {
+    host,
+    adminCommand(cmd) {
+      const m = member(host);
+      if (cmd.hello) return { ok: 1, setName: m.setName || undefined, primary: m.setName ? st.primary : undefined };
+      throw new Error("fake: unexpected command " + JSON.stringify(cmd));
+    },
+    runCommand(cmd) { return this.adminCommand(cmd); },
+  };
+}
+class Mongo { constructor(uri) { this.host = hostOf(uri); member(this.host); } getDB() { return adminDb(this.host, false); } }
+const ctx = {
+  process: { env: scenario.env }, print: () => {}, JSON, Error, encodeURIComponent,
+  sleep: () => { calls.push(["sleep"]); }, Mongo,
+  connect(uri) {
+    if (!uri.includes(`${encodeURIComponent(scenario.env.MONGO_INITDB_ROOT_USERNAME)}:`)) throw new Error("fake: no credentials");
+    return adminDb(hostOf(uri), true);
+  },
+  rs: {
+    initiate(cfg) {
+      const self = ctx.db.host;
+      calls.push(["initiate", JSON.parse(JSON.stringify(cfg))]);
+      if (Object.values(st.members).some((m) => m.setName)) return { ok: 0, codeName: "AlreadyInitialized" };
+      for (const m of cfg.members) if (m.host !== self && st.members[m.host].data) return { ok: 0, errmsg: "has data already, cannot initiate set" };
+      st.members[self].setName = cfg._id; st.config = cfg; st.primary = self;
+      return { ok: 1 };
+    },
+    conf() { if (ctx.db.host !== st.primary) throw new Error("fake: not primary"); return st.config; },
+    add(doc) {
+      calls.push(["add", doc.host]);
+      st.config.members.push({ _id: st.config.members.length, host: doc.host });
+      st.members[doc.host].setName = st.config._id;
+      return { ok: 1 };
+    },
+  },
+};
+vm.createContext(ctx);
+let error = null;
+try { vm.runInContext(script, ctx); } catch (e) { error = e.message; }
+console.log(JSON.stringify({ calls, config: st.config, error }));
+"""
+
+
+def run_rs_init(state: dict) -> dict:
+    node = need("node")
+    objs = objects("dev")
+    script = config_map(objs, "mongo-rs-init")["rs-init.js"]
+    env = container_env(pod_spec(named(objs, "Job", "mongo-rs-init"))["containers"][0])
+    hosts = env["MONGO_RS_MEMBERS"].split(",")
+    scenario = {"hosts": hosts, "state": state,
+                "env": {"MONGO_RS_NAME": env["MONGO_RS_NAME"], "MONGO_RS_MEMBERS": env["MONGO_RS_MEMBERS"],
+                        "MONGO_INITDB_ROOT_USERNAME": "root", "MONGO_INITDB_ROOT_PASSWORD": "p@ss/word"}}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "fake.js").write_text(RS_FAKE)
+        (Path(tmp) / "rs-init.js").write_text(script)
+        r = subprocess.run([node, str(Path(tmp) / "fake.js"), str(Path(tmp) / "rs-init.js"),
+                            json.dumps(scenario)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_dev_rs_init_is_idempotent_against_a_fake_replica_set():
+    """rs-init.js against the fake above (mongod cannot run here): a fresh set is
+    initiated once on the first member and the two others added; a complete set is left
+    alone; a first member that lost its data does not start a second set; a member that
+    answers late is waited for."""
+    hosts = [f"mongo-{i}.mongo.voter.svc.cluster.local:27017" for i in range(3)]
+    fresh = {h: {"data": True, "setName": None, "downFor": 0} for h in hosts}  # users from first start
+    fresh[hosts[2]]["downFor"] = 3
+    out = run_rs_init({"members": fresh, "config": None, "primary": None})
+    assert out["error"] is None, out
+    acts = [c for c in out["calls"] if c[0] != "sleep"]
+    assert acts == [["initiate", {"_id": "rs0", "members": [{"_id": 0, "host": hosts[0]}]}],
+                    ["add", hosts[1]], ["add", hosts[2]]], acts
+    assert [m["host"] for m in out["config"]["members"]] == hosts
+    assert any(c[0] == "sleep" for c in out["calls"]), "waited for the late member"
+
+    complete = {h: {"data": True, "setName": "rs0", "downFor": 0} for h in hosts}
+    config = {"_id": "rs0", "members": [{"_id": i, "host": h} for i, h in enumerate(hosts)]}
+    out = run_rs_init({"members": complete, "config": config, "primary": hosts[1]})
+    assert out["error"] is None and [c for c in out["calls"] if c[0] != "sleep"] == [], out
+
+    complete[hosts[0]] = {"data": False, "setName": None, "downFor": 0}  # a new, empty volume
+    out = run_rs_init({"members": complete, "config": config, "primary": hosts[1]})
+    assert not [c for c in out["calls"] if c[0] == "initiate"], "no second set on the wiped member"
+    assert out["error"] is None, out
+
+
+def test_dev_services_read_a_broker_list_and_a_replica_set_uri():
+    """AMQP_URL: one amqp:// URL per broker node, comma-separated (the contract of
+    shared/src/amqp.c); MONGODB_URI: the three members with replicaSet, the service's own
+    user and database; the credentials those of the generated Secrets."""
+    objs = objects("dev")
+    rabbit = named(objs, "StatefulSet", "rabbitmq")["spec"]
+    mongo = named(objs, "StatefulSet", "mongo")["spec"]
+    broker = secret_data(objs, "rabbitmq-secrets")
+    urls = secret_data(objs, "broker-secrets")["AMQP_URL"].split(",")
+    assert len(urls) == rabbit["replicas"] == 3
+    for i, url in enumerate(urls):
+        u = urlsplit(url)
+        assert u.scheme == "amqp" and u.port == 5672 and u.path == "/%2F", url
+        assert u.hostname == f"rabbitmq-{i}.{rabbit['serviceName']}.voter.svc.cluster.local"
+        assert (u.username, unquote(u.password)) == (broker["RABBITMQ_DEFAULT_USER"], broker["RABBITMQ_DEFAULT_PASS"])
+    passwords = secret_data(objs, "mongo-secrets")
+    members = container_env(pod_spec(named(objs, "Job", "mongo-rs-init"))["containers"][0])["MONGO_RS_MEMBERS"]
+    for db in DATABASES:
+        uri = secret_data(objs, f"{db}-secrets")["MONGODB_URI"]
+        u = urlsplit(uri)
+        assert u.scheme == "mongodb"
+        userinfo, _, hosts = u.netloc.rpartition("@")
+        assert hosts.split(",") == members.split(",") and len(hosts.split(",")) == mongo["replicas"]
+        assert userinfo == f"{db}:{passwords[f'{db.upper()}_DB_PASSWORD']}"
+        assert u.path == f"/{db}"
+        assert parse_qs(u.query) == {"replicaSet": ["rs0"], "authSource": [db]}
+        # and the service reads it
+        refs = {e["secretRef"]["name"] for e in pod_spec(named(objs, "Deployment", db))["containers"][0]["envFrom"]
+                if "secretRef" in e}
+        assert any(r.startswith(f"{db}-secrets-") for r in refs) and any(r.startswith("broker-secrets-") for r in refs)
+
+
+def test_prod_expects_the_operators_and_reads_their_secrets():
+    objs = objects("prod")
+    (rmq,) = of_kind(objs, "RabbitmqCluster")
+    assert rmq["apiVersion"] == "rabbitmq.com/v1beta1" and rmq["spec"]["replicas"] == 3
+    assert "queue_leader_locator = balanced" in rmq["spec"]["rabbitmq"]["additionalConfig"]
+    anti = rmq["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["topologyKey"] == "kubernetes.io/hostname"
+    (mdb,) = of_kind(objs, "MongoDBCommunity")
+    assert mdb["apiVersion"] == "mongodbcommunity.mongodb.com/v1"
+    assert mdb["spec"]["members"] == 3 and mdb["spec"]["type"] == "ReplicaSet"
+    assert mdb["spec"]["security"]["authentication"]["modes"] == ["SCRAM"]
+    users = {u["name"]: u for u in mdb["spec"]["users"]}
+    assert set(users) == set(DATABASES)
+    cluster, mongo = rmq["metadata"]["name"], mdb["metadata"]["name"]
+    for db, u in users.items():
+        assert u["db"] == db and u["roles"] == [{"name": "readWrite", "db": db}], "each user its own database only"
+        assert u["passwordSecretRef"]["name"] == f"{db}-mongodb-password"
+        assert u["connectionStringSecretName"] == f"{db}-mongodb-uri"
+    assert set(PROD_OPERATOR_SECRETS) == {f"{cluster}-default-user"} | {u["connectionStringSecretName"] for u in users.values()}
+    # the services: AMQP_URL lists the operator's three nodes with its generated user,
+    # MONGODB_URI is the operator's replica-set connection string for their own user
+    for db in DATABASES:
+        (c,) = pod_spec(named(objs, "Deployment", db))["containers"]
+        env = container_env(c)
+        for var, key in (("AMQP_USER", "username"), ("AMQP_PASSWORD", "password")):
+            assert env[var] == {"secretKeyRef": {"name": f"{cluster}-default-user", "key": key}}
+        urls = env["AMQP_URL"].split(",")
+        assert urls == [f"amqp://$(AMQP_USER):$(AMQP_PASSWORD)@{cluster}-server-{i}.{cluster}-nodes.voter.svc:5672/%2F"
+                        for i in range(rmq["spec"]["replicas"])]
+        names = [e["name"] for e in c["env"]]
+        assert names.index("AMQP_USER") < names.index("AMQP_URL") > names.index("AMQP_PASSWORD"), \
+            "$(VAR) expands only variables defined before"
+        assert env["MONGODB_URI"] == {"secretKeyRef": {"name": users[db]["connectionStringSecretName"],
+                                                       "key": "connectionString.standard"}}
+        refs = {e["secretRef"]["name"] for e in c["envFrom"] if "secretRef" in e}
+        assert refs == ({"gateway-proof", "jobs-secrets"} if db == "jobs" else {"gateway-proof"}), \
+            f"{db}: no other source of AMQP_URL or MONGODB_URI"
+    docs = (ROOT / "docs" / "deploy.md").read_text() + (ROOT / "docs" / "operations.md").read_text()
+    for needed in ("RabbitMQ Cluster Operator", "MongoDB Community Operator", "RabbitmqCluster",
+                   "MongoDBCommunity", "rabbitmq-default-user", "connectionString.standard"):
+        assert needed in docs, f"the docs name {needed}"
 
 
 # --------------------------------------------------------------------------- compose

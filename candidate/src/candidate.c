@@ -9,6 +9,7 @@
 #include "voter/hal.h"
 #include "voter/json.h"
 #include "voter/log.h"
+#include "voter/replica_read.h"
 #include "voter/util.h"
 #include "voter/xalloc.h"
 
@@ -213,37 +214,8 @@ entity_status candidate_list(entity_store *s, const mongo_page *page, const char
 }
 
 entity_status candidate_summary(entity_store *s, const char *election, json_t **list) {
-  *list = NULL;
-  bson_t filter = BSON_INITIALIZER;
-  BSON_APPEND_BOOL(&filter, "deleted", false);
-  if (election) BSON_APPEND_UTF8(&filter, "election", election);
-  bson_t *opts = BCON_NEW("sort", "{", "lastName", BCON_INT32(1), "firstName", BCON_INT32(1),
-                          "_id", BCON_INT32(1), "}", "projection", "{", "fullName",
-                          BCON_INT32(1), "politicalParty", BCON_INT32(1), "election",
-                          BCON_INT32(1), "}");
-  mongoc_client_t *client = mongo_acquire(entity_store_db(s));
-  mongoc_collection_t *coll = mongo_collection(entity_store_db(s), client, "candidates");
-  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
-  json_t *arr = json_array();
-  const bson_t *doc;
-  while (mongoc_cursor_next(cur, &doc))
-    json_array_append_new(arr, json_pack("{s:o, s:o, s:o}", "fullName",
-                                         mongo_doc_json_str(doc, "fullName"), "politicalParty",
-                                         mongo_doc_json_str(doc, "politicalParty"), "election",
-                                         mongo_doc_json_str(doc, "election")));
-  bson_error_t error;
-  entity_status st = ENTITY_OK;
-  if (mongoc_cursor_error(cur, &error)) {
-    log_warn("candidate: summary failed: %s", error.message);
-    st = ENTITY_UNAVAILABLE;
-    json_decref(arr);
-  } else {
-    *list = arr;
-  }
-  mongoc_cursor_destroy(cur);
-  mongoc_collection_destroy(coll);
-  mongo_release(entity_store_db(s), client);
-  bson_destroy(opts);
-  bson_destroy(&filter);
-  return st;
+  /* the same rows, from the same kind of collection, as the voter's replica serves */
+  replica_read_status st =
+      replica_read_summary(entity_store_db(s), &replica_candidate_summary, election, list);
+  return st == REPLICA_READ_OK ? ENTITY_OK : ENTITY_UNAVAILABLE;
 }

@@ -8,8 +8,8 @@
 #include "voter/hal.h"
 #include "voter/httpc.h"
 #include "voter/log.h"
+#include "voter/replica_read.h"
 #include "voter/replica.h"
-#include "voter/util.h"
 #include "voter/xalloc.h"
 
 #define COLLECTION "elections"
@@ -100,98 +100,31 @@ static json_t *render(const bson_t *doc) {
                    (json_int_t)mongo_doc_int(doc, "version"));
 }
 
-static elections_status db_error(const char *what, const bson_error_t *error) {
-  mongo_log_failure("elections", what, error);
-  return ELECTIONS_UNAVAILABLE;
+static elections_status status_of(replica_read_status st) {
+  switch (st) {
+  case REPLICA_READ_OK: return ELECTIONS_OK;
+  case REPLICA_READ_NOT_FOUND: return ELECTIONS_NOT_FOUND;
+  default: return ELECTIONS_UNAVAILABLE;
+  }
 }
 
 elections_status elections_list(elections *e, const mongo_page *q, const char *type_contains,
                                 json_t **items, int64_t *total) {
-  bson_t filter = BSON_INITIALIZER;
-  BSON_APPEND_BOOL(&filter, "deleted", false);
-  char *pattern = NULL;
-  if (type_contains) {
-    pattern = util_regex_escape(type_contains);
-    BSON_APPEND_REGEX(&filter, "electionType", pattern, "");
-  }
-  mongoc_client_t *client = mongo_acquire(e->db);
-  mongoc_collection_t *coll = mongo_collection(e->db, client, COLLECTION);
-  bson_error_t error;
-  elections_status st = ELECTIONS_OK;
-  if (!mongo_find_page(coll, &filter, q, render, items, total, &error))
-    st = db_error("find", &error);
-  mongoc_collection_destroy(coll);
-  mongo_release(e->db, client);
-  bson_destroy(&filter);
-  free(pattern);
-  return st;
-}
-
-/* The first live document matching filter, or NULL; st tells a failure from absence. */
-static bson_t *find_live(elections *e, bson_t *filter, elections_status *st) {
-  BSON_APPEND_BOOL(filter, "deleted", false);
-  bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
-  mongoc_client_t *client = mongo_acquire(e->db);
-  mongoc_collection_t *coll = mongo_collection(e->db, client, COLLECTION);
-  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
-  const bson_t *doc;
-  bson_t *found = NULL;
-  bson_error_t error;
-  *st = ELECTIONS_NOT_FOUND;
-  if (mongoc_cursor_next(cur, &doc)) {
-    found = bson_copy(doc);
-    *st = ELECTIONS_OK;
-  } else if (mongoc_cursor_error(cur, &error)) {
-    *st = db_error("read", &error);
-  }
-  mongoc_cursor_destroy(cur);
-  mongoc_collection_destroy(coll);
-  mongo_release(e->db, client);
-  bson_destroy(opts);
-  return found;
+  return status_of(replica_read_list(e->db, COLLECTION, "electionType", type_contains, q, render,
+                                     items, total));
 }
 
 elections_status elections_get(elections *e, const char *id, json_t **item) {
-  *item = NULL;
-  bson_t filter = BSON_INITIALIZER;
-  BSON_APPEND_UTF8(&filter, "_id", id);
-  elections_status st;
-  bson_t *doc = find_live(e, &filter, &st);
-  bson_destroy(&filter);
-  if (doc) {
-    *item = render(doc);
-    bson_destroy(doc);
-  }
-  return st;
+  return status_of(replica_read_get(e->db, COLLECTION, id, render, item));
 }
 
 elections_status elections_title_known(elections *e, const char *title, bool *known) {
-  bson_t filter = BSON_INITIALIZER;
-  BSON_APPEND_UTF8(&filter, "title", title);
-  elections_status st;
-  bson_t *doc = find_live(e, &filter, &st);
-  bson_destroy(&filter);
-  *known = doc != NULL;
-  if (doc) bson_destroy(doc);
-  return st == ELECTIONS_UNAVAILABLE ? st : ELECTIONS_OK;
+  const char *const match[] = {"title", title, NULL};
+  return status_of(replica_read_known(e->db, COLLECTION, match, known));
 }
 
 elections_status elections_clear(elections *e, int64_t *count) {
-  bson_t filter = BSON_INITIALIZER, reply;
-  bson_error_t error;
-  mongoc_client_t *client = mongo_acquire(e->db);
-  mongoc_collection_t *coll = mongo_collection(e->db, client, COLLECTION);
-  elections_status st = ELECTIONS_OK;
-  *count = 0;
-  if (mongoc_collection_delete_many(coll, &filter, NULL, &reply, &error))
-    *count = mongo_doc_int(&reply, "deletedCount");
-  else
-    st = db_error("clear", &error);
-  bson_destroy(&reply);
-  mongoc_collection_destroy(coll);
-  mongo_release(e->db, client);
-  bson_destroy(&filter);
-  return st;
+  return status_of(replica_read_clear(e->db, COLLECTION, count));
 }
 
 elections_status elections_request_replay(elections *e, const char *request_id,

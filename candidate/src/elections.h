@@ -59,6 +59,9 @@ bool elections_start_consumer(elections *e);
  * document field; NULL when not sortable. */
 const char *elections_sort_field(const char *property);
 
+/* The reads go through the shared replica read side (replica_read.h) with this replica's
+ * collection and representation. */
+
 /* Live elections, one page; type_contains (may be NULL) filters by substring of
  * electionType, matched literally. */
 elections_status elections_list(elections *e, const mongo_page *q, const char *type_contains,

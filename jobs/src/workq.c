@@ -35,6 +35,8 @@ typedef struct held_item {
 
 struct workq {
   char *url, *exchange;
+  mq_endpoints nodes; /* AMQP_URL's broker list */
+  size_t node;        /* the node the consumer is on, or tries first next time */
   char queue[256]; /* with the prefix: the broker's name */
   int prefetch;
   wq_dispatch fn;
@@ -86,6 +88,7 @@ static void disconnect(workq *q, const char *why) {
   q->conn = NULL;
   q->nheld = 0; /* their deliveries are the broker's again */
   atomic_store(&q->connected, false);
+  q->node = (q->node + 1) % q->nodes.n; /* this node may be gone: the next one first */
   q->next_connect_ms = util_now_ms() + q->backoff_ms;
   q->backoff_ms = q->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : q->backoff_ms * 2;
 }
@@ -99,24 +102,18 @@ static int check(workq *q, const char *what) {
   return -1;
 }
 
+/* One attempt on the current node; a failure moves on to the next node (disconnect). */
 static int connect_consumer(workq *q) {
-  char *url = xstrdup(q->url);
-  struct amqp_connection_info info;
-  amqp_default_connection_info(&info);
-  if (!url || amqp_parse_url(url, &info) != AMQP_STATUS_OK) {
-    log_error("jobs: invalid AMQP_URL");
-    free(url);
-    q->next_connect_ms = util_now_ms() + BACKOFF_MAX_MS;
-    return -1;
-  }
+  const mq_endpoint *info = &q->nodes.v[q->node];
   q->conn = amqp_new_connection();
   amqp_socket_t *sock = amqp_tcp_socket_new(q->conn);
   struct timeval tv = {2, 0}, rpc = {5, 0};
   amqp_set_handshake_timeout(q->conn, &rpc);
   amqp_set_rpc_timeout(q->conn, &rpc);
-  int rc = sock ? amqp_socket_open_noblock(sock, info.host, info.port, &tv) : AMQP_STATUS_NO_MEMORY;
+  int rc = sock ? amqp_socket_open_noblock(sock, info->host, info->port, &tv) : AMQP_STATUS_NO_MEMORY;
   if (rc != AMQP_STATUS_OK) {
-    free(url);
+    log_warn("jobs: work queue cannot connect to %s:%d: %s", info->host, info->port,
+             amqp_error_string2(rc));
     disconnect(q, NULL);
     return -1;
   }
@@ -125,9 +122,8 @@ static int connect_consumer(workq *q) {
   prop.value.value.bytes = amqp_cstring_bytes("jobs work consumer");
   amqp_table_t props = {.num_entries = 1, .entries = &prop};
   amqp_rpc_reply_t r =
-      amqp_login_with_properties(q->conn, info.vhost, 0, AMQP_DEFAULT_FRAME_SIZE, HEARTBEAT_S,
-                                 &props, AMQP_SASL_METHOD_PLAIN, info.user, info.password);
-  free(url);
+      amqp_login_with_properties(q->conn, info->vhost, 0, AMQP_DEFAULT_FRAME_SIZE, HEARTBEAT_S,
+                                 &props, AMQP_SASL_METHOD_PLAIN, info->user, info->password);
   if (r.reply_type != AMQP_RESPONSE_NORMAL) {
     char buf[128];
     log_warn("jobs: work queue login failed: %s", reply_text(r, buf, sizeof buf));
@@ -136,10 +132,18 @@ static int connect_consumer(workq *q) {
   }
   amqp_channel_open(q->conn, CHANNEL);
   if (check(q, "channel.open")) return -1;
-  /* the same declaration as mq_declare_queue's for Q: durable, no arguments */
-  amqp_queue_declare(q->conn, CHANNEL, amqp_cstring_bytes(q->queue), 0, 1, 0, 0,
+  /* Passive: the publisher declared the queue (mq_declare_queue: a quorum queue with its
+   * retry and dead-letter queues), so its arguments live in one place. When it does not
+   * exist yet, have the publisher declare it before the next attempt. */
+  amqp_queue_declare(q->conn, CHANNEL, amqp_cstring_bytes(q->queue), 1 /* passive */, 0, 0, 0,
                      amqp_empty_table);
-  if (check(q, "queue.declare")) return -1;
+  if (check(q, "queue.declare (passive)")) {
+    pthread_mutex_lock(&q->pub_lock);
+    q->declared = false;
+    pthread_mutex_unlock(&q->pub_lock);
+    q->next_keepalive_ms = 0;
+    return -1;
+  }
   amqp_basic_qos(q->conn, CHANNEL, 0, (uint16_t)q->prefetch, 0);
   if (check(q, "basic.qos")) return -1;
   amqp_basic_consume_ok_t *ok = amqp_basic_consume(
@@ -152,7 +156,8 @@ static int connect_consumer(workq *q) {
   q->backoff_ms = BACKOFF_MIN_MS;
   atomic_store(&q->connected, true);
   log_fields(LOG_INFO, "work queue consumer connected",
-             json_pack("{s:s, s:i}", "queue", q->queue, "prefetch", q->prefetch));
+             json_pack("{s:s, s:i, s:s, s:i}", "queue", q->queue, "prefetch", q->prefetch, "host",
+                       info->host, "port", info->port));
   return 0;
 }
 
@@ -316,7 +321,8 @@ workq *wq_new(const char *amqp_url, const char *exchange, const char *queue_pref
   pthread_mutex_init(&q->pub_lock, NULL);
   pthread_mutex_init(&q->done_lock, NULL);
   q->pub = mq_conn_new(amqp_url, exchange, "jobs work publisher");
-  if (!q->pub) {
+  if (!q->pub || mq_endpoints_parse(amqp_url, &q->nodes, NULL, 0) != 0) {
+    mq_conn_free(q->pub);
     pthread_mutex_destroy(&q->pub_lock);
     pthread_mutex_destroy(&q->done_lock);
     free(q->url);
@@ -349,6 +355,7 @@ void wq_stop(workq *q) {
   atomic_store(&q->stop, 1);
   if (q->started) pthread_join(q->thread, NULL);
   mq_conn_free(q->pub);
+  mq_endpoints_free(&q->nodes);
   pthread_mutex_destroy(&q->pub_lock);
   pthread_mutex_destroy(&q->done_lock);
   free(q->done);

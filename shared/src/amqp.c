@@ -11,7 +11,17 @@
  *   - Without amqp_set_rpc_timeout / amqp_set_handshake_timeout an RPC or the login
  *     waits forever on a broker that accepted the TCP connection but does not answer.
  *   - amqp_parse_url edits its argument in place and the parsed fields point into it,
- *     so the connection keeps its own copy of the URL for as long as it lives.
+ *     so mq_endpoints_parse parses a scratch copy and keeps copies of the fields.
+ *
+ * Notes on quorum queues (RabbitMQ 3.10) that shaped the declarations:
+ *   - They cannot be exclusive, auto-delete or non-durable: only the suite's durable
+ *     queues are quorum queues (the voter's SSE tally bus keeps a classic exclusive one).
+ *   - Dead-lettering defaults to at-most-once (a message expiring in Q.retry while Q has
+ *     no leader would be dropped). at-least-once needs x-overflow reject-publish on the
+ *     source queue, else the broker silently falls back to at-most-once.
+ *   - A consumer on a surviving node stays attached while the queue elects a new leader;
+ *     deliveries it had not acked come again (redelivered), which the handlers' versioned
+ *     idempotent writes absorb.
  */
 #include "voter/amqp.h"
 
@@ -21,6 +31,7 @@
 
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -42,6 +53,8 @@
 #define MQ_STABLE_MS 10000
 #define MQ_POLL_MS 250
 #define MQ_REPUBLISH_TIMEOUT_MS 5000
+/* How long a consumer keeps its consuming connection while the re-publish one is down. */
+#define MQ_REPUBLISH_GRACE_MS 2000
 #define MQ_QUEUE_NAME_MAX 255 /* AMQP shortstr */
 #define MQ_DEFAULT_CONTENT_TYPE "application/cloudevents+json"
 #define MQ_CONSUMED_METRIC "events_consumed_total"
@@ -55,8 +68,8 @@
 typedef enum { MQ_ROLE_PUBLISH, MQ_ROLE_CONSUME } mq_role;
 
 struct mq_conn {
-  char *url; /* parsed in place by amqp_parse_url; info points into it */
-  struct amqp_connection_info info;
+  mq_endpoints nodes; /* the broker list, at least one */
+  size_t node;        /* the node in use, or the first one the next attempt tries */
   char *exchange;     /* the events exchange */
   char *unrouted;     /* "<exchange>.unrouted": alternate exchange and its parking queue */
   char *name;         /* connection_name shown by the broker */
@@ -168,19 +181,24 @@ static void mq_describe_reply(amqp_rpc_reply_t r, char *buf, size_t len) {
 }
 
 static void mq_log(mq_conn *c, log_level level, const char *msg, const char *error) {
-  json_t *f = json_pack("{s:s, s:s, s:i, s:s}", "connection", c->name, "host", c->info.host,
-                        "port", c->info.port, "vhost", c->info.vhost);
+  const mq_endpoint *ep = &c->nodes.v[c->node];
+  json_t *f = json_pack("{s:s, s:s, s:i, s:s}", "connection", c->name, "host", ep->host, "port",
+                        ep->port, "vhost", ep->vhost);
   if (f && error) json_object_set_new(f, "error", json_string(error));
   log_fields(level, msg, f);
 }
 
 /* ---- connection life cycle ---- */
 
-static int64_t mq_jitter(mq_conn *c, int64_t ms) {
+static uint64_t mq_random(mq_conn *c) {
   c->rng ^= c->rng << 13;
   c->rng ^= c->rng >> 7;
   c->rng ^= c->rng << 17;
-  return ms * (int64_t)(800 + c->rng % 401) / 1000; /* +-20% */
+  return c->rng;
+}
+
+static int64_t mq_jitter(mq_conn *c, int64_t ms) {
+  return ms * (int64_t)(800 + mq_random(c) % 401) / 1000; /* +-20% */
 }
 
 /* Opens the next backoff window and doubles the one after it. */
@@ -212,6 +230,9 @@ static void mq_fail(mq_conn *c, bool graceful, const char *why) {
   mq_close(c, graceful);
   mq_backoff(c);
   mq_log(c, LOG_WARN, "amqp connection dropped", why);
+  /* The next attempt starts at the next node: this one may be gone (its own turn comes
+   * last in the round, so a lone broker is still retried). */
+  c->node = (c->node + 1) % c->nodes.n;
 }
 
 /* Checks the reply of the RPC just made; on failure records why in c->error. */
@@ -251,8 +272,25 @@ static int mq_declare_exchange(mq_conn *c, const char *name, const char *type,
   return mq_rpc_check(c, "exchange.declare");
 }
 
-static int mq_declare_durable_queue(mq_conn *c, const char *name, amqp_table_t args) {
-  amqp_queue_declare(c->amqp, MQ_CHANNEL, amqp_cstring_bytes(name), 0, 1, 0, 0, args);
+static amqp_table_entry_t mq_bool_entry(const char *key, bool value) {
+  amqp_table_entry_t e = {.key = amqp_cstring_bytes(key)};
+  e.value.kind = AMQP_FIELD_KIND_BOOLEAN;
+  e.value.value.boolean = value;
+  return e;
+}
+
+#define MQ_QUEUE_ARGS_MAX 8
+
+/* Declares a durable quorum queue with args (up to MQ_QUEUE_ARGS_MAX - 1 entries) plus
+ * x-queue-type. */
+static int mq_declare_durable_queue(mq_conn *c, const char *name, const amqp_table_entry_t *args,
+                                    int nargs) {
+  amqp_table_entry_t all[MQ_QUEUE_ARGS_MAX];
+  int n = 0;
+  for (; n < nargs && n < MQ_QUEUE_ARGS_MAX - 1; n++) all[n] = args[n];
+  all[n++] = mq_str_entry("x-queue-type", "quorum");
+  amqp_table_t table = {.num_entries = n, .entries = all};
+  amqp_queue_declare(c->amqp, MQ_CHANNEL, amqp_cstring_bytes(name), 0, 1, 0, 0, table);
   return mq_rpc_check(c, "queue.declare");
 }
 
@@ -268,7 +306,7 @@ static int mq_declare_topology(mq_conn *c) {
   amqp_table_entry_t ae = mq_str_entry("alternate-exchange", c->unrouted);
   amqp_table_t ae_args = {.num_entries = 1, .entries = &ae};
   if (mq_declare_exchange(c, c->unrouted, "fanout", amqp_empty_table) != 0 ||
-      mq_declare_durable_queue(c, c->unrouted, amqp_empty_table) != 0 ||
+      mq_declare_durable_queue(c, c->unrouted, NULL, 0) != 0 ||
       mq_bind(c, c->unrouted, c->unrouted, "") != 0 ||
       mq_declare_exchange(c, c->exchange, "topic", ae_args) != 0)
     return -1;
@@ -293,7 +331,10 @@ static int mq_spec_names(const mq_queue_spec *spec, char retry[MQ_QUEUE_NAME_MAX
 
 /* Q.retry holds a failed message for retry_delay_ms, then the broker dead-letters it
  * through the default exchange straight back into Q (and only Q: going through the
- * events exchange would hand it again to every other queue bound to its key). */
+ * events exchange would hand it again to every other queue bound to its key). The
+ * dead-lettering is at-least-once: Q.retry keeps the message until Q has confirmed it,
+ * even across a leader change, and refuses new publishes (nack: the consumer leaves the
+ * original unacked and it comes back) rather than dropping old ones were it ever full. */
 static int mq_declare_spec(mq_conn *c, const mq_queue_spec *raw) {
   mq_queue_spec spec = mq_spec_defaults(raw);
   char retry[MQ_QUEUE_NAME_MAX + 1], dlq[MQ_QUEUE_NAME_MAX + 1];
@@ -301,15 +342,18 @@ static int mq_declare_spec(mq_conn *c, const mq_queue_spec *raw) {
     snprintf(c->error, sizeof c->error, "queue name missing or too long");
     return -1;
   }
-  amqp_table_entry_t retry_args[3] = {
+  amqp_table_entry_t retry_args[] = {
       mq_int_entry("x-message-ttl", spec.retry_delay_ms),
       mq_str_entry("x-dead-letter-exchange", ""),
       mq_str_entry("x-dead-letter-routing-key", spec.queue),
+      mq_str_entry("x-dead-letter-strategy", "at-least-once"),
+      mq_str_entry("x-overflow", "reject-publish"),
   };
-  amqp_table_t retry_table = {.num_entries = 3, .entries = retry_args};
-  if (mq_declare_durable_queue(c, spec.queue, amqp_empty_table) != 0 ||
-      mq_declare_durable_queue(c, retry, retry_table) != 0 ||
-      mq_declare_durable_queue(c, dlq, amqp_empty_table) != 0)
+  amqp_table_entry_t sac = mq_bool_entry("x-single-active-consumer", true);
+  if (mq_declare_durable_queue(c, spec.queue, &sac, spec.single_active ? 1 : 0) != 0 ||
+      mq_declare_durable_queue(c, retry, retry_args,
+                               (int)(sizeof retry_args / sizeof retry_args[0])) != 0 ||
+      mq_declare_durable_queue(c, dlq, NULL, 0) != 0)
     return -1;
   for (const char *const *k = spec.keys; k && *k; k++)
     if (mq_bind(c, spec.queue, c->exchange, *k) != 0) return -1;
@@ -325,8 +369,9 @@ static int mq_start_consuming(mq_conn *c) {
   return mq_rpc_check(c, "basic.consume");
 }
 
-/* One attempt: TCP connect, login, channel, confirm mode or consumer, topology. */
-static int mq_connect(mq_conn *c) {
+/* One attempt on one node: TCP connect, login, channel, confirm mode or consumer,
+ * topology. 0, or -1 with the connection closed, c->error and *stage_out set. */
+static int mq_connect_node(mq_conn *c, const mq_endpoint *ep, const char **stage_out) {
   const char *stage = "socket";
   struct timeval connect_tv = mq_timeval(MQ_CONNECT_TIMEOUT_MS);
   struct timeval handshake_tv = mq_timeval(MQ_HANDSHAKE_TIMEOUT_MS);
@@ -344,16 +389,16 @@ static int mq_connect(mq_conn *c) {
   amqp_set_rpc_timeout(c->amqp, &rpc_tv);
 
   stage = "connect";
-  rc = amqp_socket_open_noblock(sock, c->info.host, c->info.port, &connect_tv);
+  rc = amqp_socket_open_noblock(sock, ep->host, ep->port, &connect_tv);
   if (rc != AMQP_STATUS_OK) {
     snprintf(c->error, sizeof c->error, "%s", amqp_error_string2(rc));
     goto err;
   }
 
   stage = "login";
-  r = amqp_login_with_properties(c->amqp, c->info.vhost, AMQP_DEFAULT_MAX_CHANNELS,
+  r = amqp_login_with_properties(c->amqp, ep->vhost, AMQP_DEFAULT_MAX_CHANNELS,
                                  AMQP_DEFAULT_FRAME_SIZE, MQ_HEARTBEAT_S, &props,
-                                 AMQP_SASL_METHOD_PLAIN, c->info.user, c->info.password);
+                                 AMQP_SASL_METHOD_PLAIN, ep->user, ep->password);
   if (r.reply_type != AMQP_RESPONSE_NORMAL) {
     mq_describe_reply(r, c->error, sizeof c->error);
     goto err;
@@ -376,46 +421,138 @@ static int mq_connect(mq_conn *c) {
       (mq_declare_spec(c, &c->spec) != 0 || mq_start_consuming(c) != 0))
     goto err;
 
-  c->connected_at_ms = mq_now_ms();
-  mq_log(c, LOG_INFO, "amqp connected", NULL);
   return 0;
 
 err:
   mq_close(c, true);
-  mq_backoff(c);
-  json_t *f = json_pack("{s:s, s:s, s:i, s:s, s:s, s:I}", "connection", c->name, "host",
-                        c->info.host, "port", c->info.port, "stage", stage, "error", c->error,
-                        "retry_in_ms", (json_int_t)(c->retry_at_ms - mq_now_ms()));
-  log_fields(LOG_WARN, "amqp connection attempt failed", f);
+  *stage_out = stage;
   return -1;
 }
 
+/* One round: every node once, from c->node on, until one accepts us; the backoff
+ * window opens only when they all failed (a dead node costs a refused TCP connect, or
+ * up to the connect timeout when its host drops packets). */
+static int mq_connect(mq_conn *c) {
+  for (size_t i = 0; i < c->nodes.n; i++) {
+    size_t at = (c->node + i) % c->nodes.n;
+    const mq_endpoint *ep = &c->nodes.v[at];
+    const char *stage = "socket";
+    if (mq_connect_node(c, ep, &stage) == 0) {
+      c->node = at;
+      c->connected_at_ms = mq_now_ms();
+      mq_log(c, LOG_INFO, "amqp connected", NULL);
+      return 0;
+    }
+    bool last = i + 1 == c->nodes.n;
+    if (last) mq_backoff(c);
+    json_t *f = json_pack("{s:s, s:s, s:i, s:s, s:s}", "connection", c->name, "host", ep->host,
+                          "port", ep->port, "stage", stage, "error", c->error);
+    if (f && last)
+      json_object_set_new(f, "retry_in_ms", json_integer(c->retry_at_ms - mq_now_ms()));
+    if (f && !last)
+      json_object_set_new(f, "next", json_string(c->nodes.v[(at + 1) % c->nodes.n].host));
+    log_fields(LOG_WARN, "amqp connection attempt failed", f);
+  }
+  return -1;
+}
+
+/* ---- broker addresses ---- */
+
+static void mq_endpoint_free(mq_endpoint *ep) {
+  free(ep->host);
+  free(ep->user);
+  free(ep->password);
+  free(ep->vhost);
+}
+
+void mq_endpoints_free(mq_endpoints *e) {
+  if (!e) return;
+  for (size_t i = 0; i < e->n; i++) mq_endpoint_free(&e->v[i]);
+  free(e->v);
+  e->v = NULL;
+  e->n = 0;
+}
+
+/* Parses one URL (len bytes at text, blanks already trimmed) into ep. */
+static int mq_endpoint_parse(const char *text, size_t len, mq_endpoint *ep, char *why,
+                             size_t whylen) {
+  char *scratch = xstrndup(text, len); /* amqp_parse_url writes into it */
+  struct amqp_connection_info info;
+  amqp_default_connection_info(&info);
+  int rc = -1;
+  if (amqp_parse_url(scratch, &info) != AMQP_STATUS_OK) {
+    snprintf(why, whylen, "not a valid URL (expected amqp://user:pass@host:port[/vhost])");
+  } else if (info.ssl) {
+    snprintf(why, whylen, "amqps:// is not supported by this build");
+  } else if (!*info.vhost) {
+    /* "amqp://host/" names the empty vhost, which no broker has: almost always a typo for
+     * the default vhost, and the broker would only say "access refused" on every retry. */
+    snprintf(why, whylen, "names the empty vhost (trailing slash); omit the path or use /%%2F");
+  } else {
+    *ep = (mq_endpoint){.host = xstrdup(info.host),
+                        .port = info.port,
+                        .user = xstrdup(info.user),
+                        .password = xstrdup(info.password),
+                        .vhost = xstrdup(info.vhost)};
+    rc = 0;
+  }
+  free(scratch);
+  return rc;
+}
+
+int mq_endpoints_parse(const char *urls, mq_endpoints *out, char *err, size_t errlen) {
+  char why[160];
+  size_t count = 1;
+  *out = (mq_endpoints){0};
+  if (err && errlen) err[0] = '\0';
+  if (!urls) {
+    if (err) snprintf(err, errlen, "amqp url missing");
+    return -1;
+  }
+  for (const char *p = urls; *p; p++) count += *p == ',';
+  if (count > MQ_MAX_ENDPOINTS) {
+    if (err) snprintf(err, errlen, "amqp url list has %zu entries (at most %d)", count,
+                      MQ_MAX_ENDPOINTS);
+    return -1;
+  }
+  out->v = xcalloc(count, sizeof *out->v);
+  const char *p = urls;
+  for (size_t i = 0; i < count; i++) {
+    const char *end = strchr(p, ',');
+    if (!end) end = p + strlen(p);
+    const char *a = p, *b = end;
+    while (a < b && isspace((unsigned char)*a)) a++;
+    while (b > a && isspace((unsigned char)b[-1])) b--;
+    int rc = a == b ? (snprintf(why, sizeof why, "is empty"), -1)
+                    : mq_endpoint_parse(a, (size_t)(b - a), &out->v[i], why, sizeof why);
+    if (rc != 0) {
+      /* the position, never the text: it may hold a password */
+      if (err && count == 1) snprintf(err, errlen, "amqp url %s", why);
+      else if (err) snprintf(err, errlen, "amqp url list entry %zu of %zu %s", i + 1, count, why);
+      mq_endpoints_free(out);
+      return -1;
+    }
+    out->n++;
+    p = *end ? end + 1 : end;
+  }
+  return 0;
+}
+
+/* ---- connections ---- */
+
 mq_conn *mq_conn_new(const char *url, const char *exchange, const char *name) {
   if (!url || !exchange || !*exchange) return NULL;
+  char err[256];
+  mq_endpoints nodes;
+  if (mq_endpoints_parse(url, &nodes, err, sizeof err) != 0) {
+    log_error("%s", err);
+    return NULL;
+  }
   mq_conn *c = xcalloc(1, sizeof *c);
-  if (!c) return NULL;
-  c->url = xstrdup(url);
+  c->nodes = nodes;
   c->exchange = xstrdup(exchange);
   c->name = xstrdup(name && *name ? name : "voter");
-  size_t n = strlen(exchange) + sizeof ".unrouted";
-  c->unrouted = xmalloc(n);
-  if (!c->url || !c->exchange || !c->name || !c->unrouted) goto err;
-  snprintf(c->unrouted, n, "%s.unrouted", exchange);
-
-  if (amqp_parse_url(c->url, &c->info) != AMQP_STATUS_OK) {
-    log_error("amqp url is not valid (expected amqp://user:pass@host:port[/vhost])");
-    goto err;
-  }
-  if (c->info.ssl) {
-    log_error("amqp url: amqps:// is not supported by this build");
-    goto err;
-  }
-  /* "amqp://host/" names the empty vhost, which no broker has: almost always a typo for
-   * the default vhost, and the broker would only say "access refused" on every retry. */
-  if (!*c->info.vhost) {
-    log_error("amqp url names the empty vhost (trailing slash); omit the path or use /%%2F");
-    goto err;
-  }
+  c->unrouted = xasprintf("%s.unrouted", exchange);
 
   c->backoff_ms = MQ_BACKOFF_MIN_MS;
   struct timespec ts;
@@ -423,17 +560,15 @@ mq_conn *mq_conn_new(const char *url, const char *exchange, const char *name) {
   c->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)c ^
            (uint64_t)getpid();
   if (!c->rng) c->rng = 0x9e3779b97f4a7c15ULL;
+  /* Start at a random node, so the clients of a cluster spread over its nodes. */
+  c->node = (size_t)(mq_random(c) % c->nodes.n);
   return c;
-
-err:
-  mq_conn_free(c);
-  return NULL;
 }
 
 void mq_conn_free(mq_conn *c) {
   if (!c) return;
   mq_close(c, true);
-  free(c->url);
+  mq_endpoints_free(&c->nodes);
   free(c->exchange);
   free(c->unrouted);
   free(c->name);
@@ -441,6 +576,10 @@ void mq_conn_free(mq_conn *c) {
 }
 
 bool mq_is_connected(const mq_conn *c) { return c && c->amqp; }
+
+const mq_endpoint *mq_current_endpoint(const mq_conn *c) {
+  return c && c->amqp ? &c->nodes.v[c->node] : NULL;
+}
 
 void mq_disconnect(mq_conn *c) {
   if (!c) return;
@@ -889,14 +1028,22 @@ int mq_consume(const char *url, const char *exchange, const mq_queue_spec *spec,
                    "Events taken off a queue, by result: ack, retry (sent to the retry queue) "
                    "or dead (sent to the dead-letter queue).");
 
+  int64_t out_down_since = 0;
   while (!*stop) {
     /* The publishing side first, so the consumer never holds deliveries it cannot
      * retry; mq_ensure also keeps its heartbeats going while it is idle. */
     if (mq_ensure(k.out) != 0) {
       /* Without a way to retry, hand the prefetched deliveries back (another replica may
        * take them) rather than sit on them, missing heartbeats, through the backoff.
-       * Abrupt: the broker is likely gone too, and a close RPC could wait for its timeout. */
-      mq_fail(k.in, false, "re-publish connection is down");
+       * Abrupt: the broker is likely gone too, and a close RPC could wait for its timeout.
+       * Not at once: on a cluster the re-publish connection may just have lost its node
+       * and be back on another one within a backoff step, while the consuming one, on
+       * a surviving node, is fine (dropping it would redeliver everything it holds). */
+      if (!out_down_since) out_down_since = mq_now_ms();
+      if (mq_now_ms() - out_down_since >= MQ_REPUBLISH_GRACE_MS)
+        mq_fail(k.in, false, "re-publish connection is down");
+    } else {
+      out_down_since = 0;
     }
     if (!mq_is_connected(k.out) || mq_ensure(k.in) != 0) {
       int64_t left = mq_wait_left(k.out) > mq_wait_left(k.in) ? mq_wait_left(k.out)

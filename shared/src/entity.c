@@ -9,6 +9,7 @@
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/util.h"
+#include "voter/version.h"
 #include "voter/xalloc.h"
 
 /* A write that loses a race to a concurrent change is tried again this many times. */
@@ -275,18 +276,22 @@ static entity_status write_attempt(entity_store *s, mongoc_collection_t *coll,
   bson_t *cur = NULL;
   entity_status st = read_doc(s, coll, oid, &cur);
   if (st == ENTITY_UNAVAILABLE) return st;
-  bool live = st == ENTITY_OK && !mongo_doc_bool(cur, "deleted");
-  if (!live && !create_ok) st = ENTITY_NOT_FOUND;
-  else if (if_match >= 0 && (!live || mongo_doc_int(cur, "version") != if_match)) st = ENTITY_PRECONDITION;
+  version_state stored = {.exists = cur != NULL,
+                          .deleted = cur && mongo_doc_bool(cur, "deleted"),
+                          .version = cur ? mongo_doc_int(cur, "version") : 0};
+  bool live = stored.exists && !stored.deleted, creates;
+  int64_t version = 0;
+  version_write w = version_check_write(&stored, if_match, create_ok, &version, &creates);
+  if (w == VERSION_WRITE_NOT_FOUND) st = ENTITY_NOT_FOUND;
+  else if (w == VERSION_WRITE_PRECONDITION) st = ENTITY_PRECONDITION;
   else st = s->kind->check ? s->kind->check(s->ctx, live ? cur : NULL, body, errors) : ENTITY_OK;
   if (st != ENTITY_OK) {
     if (cur) bson_destroy(cur);
     return st;
   }
-  int64_t version = cur ? mongo_doc_int(cur, "version") + 1 : 1;
   json_t *next = s->kind->body_to_item(body, id, version);
   ev_event ev;
-  event_type(s, live ? "updated" : "created", type, sizeof type);
+  event_type(s, creates ? "created" : "updated", type, sizeof type);
   ev_build(&ev, type, s->source, id, version, next);
   if (!cur) {
     bson_t doc = BSON_INITIALIZER;
@@ -306,7 +311,7 @@ static entity_status write_attempt(entity_store *s, mongoc_collection_t *coll,
     bool matched;
     st = conditional_update(s, coll, oid, version - 1, &update, &matched);
     if (st == ENTITY_OK && matched) {
-      st = live ? ENTITY_OK : ENTITY_CREATED;
+      st = creates ? ENTITY_CREATED : ENTITY_OK;
     } else if (st == ENTITY_OK) {
       /* someone else changed it after our read */
       st = if_match >= 0 ? ENTITY_PRECONDITION : ENTITY_UNAVAILABLE;
@@ -403,14 +408,14 @@ static entity_status delete_locked(entity_store *s, mongoc_collection_t *coll,
     bson_t *cur;
     entity_status st = read_doc(s, coll, oid, &cur);
     if (st != ENTITY_OK) return st;
-    bool deleted = mongo_doc_bool(cur, "deleted");
-    int64_t version = mongo_doc_int(cur, "version");
+    version_state stored = {true, mongo_doc_bool(cur, "deleted"), mongo_doc_int(cur, "version")};
     bson_destroy(cur);
-    if (deleted) return ENTITY_NOT_FOUND;
-    if (if_match >= 0 && version != if_match) return ENTITY_PRECONDITION;
-    json_t *data = json_pack("{s:s, s:I}", "id", id, "version", (json_int_t)(version + 1));
+    int64_t version = stored.version, next;
+    version_write w = version_check_delete(&stored, if_match, &next);
+    if (w != VERSION_WRITE_OK) return w == VERSION_WRITE_NOT_FOUND ? ENTITY_NOT_FOUND : ENTITY_PRECONDITION;
+    json_t *data = json_pack("{s:s, s:I}", "id", id, "version", (json_int_t)next);
     ev_event ev;
-    ev_build(&ev, type, s->source, id, version + 1, data);
+    ev_build(&ev, type, s->source, id, next, data);
     json_decref(data);
     bson_t update = BSON_INITIALIZER, set;
     BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
@@ -420,7 +425,7 @@ static entity_status delete_locked(entity_store *s, mongoc_collection_t *coll,
       snprintf(tomb, sizeof tomb, "\x01" "deleted:%s", id);
       BSON_APPEND_UTF8(&set, s->kind->unique_key, tomb);
     }
-    BSON_APPEND_INT64(&set, "version", version + 1);
+    BSON_APPEND_INT64(&set, "version", next);
     BSON_APPEND_DATE_TIME(&set, "updatedAt", util_now_ms());
     ev_outbox_set_pending(&set);
     bson_append_document_end(&update, &set);

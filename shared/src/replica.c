@@ -8,11 +8,12 @@
 
 #include "voter/amqp.h"
 #include "voter/events.h"
-#include "voter/json.h"
 #include "voter/crashpoint.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
+#include "voter/replica_event.h"
 #include "voter/util.h"
+#include "voter/version.h"
 #include "voter/xalloc.h"
 
 static void count(const char *collection, const char *result) {
@@ -68,8 +69,7 @@ static replica_result apply_locked(mongoc_collection_t *coll, const char *collec
     const char *key;
     json_t *value;
     json_object_foreach((json_t *)data, key, value) {
-      if (strcmp(key, "id") == 0 || strcmp(key, "version") == 0 || strcmp(key, "deleted") == 0)
-        continue;
+      if (replica_event_skips_field(key)) continue;
       if (!append_json(&set, key, value)) {
         bson_destroy(&filter);
         bson_destroy(&update);
@@ -93,7 +93,8 @@ static replica_result apply_locked(mongoc_collection_t *coll, const char *collec
     if (!matched && !upserted) result = REPLICA_STALE; /* defensive: nothing written */
   } else if (mongo_is_duplicate(&err)) {
     /* the document exists with a version >= ours */
-    result = doc_version(coll, id) == version ? REPLICA_DUPLICATE : REPLICA_STALE;
+    result = version_compare(doc_version(coll, id), version) == VERSION_DUPLICATE ? REPLICA_DUPLICATE
+                                                                                : REPLICA_STALE;
   } else {
     log_warn("replica: apply to %s failed: %s", collection, err.message);
     *error = "database unavailable";
@@ -110,60 +111,21 @@ replica_result replica_apply(mongo_db *db, const replica_source *sources, int ns
                              const char *body, size_t len, const char **error) {
   static const char *unused;
   if (!error) error = &unused;
-  json_error_t jerr;
-  json_t *ev = json_loadb(body, len, 0, &jerr);
-  if (!ev || !json_is_object(ev)) {
-    json_decref(ev);
-    *error = "not a JSON object";
-    return REPLICA_INVALID;
-  }
+  replica_event ev;
   replica_result result = REPLICA_INVALID;
-  const char *type = jsonv_str(ev, "type");
-  const char *id = jsonv_str(ev, "subject");
-  json_t *version = json_object_get(ev, "version");
-  json_t *data = json_object_get(ev, "data");
-  const replica_source *src = NULL;
-  const char *action = NULL;
-  for (int i = 0; type && i < nsources && !src; i++) {
-    size_t n = strlen(sources[i].prefix);
-    if (strncmp(type, sources[i].prefix, n) == 0 && type[n] == '.') src = &sources[i], action = type + n + 1;
+  if (replica_event_parse(sources, nsources, body, len, &ev, error)) {
+    mongoc_client_t *client = mongo_acquire(db);
+    mongoc_collection_t *coll = mongo_collection(db, client, ev.source->collection);
+    ev_doc_lock(ev.id);
+    result = apply_locked(coll, ev.source->collection, ev.id, ev.version, ev.deleted, ev.data,
+                          error);
+    ev_doc_unlock(ev.id);
+    mongoc_collection_destroy(coll);
+    mongo_release(db, client);
   }
-  json_t *key_errors = json_array();
-  if (!src) {
-    *error = "unknown event type";
-  } else if (!id || !*id || strlen(id) > 128) {
-    *error = "missing subject";
-  } else if (!json_is_integer(version) || json_integer_value(version) < 1) {
-    *error = "missing or invalid version";
-  } else if (strcmp(action, "created") != 0 && strcmp(action, "updated") != 0 &&
-             strcmp(action, "deleted") != 0) {
-    *error = "unknown event action";
-  } else if (strcmp(action, "deleted") != 0 && !json_is_object(data)) {
-    *error = "missing data";
-  } else if (data && jsonv_check_keys(data, "", key_errors) > 0) {
-    *error = "unsafe keys in data";
-  } else {
-    bool deleted = strcmp(action, "deleted") == 0;
-    bool complete = true;
-    for (const char *const *f = src->required; !deleted && f && *f; f++)
-      complete &= json_is_string(json_object_get(data, *f));
-    if (!complete) {
-      *error = "data lacks required fields";
-    } else {
-      mongoc_client_t *client = mongo_acquire(db);
-      mongoc_collection_t *coll = mongo_collection(db, client, src->collection);
-      ev_doc_lock(id);
-      result = apply_locked(coll, src->collection, id, json_integer_value(version), deleted, data,
-                            error);
-      ev_doc_unlock(id);
-      mongoc_collection_destroy(coll);
-      mongo_release(db, client);
-    }
-  }
-  json_decref(key_errors);
   static const char *const names[] = {"applied", "duplicate", "stale", "invalid", "error"};
-  count(src ? src->collection : "unknown", names[result]);
-  json_decref(ev);
+  count(ev.source ? ev.source->collection : "unknown", names[result]);
+  replica_event_free(&ev);
   return result;
 }
 

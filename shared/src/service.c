@@ -153,7 +153,8 @@ static void print_usage(FILE *out, const service_spec *spec) {
           "  CORS_ALLOWED_ORIGINS '*' reflects any origin (default), a comma list, or '' for none\n"
           "  MONGODB_URI          MongoDB connection string (default " SERVICE_MONGODB_URI ")\n"
           "  MONGODB_DATABASE     database name (default %s)\n"
-          "  AMQP_URL             RabbitMQ URL (default %s)\n"
+          "  AMQP_URL             RabbitMQ URL (default %s), or a\n"
+          "                       comma-separated list of a cluster's nodes' URLs (fails over)\n"
           "  AMQP_EXCHANGE        events exchange (default " SERVICE_EXCHANGE ")\n"
           "  AMQP_QUEUE_PREFIX    prefix for every queue name (default none)\n",
           spec->name, spec->about, spec->port, spec->threads, spec->max_body, spec->name,

@@ -906,6 +906,167 @@ static void consumer_and_publisher_come_back_after_the_broker_went_away(void **s
   proxy_stop(&px);
 }
 
+/* AMQP_URL as a list of two "nodes" (two proxies to the one broker): when the node a
+ * connection is on goes away, the publisher and the consumer move to the other one, and
+ * back again when that one goes away in turn. */
+static void list_of_nodes_fails_over_to_the_next_one(void **state) {
+  (void)state;
+  char q[128], a_url[512], b_url[512], list[1100];
+  name_of(q, sizeof q, "failover");
+  const char *keys[] = {"failover.item", NULL};
+  mq_queue_spec spec = {.queue = q, .keys = keys};
+  int upstream;
+  url_via(a_url, sizeof a_url, 0, &upstream);
+  static proxy a, b;
+  proxy_start(&a, upstream);
+  proxy_start(&b, upstream);
+  url_via(a_url, sizeof a_url, a.port, NULL);
+  url_via(b_url, sizeof b_url, b.port, NULL);
+  snprintf(list, sizeof list, "%s, %s", a_url, b_url);
+
+  static consumer k;
+  consume_start(&k, list, &spec);
+  mq_conn *pub = mq_conn_new(list, exchange, "live_amqp failover");
+  raw r = raw_open();
+  raw_wait_consuming(&r, q, 15000);
+  assert_int_equal(mq_publish(pub, NULL, "failover.item", "m0", 2, NULL, TIMEOUT_MS), 0);
+  assert_true(wait_seen(&k, 1, 3000));
+
+  for (int round = 1; round <= 2; round++) {
+    const mq_endpoint *ep = mq_current_endpoint(pub);
+    assert_non_null(ep);
+    proxy *gone = ep->port == a.port ? &a : &b;
+    proxy *other = gone == &a ? &b : &a;
+    proxy_set_down(other, false);
+    proxy_set_down(gone, true);
+    int64_t t0 = now_ms();
+    char body[8];
+    snprintf(body, sizeof body, "m%d", round);
+    /* the first try may see the cut (and back off 100 ms); the next goes to the other node */
+    while (mq_publish(pub, NULL, "failover.item", body, strlen(body), NULL, TIMEOUT_MS) != 0) {
+      assert_true(now_ms() - t0 < 5000);
+      sleep_ms(20);
+    }
+    assert_int_equal(mq_current_endpoint(pub)->port, other->port);
+    assert_true(wait_seen(&k, round + 1, 5000));
+    fprintf(stderr, "[ info     ] round %d: published and consumed on the other node after %lld ms\n",
+            round, (long long)(now_ms() - t0));
+  }
+  assert_string_equal(k.seen[1].body, "m1");
+  assert_string_equal(k.seen[2].body, "m2");
+  assert_true(consume_stop(&k) < 1000);
+  raw_close(&r);
+  mq_conn_free(pub);
+  proxy_stop(&a);
+  proxy_stop(&b);
+}
+
+/* Declares name with the given string-valued arguments (plus bool x-single-active-consumer
+ * when sac) on a fresh raw connection; returns the broker's reply code (0 when accepted,
+ * 406 when the arguments differ from the existing queue's). */
+static int raw_declare_with(const char *name, const char *const *kv, bool sac, int ttl) {
+  raw r = raw_open();
+  amqp_table_entry_t e[8];
+  int n = 0;
+  for (; kv[2 * n]; n++) {
+    e[n].key = amqp_cstring_bytes(kv[2 * n]);
+    e[n].value.kind = AMQP_FIELD_KIND_UTF8;
+    e[n].value.value.bytes = amqp_cstring_bytes(kv[2 * n + 1]);
+  }
+  if (sac) {
+    e[n].key = amqp_cstring_bytes("x-single-active-consumer");
+    e[n].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    e[n++].value.value.boolean = 1;
+  }
+  if (ttl) {
+    e[n].key = amqp_cstring_bytes("x-message-ttl");
+    e[n].value.kind = AMQP_FIELD_KIND_I32;
+    e[n++].value.value.i32 = ttl;
+  }
+  amqp_table_t t = {.num_entries = n, .entries = e};
+  amqp_queue_declare(r.conn, 1, amqp_cstring_bytes(name), 0, 1, 0, 0, t);
+  amqp_rpc_reply_t rep = amqp_get_rpc_reply(r.conn);
+  int code = 0;
+  if (rep.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && rep.reply.id == AMQP_CHANNEL_CLOSE_METHOD)
+    code = ((amqp_channel_close_t *)rep.reply.decoded)->reply_code;
+  else if (rep.reply_type != AMQP_RESPONSE_NORMAL)
+    code = -1;
+  if (code > 0) raw_reopen(&r);
+  raw_close(&r);
+  return code;
+}
+
+/* Every durable queue is a quorum queue, with at-least-once dead-lettering from Q.retry;
+ * the broker refuses a declaration with other arguments (406), which is how we see them. */
+static void queues_are_quorum_queues_and_single_active_is_an_option(void **state) {
+  (void)state;
+  char q[128], retry[160], dlq[160], sq[128];
+  name_of(q, sizeof q, "quorum");
+  name_of(sq, sizeof sq, "sac");
+  snprintf(retry, sizeof retry, "%s.retry", q);
+  snprintf(dlq, sizeof dlq, "%s.dlq", q);
+  const char *keys[] = {"quorum.item", NULL};
+  mq_queue_spec spec = {.queue = q, .keys = keys, .retry_delay_ms = 750};
+  mq_conn *c = mq_conn_new(amqp_url, exchange, "live_amqp quorum");
+  assert_int_equal(mq_declare_queue(c, &spec), 0);
+  const char *quorum[] = {"x-queue-type", "quorum", NULL};
+  const char *classic[] = {"x-queue-type", "classic", NULL};
+  assert_int_equal(raw_declare_with(q, quorum, false, 0), 0);
+  assert_int_equal(raw_declare_with(q, classic, false, 0), 406);
+  assert_int_equal(raw_declare_with(q, quorum, true, 0), 406); /* no single-active here */
+  assert_int_equal(raw_declare_with(dlq, quorum, false, 0), 0);
+  assert_int_equal(raw_declare_with(unrouted, quorum, false, 0), 0);
+  const char *retry_args[] = {"x-queue-type", "quorum", "x-dead-letter-exchange", "",
+                              "x-dead-letter-routing-key", q,
+                              "x-dead-letter-strategy", "at-least-once",
+                              "x-overflow", "reject-publish", NULL};
+  assert_int_equal(raw_declare_with(retry, retry_args, false, 750), 0);
+  const char *at_most_once[] = {"x-queue-type", "quorum", "x-dead-letter-exchange", "",
+                                "x-dead-letter-routing-key", q,
+                                "x-dead-letter-strategy", "at-most-once",
+                                "x-overflow", "reject-publish", NULL};
+  assert_int_equal(raw_declare_with(retry, at_most_once, false, 750), 406);
+
+  /* single_active: the broker hands Q's messages to one consumer at a time */
+  const char *skeys[] = {"sac.item", NULL};
+  mq_queue_spec single = {.queue = sq, .keys = skeys, .single_active = true};
+  assert_int_equal(mq_declare_queue(c, &single), 0);
+  assert_int_equal(raw_declare_with(sq, quorum, true, 0), 0);
+  assert_int_equal(raw_declare_with(sq, quorum, false, 0), 406);
+
+  static consumer k1, k2;
+  consume_start(&k1, amqp_url, &single);
+  raw r = raw_open();
+  raw_wait_consuming(&r, sq, 15000);
+  consume_start(&k2, amqp_url, &single);
+  /* the broker counts only the active consumer of such a queue: give the standby time
+   * to attach (a connect here takes well under a second) */
+  sleep_ms(2000);
+  enum { N = 40 };
+  mq_message_out msgs[N];
+  char bodies[N][8];
+  for (int i = 0; i < N; i++) {
+    snprintf(bodies[i], sizeof bodies[i], "s%d", i);
+    msgs[i] = (mq_message_out){.routing_key = "sac.item", .body = bodies[i],
+                               .len = strlen(bodies[i])};
+  }
+  assert_int_equal(mq_publish_batch(c, msgs, N, TIMEOUT_MS), N);
+  int64_t deadline = now_ms() + 10000;
+  while (seen_count(&k1) + seen_count(&k2) < N && now_ms() < deadline) sleep_ms(10);
+  assert_int_equal(seen_count(&k1) + seen_count(&k2), N);
+  consumer *active = seen_count(&k1) ? &k1 : &k2, *standby = active == &k1 ? &k2 : &k1;
+  assert_int_equal(seen_count(standby), 0);
+  for (int i = 0; i < N; i++) assert_string_equal(active->seen[i].body, bodies[i]); /* in order */
+
+  /* the active one goes away: the standby takes over */
+  consume_stop(active);
+  assert_int_equal(mq_publish(c, NULL, "sac.item", "after", 5, NULL, TIMEOUT_MS), 0);
+  assert_true(wait_seen(standby, 1, 10000));
+  assert_string_equal(standby->seen[0].body, "after");
+  raw_close(&r);
+  mq_conn_free(c);
+}
+
 /* A "broker" that accepts and hangs up at once, counting connection attempts. */
 typedef struct hangup {
   int fd;
@@ -1012,7 +1173,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
   (void)state;
   static const char *const queues[] = {"topology", "routed", "batch", "single", "verdicts",
-                                       "unplaced", "resume", "full"};
+                                       "unplaced", "resume", "full", "failover", "quorum", "sac"};
   raw r = raw_open();
   for (size_t i = 0; i < sizeof queues / sizeof queues[0]; i++) {
     static const char *const suffix[] = {"", ".retry", ".dlq"};
@@ -1051,6 +1212,9 @@ int main(void) {
       cmocka_unit_test_teardown(failed_retry_publish_leaves_the_message_for_redelivery,
                                 stop_consumers),
       cmocka_unit_test_teardown(consumer_and_publisher_come_back_after_the_broker_went_away,
+                                stop_consumers),
+      cmocka_unit_test_teardown(list_of_nodes_fails_over_to_the_next_one, stop_consumers),
+      cmocka_unit_test_teardown(queues_are_quorum_queues_and_single_active_is_an_option,
                                 stop_consumers),
       cmocka_unit_test_teardown(ensure_fails_fast_and_respects_the_backoff, stop_consumers),
       cmocka_unit_test_teardown(stop_ends_consume_promptly_while_the_broker_is_unreachable,

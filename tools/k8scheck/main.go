@@ -5,7 +5,8 @@
 //	kubectl kustomize k8s/overlays/dev | k8scheck            # reads stdin
 //	k8scheck rendered.yaml other.yaml                         # or files
 //
-// Every document must be a built-in kind of a group this tool knows. It is decoded into
+// Every document must be a built-in kind of a group this tool knows, or a custom kind of
+// the minimal CRDs embedded from crds/ (custom.go: checked against their schema). It is decoded into
 // the k8s.io/api Go type with the same strict decoder the API server uses for
 // `kubectl apply --validate=strict` (sigs.k8s.io/json: case-sensitive, unknown fields
 // and duplicate fields are errors, wrong types are errors), then checked for the
@@ -33,6 +34,9 @@ import (
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
+
+// customKinds: the operator kinds of crds/ (custom.go), loaded once at start.
+var customKinds map[schema.GroupVersionKind]*customKind
 
 // object is one decoded document: its identity and the typed value.
 type object struct {
@@ -70,6 +74,11 @@ func main() {
 	flag.Parse()
 
 	scheme := newScheme()
+	var err error
+	if customKinds, err = loadCustomKinds(); err != nil {
+		fmt.Fprintf(os.Stderr, "k8scheck: the embedded CRDs: %v\n", err)
+		os.Exit(2)
+	}
 	var objs []*object
 	inputs := flag.Args()
 	if len(inputs) == 0 {
@@ -202,7 +211,11 @@ func decodeOne(scheme *runtime.Scheme, source string, doc []byte) *object {
 	o.ns = meta.Metadata.Namespace
 	typed, err := scheme.New(o.gvk)
 	if err != nil {
-		o.fail("%s is not a built-in kind this checker knows (typo in apiVersion or kind?)", o.gvk)
+		if ck := customKinds[o.gvk]; ck != nil {
+			decodeCustom(o, ck, js)
+			return o
+		}
+		o.fail("%s is neither a built-in kind nor a custom kind of crds/ (typo in apiVersion or kind?)", o.gvk)
 		return o
 	}
 	// The API server's strict decoding: unknown fields, duplicate fields and fields in the

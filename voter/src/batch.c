@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "batch_parse.h"
 #include "votes.h"
 #include "voter/crashpoint.h"
 #include "voter/amqp.h"
@@ -20,7 +21,6 @@
 #include "voter/xalloc.h"
 
 #define BATCHES "batches"
-#define MAX_REJECTIONS 1000
 #define INGEST_KEY "voter.ingest"
 
 struct batch_ctx {
@@ -87,38 +87,21 @@ static bool record_progress(batch_ctx *b, const char *batch, int64_t seq, int64_
 
 static mq_verdict handle_chunk(void *ctx, const mq_message *msg, const char **error) {
   batch_ctx *b = ctx;
-  json_t *chunk = json_loadb(msg->body, msg->len, 0, NULL);
-  const char *batch = jsonv_str(chunk, "batch");
-  json_t *seq = json_object_get(chunk, "seq"), *list = json_object_get(chunk, "votes");
-  if (!batch || !json_is_integer(seq) || !json_is_array(list)) {
-    json_decref(chunk);
+  batch_chunk c;
+  if (!batch_parse_chunk(msg->body, msg->len, &c)) {
+    batch_parse_chunk_free(&c);
     *error = "malformed ingestion chunk";
     return MQ_REJECT;
   }
-  size_t n = json_array_size(list);
-  vote_in *votes = xcalloc(n ? n : 1, sizeof *votes);
-  size_t k = 0;
-  for (size_t i = 0; i < n; i++) {
-    json_t *v = json_array_get(list, i);
-    const char *id = jsonv_str(v, "id"), *c = jsonv_str(v, "candidate"), *e = jsonv_str(v, "election");
-    if (!util_is_object_id(id) || !c || !e) continue;
-    snprintf(votes[k].id, sizeof votes[k].id, "%s", id);
-    votes[k].candidate = c;
-    votes[k].election = e;
-    k++;
-  }
   int64_t written;
-  char chunk_key[64];
-  snprintf(chunk_key, sizeof chunk_key, "%s:%lld", batch, (long long)json_integer_value(seq));
-  vs_status st = votes_insert_many(b->db, votes, k, chunk_key, &written);
-  free(votes);
+  vs_status st = votes_insert_many(b->db, c.votes, c.n, c.key, &written);
   mq_verdict verdict = MQ_ACK;
   if (st == VS_OK) metrics_counter_add("votes_ingested_total", "", (double)written);
-  if (st != VS_OK || !record_progress(b, batch, json_integer_value(seq), (int64_t)k)) {
+  if (st != VS_OK || !record_progress(b, c.batch, c.seq, (int64_t)c.n)) {
     *error = "database unavailable";
     verdict = MQ_RETRY;
   }
-  json_decref(chunk);
+  batch_parse_chunk_free(&c);
   return verdict;
 }
 
@@ -168,23 +151,10 @@ void batch_stop(batch_ctx *b) {
 
 /* ---- submission ---- */
 
-static const jsonv_field vote_fields[] = {
-    VOTES_FIELDS,
-    {NULL, 0, false, 0},
-};
-
 /* Validates one vote; returns NULL when valid, else a message (static or in buf). */
 static const char *check_vote(batch_ctx *b, json_t *v, json_t *cache, char *buf, size_t len) {
-  if (!json_is_object(v)) return "must be a JSON object";
-  json_t *errors = json_array();
-  if (jsonv_check_keys(v, "", errors) + jsonv_check(v, vote_fields, false, errors) > 0) {
-    json_t *first = json_array_get(errors, 0);
-    snprintf(buf, len, "%s %s", json_string_value(json_object_get(first, "field")),
-             json_string_value(json_object_get(first, "message")));
-    json_decref(errors);
-    return buf;
-  }
-  json_decref(errors);
+  const char *shape = batch_parse_vote_shape(v, buf, len);
+  if (shape) return shape;
   const char *c = jsonv_str(v, "candidate"), *e = jsonv_str(v, "election");
   char key[600];
   snprintf(key, sizeof key, "%s\x1f%s", e, c);
@@ -202,56 +172,6 @@ static const char *check_vote(batch_ctx *b, json_t *v, json_t *cache, char *buf,
   case VS_UNKNOWN_CANDIDATE: return "unknown candidate in this election";
   default: return "could not be checked (database unavailable)";
   }
-}
-
-/* Splits the body into vote values with their line numbers (1-based). */
-static json_t *parse_body(const char *body, size_t len, bool ndjson, json_t *rejections,
-                          json_t *lines, char *detail, size_t dlen) {
-  json_t *votes = json_array();
-  if (!ndjson) {
-    json_error_t err;
-    json_t *arr = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err);
-    if (!json_is_array(arr)) {
-      snprintf(detail, dlen, arr ? "the body must be a JSON array of votes"
-                                 : "malformed JSON at line %d, column %d: %s",
-               err.line, err.column, err.text);
-      json_decref(arr);
-      json_decref(votes);
-      return NULL;
-    }
-    size_t i;
-    json_t *v;
-    json_array_foreach(arr, i, v) {
-      json_array_append(votes, v);
-      json_array_append_new(lines, json_integer((json_int_t)i + 1));
-    }
-    json_decref(arr);
-    return votes;
-  }
-  size_t line = 0;
-  for (const char *p = body, *end = body + len; p < end;) {
-    const char *nl = memchr(p, '\n', (size_t)(end - p));
-    size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-    line++;
-    size_t m = n;
-    while (m && (p[m - 1] == '\r' || p[m - 1] == ' ' || p[m - 1] == '\t')) m--;
-    if (m > 0) {
-      json_error_t err;
-      json_t *v = json_loadb(p, m, JSON_REJECT_DUPLICATES, &err);
-      if (!v) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "malformed JSON at column %d: %s", err.column, err.text);
-        if (json_array_size(rejections) < MAX_REJECTIONS)
-          json_array_append_new(rejections, json_pack("{s:I, s:s}", "line", (json_int_t)line, "error", msg));
-        json_array_append_new(votes, json_null()); /* placeholder, counted as rejected */
-      } else {
-        json_array_append_new(votes, v);
-      }
-      json_array_append_new(lines, json_integer((json_int_t)line));
-    }
-    p += n + 1;
-  }
-  return votes;
 }
 
 static json_t *batch_view(const bson_t *doc) {
@@ -398,7 +318,7 @@ batch_status batch_submit(batch_ctx *b, const char *body, size_t len, bool ndjso
   *result = NULL;
   *replayed = false;
   json_t *rejections = json_array(), *lines = json_array();
-  json_t *votes = parse_body(body, len, ndjson, rejections, lines, detail, detail_len);
+  json_t *votes = batch_parse_body(body, len, ndjson, rejections, lines, detail, detail_len);
   if (!votes) {
     json_decref(rejections);
     json_decref(lines);
@@ -425,7 +345,7 @@ batch_status batch_submit(batch_ctx *b, const char *body, size_t len, bool ndjso
     const char *why = check_vote(b, v, cache, buf, sizeof buf);
     if (why) {
       rejected++;
-      if (json_array_size(rejections) < MAX_REJECTIONS)
+      if (json_array_size(rejections) < BATCH_MAX_REJECTIONS)
         json_array_append_new(rejections, json_pack("{s:I, s:s}", "line", line, "error", why));
       continue;
     }

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "replicas.h"
+#include "tally_logic.h"
 #include "votes.h"
 #include "voter/authz.h"
 #include "voter/hal.h"
@@ -16,6 +17,7 @@
 #include "voter/idem.h"
 #include "voter/json.h"
 #include "voter/log.h"
+#include "voter/replica_read.h"
 #include "voter/util.h"
 #include "voter/xalloc.h"
 
@@ -201,7 +203,9 @@ static void replica_collection(const http_request *req, http_response *res, vote
   if (hal_parse_page(req, res, sortable, &page) != 0) return;
   json_t *items;
   int64_t total;
-  if (!replicas_list(app->db, collection, field, value, &page, &items, &total)) return unavailable(res);
+  if (replica_read_list(app->db, collection, field, value, &page, NULL, &items, &total) !=
+      REPLICA_READ_OK)
+    return unavailable(res);
   const char *singular = strcmp(collection, "candidates") == 0 ? "candidate" : "election";
   const char *item_path = strcmp(collection, "candidates") == 0 ? "/voter/candidates" : "/voter/elections";
   size_t i;
@@ -231,7 +235,9 @@ static void list_elections(void *ctx, const http_request *req, http_response *re
 static void candidates_of_election(void *ctx, const http_request *req, http_response *res) {
   voter_app *app = ctx;
   json_t *list;
-  if (!replicas_candidate_summary(app->db, req->params[0], &list)) return unavailable(res);
+  if (replica_read_summary(app->db, &replica_candidate_summary, req->params[0], &list) !=
+      REPLICA_READ_OK)
+    return unavailable(res);
   http_reply_json(res, 200, json_pack("{s:o}", "candidates", list));
 }
 
@@ -254,30 +260,16 @@ static void results(void *ctx, const http_request *req, http_response *res) {
 static void results_total(void *ctx, const http_request *req, http_response *res) {
   json_t *r = results_or_reply(ctx, req, res);
   if (!r) return;
-  json_int_t total = 0;
-  size_t i;
-  json_t *row;
-  json_array_foreach(r, i, row) total += json_integer_value(json_object_get(row, "votes"));
+  int64_t total = tally_total(r);
   json_decref(r);
-  http_reply_json(res, 200, json_pack("{s:I}", "votes", total));
-}
-
-/* Every candidate tied at the maximum, from the same single read as the results. */
-static json_t *winners_of(json_t *r, json_int_t *max) {
-  *max = json_integer_value(json_object_get(json_array_get(r, 0), "votes"));
-  json_t *w = json_array();
-  size_t i;
-  json_t *row;
-  json_array_foreach(r, i, row) if (json_integer_value(json_object_get(row, "votes")) == *max)
-      json_array_append(w, row);
-  return w;
+  http_reply_json(res, 200, json_pack("{s:I}", "votes", (json_int_t)total));
 }
 
 static void winners(void *ctx, const http_request *req, http_response *res) {
   json_t *r = results_or_reply(ctx, req, res);
   if (!r) return;
-  json_int_t max;
-  json_t *w = winners_of(r, &max);
+  int64_t max;
+  json_t *w = tally_winners(r, &max); /* from the same single read as the results */
   json_decref(r);
   http_reply_json(res, 200, json_pack("{s:o}", "results", w));
 }
@@ -285,10 +277,10 @@ static void winners(void *ctx, const http_request *req, http_response *res) {
 static void winners_votes(void *ctx, const http_request *req, http_response *res) {
   json_t *r = results_or_reply(ctx, req, res);
   if (!r) return;
-  json_int_t max;
-  json_decref(winners_of(r, &max));
+  int64_t max;
+  json_decref(tally_winners(r, &max));
   json_decref(r);
-  http_reply_json(res, 200, json_pack("{s:I}", "votes", max));
+  http_reply_json(res, 200, json_pack("{s:I}", "votes", (json_int_t)max));
 }
 
 /* ---- simulation, drops ---- */
@@ -297,7 +289,9 @@ static void simulation(void *ctx, const http_request *req, http_response *res) {
   voter_app *app = ctx;
   const char *election = req->params[0];
   json_t *candidates;
-  if (!replicas_candidate_summary(app->db, election, &candidates)) return unavailable(res);
+  if (replica_read_summary(app->db, &replica_candidate_summary, election, &candidates) !=
+      REPLICA_READ_OK)
+    return unavailable(res);
   /* No candidates known (yet) for this election: like the original, answer 200 with the
    * usual message and add nothing; the sample-data scripts simulate every election. */
   size_t cap = json_array_size(candidates) * 25, n = 0;
@@ -356,7 +350,7 @@ static bool request_replay(const voter_app *app, const http_request *req) {
 
 static void drop_candidates(void *ctx, const http_request *req, http_response *res) {
   voter_app *app = ctx;
-  if (!replicas_clear(app->db, "candidates")) return unavailable(res);
+  if (replica_read_clear(app->db, "candidates", NULL) != REPLICA_READ_OK) return unavailable(res);
   bool replayed = request_replay(app, req);
   http_reply_empty(res, 204);
   if (!replayed)

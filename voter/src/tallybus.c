@@ -10,6 +10,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "voter/amqp.h"
 #include "voter/log.h"
 #include "voter/util.h"
 #include "voter/xalloc.h"
@@ -19,8 +20,8 @@
 #define BACKOFF_MAX_MS 10000
 
 struct tallybus {
-  char *url_copy; /* amqp_parse_url points into it */
-  struct amqp_connection_info info;
+  mq_endpoints nodes; /* AMQP_URL's broker list; a failure moves on to the next node */
+  size_t node;
   char exchange[256];
   amqp_connection_state_t conn;
   int64_t retry_at_ms, backoff_ms;
@@ -35,11 +36,9 @@ static void sleep_ms(int ms) {
 
 tallybus *tallybus_new(const char *url, const char *events_exchange) {
   tallybus *b = xcalloc(1, sizeof *b);
-  b->url_copy = xstrdup(url);
-  amqp_default_connection_info(&b->info);
-  if (!b->url_copy || amqp_parse_url(b->url_copy, &b->info) != AMQP_STATUS_OK) {
-    log_error("tallybus: cannot parse AMQP_URL");
-    free(b->url_copy);
+  char err[256];
+  if (mq_endpoints_parse(url, &b->nodes, err, sizeof err) != 0) {
+    log_error("tallybus: %s", err);
     free(b);
     return NULL;
   }
@@ -62,6 +61,7 @@ static void failed(tallybus *b, const char *what) {
   log_fields(LOG_WARN, "tallybus: broker unavailable",
              json_pack("{s:s, s:I}", "stage", what, "retry_in_ms", (json_int_t)b->backoff_ms));
   disconnect(b, false);
+  b->node = (b->node + 1) % b->nodes.n;
   b->retry_at_ms = now_ms() + b->backoff_ms;
   b->backoff_ms = b->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : b->backoff_ms * 2;
 }
@@ -71,20 +71,21 @@ static bool rpc_ok(tallybus *b) {
 }
 
 static bool connect_now(tallybus *b) {
+  const mq_endpoint *ep = &b->nodes.v[b->node];
   struct timeval tv = {2, 0};
   b->conn = amqp_new_connection();
   amqp_socket_t *sock = b->conn ? amqp_tcp_socket_new(b->conn) : NULL;
   if (!sock) return failed(b, "socket"), false;
   amqp_set_rpc_timeout(b->conn, &tv);
-  if (amqp_socket_open_noblock(sock, b->info.host, b->info.port, &tv) != AMQP_STATUS_OK)
+  if (amqp_socket_open_noblock(sock, ep->host, ep->port, &tv) != AMQP_STATUS_OK)
     return failed(b, "connect"), false;
   amqp_table_entry_t prop = {.key = amqp_cstring_bytes("connection_name"),
                              .value = {.kind = AMQP_FIELD_KIND_UTF8,
                                        .value.bytes = amqp_cstring_bytes("voter-tallybus")}};
   amqp_table_t props = {.num_entries = 1, .entries = &prop};
-  amqp_rpc_reply_t r = amqp_login_with_properties(b->conn, b->info.vhost, 0, AMQP_DEFAULT_FRAME_SIZE,
-                                                  30, &props, AMQP_SASL_METHOD_PLAIN, b->info.user,
-                                                  b->info.password);
+  amqp_rpc_reply_t r = amqp_login_with_properties(b->conn, ep->vhost, 0, AMQP_DEFAULT_FRAME_SIZE,
+                                                  30, &props, AMQP_SASL_METHOD_PLAIN, ep->user,
+                                                  ep->password);
   if (r.reply_type != AMQP_RESPONSE_NORMAL) return failed(b, "login"), false;
   amqp_channel_open(b->conn, CHANNEL);
   if (!rpc_ok(b)) return failed(b, "channel"), false;
@@ -171,6 +172,6 @@ bool tallybus_announce(tallybus *b, const char *election) {
 void tallybus_free(tallybus *b) {
   if (!b) return;
   disconnect(b, true);
-  free(b->url_copy);
+  mq_endpoints_free(&b->nodes);
   free(b);
 }

@@ -5,21 +5,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tally_logic.h"
 #include "voter/crashpoint.h"
 #include "voter/events.h"
 #include "voter/idem.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
+#include "voter/replica_read.h"
 #include "voter/util.h"
 #include "voter/xalloc.h"
 
 #define VOTES "votes"
 #define TALLIES "tallies"
 #define CHUNKS "chunks"
-/* A keyed retry that finds its vote written but not counted recounts the election only
- * when the vote is older than this: no live request (of any replica) takes that long
- * between its insert and its tally, so the recount cannot race it. */
-#define VOTE_SETTLE_MS 5000
 
 static vs_status db_error(const char *what, const bson_error_t *e) {
   mongo_log_failure("votes", what, e);
@@ -67,35 +65,17 @@ bool votes_init(mongo_db *db) {
   return ok;
 }
 
-/* true when a live document matches filter in collection. */
-static vs_status exists(mongo_db *db, const char *collection, bson_t *filter, bool *found) {
-  mongoc_client_t *client = mongo_acquire(db);
-  mongoc_collection_t *coll = mongo_collection(db, client, collection);
-  bson_t *opts = BCON_NEW("limit", BCON_INT64(1), "projection", "{", "_id", BCON_INT32(1), "}");
-  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
-  const bson_t *doc;
-  bson_error_t error;
-  *found = mongoc_cursor_next(cur, &doc);
-  vs_status st = mongoc_cursor_error(cur, &error) ? db_error("lookup", &error) : VS_OK;
-  mongoc_cursor_destroy(cur);
-  bson_destroy(opts);
-  mongoc_collection_destroy(coll);
-  mongo_release(db, client);
-  return st;
-}
-
+/* The replicas decide what a vote may name: a live election with this title, and a live
+ * candidate of this full name standing in it. */
 vs_status votes_check(mongo_db *db, const char *candidate, const char *election) {
   bool found;
-  bson_t *f = BCON_NEW("title", BCON_UTF8(election), "deleted", BCON_BOOL(false));
-  vs_status st = exists(db, "elections", f, &found);
-  bson_destroy(f);
-  if (st != VS_OK) return st;
+  const char *const election_match[] = {"title", election, NULL};
+  if (replica_read_known(db, "elections", election_match, &found) != REPLICA_READ_OK)
+    return VS_UNAVAILABLE;
   if (!found) return VS_UNKNOWN_ELECTION;
-  f = BCON_NEW("fullName", BCON_UTF8(candidate), "election", BCON_UTF8(election), "deleted",
-               BCON_BOOL(false));
-  st = exists(db, "candidates", f, &found);
-  bson_destroy(f);
-  if (st != VS_OK) return st;
+  const char *const candidate_match[] = {"fullName", candidate, "election", election, NULL};
+  if (replica_read_known(db, "candidates", candidate_match, &found) != REPLICA_READ_OK)
+    return VS_UNAVAILABLE;
   return found ? VS_OK : VS_UNKNOWN_CANDIDATE;
 }
 
@@ -148,12 +128,13 @@ static void count_new_vote(mongoc_collection_t *votes, mongoc_collection_t *tall
  * reconciliation, which only looks at votes older than its period. */
 static vs_status finish_earlier_attempt(mongoc_collection_t *votes, mongoc_collection_t *tallies,
                                         const bson_t *doc) {
-  if (mongo_doc_bool(doc, "tallied") || mongo_doc_bool(doc, "deleted")) return VS_OK;
   bson_iter_t it;
   int64_t created = 0;
   if (bson_iter_init_find(&it, doc, "createdAt") && BSON_ITER_HOLDS_DATE_TIME(&it))
     created = bson_iter_date_time(&it);
-  if (util_now_ms() - created < VOTE_SETTLE_MS) return VS_OK;
+  if (!tally_retry_recounts(mongo_doc_bool(doc, "tallied"), mongo_doc_bool(doc, "deleted"),
+                            created, util_now_ms()))
+    return VS_OK;
   metrics_counter_inc("idempotency_takeovers_total", "kind=\"vote\"");
   return recount(votes, tallies, mongo_doc_str(doc, "election"), "retry");
 }
@@ -335,36 +316,6 @@ vs_status votes_list(mongo_db *db, const mongo_page *page, json_t **items, int64
   return st;
 }
 
-/* Distinct elections of a vote list, in first-seen order. */
-static size_t distinct_elections(const vote_in *v, size_t n, const char **out) {
-  size_t k = 0;
-  for (size_t i = 0; i < n; i++) {
-    size_t j = 0;
-    while (j < k && strcmp(out[j], v[i].election) != 0) j++;
-    if (j == k) out[k++] = v[i].election;
-  }
-  return k;
-}
-
-/* Per-(election, candidate) counts of a chunk, computed from the message itself. */
-typedef struct {
-  const char *election, *candidate;
-  int64_t n;
-} bucket;
-
-static size_t count_buckets(const vote_in *v, size_t n, bucket *b) {
-  size_t nb = 0;
-  for (size_t i = 0; i < n; i++) {
-    size_t k = 0;
-    while (k < nb && (strcmp(b[k].election, v[i].election) != 0 ||
-                      strcmp(b[k].candidate, v[i].candidate) != 0))
-      k++;
-    if (k == nb) b[nb++] = (bucket){v[i].election, v[i].candidate, 0};
-    b[k].n++;
-  }
-  return nb;
-}
-
 static bool set_chunk_counted(mongoc_collection_t *chunks, const char *chunk, bson_error_t *error) {
   bson_t *filter = BCON_NEW("_id", BCON_UTF8(chunk));
   bson_t *update = BCON_NEW("$set", "{", "state", BCON_UTF8("counted"), "}");
@@ -389,7 +340,7 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
   mongoc_collection_t *chunks = mongo_collection(db, client, CHUNKS);
   bson_t **docs = xcalloc(n, sizeof *docs);
   const char **elections = xcalloc(n, sizeof *elections);
-  bucket *buckets = xcalloc(n, sizeof *buckets);
+  tally_bucket *buckets = xcalloc(n, sizeof *buckets);
   int64_t now = util_now_ms();
   for (size_t i = 0; i < n; i++) {
     bson_oid_t oid;
@@ -398,7 +349,7 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
                        BCON_UTF8(v[i].election), "createdAt", BCON_DATE_TIME(now), "tallied",
                        BCON_BOOL(true), "deleted", BCON_BOOL(false), "chunk", BCON_UTF8(chunk));
   }
-  size_t ne = distinct_elections(v, n, elections);
+  size_t ne = tally_distinct_elections(v, n, elections);
   for (size_t e = 0; e < ne; e++) election_lock(elections[e]);
   bson_error_t error;
   vs_status st = VS_OK;
@@ -453,15 +404,16 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
     metrics_counter_add("duplicates_detected_total", "kind=\"chunk vote\"",
                         (double)((int64_t)n - inserted));
   CRASH_POINT("chunk.inserted");
-  if (st == VS_OK && fresh) {
-    size_t nb = count_buckets(v, n, buckets);
+  tally_chunk_plan plan = tally_plan_chunk(fresh, counted, inserted);
+  if (st == VS_OK && plan == TALLY_CHUNK_COUNT) {
+    size_t nb = tally_buckets(v, n, buckets);
     for (size_t b = 0; st == VS_OK && b < nb; b++) {
       if (!tally_add(tallies, buckets[b].election, buckets[b].candidate, buckets[b].n, &error))
         st = db_error("tally", &error);
       else
         *written += buckets[b].n;
     }
-  } else if (st == VS_OK && (!counted || inserted > 0)) {
+  } else if (st == VS_OK && plan == TALLY_CHUNK_RECOUNT) {
     /* interrupted before its tallies, or votes that came after the marker was closed */
     metrics_counter_inc("votes_chunks_recounted_total", "");
     for (size_t e = 0; st == VS_OK && e < ne; e++)
@@ -483,50 +435,28 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
   return st;
 }
 
-static int cmp_results(const void *a, const void *b) {
-  const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
-  json_int_t vx = json_integer_value(json_object_get(x, "votes"));
-  json_int_t vy = json_integer_value(json_object_get(y, "votes"));
-  if (vx != vy) return vx > vy ? -1 : 1;
-  return strcmp(json_string_value(json_object_get(x, "candidate")),
-                json_string_value(json_object_get(y, "candidate")));
-}
-
 vs_status votes_results(mongo_db *db, const char *election, json_t **results) {
   mongoc_client_t *client = mongo_acquire(db);
   mongoc_collection_t *tallies = mongo_collection(db, client, TALLIES);
   bson_t *filter = BCON_NEW("election", BCON_UTF8(election));
   mongoc_cursor_t *cur = mongoc_collection_find_with_opts(tallies, filter, NULL, NULL);
   const bson_t *doc;
-  size_t n = 0, cap = 16;
-  json_t **rows = xmalloc(cap * sizeof *rows);
+  json_t *rows = json_array();
   while (mongoc_cursor_next(cur, &doc)) {
-    bson_iter_t it;
-    const char *candidate = NULL;
-    int64_t votes = 0;
-    if (bson_iter_init_find(&it, doc, "candidate") && BSON_ITER_HOLDS_UTF8(&it))
-      candidate = bson_iter_utf8(&it, NULL);
-    if (bson_iter_init_find(&it, doc, "votes") && BSON_ITER_HOLDS_NUMBER(&it))
-      votes = bson_iter_as_int64(&it);
-    if (!candidate || votes <= 0) continue;
-    if (n == cap) {
-      json_t **more = xrealloc(rows, (cap *= 2) * sizeof *rows);
-      rows = more;
-    }
-    rows[n++] = json_pack("{s:s, s:I}", "candidate", candidate, "votes", (json_int_t)votes);
+    const char *candidate = mongo_doc_str(doc, "candidate");
+    if (candidate)
+      json_array_append_new(rows, json_pack("{s:s, s:I}", "candidate", candidate, "votes",
+                                            (json_int_t)mongo_doc_int(doc, "votes")));
   }
   bson_error_t error;
   vs_status st = VS_OK;
   *results = NULL;
   if (mongoc_cursor_error(cur, &error)) {
     st = db_error("read tallies", &error);
-    for (size_t i = 0; i < n; i++) json_decref(rows[i]);
+    json_decref(rows);
   } else {
-    qsort(rows, n, sizeof *rows, cmp_results);
-    *results = json_array();
-    for (size_t i = 0; i < n; i++) json_array_append_new(*results, rows[i]);
+    *results = tally_results(rows);
   }
-  free(rows);
   mongoc_cursor_destroy(cur);
   bson_destroy(filter);
   mongoc_collection_destroy(tallies);

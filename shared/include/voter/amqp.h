@@ -6,13 +6,27 @@
  * (re)connect and fails fast while the backoff window is open, so callers (the outbox
  * relay, consumers) never block for long on a dead broker.
  *
- * Topology, declared on every (re)connect:
+ * Brokers: the url given to mq_conn_new / mq_consume is one amqp:// URL or a
+ * comma-separated list of them, one per node of a RabbitMQ cluster (AMQP_URL, e.g.
+ * "amqp://u:p@h1:5672/vhost,amqp://u:p@h2:5672/vhost"; see mq_endpoints_parse). A
+ * connection starts at a random node of the list (spreading clients over the cluster)
+ * and, when its node goes away, reconnects to the next one that answers: each connect
+ * attempt tries every node once, in list order from the one after the node it lost, and
+ * only backs off once they all failed.
+ *
+ * Topology, declared on every (re)connect. Every durable queue is a quorum queue
+ * (x-queue-type: quorum, replicated by the cluster's Raft; one replica on one node):
  *   - the events exchange (topic, durable) with an alternate exchange
- *     "<exchange>.unrouted" (fanout) bound to the durable queue "<exchange>.unrouted",
+ *     "<exchange>.unrouted" (fanout) bound to the queue "<exchange>.unrouted",
  *     so an event nobody is bound to yet is parked, never dropped;
- *   - per consumer queue Q (mq_queue_spec): Q (durable, bound to the events exchange
- *     with the given keys), Q.retry (durable, x-message-ttl = retry delay,
- *     dead-lettering back to Q through the default exchange) and Q.dlq (durable).
+ *   - per consumer queue Q (mq_queue_spec): Q (bound to the events exchange with the
+ *     given keys; x-single-active-consumer when the spec asks), Q.retry (x-message-ttl =
+ *     retry delay, dead-lettering back to Q through the default exchange, at-least-once:
+ *     x-dead-letter-strategy at-least-once + x-overflow reject-publish, so a message that
+ *     expires while Q's leader is away is held until Q confirms it) and Q.dlq.
+ * A queue's type and arguments cannot change in place: a broker that still holds the
+ * classic queues of an older version refuses these declarations with 406
+ * PRECONDITION_FAILED (logged); delete those queues (docs/operations.md).
  *
  * Headers: x-attempts (int, failed handler runs so far), x-error (why it was
  * dead-lettered) and, on copies sent to Q.retry / Q.dlq by mq_consume, x-routing-key
@@ -37,10 +51,38 @@ typedef struct mq_props {
   const char *error;        /* x-error header (why it was dead-lettered) when set */
 } mq_props;
 
-/* url: amqp://user:pass@host:port[/vhost] (no path or /%2F: the default vhost; a
- * trailing slash names the empty vhost and is refused here, as is amqps://);
- * exchange: the events exchange name; name: connection name shown in the management
- * UI. Does not connect yet. NULL on a bad url (logged). */
+/* ---- broker addresses ---- */
+
+#define MQ_MAX_ENDPOINTS 16
+
+/* One node's address, parsed from an amqp:// URL (strings owned). */
+typedef struct mq_endpoint {
+  char *host;
+  int port;
+  char *user;
+  char *password;
+  char *vhost;
+} mq_endpoint;
+
+typedef struct mq_endpoints {
+  mq_endpoint *v;
+  size_t n;
+} mq_endpoints;
+
+/* Parses a broker list: one URL or several separated by commas (blanks around each are
+ * ignored), each amqp://user:pass@host:port[/vhost] (no path or /%2F: the default vhost;
+ * a trailing slash names the empty vhost and is refused, as are amqps://, empty entries
+ * and more than MQ_MAX_ENDPOINTS). A comma inside a password must be written %2C. On
+ * success fills *out (free with mq_endpoints_free) and returns 0; otherwise -1 with the
+ * reason in err (which never contains a password) and *out empty. */
+int mq_endpoints_parse(const char *urls, mq_endpoints *out, char *err, size_t errlen);
+void mq_endpoints_free(mq_endpoints *e);
+
+/* ---- connections ---- */
+
+/* url: one broker URL or a comma-separated list (mq_endpoints_parse); exchange: the
+ * events exchange name; name: connection name shown in the management UI. Does not
+ * connect yet. NULL on a bad url (logged). */
 mq_conn *mq_conn_new(const char *url, const char *exchange, const char *name);
 void mq_conn_free(mq_conn *c);
 
@@ -53,6 +95,8 @@ void mq_conn_free(mq_conn *c);
  * notices a close from the broker: call it (or publish) at least every 30 s. */
 int mq_ensure(mq_conn *c);
 bool mq_is_connected(const mq_conn *c);
+/* The node this connection is on (an entry of its list), NULL while disconnected. */
+const mq_endpoint *mq_current_endpoint(const mq_conn *c);
 /* Closes the connection (if any); the next mq_ensure reconnects at once. */
 void mq_disconnect(mq_conn *c);
 
@@ -84,6 +128,11 @@ typedef struct mq_queue_spec {
   int retry_delay_ms;        /* TTL of Q.retry; default 1000 when 0 */
   int max_attempts;          /* after this many transient failures -> Q.dlq; default 5 */
   int prefetch;              /* basic.qos; default 32 */
+  bool single_active;        /* Q gets x-single-active-consumer: of all consumers attached
+                                to Q, the broker delivers to one at a time (the others
+                                stand by and take over when it goes away), so messages are
+                                applied in queue order by one process. Like every queue
+                                argument it cannot change on an existing queue. */
 } mq_queue_spec;
 
 /* A prefix put before every queue name this process declares or consumes (from
@@ -124,8 +173,11 @@ typedef mq_verdict (*mq_handler)(void *ctx, const mq_message *msg, const char **
  * verdict is carried out (retry/dead-letter re-publish confirmed first; if that fails the
  * message is left unacked and the connections are dropped, so the broker redelivers it
  * after the backoff). Checks *stop at least every 250 ms (a connect attempt in progress
- * finishes first: up to 2 s against a host that drops packets). Uses its own connections
- * (one consuming, one publishing), so it is meant to own a thread. Returns 0 on stop,
+ * finishes first: up to 2 s per node against hosts that drop packets). Uses its own
+ * connections (one consuming, one publishing; each on its own node of a list), so it is
+ * meant to own a thread. While the publishing one is down it takes no deliveries, and
+ * after 2 s down it also drops the consuming one (its deliveries go back to the queue).
+ * Returns 0 on stop,
  * after closing its connections; -1 at once on bad arguments or url. Counts
  * events_consumed_total{queue,result="ack|retry|dead"} in metrics. */
 int mq_consume(const char *url, const char *exchange, const mq_queue_spec *spec,

@@ -5,6 +5,7 @@
 #define VOTER_HAL_H
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "voter/http.h"
@@ -36,6 +37,18 @@ int hal_parse_page(const http_request *req, http_response *res, hal_sortable sor
 json_t *hal_collection(const http_request *req, const char *path, const char *rel,
                        json_t *items, const hal_page *page, int64_t total,
                        const char *search_path);
+
+/* The parsing of hal_parse_page without the request: page and size as given (NULL when
+ * absent), the sort parameters in order. 0, or -1 with the reason for the 400 in detail. */
+int hal_page_parse(const char *page, const char *size, const char *const *sorts, int nsorts,
+                   hal_sortable sortable, hal_page *out, char *detail, size_t len);
+
+/* hal_collection with the base URL given ("http://host:port"). */
+json_t *hal_envelope(const char *base, const char *path, const char *rel, json_t *items,
+                     const hal_page *page, int64_t total, const char *search_path);
+
+/* Pages needed for total items of size each (0 for none). */
+int64_t hal_page_count(int64_t total, int64_t size);
 
 /* Adds _links {self, <singular>} pointing at base + path + "/" + id to item. */
 void hal_item_links(const http_request *req, json_t *item, const char *path, const char *singular);
