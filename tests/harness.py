@@ -1256,6 +1256,36 @@ def admin_request(method: str, url: str, consumer: str = "", scopes: str = ADMIN
         return session.send(prepared, timeout=timeout)
 
 
+# --------------------------------------------------------------------------- replicas behind the gateway
+
+def replica_gateway_config(upstreams: dict, path, keys_file=None, access_log: bool = True) -> Path:
+    """Writes a gateway configuration to path: gateway/gateway.example.json (its rules,
+    tiers and scopes) with every route of each service in upstreams sent to that service's
+    list of replicas, e.g. {"voter": [v1.url, v2.url]}, and only those services' routes
+    kept. keys_file: GATEWAY_KEYS_FILE's JSON ({key: tier}) as the file the gateway reads
+    (None: the example's ${GATEWAY_KEYS_FILE}). Start the gateway with
+    GATEWAY_CONFIG=<path> (HTTP_PORT overrides the listen port). Replicas of one service
+    share its database (service_factory names it after the service) and a voter replica
+    needs its own VOTER_INSTANCE (its tally shard)."""
+    import json
+
+    conf = json.loads((REPO_ROOT / "gateway" / "gateway.example.json").read_text())
+    conf["openapi"] = str(REPO_ROOT / "docs" / "openapi.json")
+    conf["access_log"] = access_log
+    if keys_file is not None:
+        conf["keys_file"] = str(keys_file)
+    routes = []
+    for route in conf["routes"]:
+        service = route["prefix"].strip("/").split("/")[0]
+        if service in upstreams:
+            route["upstreams"] = [u.removeprefix("http://") for u in upstreams[service]]
+            routes.append(route)
+    conf["routes"] = routes
+    path = Path(path)
+    path.write_text(json.dumps(conf, indent=2))
+    return path
+
+
 # --------------------------------------------------------------------------- CLI
 
 def _stop_group(proc: subprocess.Popen, grace: float) -> None:

@@ -7,7 +7,9 @@ submitting keyed bulk batches, writing candidates (events to the voter's replica
 submitting jobs, retrying the same request on any error as a careful client would. After
 a few seconds of traffic the node leading most of the test's queues is SIGKILLed; a probe
 event measures how long until consumers apply events again; the node is restarted and
-must rejoin (cluster_status: 3 running). Afterwards, from the databases and the APIs:
+must rejoin (cluster_status: 3 running). A message left in a retry queue (TTL) whose
+target queue is led by the killed node must still reach it (at-least-once
+dead-lettering). Afterwards, from the databases and the APIs:
 
   * every acknowledged write is present exactly once (votes, batch votes, candidates, jobs);
   * tallies equal a recount of the votes and the results endpoint;
@@ -162,6 +164,27 @@ def test_cluster_survives_a_killed_node(service_factory, rabbit, mongo, ns, queu
     t0 = time.monotonic()
     time.sleep(TRAFFIC_BEFORE_S)
 
+    # A message waiting in a retry queue (TTL, dead-lettered back to its queue, declared as
+    # the services declare theirs) whose target queue is led by the victim: it expires
+    # while that queue elects a new leader, and at-least-once dead-lettering must still
+    # deliver it.
+    dl_q = f"{ns}.probe.deadletter"
+    other = next(n for n in cluster.nodes if n is not victim)
+    conn = pika.BlockingConnection(pika.URLParameters(victim.url))
+    conn.channel().queue_declare(dl_q, durable=True, arguments={"x-queue-type": "quorum"})
+    conn.close()
+    conn = pika.BlockingConnection(pika.URLParameters(other.url))
+    ch = conn.channel()
+    ch.queue_declare(f"{dl_q}.retry", durable=True, arguments={
+        "x-queue-type": "quorum", "x-message-ttl": 1500, "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": dl_q, "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish"})
+    ch.confirm_delivery()
+    ch.basic_publish("", f"{dl_q}.retry", b"expired during a failover",
+                     pika.BasicProperties(delivery_mode=2))
+    conn.close()
+    dl_leaders = leaders(cluster, dl_q)
+
     # ---- SIGKILL the node leading most queues, while the clients keep going ----
     victim.kill()
     killed_at = time.monotonic()
@@ -179,6 +202,17 @@ def test_cluster_survives_a_killed_node(service_factory, rabbit, mongo, ns, queu
                timeout=RESUME_LIMIT_S, interval=0.1,
                message="consumers apply events again after the kill")
     resumed_s = time.monotonic() - killed_at
+
+    def dead_lettered():
+        c = pika.BlockingConnection(pika.URLParameters(other.url))
+        try:
+            method, _props, body = c.channel().basic_get(dl_q, auto_ack=True)
+            return body
+        finally:
+            c.close()
+    assert wait_until(dead_lettered, timeout=60, interval=0.5,
+                      message="the retry queue's expired message reached its queue") == \
+        b"expired during a failover"
     kills_batch = len(ledger.batches)
 
     # ---- the node comes back and rejoins ----
@@ -270,6 +304,8 @@ def test_cluster_survives_a_killed_node(service_factory, rabbit, mongo, ns, queu
               f" of {len(queues)} queues) after {TRAFFIC_BEFORE_S} s; votes {len(ledger.votes)}, "
               f"batches {len(ledger.batches)}, candidate writes {ledger.candidate_writes}, "
               f"jobs {len(ledger.jobs)}, {ledger.retries} client retries")
+        print(f"cluster: dead-letter probe {dl_q} led by {dl_leaders.get(dl_q)}, its retry queue by "
+              f"{dl_leaders.get(dl_q + '.retry')}: delivered after the failover")
         print(f"cluster: acknowledged {acknowledged}, lost {lost}, doubled {doubled}, consumers resumed "
               f"in {resumed_s:.1f} s, node rejoined in {rejoin_s:.1f} s, settled in {settle_s:.1f} s, "
               f"traffic and checks {time.monotonic() - t0:.0f} s (cluster started in "

@@ -16,7 +16,10 @@ them. Afterwards, checked from the databases and the APIs, never from logs:
 One summary line: "acknowledged N, lost 0, doubled 0, replicas converged in X s, seed S".
 
 CI runs one round (every part killed at least once, VOTER_CHAOS_SECONDS=45 of traffic);
-bench/chaos/run runs it for 10 minutes."""
+bench/chaos/run runs it for 10 minutes. test_chaos_two_replicas runs the same with two
+replicas of election, candidate, voter and jobs against the same databases (issue 15):
+each client attempt goes to either replica, as the gateway's balancing would, and every
+replica is killed on its own (VOTER_CHAOS_REPLICA_SECONDS, default 30 s of traffic)."""
 
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ SIDE = "Chaos Side Election"
 NAMES = [("Ada", "Lovelace"), ("Alan", "Turing"), ("Grace", "Hopper"), ("Edsger", "Dijkstra")]
 TIMEOUT = 10  # per HTTP attempt
 GIVE_UP = 240  # a client that gets no answer for this long fails the test
+REPLICA_SECONDS = float(os.environ.get("VOTER_CHAOS_REPLICA_SECONDS", "30"))
 # After the chaos: how long the system may take to settle. Generous: on a loaded 2-core
 # machine a sanitizer build applies a few events per second, and the AMQP clients' reconnect
 # backoff (up to 30 s) has grown through the broker kills. A passing run does not wait it.
@@ -183,15 +187,46 @@ def diagnose(rabbit, services, log_dir):
     return "\n".join(lines)
 
 
+class Pick:
+    """The base URL of one replica of a service, chosen anew for every attempt (seeded)."""
+
+    def __init__(self, services, suffix, seed):
+        self.urls = [s.url + suffix for s in services]
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+
+    def __str__(self):
+        with self.lock:
+            return self.rng.choice(self.urls)
+
+
 def test_chaos(service_factory, rabbit, mongo, ns, queue, tmp_path, capsys, run_dir):
+    run_chaos(service_factory, rabbit, mongo, ns, queue, tmp_path, capsys, run_dir, 1, SECONDS)
+
+
+def test_chaos_two_replicas(service_factory, rabbit, mongo, ns, queue, tmp_path, capsys, run_dir):
+    run_chaos(service_factory, rabbit, mongo, ns, queue, tmp_path, capsys, run_dir, 2, REPLICA_SECONDS)
+
+
+def run_chaos(service_factory, rabbit, mongo, ns, queue, tmp_path, capsys, run_dir, n, seconds):
     with capsys.disabled():
-        print(f"\nchaos: seed {SEED} (VOTER_CHAOS_SEED={SEED} replays it), {SECONDS:g} s of traffic")
-    election = service_factory("election")
-    candidate = service_factory("candidate", env={"ELECTION_URL": election.url})
-    voter = service_factory("voter", env={"RECONCILE_S": "2", "REPLICA_RETRY_MS": "300",
-                                          "BATCH_CHUNK": "10", "CANDIDATE_URL": candidate.url})
-    jobs = service_factory("jobs", env=jobs_env(tmp_path / "work", JOBS_LEASE_S=3))
-    eapi, capi, vapi = election.url + "/election", candidate.url + "/candidate", voter.url + "/voter"
+        print(f"\nchaos: seed {SEED} (VOTER_CHAOS_SEED={SEED} replays it), {seconds:g} s of traffic, "
+              f"{n} replica(s) of each service")
+
+    def replicas(name, env):
+        # VOTER_INSTANCE: each voter replica counts into its own tally shard (votes.c)
+        return [service_factory(name, env={**env, "VOTER_INSTANCE": str(i + 1)} if n > 1 else env)
+                for i in range(n)]
+    elections = replicas("election", {})
+    candidates_ = replicas("candidate", {"ELECTION_URL": elections[0].url})
+    voters_ = replicas("voter", {"RECONCILE_S": "2", "REPLICA_RETRY_MS": "300", "BATCH_CHUNK": "10",
+                                 "CANDIDATE_URL": candidates_[0].url})
+    jobs_ = [service_factory("jobs", env=jobs_env(tmp_path / f"work{i}", JOBS_LEASE_S=3)) for i in range(n)]
+    election, candidate, voter, jobs = elections[0], candidates_[0], voters_[0], jobs_[0]
+    eapi = Pick(elections, "/election", SEED)
+    capi = Pick(candidates_, "/candidate", SEED + 1)
+    vapi = Pick(voters_, "/voter", SEED + 2)
+    japi = Pick(jobs_, "", SEED + 3)
 
     for title in (MAIN, SIDE):
         r = requests.post(f"{eapi}/elections", json={"title": title, "date": "2024-11-05",
@@ -203,8 +238,9 @@ def test_chaos(service_factory, rabbit, mongo, ns, queue, tmp_path, capsys, run_
             requests.post(f"{capi}/candidates", json=candidate_body(first, last, MAIN))),
             timeout=30, message="the candidate service knows the election")
         voters.append(f"{first} {last}")
-    wait_until(lambda: requests.get(f"{vapi}/candidates").json()["page"]["totalElements"] == 4,
-               timeout=30, message="the voter's replica has the candidates")
+    for v in voters_:
+        wait_until(lambda: requests.get(f"{v.url}/voter/candidates").json()["page"]["totalElements"] == 4,
+                   timeout=30, message="the voter's replica has the candidates")
 
     ledger = Ledger()
     stop = threading.Event()
@@ -261,7 +297,7 @@ def test_chaos(service_factory, rabbit, mongo, ns, queue, tmp_path, capsys, run_
                 ledger.candidate_writes += 1
 
     def submit(i):
-        r = answered(lambda: submit_json(jobs.url, fx["rules"], fx["ballots"],
+        r = answered(lambda: submit_json(str(japi), fx["rules"], fx["ballots"],
                                          headers={"Idempotency-Key": f"job-{i}"}), ledger)
         assert r.status_code == 202, r.text
         with ledger.lock:
@@ -271,10 +307,14 @@ def test_chaos(service_factory, rabbit, mongo, ns, queue, tmp_path, capsys, run_
     threads = [client(f"voter-{w}", stop, ledger, cast(w)) for w in range(3)]
     threads += [client("batches", stop, ledger, batch), client("candidates", stop, ledger, candidates),
                 client("jobs", stop, ledger, submit)]
-    chaos = Chaos({"election": election, "candidate": candidate, "voter": voter, "jobs": jobs},
-                  rabbit, mongo, SEED)
+    every = {}
+    for name, group in (("election", elections), ("candidate", candidates_), ("voter", voters_),
+                        ("jobs", jobs_)):
+        for i, svc in enumerate(group):
+            every[name if n == 1 else f"{name}-{i + 1}"] = svc
+    chaos = Chaos(every, rabbit, mongo, SEED)
     t0 = time.monotonic()
-    chaos.run(SECONDS)
+    chaos.run(seconds)
     stop.set()
     for t in threads:
         t.join(GIVE_UP + 30)
@@ -311,20 +351,18 @@ def test_chaos(service_factory, rabbit, mongo, ns, queue, tmp_path, capsys, run_
     try:
         wait_until(converged, timeout=CONVERGE_S, interval=0.2, message="every replica equals its source")
     except AssertionError as exc:
-        raise AssertionError(f"{exc} (seed {SEED})\n" + diagnose(
-            rabbit, {"election": election, "candidate": candidate, "voter": voter, "jobs": jobs},
-            run_dir / "logs")) from None
+        raise AssertionError(f"{exc} (seed {SEED})\n" + diagnose(rabbit, every, run_dir / "logs")) from None
     replicas_s = time.monotonic() - quiet
 
     def settled():
         if vdb.votes.count_documents({"tallied": False}) or vdb.chunks.count_documents({"state": "counting"}):
             return False
-        done = [requests.get(f"{vapi}/votes/batch/{b}").json().get("status") for b in ledger.batches]
+        done = [requests.get(f"{voter.url}/voter/votes/batch/{b}").json().get("status") for b in ledger.batches]
         return all(s == "completed" for s in done)
     try:
         wait_until(settled, timeout=CONVERGE_S, interval=0.5, message="every vote counted, every batch completed")
     except AssertionError as exc:
-        raise AssertionError(f"{exc} (seed {SEED})\n" + diagnose(rabbit, {"voter": voter}, run_dir / "logs")) from None
+        raise AssertionError(f"{exc} (seed {SEED})\n" + diagnose(rabbit, every, run_dir / "logs")) from None
     wait_until(lambda: all(requests.get(f"{jobs.url}/jobs/{j}", params={"view": "status"},
                                         headers={"Accept": "application/json"}).json()["status"]
                            in ("succeeded", "failed") for j in ledger.jobs),
@@ -343,8 +381,15 @@ def test_chaos(service_factory, rabbit, mongo, ns, queue, tmp_path, capsys, run_
     unacknowledged = sum(live.values()) - len(single) - sum(per_batch[b] for b in ledger.batches)
     doubled += max(0, unacknowledged)
     recount = Counter(v["candidate"] for v in vdb.votes.find({"deleted": False, "election": MAIN}))
-    tallies = {t["candidate"]: t["votes"] for t in vdb.tallies.find({"election": MAIN}) if t["votes"]}
+    # the sum of the replicas' tally shards (one shard per voter replica, votes.c)
+    tallies = Counter()
+    for t in vdb.tallies.find({"election": MAIN}):
+        tallies[t["candidate"]] += t["votes"]
+    tallies = {c: v for c, v in tallies.items() if v}
     results = {r["candidate"]: r["votes"] for r in requests.get(f"{vapi}/results/{MAIN}").json()["results"]}
+    for v in voters_:  # every replica answers the same
+        assert {r["candidate"]: r["votes"] for r in
+                requests.get(f"{v.url}/voter/results/{MAIN}").json()["results"]} == results
 
     side = {str(d["_id"]): d for d in cdb.candidates.find({"election": SIDE})}
     side.update({str(d["_id"]): d for d in cdb.candidates.find({"deleted": True})})

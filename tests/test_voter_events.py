@@ -114,17 +114,36 @@ def test_votes_left_uncounted_by_a_crash_are_recounted(voter, mongo):
     old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=10)
     db.votes.insert_many([{"_id": ObjectId(), "candidate": "Alan Turing", "election": E,
                            "createdAt": old, "tallied": False, "deleted": False} for _ in range(2)])
-    # and a delete interrupted after marking
+    # and a delete interrupted right after its claim (votes.c: claim, mark, count): the
+    # claim is the deletion, the vote not yet marked nor taken off the tally
     victim = db.votes.find_one({"candidate": "Ada Lovelace"})
-    db.votes.update_one({"_id": victim["_id"]}, {"$set": {"deleted": True, "tallied": False, "createdAt": old}})
+    db.vote_deletions.insert_one({"_id": victim["_id"], "election": E, "candidate": "Ada Lovelace",
+                                  "by": "0", "done": False, "createdAt": old})
     expected = {"results": [{"candidate": "Ada Lovelace", "votes": 2}, {"candidate": "Alan Turing", "votes": 2}]}
     wait_until(lambda: requests.get(f"{voter.api}/results/{quote(E)}").json() == expected, timeout=15,
                message="reconciliation recounts the election")
-    # the recount marks the votes counted and purges the deleted one right after writing the
-    # tallies
+    # the recount marks the votes counted, finishes the deletion (the vote stays as a
+    # tombstone: the shard arithmetic counts it) and closes the claim
     wait_until(lambda: db.votes.count_documents({"tallied": False}) == 0
-               and db.votes.count_documents({"deleted": True}) == 0, timeout=10)
+               and db.vote_deletions.count_documents({"done": False}) == 0, timeout=10)
+    assert db.votes.find_one({"_id": victim["_id"]})["deleted"] is True
+    assert requests.get(f"{voter.api}/votes/{victim['_id']}").status_code == 404
     assert requests.get(f"{voter.api}/results/{quote(E)}").json() == expected
+
+
+def test_a_delete_interrupted_by_the_old_design_still_counts_right(voter, mongo):
+    # data written before deletions were claimed: a vote marked deleted (tallied: false),
+    # no claim. It counts nowhere, as it did.
+    for _ in range(3):
+        assert vote(voter, "Ada Lovelace").status_code == 201
+    db = pymongo.MongoClient(mongo.uri)[voter.db]
+    old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=10)
+    victim = db.votes.find_one({"candidate": "Ada Lovelace"})
+    db.votes.update_one({"_id": victim["_id"]}, {"$set": {"deleted": True, "tallied": False, "createdAt": old}})
+    expected = {"results": [{"candidate": "Ada Lovelace", "votes": 2}]}
+    wait_until(lambda: requests.get(f"{voter.api}/results/{quote(E)}").json() == expected, timeout=15,
+               message="reconciliation recounts the election")
+    wait_until(lambda: db.votes.count_documents({"tallied": False}) == 0, timeout=10)
 
 
 def test_a_bulk_chunk_interrupted_between_insert_and_tally_is_recounted(voter, mongo):

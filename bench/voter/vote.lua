@@ -1,5 +1,6 @@
 -- wrk script: POST /voter/votes, one vote per request over 8 candidates.
--- Arguments (after --): "keyed" or "plain", then a run id. Keyed requests carry a new
+-- Arguments (after --): "keyed" or "plain", then a run id, then optionally an API key
+-- (X-API-Key, for runs through the gateway). Keyed requests carry a new
 -- Idempotency-Key each (unique per run, thread and request), as careful clients send them.
 local threads = 0
 
@@ -11,12 +12,16 @@ end
 function init(args)
   keyed = args[1] == "keyed"
   run = args[2] or "0"
+  apikey = args[3]
   n = 0
 end
 
 function request()
   n = n + 1
   local headers = { ["Content-Type"] = "application/json" }
+  if apikey then
+    headers["X-API-Key"] = apikey
+  end
   if keyed then
     headers["Idempotency-Key"] = "bench-" .. run .. "-" .. tid .. "-" .. n
   end

@@ -5,13 +5,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "jobs.h"
 #include "sign.h"
 #include "voter/crashpoint.h"
+#include "voter/doclock.h"
 #include "voter/idem.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
+#include "voter/revclaim.h"
 #include "voter/util.h"
 #include "voter/xalloc.h"
 
@@ -159,18 +162,55 @@ static js_status read_job(job_store *s, mongoc_collection_t *coll, const bson_oi
   return st;
 }
 
-/* One conditional update_one; JS_OK when it matched, JS_CONFLICT when not. */
-static js_status update_if(mongoc_collection_t *coll, const bson_t *filter, const bson_t *update,
+/* One conditional update of a job document; JS_OK when it matched, JS_CONFLICT when not.
+ * Written as the document's next revision (revclaim.h): the filter's conditions are
+ * checked while this process holds the revision, so two replicas can never both win one
+ * transition - FerretDB alone evaluates a filter and writes in separate steps, and the
+ * in-process lock (doclock.h) does not reach another process. */
+static js_status update_if(job_store *s, conn *c, const bson_t *filter, const bson_t *update,
                            const char *what) {
-  bson_t reply;
-  bson_error_t error;
-  if (!mongoc_collection_update_one(coll, filter, update, NULL, &reply, &error)) {
-    bson_destroy(&reply);
-    return db_error(what, &error);
+  bson_t guard = BSON_INITIALIZER;
+  bson_value_t id = {.value_type = BSON_TYPE_EOD};
+  bson_iter_t it;
+  if (bson_iter_init(&it, filter)) {
+    while (bson_iter_next(&it)) {
+      if (strcmp(bson_iter_key(&it), "_id") == 0) bson_value_copy(bson_iter_value(&it), &id);
+      else BSON_APPEND_VALUE(&guard, bson_iter_key(&it), bson_iter_value(&it));
+    }
   }
-  int64_t matched = mongo_doc_int(&reply, "matchedCount");
-  bson_destroy(&reply);
-  return matched > 0 ? JS_OK : JS_CONFLICT;
+  char revs_name[64];
+  rev_collection_name(JOBS, revs_name, sizeof revs_name);
+  mongoc_collection_t *revs = mongo_collection(s->db, c->client, revs_name);
+  bson_t by_id = BSON_INITIALIZER;
+  BSON_APPEND_VALUE(&by_id, "_id", &id);
+  js_status st = JS_CONFLICT;
+  bson_error_t error;
+  for (int attempt = 0; attempt < 12; attempt++) {
+    if (attempt) {
+      struct timespec ts = {0, (long)(1 + rand() % (4 << (attempt < 5 ? attempt : 5))) * 1000000L};
+      nanosleep(&ts, NULL);
+    }
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c->coll, &by_id, NULL, NULL);
+    const bson_t *doc;
+    bool found = mongoc_cursor_next(cur, &doc);
+    int64_t rev = found ? rev_of(doc) : 0;
+    bool failed = !found && mongoc_cursor_error(cur, &error);
+    mongoc_cursor_destroy(cur);
+    if (failed) {
+      st = db_error(what, &error);
+      break;
+    }
+    if (!found) break; /* JS_CONFLICT, as a filter that matched nothing */
+    rev_result r = rev_update(c->coll, revs, &id, rev, &guard, update, &error);
+    if (r == REV_BUSY) continue;
+    st = r == REV_APPLIED ? JS_OK : r == REV_UNMATCHED ? JS_CONFLICT : db_error(what, &error);
+    break;
+  }
+  bson_destroy(&by_id);
+  bson_destroy(&guard);
+  if (id.value_type != BSON_TYPE_EOD) bson_value_destroy(&id);
+  mongoc_collection_destroy(revs);
+  return st;
 }
 
 /* The event announcing a final state, with the job's summary as data. */
@@ -332,9 +372,9 @@ void store_set_dispatched(job_store *s, const char *id, bool dispatched) {
   bson_t *filter = BCON_NEW("_id", BCON_OID(&oid), "status", BCON_UTF8("pending"));
   bson_t *update = BCON_NEW("$set", "{", "dispatched", BCON_BOOL(dispatched), "queuedAt",
                             BCON_DATE_TIME(util_now_ms()), "}");
-  ev_doc_lock(id);
-  update_if(c.coll, filter, update, "mark dispatched");
-  ev_doc_unlock(id);
+  doclock_lock(id);
+  update_if(s, &c, filter, update, "mark dispatched");
+  doclock_unlock(id);
   bson_destroy(filter);
   bson_destroy(update);
   close_coll(s, &c);
@@ -460,10 +500,10 @@ js_status store_claim(job_store *s, job_info *job, const char *worker, long leas
       BCON_DATE_TIME(now), "leaseUntil", BCON_DATE_TIME(now + lease_s * 1000), "progressPhase",
       BCON_UTF8("starting"), "progressDone", BCON_INT64(0), "progressTotal", BCON_INT64(0), "}");
   conn c = open_coll(s, JOBS);
-  ev_doc_lock(job->id);
-  js_status st = update_if(c.coll, filter, update, "claim job");
+  doclock_lock(job->id);
+  js_status st = update_if(s, &c, filter, update, "claim job");
   if (st == JS_OK) st = read_job(s, c.coll, &oid, job);
-  ev_doc_unlock(job->id);
+  doclock_unlock(job->id);
   close_coll(s, &c);
   bson_destroy(filter);
   bson_destroy(update);
@@ -486,9 +526,9 @@ js_status store_renew(job_store *s, const char *id, const char *worker, int atte
                             BCON_UTF8(phase), "progressDone", BCON_INT64(done), "progressTotal",
                             BCON_INT64(total), "}");
   conn c = open_coll(s, JOBS);
-  ev_doc_lock(id);
-  js_status st = update_if(c.coll, filter, update, "renew lease");
-  ev_doc_unlock(id);
+  doclock_lock(id);
+  js_status st = update_if(s, &c, filter, update, "renew lease");
+  doclock_unlock(id);
   close_coll(s, &c);
   bson_destroy(filter);
   bson_destroy(update);
@@ -500,7 +540,7 @@ js_status store_finish(job_store *s, const char *id, const char *worker, int att
   bson_oid_t oid;
   bson_oid_init_from_string(&oid, id);
   conn c = open_coll(s, JOBS);
-  ev_doc_lock(id);
+  doclock_lock(id);
   job_info cur;
   js_status st = read_job(s, c.coll, &oid, &cur);
   if (st == JS_OK && (strcmp(cur.status, "running") != 0 || strcmp(cur.worker, worker) != 0 ||
@@ -522,12 +562,12 @@ js_status store_finish(job_store *s, const char *id, const char *worker, int att
     ev_outbox_update_ops(&update, &ev);
     bson_t *filter = own_filter(&oid, worker, attempt);
     BSON_APPEND_INT64(filter, "version", cur.version);
-    st = update_if(c.coll, filter, &update, "finish job");
+    st = update_if(s, &c, filter, &update, "finish job");
     bson_destroy(filter);
     bson_destroy(&update);
     ev_free(&ev);
   }
-  ev_doc_unlock(id);
+  doclock_unlock(id);
   close_coll(s, &c);
   if (st == JS_OK) ev_relay_kick(s->relay);
   return st;
@@ -545,9 +585,9 @@ js_status store_requeue_own(job_store *s, const char *id, const char *worker, in
                             "lastError", BCON_UTF8(why), "}", "$inc", "{", "version",
                             BCON_INT64(1), "}");
   conn c = open_coll(s, JOBS);
-  ev_doc_lock(id);
-  js_status st = update_if(c.coll, filter, update, "requeue job");
-  ev_doc_unlock(id);
+  doclock_lock(id);
+  js_status st = update_if(s, &c, filter, update, "requeue job");
+  doclock_unlock(id);
   close_coll(s, &c);
   bson_destroy(filter);
   bson_destroy(update);
@@ -570,9 +610,9 @@ js_status store_requeue_expired(job_store *s, const job_info *job) {
                             "lastError", BCON_UTF8("the worker's lease expired"), "version",
                             BCON_INT64(job->version + 1), "}");
   conn c = open_coll(s, JOBS);
-  ev_doc_lock(job->id);
-  js_status st = update_if(c.coll, filter, update, "requeue expired job");
-  ev_doc_unlock(job->id);
+  doclock_lock(job->id);
+  js_status st = update_if(s, &c, filter, update, "requeue expired job");
+  doclock_unlock(job->id);
   close_coll(s, &c);
   bson_destroy(filter);
   bson_destroy(update);
@@ -595,9 +635,9 @@ static js_status finalize_seen(job_store *s, const job_info *job, bson_t *filter
   bson_append_document_end(&update, &set);
   ev_outbox_update_ops(&update, &ev);
   conn c = open_coll(s, JOBS);
-  ev_doc_lock(job->id);
-  js_status st = update_if(c.coll, filter, &update, "finalize job");
-  ev_doc_unlock(job->id);
+  doclock_lock(job->id);
+  js_status st = update_if(s, &c, filter, &update, "finalize job");
+  doclock_unlock(job->id);
   close_coll(s, &c);
   bson_destroy(&update);
   ev_free(&ev);
@@ -631,9 +671,9 @@ void store_note_exit(job_store *s, const char *id, int attempt, int exit_code) {
                             "attempts", BCON_INT32(attempt));
   bson_t *update = BCON_NEW("$set", "{", "exitCode", BCON_INT32(exit_code), "}");
   conn c = open_coll(s, JOBS);
-  ev_doc_lock(id);
-  update_if(c.coll, filter, update, "note exit code");
-  ev_doc_unlock(id);
+  doclock_lock(id);
+  update_if(s, &c, filter, update, "note exit code");
+  doclock_unlock(id);
   close_coll(s, &c);
   bson_destroy(filter);
   bson_destroy(update);
@@ -659,9 +699,9 @@ js_status store_purge(job_store *s, const job_info *job) {
                             BCON_BOOL(false), "}", "$unset", "{", "resultKey", BCON_UTF8(""),
                             "}");
   conn c = open_coll(s, JOBS);
-  ev_doc_lock(job->id);
-  js_status st = update_if(c.coll, filter, update, "purge job");
-  ev_doc_unlock(job->id);
+  doclock_lock(job->id);
+  js_status st = update_if(s, &c, filter, update, "purge job");
+  doclock_unlock(job->id);
   close_coll(s, &c);
   bson_destroy(filter);
   bson_destroy(update);
@@ -804,9 +844,9 @@ js_status store_hook_claim(job_store *s, const char *id, int attempts_seen, int6
   bson_t *update = BCON_NEW("$set", "{", "hookAttempts", BCON_INT32(attempts_seen + 1),
                             "hookNextAt", BCON_DATE_TIME(retry_at_ms), "}");
   conn c = open_coll(s, JOBS);
-  ev_doc_lock(id);
-  js_status st = update_if(c.coll, filter, update, "claim webhook");
-  ev_doc_unlock(id);
+  doclock_lock(id);
+  js_status st = update_if(s, &c, filter, update, "claim webhook");
+  doclock_unlock(id);
   close_coll(s, &c);
   bson_destroy(filter);
   bson_destroy(update);
@@ -832,9 +872,9 @@ void store_hook_result(job_store *s, const char *id, bool delivered, int64_t nex
   }
   bson_append_document_end(&update, &set);
   conn c = open_coll(s, JOBS);
-  ev_doc_lock(id);
-  update_if(c.coll, filter, &update, "record webhook");
-  ev_doc_unlock(id);
+  doclock_lock(id);
+  update_if(s, &c, filter, &update, "record webhook");
+  doclock_unlock(id);
   close_coll(s, &c);
   bson_destroy(filter);
   bson_destroy(&update);

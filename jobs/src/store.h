@@ -15,8 +15,10 @@
  *     so a worker that lost its lease - to a replica that took the job over, or to a cancel -
  *     can no longer touch the job;
  *   - taking over an expired lease is additionally conditioned on leaseUntil < now.
- * Within one process every write of a job document holds ev_doc_lock(id), because
- * FerretDB evaluates an update's filter and writes in separate steps (see events.h). */
+ * FerretDB evaluates an update's filter and writes in separate steps, so each of these
+ * conditional updates is written as the job document's next revision (revclaim.h: a unique
+ * insert of the claim first, so of two replicas only one applies a transition), and within
+ * one process also holds doclock_lock(id) (doclock.h). docs/design.md, "Several replicas". */
 #ifndef JOBS_STORE_H
 #define JOBS_STORE_H
 

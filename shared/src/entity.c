@@ -4,16 +4,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "voter/doclock.h"
 #include "voter/idem.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
+#include "voter/revclaim.h"
 #include "voter/util.h"
 #include "voter/version.h"
 #include "voter/xalloc.h"
 
-/* A write that loses a race to a concurrent change is tried again this many times. */
-#define MAX_ATTEMPTS 5
+/* A write that loses a race to a concurrent change is tried again this many times (with a
+ * growing random pause: another replica may be writing the same document). */
+#define MAX_ATTEMPTS 12
 
 struct entity_store {
   mongo_db *db;
@@ -72,16 +76,21 @@ static entity_status db_error(const entity_store *s, const char *what, const bso
 typedef struct {
   mongoc_client_t *client;
   mongoc_collection_t *coll;
+  mongoc_collection_t *revs; /* the revision claims (revclaim.h) */
 } handle;
 
 static handle open_handle(entity_store *s) {
-  handle h = {mongo_acquire(s->db), NULL};
+  handle h = {mongo_acquire(s->db), NULL, NULL};
+  char revs[128];
+  rev_collection_name(s->kind->collection, revs, sizeof revs);
   h.coll = mongo_collection(s->db, h.client, s->kind->collection);
+  h.revs = mongo_collection(s->db, h.client, revs);
   return h;
 }
 
 static void close_handle(entity_store *s, handle *h) {
   mongoc_collection_destroy(h->coll);
+  mongoc_collection_destroy(h->revs);
   mongo_release(s->db, h->client);
 }
 
@@ -110,21 +119,27 @@ static entity_status read_doc(entity_store *s, mongoc_collection_t *coll, const 
   return st;
 }
 
-/* Runs an update conditioned on the document's version; *matched tells whether that
- * version was still current. A taken unique key is ENTITY_DUPLICATE. */
-static entity_status conditional_update(entity_store *s, mongoc_collection_t *coll,
-                                        const bson_oid_t *oid, int64_t version,
-                                        const bson_t *update, bool *matched) {
-  bson_t filter = BSON_INITIALIZER, reply;
-  BSON_APPEND_OID(&filter, "_id", oid);
-  BSON_APPEND_INT64(&filter, "version", version);
+/* Writes update as the next revision of the document read as cur (revclaim.h: one writer
+ * per revision across processes; the in-process lock alone would not do on FerretDB).
+ * *matched is false when another writer got there first: the caller reads again. A taken
+ * unique key is ENTITY_DUPLICATE. */
+static entity_status conditional_update(entity_store *s, handle *h, const bson_oid_t *oid,
+                                        const bson_t *cur, const bson_t *update, bool *matched) {
+  bson_value_t id = {.value_type = BSON_TYPE_OID};
+  bson_oid_copy(oid, &id.value.v_oid);
   bson_error_t error;
-  bool ok = mongoc_collection_update_one(coll, &filter, update, NULL, &reply, &error);
-  *matched = ok && mongo_doc_int(&reply, "matchedCount") > 0;
-  bson_destroy(&reply);
-  bson_destroy(&filter);
-  if (!ok) return mongo_is_duplicate(&error) ? ENTITY_DUPLICATE : db_error(s, "update", &error);
+  rev_result r = rev_update(h->coll, h->revs, &id, rev_of(cur), NULL, update, &error);
+  *matched = r == REV_APPLIED;
+  if (r == REV_DUPLICATE) return ENTITY_DUPLICATE;
+  if (r == REV_ERROR) return db_error(s, "update", &error);
   return ENTITY_OK;
+}
+
+/* A short pause before trying again after losing a revision to another writer, so two
+ * replicas contending for one document do not retry in lockstep. */
+static void backoff(int attempt) {
+  struct timespec ts = {0, (long)(1 + rand() % (4 << (attempt < 5 ? attempt : 5))) * 1000000L};
+  nanosleep(&ts, NULL);
 }
 
 /* A new document at oid: fields, bookkeeping and its first event. */
@@ -267,14 +282,13 @@ entity_status entity_get(entity_store *s, const char *id, json_t **item) {
 
 /* One attempt at writing body as the new state of oid, with the document locked.
  * *again is set when a concurrent change won the race and the attempt may be repeated. */
-static entity_status write_attempt(entity_store *s, mongoc_collection_t *coll,
-                                   const bson_oid_t *oid, const json_t *body, int64_t if_match,
+static entity_status write_attempt(entity_store *s, handle *h, const bson_oid_t *oid, const json_t *body, int64_t if_match,
                                    bool create_ok, json_t **item, json_t *errors, bool *again) {
   char id[25], type[96];
   bson_oid_to_string(oid, id);
   *again = false;
   bson_t *cur = NULL;
-  entity_status st = read_doc(s, coll, oid, &cur);
+  entity_status st = read_doc(s, h->coll, oid, &cur);
   if (st == ENTITY_UNAVAILABLE) return st;
   version_state stored = {.exists = cur != NULL,
                           .deleted = cur && mongo_doc_bool(cur, "deleted"),
@@ -296,7 +310,7 @@ static entity_status write_attempt(entity_store *s, mongoc_collection_t *coll,
   if (!cur) {
     bson_t doc = BSON_INITIALIZER;
     new_doc(s, &doc, oid, body, version, &ev);
-    st = insert_doc(s, coll, oid, &doc, again);
+    st = insert_doc(s, h->coll, oid, &doc, again);
     bson_destroy(&doc);
   } else {
     bson_t update = BSON_INITIALIZER, set;
@@ -309,7 +323,7 @@ static entity_status write_attempt(entity_store *s, mongoc_collection_t *coll,
     bson_append_document_end(&update, &set);
     ev_outbox_update_ops(&update, &ev);
     bool matched;
-    st = conditional_update(s, coll, oid, version - 1, &update, &matched);
+    st = conditional_update(s, h, oid, cur, &update, &matched);
     if (st == ENTITY_OK && matched) {
       st = creates ? ENTITY_CREATED : ENTITY_OK;
     } else if (st == ENTITY_OK) {
@@ -336,10 +350,12 @@ static entity_status write_state(entity_store *s, const bson_oid_t *oid, const j
   entity_status st = ENTITY_UNAVAILABLE;
   bool again = true;
   *item = NULL;
-  ev_doc_lock(id);
-  for (int attempt = 0; attempt < MAX_ATTEMPTS && again; attempt++)
-    st = write_attempt(s, h.coll, oid, body, if_match, create_ok, item, errors, &again);
-  ev_doc_unlock(id);
+  doclock_lock(id);
+  for (int attempt = 0; attempt < MAX_ATTEMPTS && again; attempt++) {
+    if (attempt) backoff(attempt);
+    st = write_attempt(s, &h, oid, body, if_match, create_ok, item, errors, &again);
+  }
+  doclock_unlock(id);
   close_handle(s, &h);
   if (*item) ev_relay_kick(s->relay);
   return st;
@@ -399,20 +415,23 @@ entity_status entity_patch(entity_store *s, const char *id, const json_t *patch,
 }
 
 /* Tombstones the live document at oid with a "<name>.deleted" event (lock held). */
-static entity_status delete_locked(entity_store *s, mongoc_collection_t *coll,
-                                   const bson_oid_t *oid, int64_t if_match) {
+static entity_status delete_locked(entity_store *s, handle *h, const bson_oid_t *oid,
+                                   int64_t if_match) {
   char id[25], type[96];
   bson_oid_to_string(oid, id);
   event_type(s, "deleted", type, sizeof type);
   for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    if (attempt) backoff(attempt);
     bson_t *cur;
-    entity_status st = read_doc(s, coll, oid, &cur);
+    entity_status st = read_doc(s, h->coll, oid, &cur);
     if (st != ENTITY_OK) return st;
     version_state stored = {true, mongo_doc_bool(cur, "deleted"), mongo_doc_int(cur, "version")};
-    bson_destroy(cur);
-    int64_t version = stored.version, next;
+    int64_t next;
     version_write w = version_check_delete(&stored, if_match, &next);
-    if (w != VERSION_WRITE_OK) return w == VERSION_WRITE_NOT_FOUND ? ENTITY_NOT_FOUND : ENTITY_PRECONDITION;
+    if (w != VERSION_WRITE_OK) {
+      bson_destroy(cur);
+      return w == VERSION_WRITE_NOT_FOUND ? ENTITY_NOT_FOUND : ENTITY_PRECONDITION;
+    }
     json_t *data = json_pack("{s:s, s:I}", "id", id, "version", (json_int_t)next);
     ev_event ev;
     ev_build(&ev, type, s->source, id, next, data);
@@ -431,7 +450,8 @@ static entity_status delete_locked(entity_store *s, mongoc_collection_t *coll,
     bson_append_document_end(&update, &set);
     ev_outbox_update_ops(&update, &ev);
     bool matched;
-    st = conditional_update(s, coll, oid, version, &update, &matched);
+    st = conditional_update(s, h, oid, cur, &update, &matched);
+    bson_destroy(cur);
     bson_destroy(&update);
     ev_free(&ev);
     if (st != ENTITY_OK) return st;
@@ -441,13 +461,13 @@ static entity_status delete_locked(entity_store *s, mongoc_collection_t *coll,
   return ENTITY_UNAVAILABLE;
 }
 
-static entity_status delete_doc(entity_store *s, mongoc_collection_t *coll, const bson_oid_t *oid,
+static entity_status delete_doc(entity_store *s, handle *h, const bson_oid_t *oid,
                                 int64_t if_match) {
   char id[25];
   bson_oid_to_string(oid, id);
-  ev_doc_lock(id);
-  entity_status st = delete_locked(s, coll, oid, if_match);
-  ev_doc_unlock(id);
+  doclock_lock(id);
+  entity_status st = delete_locked(s, h, oid, if_match);
+  doclock_unlock(id);
   return st;
 }
 
@@ -456,7 +476,7 @@ entity_status entity_delete(entity_store *s, const char *id, int64_t if_match) {
   bson_oid_t oid;
   bson_oid_init_from_string(&oid, id);
   handle h = open_handle(s);
-  entity_status st = delete_doc(s, h.coll, &oid, if_match);
+  entity_status st = delete_doc(s, &h, &oid, if_match);
   close_handle(s, &h);
   if (st == ENTITY_OK) ev_relay_kick(s->relay);
   return st;
@@ -512,7 +532,7 @@ entity_status entity_drop_all(entity_store *s, int64_t *count) {
   entity_status st = live_ids(s, h.coll, &ids, &n);
   *count = 0;
   for (size_t i = 0; st == ENTITY_OK && i < n; i++) {
-    entity_status d = delete_doc(s, h.coll, &ids[i], -1);
+    entity_status d = delete_doc(s, &h, &ids[i], -1);
     if (d == ENTITY_OK) (*count)++;
     else if (d != ENTITY_NOT_FOUND) st = d; /* deleted concurrently is fine */
   }
@@ -524,15 +544,15 @@ entity_status entity_drop_all(entity_store *s, int64_t *count) {
 
 /* Pushes a "<name>.updated" event at the document's current version, unless it changed or
  * was deleted meanwhile (that change's own event carries the newer state). */
-static entity_status replay_one(entity_store *s, mongoc_collection_t *coll, const bson_oid_t *oid,
+static entity_status replay_one(entity_store *s, handle *h, const bson_oid_t *oid,
                                 bool *pushed) {
   char id[25], type[96];
   bson_oid_to_string(oid, id);
   event_type(s, "updated", type, sizeof type);
   *pushed = false;
-  ev_doc_lock(id);
+  doclock_lock(id);
   bson_t *doc;
-  entity_status st = read_doc(s, coll, oid, &doc);
+  entity_status st = read_doc(s, h->coll, oid, &doc);
   if (st == ENTITY_OK && !mongo_doc_bool(doc, "deleted")) {
     json_t *item = s->kind->doc_to_item(doc);
     int64_t version = mongo_doc_int(doc, "version");
@@ -543,12 +563,12 @@ static entity_status replay_one(entity_store *s, mongoc_collection_t *coll, cons
     ev_outbox_set_pending(&set);
     bson_append_document_end(&update, &set);
     ev_outbox_update_ops(&update, &ev);
-    st = conditional_update(s, coll, oid, version, &update, pushed);
+    st = conditional_update(s, h, oid, doc, &update, pushed);
     bson_destroy(&update);
     ev_free(&ev);
     json_decref(item);
   }
-  ev_doc_unlock(id);
+  doclock_unlock(id);
   if (doc) bson_destroy(doc);
   return st == ENTITY_UNAVAILABLE ? st : ENTITY_OK;
 }
@@ -561,7 +581,7 @@ entity_status entity_replay(entity_store *s, int64_t *count) {
   *count = 0;
   for (size_t i = 0; st == ENTITY_OK && i < n; i++) {
     bool pushed;
-    st = replay_one(s, h.coll, &ids[i], &pushed);
+    st = replay_one(s, &h, &ids[i], &pushed);
     if (pushed) (*count)++;
   }
   free(ids);

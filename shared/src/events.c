@@ -9,8 +9,10 @@
 
 #include "voter/amqp.h"
 #include "voter/crashpoint.h"
+#include "voter/doclock.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
+#include "voter/revclaim.h"
 #include "voter/util.h"
 #include "voter/xalloc.h"
 
@@ -72,20 +74,6 @@ bool ev_is_outbox_field(const char *key) {
          strcmp(key, "_pending") == 0;
 }
 
-/* ---- per-document locks ---- */
-
-#define LOCK_STRIPES 64
-static pthread_mutex_t doc_locks[LOCK_STRIPES] = {[0 ... LOCK_STRIPES - 1] = PTHREAD_MUTEX_INITIALIZER};
-
-static pthread_mutex_t *stripe(const char *id) {
-  uint32_t h = 2166136261u; /* FNV-1a */
-  for (const unsigned char *p = (const unsigned char *)id; *p; p++) h = (h ^ *p) * 16777619u;
-  return &doc_locks[h % LOCK_STRIPES];
-}
-
-void ev_doc_lock(const char *id) { pthread_mutex_lock(stripe(id)); }
-void ev_doc_unlock(const char *id) { pthread_mutex_unlock(stripe(id)); }
-
 /* ---- relay ---- */
 
 struct ev_relay {
@@ -139,10 +127,14 @@ static void free_pending(pending_event *ev, int n) {
   for (int i = 0; i < n; i++) free(ev[i].type), free(ev[i].body);
 }
 
-/* Removes the first `done` confirmed events (ids) from the document. Conditioned on
- * _outboxSeq: if a writer pushed meanwhile, re-read and remove only those ids. */
-static void remove_published_locked(mongoc_collection_t *coll, const bson_value_t *doc_id,
-                                    const pending_event *done, int ndone) {
+/* Removes the first `done` confirmed events (ids) from the document. A write of the
+ * document like any other: the next revision, claimed (revclaim.h), so it never overlaps
+ * a domain write of another process; and conditioned on _outboxSeq, for documents whose
+ * other writers do not claim revisions (jobs): if a writer pushed meanwhile, re-read and
+ * remove only those ids. */
+static void remove_published_locked(mongoc_collection_t *coll, mongoc_collection_t *revs,
+                                    const bson_value_t *doc_id, const pending_event *done,
+                                    int ndone) {
   for (int attempt = 0; attempt < 5; attempt++) {
     bson_t filter = BSON_INITIALIZER;
     BSON_APPEND_VALUE(&filter, "_id", doc_id);
@@ -155,6 +147,7 @@ static void remove_published_locked(mongoc_collection_t *coll, const bson_value_
       return;
     }
     int64_t seq = mongo_doc_int(doc, "_outboxSeq");
+    int64_t rev = rev_of(doc);
     /* Keep every entry whose id was not confirmed, in order. */
     bson_t update = BSON_INITIALIZER, set, arr;
     BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
@@ -185,18 +178,18 @@ static void remove_published_locked(mongoc_collection_t *coll, const bson_value_
     BSON_APPEND_BOOL(&set, "_pending", kept > 0);
     bson_append_document_end(&update, &set);
     mongoc_cursor_destroy(cur);
-    BSON_APPEND_INT64(&filter, "_outboxSeq", seq);
-    bson_t reply;
-    bool ok = mongoc_collection_update_one(coll, &filter, &update, NULL, &reply, &error);
-    int64_t matched = ok ? mongo_doc_int(&reply, "matchedCount") : 0;
-    bson_destroy(&reply);
+    bson_t guard = BSON_INITIALIZER;
+    BSON_APPEND_INT64(&guard, "_outboxSeq", seq);
+    rev_result r = rev_update(coll, revs, doc_id, rev, &guard, &update, &error);
+    bson_destroy(&guard);
     bson_destroy(&update);
     bson_destroy(&filter);
-    if (!ok) {
+    if (r == REV_ERROR || r == REV_DUPLICATE) {
       log_warn("outbox: cannot clear published events: %s", error.message);
       return; /* they stay pending and are published again: duplicates, never losses */
     }
-    if (matched) return;
+    if (r == REV_APPLIED) return;
+    /* REV_BUSY or REV_UNMATCHED: another write came first; read again */
   }
 }
 
@@ -211,18 +204,21 @@ static void id_text(const bson_value_t *v, char *out, size_t len) {
   }
 }
 
-static void remove_published(mongoc_collection_t *coll, const bson_value_t *doc_id,
-                             const pending_event *done, int ndone) {
+static void remove_published(mongoc_collection_t *coll, mongoc_collection_t *revs,
+                             const bson_value_t *doc_id, const pending_event *done, int ndone) {
   char id[128];
   id_text(doc_id, id, sizeof id);
-  ev_doc_lock(id);
-  remove_published_locked(coll, doc_id, done, ndone);
-  ev_doc_unlock(id);
+  doclock_lock(id);
+  remove_published_locked(coll, revs, doc_id, done, ndone);
+  doclock_unlock(id);
 }
 
 /* Publishes every pending event of one collection. Returns -1 when the broker failed. */
 static int relay_collection(ev_relay *r, mongoc_client_t *client, const char *name) {
   mongoc_collection_t *coll = mongo_collection(r->opts.db, client, name);
+  char revs_name[128];
+  rev_collection_name(name, revs_name, sizeof revs_name);
+  mongoc_collection_t *revs = mongo_collection(r->opts.db, client, revs_name);
   bson_t filter = BSON_INITIALIZER;
   BSON_APPEND_BOOL(&filter, "_pending", true);
   bson_t *opts = BCON_NEW("limit", BCON_INT64(RELAY_BATCH_DOCS));
@@ -267,12 +263,13 @@ static int relay_collection(ev_relay *r, mongoc_client_t *client, const char *na
       }
       bson_iter_t idit;
       if (ok > 0 && bson_iter_init_find(&idit, docs[d], "_id"))
-        remove_published(coll, bson_iter_value(&idit), evs, (int)ok);
+        remove_published(coll, revs, bson_iter_value(&idit), evs, (int)ok);
       free_pending(evs, n);
     }
     bson_destroy(docs[d]);
   }
   mongoc_collection_destroy(coll);
+  mongoc_collection_destroy(revs);
   return rc;
 }
 

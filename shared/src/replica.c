@@ -9,6 +9,7 @@
 #include "voter/amqp.h"
 #include "voter/events.h"
 #include "voter/crashpoint.h"
+#include "voter/doclock.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/replica_event.h"
@@ -116,10 +117,10 @@ replica_result replica_apply(mongo_db *db, const replica_source *sources, int ns
   if (replica_event_parse(sources, nsources, body, len, &ev, error)) {
     mongoc_client_t *client = mongo_acquire(db);
     mongoc_collection_t *coll = mongo_collection(db, client, ev.source->collection);
-    ev_doc_lock(ev.id);
+    doclock_lock(ev.id);
     result = apply_locked(coll, ev.source->collection, ev.id, ev.version, ev.deleted, ev.data,
                           error);
-    ev_doc_unlock(ev.id);
+    doclock_unlock(ev.id);
     mongoc_collection_destroy(coll);
     mongo_release(db, client);
   }
@@ -164,10 +165,14 @@ static mq_verdict handle(void *ctx, const mq_message *msg, const char **error) {
 
 static void *consumer_main(void *arg) {
   replica_consumer *c = arg;
+  /* single active consumer: with several replicas of the service, one applies the feed at
+   * a time (apply_locked's version-conditioned upsert is not atomic on FerretDB, and the
+   * in-process lock does not reach the other replica) */
   mq_queue_spec spec = {.queue = c->queue,
                         .keys = c->keys,
                         .retry_delay_ms = c->opts.retry_delay_ms,
-                        .max_attempts = c->opts.max_attempts};
+                        .max_attempts = c->opts.max_attempts,
+                        .single_active = true};
   mq_consume(c->url, c->exchange, &spec, handle, c, &c->stop);
   return NULL;
 }
@@ -190,7 +195,7 @@ replica_consumer *replica_consumer_start(const replica_options *opts) {
    * consumer thread declares it when it connects. */
   mq_conn *declare = mq_conn_new(c->url, c->exchange, "declare");
   mq_queue_spec spec = {.queue = c->queue, .keys = c->keys, .retry_delay_ms = opts->retry_delay_ms,
-                        .max_attempts = opts->max_attempts};
+                        .max_attempts = opts->max_attempts, .single_active = true};
   if (declare && mq_ensure(declare) == 0) mq_declare_queue(declare, &spec);
   mq_conn_free(declare);
   if (pthread_create(&c->thread, NULL, consumer_main, c) != 0) {

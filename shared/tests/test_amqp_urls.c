@@ -62,6 +62,29 @@ static void comma_separated_list_keeps_order_and_each_address(void **state) {
   assert_int_equal(e.n, 0);
 }
 
+/* The form k8s/overlays/prod/services.yaml writes: the operator's nodes by DNS name. */
+static void kubernetes_node_names_parse(void **state) {
+  (void)state;
+  mq_endpoints e;
+  char err[256];
+  const char *list =
+      "amqp://voter:s3cr3t@rabbitmq-server-0.rabbitmq-nodes.voter.svc:5672/%2F,"
+      "amqp://voter:s3cr3t@rabbitmq-server-1.rabbitmq-nodes.voter.svc:5672/%2F,"
+      "amqp://voter:s3cr3t@rabbitmq-server-2.rabbitmq-nodes.voter.svc:5672/%2F";
+  assert_int_equal(mq_endpoints_parse(list, &e, err, sizeof err), 0);
+  assert_int_equal(e.n, 3);
+  for (size_t i = 0; i < 3; i++) {
+    char host[64];
+    snprintf(host, sizeof host, "rabbitmq-server-%zu.rabbitmq-nodes.voter.svc", i);
+    assert_string_equal(e.v[i].host, host);
+    assert_int_equal(e.v[i].port, 5672);
+    assert_string_equal(e.v[i].user, "voter");
+    assert_string_equal(e.v[i].password, "s3cr3t");
+    assert_string_equal(e.v[i].vhost, "/");
+  }
+  mq_endpoints_free(&e);
+}
+
 static void blanks_around_entries_are_ignored(void **state) {
   (void)state;
   mq_endpoints e;
@@ -161,6 +184,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(single_url_parses_as_before),
       cmocka_unit_test(comma_separated_list_keeps_order_and_each_address),
+      cmocka_unit_test(kubernetes_node_names_parse),
       cmocka_unit_test(blanks_around_entries_are_ignored),
       cmocka_unit_test(percent_encoded_comma_stays_in_the_password),
       cmocka_unit_test(bad_entries_are_refused_with_their_position),

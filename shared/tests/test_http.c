@@ -152,6 +152,16 @@ static void roundtrip(const char *request, char *buf, size_t cap) {
   close(fd);
 }
 
+static void a_second_server_cannot_take_a_port_in_use(void **state) {
+  (void)state;
+  /* SO_REUSEPORT would let a second live process share the port and half the requests. */
+  http_options o = {.service = "other", .port = http_server_port(srv), .threads = 1,
+                    .timeout_s = 5, .max_body = 1000};
+  http_server *other = http_server_new(&o);
+  assert_int_not_equal(http_server_start(other), 0);
+  http_server_free(other);
+}
+
 static void path_parameters_are_decoded_per_segment(void **state) {
   (void)state;
   char buf[4096];
@@ -349,6 +359,7 @@ int main(void) {
       cmocka_unit_test(json_body_is_parsed_and_bad_json_is_400),
       cmocka_unit_test(a_guard_answers_instead_of_the_handler),
       cmocka_unit_test(unknown_methods_are_405_and_counted_as_other),
+      cmocka_unit_test(a_second_server_cannot_take_a_port_in_use),
       cmocka_unit_test(preflight_is_answered_for_any_path),
       cmocka_unit_test(request_id_is_echoed_or_generated),
       cmocka_unit_test(keep_alive_serves_several_requests_on_one_connection),

@@ -12,11 +12,13 @@
 #include "votes.h"
 #include "voter/crashpoint.h"
 #include "voter/amqp.h"
+#include "voter/doclock.h"
 #include "voter/events.h"
 #include "voter/idem.h"
 #include "voter/json.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
+#include "voter/revclaim.h"
 #include "voter/util.h"
 #include "voter/xalloc.h"
 
@@ -41,6 +43,46 @@ bool batch_init(mongo_db *db) {
 
 /* ---- worker ---- */
 
+/* Writes update to the batch document as its next revision (revclaim.h), if guard holds
+ * there: two replicas' workers (chunks of one batch are consumed by whichever replica the
+ * broker hands them to) and a retried submission on a third never overwrite each other,
+ * which FerretDB's separate filter and write steps and the in-process lock alone allowed.
+ * 1 written, 0 guard did not hold, -1 database failure (error set). */
+static int batch_write(batch_ctx *b, mongoc_client_t *client, mongoc_collection_t *coll,
+                       const bson_oid_t *oid, const bson_t *guard, const bson_t *update,
+                       bson_error_t *error) {
+  char revs_name[64];
+  rev_collection_name(BATCHES, revs_name, sizeof revs_name);
+  mongoc_collection_t *revs = mongo_collection(b->db, client, revs_name);
+  bson_value_t id = {.value_type = BSON_TYPE_OID};
+  bson_oid_copy(oid, &id.value.v_oid);
+  bson_t *byid = BCON_NEW("_id", BCON_OID(oid));
+  int rc = -1;
+  for (int attempt = 0; attempt < 20 && rc == -1; attempt++) {
+    if (attempt) {
+      struct timespec ts = {0, (long)(1 + rand() % 20) * 1000000L};
+      nanosleep(&ts, NULL);
+    }
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, byid, NULL, NULL);
+    const bson_t *found;
+    if (!mongoc_cursor_next(cur, &found)) {
+      if (!mongoc_cursor_error(cur, error)) rc = 0; /* no such batch */
+      mongoc_cursor_destroy(cur);
+      break;
+    }
+    int64_t rev = rev_of(found);
+    mongoc_cursor_destroy(cur);
+    rev_result r = rev_update(coll, revs, &id, rev, guard, update, error);
+    if (r == REV_APPLIED) rc = 1;
+    else if (r == REV_UNMATCHED) rc = 0;
+    else if (r != REV_BUSY) break; /* -1 */
+    else snprintf(error->message, sizeof error->message, "batch write contended");
+  }
+  bson_destroy(byid);
+  mongoc_collection_destroy(revs);
+  return rc;
+}
+
 /* Records a written chunk on its batch, and the batch's completion. false on a database
  * failure: the chunk is then retried rather than acked, since a chunk acked without its
  * progress left its batch "queued" forever (found by tests/test_chaos.py). Repeating it is
@@ -52,33 +94,42 @@ static bool record_progress(batch_ctx *b, const char *batch, int64_t seq, int64_
   mongoc_client_t *client = mongo_acquire(b->db);
   mongoc_collection_t *coll = mongo_collection(b->db, client, BATCHES);
   bson_error_t error;
-  ev_doc_lock(batch);
+  doclock_lock(batch);
   /* only the first delivery of a chunk counts it */
-  bson_t *filter = BCON_NEW("_id", BCON_OID(&oid), "chunksDone", "{", "$ne", BCON_INT64(seq), "}");
+  bson_t *guard = BCON_NEW("chunksDone", "{", "$ne", BCON_INT64(seq), "}");
   bson_t *update = BCON_NEW("$push", "{", "chunksDone", BCON_INT64(seq), "}", "$inc", "{",
                             "written", BCON_INT64(n), "}");
-  bool ok = mongoc_collection_update_one(coll, filter, update, NULL, NULL, &error);
+  bool ok = batch_write(b, client, coll, &oid, guard, update, &error) >= 0;
   CRASH_POINT("chunk.progress");
-  /* completion: read back and compare ($expr is not available on FerretDB) */
-  bson_t *byid = BCON_NEW("_id", BCON_OID(&oid));
-  mongoc_cursor_t *cur = ok ? mongoc_collection_find_with_opts(coll, byid, NULL, NULL) : NULL;
-  const bson_t *doc;
-  if (cur && mongoc_cursor_next(cur, &doc)) {
+  /* completion: read back and compare ($expr is not available on FerretDB); the write is
+   * the next revision of what was read, so nothing changed in between */
+  bson_t *doc = NULL;
+  if (ok) {
+    bson_t *by_id = BCON_NEW("_id", BCON_OID(&oid));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, by_id, NULL, NULL);
+    const bson_t *found;
+    if (mongoc_cursor_next(cur, &found)) doc = bson_copy(found);
+    else if (mongoc_cursor_error(cur, &error)) ok = false;
+    mongoc_cursor_destroy(cur);
+    bson_destroy(by_id);
+  }
+  if (ok && doc) {
     const char *status = mongo_doc_str(doc, "status");
     if (mongo_doc_int(doc, "written") >= mongo_doc_int(doc, "accepted") &&
         (!status || strcmp(status, "completed") != 0)) {
+      bson_t *guard_status = BCON_NEW("written", BCON_INT64(mongo_doc_int(doc, "written")));
       bson_t *set = BCON_NEW("$set", "{", "status", BCON_UTF8("completed"), "completedAt",
                              BCON_DATE_TIME(util_now_ms()), "}");
-      ok = mongoc_collection_update_one(coll, byid, set, NULL, NULL, &error);
+      /* 0: another write came in between (a later chunk): that one completes the batch */
+      ok = batch_write(b, client, coll, &oid, guard_status, set, &error) >= 0;
       bson_destroy(set);
+      bson_destroy(guard_status);
     }
   }
-  if (cur && mongoc_cursor_error(cur, &error)) ok = false;
   if (!ok) log_warn("batch: progress update failed, the chunk will be retried: %s", error.message);
-  if (cur) mongoc_cursor_destroy(cur);
-  ev_doc_unlock(batch);
-  bson_destroy(byid);
-  bson_destroy(filter);
+  if (doc) bson_destroy(doc);
+  doclock_unlock(batch);
+  bson_destroy(guard);
   bson_destroy(update);
   mongoc_collection_destroy(coll);
   mongo_release(b->db, client);
@@ -271,15 +322,15 @@ static void vote_id(const idem_key *key, const char *batch, size_t n, char text[
 
 /* Moves a batch from one status to another, only if it is still in the first (under the
  * batch's lock, as record_progress). false on a database failure. */
-static bool set_status(mongoc_collection_t *coll, const bson_oid_t *oid, const char *batch,
-                       const char *from, const char *to) {
-  bson_t *filter = BCON_NEW("_id", BCON_OID(oid), "status", BCON_UTF8(from));
+static bool set_status(batch_ctx *b, mongoc_client_t *client, mongoc_collection_t *coll,
+                       const bson_oid_t *oid, const char *batch, const char *from, const char *to) {
+  bson_t *guard = BCON_NEW("status", BCON_UTF8(from));
   bson_t *update = BCON_NEW("$set", "{", "status", BCON_UTF8(to), "}");
   bson_error_t error;
-  ev_doc_lock(batch);
-  bool ok = mongoc_collection_update_one(coll, filter, update, NULL, NULL, &error);
-  ev_doc_unlock(batch);
-  bson_destroy(filter);
+  doclock_lock(batch);
+  bool ok = batch_write(b, client, coll, oid, guard, update, &error) >= 0;
+  doclock_unlock(batch);
+  bson_destroy(guard);
   bson_destroy(update);
   return ok;
 }
@@ -288,7 +339,8 @@ static bool set_status(mongoc_collection_t *coll, const bson_oid_t *oid, const c
  * again (the first attempt may have died before queueing them all; chunks already written
  * are redeliveries to the worker). Only when this attempt accepted exactly what the first
  * did: the replicas may have changed in between, and the batch's votes are the first's. */
-static batch_status resume(batch_ctx *b, mongoc_collection_t *coll, const bson_t *found,
+static batch_status resume(batch_ctx *b, mongoc_client_t *client, mongoc_collection_t *coll,
+                           const bson_t *found,
                            json_t *accepted, size_t nchunks, char *detail, size_t detail_len) {
   const char *status = mongo_doc_str(found, "status");
   if ((status && strcmp(status, "completed") == 0) ||
@@ -301,11 +353,11 @@ static batch_status resume(batch_ctx *b, mongoc_collection_t *coll, const bson_t
   metrics_counter_inc("idempotency_takeovers_total", "kind=\"batch\"");
   /* A failed batch is reopened before its chunks go out, and only while it is still
    * "failed": reopening after them could undo the completion their worker recorded. */
-  if (status && strcmp(status, "failed") == 0 && !set_status(coll, bson_iter_oid(&it), batch, "failed", "queued"))
+  if (status && strcmp(status, "failed") == 0 && !set_status(b, client, coll, bson_iter_oid(&it), batch, "failed", "queued"))
     return BATCH_UNAVAILABLE;
   size_t sent = publish_chunks(b, batch, accepted, nchunks);
   if (sent < nchunks) {
-    set_status(coll, bson_iter_oid(&it), batch, "queued", "failed");
+    set_status(b, client, coll, bson_iter_oid(&it), batch, "queued", "failed");
     snprintf(detail, detail_len, "the work queue is unavailable (%zu of %zu chunks queued)", sent, nchunks);
     return BATCH_UNAVAILABLE;
   }
@@ -383,7 +435,7 @@ batch_status batch_submit(batch_ctx *b, const char *body, size_t len, bool ndjso
                                         ? IDEM_INSERTED : IDEM_ERROR);
     if (r == IDEM_EXISTS) {
       *replayed = true;
-      st = resume(b, coll, found, accepted, nchunks, detail, detail_len);
+      st = resume(b, client, coll, found, accepted, nchunks, detail, detail_len);
       json_decref(doc_json);
       doc_json = batch_view(found);
     } else if (r == IDEM_MISMATCH) {
@@ -398,12 +450,10 @@ batch_status batch_submit(batch_ctx *b, const char *body, size_t len, bool ndjso
     size_t sent = publish_chunks(b, batch, accepted, nchunks);
     if (sent < nchunks) {
       /* Chunks already confirmed will be written; say exactly what was not queued. */
-      bson_t *filter = BCON_NEW("_id", BCON_OID(&oid));
       bson_t *update = BCON_NEW("$set", "{", "status", BCON_UTF8("failed"), "error",
                                 BCON_UTF8("the work queue is unavailable"), "chunksQueued",
                                 BCON_INT64((int64_t)sent), "}");
-      mongoc_collection_update_one(coll, filter, update, NULL, NULL, &error);
-      bson_destroy(filter);
+      batch_write(b, client, coll, &oid, NULL, update, &error);
       bson_destroy(update);
       snprintf(detail, detail_len, "the work queue is unavailable (%zu of %zu chunks queued)", sent, nchunks);
       st = BATCH_UNAVAILABLE;

@@ -18,6 +18,8 @@
   "  REPLICA_MAX_ATTEMPTS attempts before an event is dead-lettered (default 5)\n"           \
   "  BATCH_CHUNK          votes per work-queue message for bulk ingestion (default 500)\n"   \
   "  RECONCILE_S          how often uncounted votes are looked for (default 30)\n"           \
+  "  VOTER_INSTANCE       this replica's name, unique among the live replicas sharing the\n" \
+  "                       database (1-32 of A-Z a-z 0-9 . _ -; default 0): its tally shard\n" \
   "  STREAM_HEARTBEAT_S, STREAM_MIN_INTERVAL_MS, STREAM_RECHECK_MS, STREAM_MAX\n"            \
   "                       live results (GET /voter/results/{election}/stream): heartbeat\n"  \
   "                       (default 15 s), least time between two events of an election\n"   \

@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "tally_logic.h"
+#include "voter/config.h"
 #include "voter/crashpoint.h"
+#include "voter/doclock.h"
 #include "voter/events.h"
 #include "voter/idem.h"
 #include "voter/log.h"
@@ -18,35 +20,86 @@
 #define VOTES "votes"
 #define TALLIES "tallies"
 #define CHUNKS "chunks"
+#define DELETIONS "vote_deletions"
 
 static vs_status db_error(const char *what, const bson_error_t *e) {
   mongo_log_failure("votes", what, e);
   return VS_UNAVAILABLE;
 }
 
-/* Serializes every tally change of one election in this process. */
+/* Serializes every tally change of one election in this process (doclock.h: not across
+ * processes; see the tally shards below for what holds across them). */
 static void election_lock(const char *election) {
   char key[600];
   snprintf(key, sizeof key, "tally\x1f%s", election);
-  ev_doc_lock(key);
+  doclock_lock(key);
 }
 
 static void election_unlock(const char *election) {
   char key[600];
   snprintf(key, sizeof key, "tally\x1f%s", election);
-  ev_doc_unlock(key);
+  doclock_unlock(key);
+}
+
+/* ---- tally shards ----
+ *
+ * Several replicas of the service count into one database, and FerretDB applies an
+ * update's filter and its write in separate steps: two processes incrementing one tally
+ * document lose increments (tests/test_replicas.py saw 7 of 150). So no tally document has
+ * two writers: each instance (VOTER_INSTANCE, unique per live replica; "0" by default)
+ * counts into its own shard {_id: "<election>\x1f<candidate>\x1f<instance>"} (instance "0"
+ * keeps the original id "<election>\x1f<candidate>", so a single replica's data is as
+ * before), serialised by its election lock (doclock.h), and results sum the shards.
+ * Every vote records the shard that counted it (field "shard", absent for "0"), and a
+ * deletion is claimed by a unique insert {_id: vote} into vote_deletions naming the shard
+ * that took it off ("by"), so each shard can be recounted from the database alone:
+ *   shard S = votes counted by S (live, or deleted through a claim) - claims by S.
+ * A recount only ever rewrites the recounting instance's own shard. */
+static char instance[40] = "0";
+
+static bool default_shard(void) { return strcmp(instance, "0") == 0; }
+
+/* Restricts a votes/tallies filter to this instance's shard. */
+static void own_shard(bson_t *filter) {
+  if (default_shard()) {
+    bson_t ex;
+    BSON_APPEND_DOCUMENT_BEGIN(filter, "shard", &ex);
+    BSON_APPEND_BOOL(&ex, "$exists", false);
+    bson_append_document_end(filter, &ex);
+  } else {
+    BSON_APPEND_UTF8(filter, "shard", instance);
+  }
 }
 
 static void tally_key(char *out, size_t len, const char *election, const char *candidate) {
-  snprintf(out, len, "%s\x1f%s", election, candidate);
+  if (default_shard()) snprintf(out, len, "%s\x1f%s", election, candidate);
+  else snprintf(out, len, "%s\x1f%s\x1f%s", election, candidate, instance);
+}
+
+/* The instance name: 1 to 32 of [A-Za-z0-9._-]. */
+static bool instance_valid(const char *name) {
+  size_t n = strlen(name);
+  if (n == 0 || n >= 33) return false;
+  for (const char *p = name; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+          *p == '.' || *p == '_' || *p == '-'))
+      return false;
+  return true;
 }
 
 bool votes_init(mongo_db *db) {
+  const char *name = cfg_str("VOTER_INSTANCE", "0");
+  if (!instance_valid(name)) {
+    log_error("VOTER_INSTANCE must be 1 to 32 of A-Z a-z 0-9 . _ - (got \"%s\")", name);
+    exit(2);
+  }
+  snprintf(instance, sizeof instance, "%s", name);
   bson_error_t error;
   bson_t *by_election = BCON_NEW("election", BCON_INT32(1), "tallied", BCON_INT32(1));
   bson_t *tallied = BCON_NEW("tallied", BCON_INT32(1));
   bson_t *tally = BCON_NEW("election", BCON_INT32(1));
   bson_t *chunk = BCON_NEW("state", BCON_INT32(1));
+  bson_t *claims = BCON_NEW("election", BCON_INT32(1));
   metrics_describe("votes_recounts_total", "counter",
                    "Elections whose tallies were recomputed from the votes, by reason "
                    "(startup, periodic, retry, chunk)");
@@ -56,12 +109,14 @@ bool votes_init(mongo_db *db) {
   bool ok = mongo_create_index(db, VOTES, "election_tallied", by_election, false, &error) &&
             mongo_create_index(db, VOTES, "tallied", tallied, false, &error) &&
             mongo_create_index(db, CHUNKS, "state", chunk, false, &error) &&
-            mongo_create_index(db, TALLIES, "election", tally, false, &error);
+            mongo_create_index(db, TALLIES, "election", tally, false, &error) &&
+            mongo_create_index(db, DELETIONS, "election", claims, false, &error);
   if (!ok) log_warn("votes: cannot create indexes yet: %s", error.message);
   bson_destroy(by_election);
   bson_destroy(chunk);
   bson_destroy(tallied);
   bson_destroy(tally);
+  bson_destroy(claims);
   return ok;
 }
 
@@ -79,20 +134,36 @@ vs_status votes_check(mongo_db *db, const char *candidate, const char *election)
   return found ? VS_OK : VS_UNKNOWN_CANDIDATE;
 }
 
+/* Adds delta to this instance's shard of a tally. */
 static bool tally_add(mongoc_collection_t *tallies, const char *election, const char *candidate,
                       int64_t delta, bson_error_t *error) {
   char key[1100];
   tally_key(key, sizeof key, election, candidate);
   bson_t *filter = BCON_NEW("_id", BCON_UTF8(key));
-  bson_t *update = BCON_NEW("$inc", "{", "votes", BCON_INT64(delta), "}", "$set", "{", "election",
-                            BCON_UTF8(election), "candidate", BCON_UTF8(candidate), "}");
+  bson_t update = BSON_INITIALIZER, inc, set;
+  BSON_APPEND_DOCUMENT_BEGIN(&update, "$inc", &inc);
+  BSON_APPEND_INT64(&inc, "votes", delta);
+  bson_append_document_end(&update, &inc);
+  BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
+  BSON_APPEND_UTF8(&set, "election", election);
+  BSON_APPEND_UTF8(&set, "candidate", candidate);
+  if (!default_shard()) BSON_APPEND_UTF8(&set, "shard", instance);
+  bson_append_document_end(&update, &set);
   bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
-  bool ok = mongoc_collection_update_one(tallies, filter, update, opts, NULL, error);
+  bool ok = mongoc_collection_update_one(tallies, filter, &update, opts, NULL, error);
   bson_destroy(filter);
-  bson_destroy(update);
+  bson_destroy(&update);
   bson_destroy(opts);
   return ok;
 }
+
+/* The shard a stored vote or marker names ("0" when it has none). */
+static const char *doc_shard(const bson_t *doc) {
+  const char *s = mongo_doc_str(doc, "shard");
+  return s ? s : "0";
+}
+
+static bool is_own_shard(const bson_t *doc) { return strcmp(doc_shard(doc), instance) == 0; }
 
 static json_t *vote_item(const char *id, const char *candidate, const char *election) {
   return json_pack("{s:s, s:s, s:s}", "id", id, "candidate", candidate, "election", election);
@@ -100,7 +171,7 @@ static json_t *vote_item(const char *id, const char *candidate, const char *elec
 
 static json_t *doc_to_vote(const bson_t *doc);
 static vs_status recount(mongoc_collection_t *votes, mongoc_collection_t *tallies,
-                         const char *election, const char *reason);
+                         mongoc_collection_t *claims, const char *election, const char *reason);
 
 /* Counts a vote just inserted: its tally, then its flag. If either step is lost (a crash,
  * a failed write) the vote stays tallied: false and a recount repairs the tally from the
@@ -127,7 +198,7 @@ static void count_new_vote(mongoc_collection_t *votes, mongoc_collection_t *tall
  * election, under its lock. A younger one is left to its own request or to the
  * reconciliation, which only looks at votes older than its period. */
 static vs_status finish_earlier_attempt(mongoc_collection_t *votes, mongoc_collection_t *tallies,
-                                        const bson_t *doc) {
+                                        mongoc_collection_t *claims, const bson_t *doc) {
   bson_iter_t it;
   int64_t created = 0;
   if (bson_iter_init_find(&it, doc, "createdAt") && BSON_ITER_HOLDS_DATE_TIME(&it))
@@ -135,8 +206,10 @@ static vs_status finish_earlier_attempt(mongoc_collection_t *votes, mongoc_colle
   if (!tally_retry_recounts(mongo_doc_bool(doc, "tallied"), mongo_doc_bool(doc, "deleted"),
                             created, util_now_ms()))
     return VS_OK;
+  /* another instance's shard is recounted by that instance (its reconciliation) */
+  if (!is_own_shard(doc)) return VS_OK;
   metrics_counter_inc("idempotency_takeovers_total", "kind=\"vote\"");
-  return recount(votes, tallies, mongo_doc_str(doc, "election"), "retry");
+  return recount(votes, tallies, claims, mongo_doc_str(doc, "election"), "retry");
 }
 
 vs_status votes_create(mongo_db *db, const char *candidate, const char *election,
@@ -149,9 +222,11 @@ vs_status votes_create(mongo_db *db, const char *candidate, const char *election
   mongoc_client_t *client = mongo_acquire(db);
   mongoc_collection_t *votes = mongo_collection(db, client, VOTES);
   mongoc_collection_t *tallies = mongo_collection(db, client, TALLIES);
+  mongoc_collection_t *claims = mongo_collection(db, client, DELETIONS);
   bson_t *doc = BCON_NEW("_id", BCON_OID(&oid), "candidate", BCON_UTF8(candidate), "election",
                          BCON_UTF8(election), "createdAt", BCON_DATE_TIME(util_now_ms()),
                          "tallied", BCON_BOOL(false), "deleted", BCON_BOOL(false));
+  if (!default_shard()) BSON_APPEND_UTF8(doc, "shard", instance);
   if (key) BSON_APPEND_UTF8(doc, IDEM_FIELD, key->fingerprint);
   bson_error_t error;
   bson_t *existing = NULL;
@@ -167,7 +242,7 @@ vs_status votes_create(mongo_db *db, const char *candidate, const char *election
     *item = vote_item(id, candidate, election);
     break;
   case IDEM_EXISTS:
-    st = finish_earlier_attempt(votes, tallies, existing);
+    st = finish_earlier_attempt(votes, tallies, claims, existing);
     if (st == VS_OK) {
       st = VS_REPLAYED;
       *item = doc_to_vote(existing);
@@ -181,6 +256,7 @@ vs_status votes_create(mongo_db *db, const char *candidate, const char *election
   bson_destroy(doc);
   mongoc_collection_destroy(votes);
   mongoc_collection_destroy(tallies);
+  mongoc_collection_destroy(claims);
   mongo_release(db, client);
   return st;
 }
@@ -252,6 +328,34 @@ vs_status votes_get(mongo_db *db, const char *id, json_t **item) {
   return st;
 }
 
+/* Marks a vote whose deletion this shard claimed. */
+static bool mark_deleted(mongoc_collection_t *votes, const bson_oid_t *oid, bson_error_t *error) {
+  bson_t *filter = BCON_NEW("_id", BCON_OID(oid));
+  bson_t *mark = BCON_NEW("$set", "{", "deleted", BCON_BOOL(true), "deletedBy", BCON_UTF8(instance), "}");
+  bool ok = mongoc_collection_update_one(votes, filter, mark, NULL, NULL, error);
+  bson_destroy(filter);
+  bson_destroy(mark);
+  return ok;
+}
+
+/* Records that a claimed deletion is counted in this shard. */
+static bool claim_done(mongoc_collection_t *claims, const bson_value_t *id, bson_error_t *error) {
+  bson_t filter = BSON_INITIALIZER;
+  BSON_APPEND_VALUE(&filter, "_id", id);
+  bson_t *done = BCON_NEW("$set", "{", "done", BCON_BOOL(true), "}");
+  bool ok = mongoc_collection_update_one(claims, &filter, done, NULL, NULL, error);
+  bson_destroy(&filter);
+  bson_destroy(done);
+  return ok;
+}
+
+/* A deletion is claimed first, by inserting {_id: vote} into vote_deletions: of two
+ * replicas deleting one vote at once exactly one gets the insert (the other answers 404),
+ * where a filter {deleted: false} let both through. Then the vote is marked (deleted,
+ * deletedBy: this shard), this shard's tally decremented and the claim marked done; a
+ * crash in between leaves the claim "not done", and this instance's reconciliation
+ * finishes the marks and recounts its shard. Deleted votes stay as tombstones: the shard
+ * arithmetic counts them (and a late retry of a keyed vote's key must find it). */
 vs_status votes_delete(mongo_db *db, const char *id) {
   json_t *item;
   vs_status st = votes_get(db, id, &item);
@@ -265,39 +369,29 @@ vs_status votes_delete(mongo_db *db, const char *id) {
   mongoc_client_t *client = mongo_acquire(db);
   mongoc_collection_t *votes = mongo_collection(db, client, VOTES);
   mongoc_collection_t *tallies = mongo_collection(db, client, TALLIES);
+  mongoc_collection_t *claims = mongo_collection(db, client, DELETIONS);
   bson_error_t error;
   election_lock(election);
-  /* Mark first (deleted, uncounted): a crash after this point is repaired by
-   * reconciliation, which counts only live votes and then purges marked ones. */
-  bson_t *filter = BCON_NEW("_id", BCON_OID(&oid), "deleted", BCON_BOOL(false));
-  bson_t *mark = BCON_NEW("$set", "{", "deleted", BCON_BOOL(true), "tallied", BCON_BOOL(false), "}");
-  bson_t reply;
-  if (!mongoc_collection_update_one(votes, filter, mark, NULL, &reply, &error)) {
-    st = db_error("mark vote deleted", &error);
+  bson_t *claim = BCON_NEW("_id", BCON_OID(&oid), "election", BCON_UTF8(election), "candidate",
+                           BCON_UTF8(candidate), "by", BCON_UTF8(instance), "done", BCON_BOOL(false),
+                           "createdAt", BCON_DATE_TIME(util_now_ms()));
+  if (!mongoc_collection_insert_one(claims, claim, NULL, NULL, &error)) {
+    st = mongo_is_duplicate(&error) ? VS_NOT_FOUND /* deleted by another request */
+                                    : db_error("claim vote deletion", &error);
+  } else if (!mark_deleted(votes, &oid, &error) ||
+             !tally_add(tallies, election, candidate, -1, &error)) {
+    /* claimed: the deletion happened; reconciliation finishes the marks and the count */
+    log_warn("votes: deletion left unfinished, reconciliation will finish it: %s", error.message);
   } else {
-    bson_iter_t it;
-    bool matched = bson_iter_init_find(&it, &reply, "matchedCount") && bson_iter_as_int64(&it) > 0;
-    if (!matched) {
-      st = VS_NOT_FOUND; /* deleted concurrently */
-    } else if (tally_add(tallies, election, candidate, -1, &error)) {
-      /* A vote cast with an Idempotency-Key stays as a counted tombstone: a late retry of
-       * that key must find it, not cast it again. */
-      bson_t *byid = BCON_NEW("_id", BCON_OID(&oid), IDEM_FIELD, "{", "$exists", BCON_BOOL(false), "}");
-      bson_t *keyed = BCON_NEW("_id", BCON_OID(&oid));
-      bson_t *settle = BCON_NEW("$set", "{", "tallied", BCON_BOOL(true), "}");
-      mongoc_collection_delete_one(votes, byid, NULL, NULL, &error);
-      mongoc_collection_update_one(votes, keyed, settle, NULL, NULL, &error);
-      bson_destroy(byid);
-      bson_destroy(keyed);
-      bson_destroy(settle);
-    }
+    bson_value_t idv = {.value_type = BSON_TYPE_OID};
+    bson_oid_copy(&oid, &idv.value.v_oid);
+    claim_done(claims, &idv, &error);
   }
-  bson_destroy(&reply);
   election_unlock(election);
-  bson_destroy(filter);
-  bson_destroy(mark);
+  bson_destroy(claim);
   mongoc_collection_destroy(votes);
   mongoc_collection_destroy(tallies);
+  mongoc_collection_destroy(claims);
   mongo_release(db, client);
   return st;
 }
@@ -338,6 +432,7 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
   mongoc_collection_t *votes = mongo_collection(db, client, VOTES);
   mongoc_collection_t *tallies = mongo_collection(db, client, TALLIES);
   mongoc_collection_t *chunks = mongo_collection(db, client, CHUNKS);
+  mongoc_collection_t *claims = mongo_collection(db, client, DELETIONS);
   bson_t **docs = xcalloc(n, sizeof *docs);
   const char **elections = xcalloc(n, sizeof *elections);
   tally_bucket *buckets = xcalloc(n, sizeof *buckets);
@@ -348,9 +443,13 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
     docs[i] = BCON_NEW("_id", BCON_OID(&oid), "candidate", BCON_UTF8(v[i].candidate), "election",
                        BCON_UTF8(v[i].election), "createdAt", BCON_DATE_TIME(now), "tallied",
                        BCON_BOOL(true), "deleted", BCON_BOOL(false), "chunk", BCON_UTF8(chunk));
+    if (!default_shard()) BSON_APPEND_UTF8(docs[i], "shard", instance);
   }
   size_t ne = tally_distinct_elections(v, n, elections);
-  for (size_t e = 0; e < ne; e++) election_lock(elections[e]);
+  /* one set: two elections may share a stripe, and another chunk may list them otherwise */
+  char **lock_keys = xcalloc(ne, sizeof *lock_keys);
+  for (size_t e = 0; e < ne; e++) lock_keys[e] = xasprintf("tally\x1f%s", elections[e]);
+  doclock_lock_set((const char *const *)lock_keys, (unsigned)ne);
   bson_error_t error;
   vs_status st = VS_OK;
 
@@ -359,6 +458,7 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
   BSON_APPEND_UTF8(&marker, "_id", chunk);
   BSON_APPEND_UTF8(&marker, "state", "counting");
   BSON_APPEND_DATE_TIME(&marker, "createdAt", now);
+  if (!default_shard()) BSON_APPEND_UTF8(&marker, "shard", instance);
   BSON_APPEND_ARRAY_BEGIN(&marker, "elections", &arr);
   for (size_t e = 0; e < ne; e++) {
     char key[24];
@@ -368,6 +468,7 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
   bson_append_array_end(&marker, &arr);
   bool fresh = mongoc_collection_insert_one(chunks, &marker, NULL, NULL, &error);
   bool counted = false; /* a redelivery whose marker says "counted" */
+  bool mine = true;     /* the marker is this shard's: only this instance closes it */
   if (!fresh) {
     if (!mongo_is_duplicate(&error)) {
       st = db_error("chunk marker", &error);
@@ -376,7 +477,10 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
       mongoc_cursor_t *cur = mongoc_collection_find_with_opts(chunks, filter, NULL, NULL);
       const bson_t *doc;
       const char *state = NULL;
-      if (mongoc_cursor_next(cur, &doc)) state = mongo_doc_str(doc, "state");
+      if (mongoc_cursor_next(cur, &doc)) {
+        state = mongo_doc_str(doc, "state");
+        mine = is_own_shard(doc);
+      }
       counted = state && strcmp(state, "counted") == 0;
       mongoc_cursor_destroy(cur);
       bson_destroy(filter);
@@ -404,7 +508,9 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
     metrics_counter_add("duplicates_detected_total", "kind=\"chunk vote\"",
                         (double)((int64_t)n - inserted));
   CRASH_POINT("chunk.inserted");
-  tally_chunk_plan plan = tally_plan_chunk(fresh, counted, inserted);
+  /* another instance's marker counts as closed here: only the votes this delivery
+   * inserted (into this shard) are this instance's to recount */
+  tally_chunk_plan plan = tally_plan_chunk(fresh, counted || !mine, inserted);
   if (st == VS_OK && plan == TALLY_CHUNK_COUNT) {
     size_t nb = tally_buckets(v, n, buckets);
     for (size_t b = 0; st == VS_OK && b < nb; b++) {
@@ -414,16 +520,20 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
         *written += buckets[b].n;
     }
   } else if (st == VS_OK && plan == TALLY_CHUNK_RECOUNT) {
-    /* interrupted before its tallies, or votes that came after the marker was closed */
+    /* interrupted before its tallies, or votes that came after the marker was closed; a
+     * marker of another instance (it died holding the chunk) is that instance's to recount
+     * and close: this one recounts its own shard, which holds the votes it inserted now */
     metrics_counter_inc("votes_chunks_recounted_total", "");
     for (size_t e = 0; st == VS_OK && e < ne; e++)
-      st = recount(votes, tallies, elections[e], "chunk");
+      st = recount(votes, tallies, claims, elections[e], "chunk");
     *written = inserted;
   }
   CRASH_POINT("chunk.tallied");
-  if (st == VS_OK && !counted && !set_chunk_counted(chunks, chunk, &error))
+  if (st == VS_OK && mine && !counted && !set_chunk_counted(chunks, chunk, &error))
     st = db_error("chunk marker", &error); /* stays "counting": reconciliation recounts */
-  for (size_t e = ne; e-- > 0;) election_unlock(elections[e]);
+  doclock_unlock_set((const char *const *)lock_keys, (unsigned)ne);
+  for (size_t e = 0; e < ne; e++) free(lock_keys[e]);
+  free(lock_keys);
   for (size_t i = 0; i < n; i++) bson_destroy(docs[i]);
   free(docs);
   free(elections);
@@ -431,32 +541,39 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
   mongoc_collection_destroy(votes);
   mongoc_collection_destroy(tallies);
   mongoc_collection_destroy(chunks);
+  mongoc_collection_destroy(claims);
   mongo_release(db, client);
   return st;
 }
 
+/* The sum of every shard's tally per candidate (see "tally shards" above), as results. */
 vs_status votes_results(mongo_db *db, const char *election, json_t **results) {
   mongoc_client_t *client = mongo_acquire(db);
   mongoc_collection_t *tallies = mongo_collection(db, client, TALLIES);
   bson_t *filter = BCON_NEW("election", BCON_UTF8(election));
   mongoc_cursor_t *cur = mongoc_collection_find_with_opts(tallies, filter, NULL, NULL);
   const bson_t *doc;
-  json_t *rows = json_array();
+  json_t *sums = json_object();
   while (mongoc_cursor_next(cur, &doc)) {
     const char *candidate = mongo_doc_str(doc, "candidate");
-    if (candidate)
-      json_array_append_new(rows, json_pack("{s:s, s:I}", "candidate", candidate, "votes",
-                                            (json_int_t)mongo_doc_int(doc, "votes")));
+    if (!candidate) continue;
+    json_int_t before = json_integer_value(json_object_get(sums, candidate));
+    json_object_set_new(sums, candidate, json_integer(before + (json_int_t)mongo_doc_int(doc, "votes")));
   }
   bson_error_t error;
   vs_status st = VS_OK;
   *results = NULL;
   if (mongoc_cursor_error(cur, &error)) {
     st = db_error("read tallies", &error);
-    json_decref(rows);
   } else {
+    json_t *rows = json_array();
+    const char *candidate;
+    json_t *sum;
+    json_object_foreach(sums, candidate, sum)
+      json_array_append_new(rows, json_pack("{s:s, s:O}", "candidate", candidate, "votes", sum));
     *results = tally_results(rows);
   }
+  json_decref(sums);
   mongoc_cursor_destroy(cur);
   bson_destroy(filter);
   mongoc_collection_destroy(tallies);
@@ -469,8 +586,8 @@ vs_status votes_drop_all(mongo_db *db) {
   bson_error_t error;
   vs_status st = VS_OK;
   bson_t empty = BSON_INITIALIZER;
-  const char *names[] = {VOTES, TALLIES};
-  for (int i = 0; i < 2 && st == VS_OK; i++) {
+  const char *names[] = {VOTES, TALLIES, DELETIONS};
+  for (int i = 0; i < 3 && st == VS_OK; i++) {
     mongoc_collection_t *coll = mongo_collection(db, client, names[i]);
     if (!mongoc_collection_delete_many(coll, &empty, NULL, NULL, &error))
       st = db_error("drop", &error);
@@ -480,57 +597,120 @@ vs_status votes_drop_all(mongo_db *db) {
   return st;
 }
 
-/* Recounts one election from its live votes, then purges its deleted votes (keyed ones
- * stay as tombstones, so a late retry of their key finds them instead of voting again).
- * reason labels votes_recounts_total. */
+/* Adds sign * (the documents of coll matching match, per candidate) to counts. */
+static bool add_counts(mongoc_collection_t *coll, const bson_t *match, int sign, json_t *counts,
+                       bson_error_t *error) {
+  bson_t pipeline = BSON_INITIALIZER, stages, stage, group, sum;
+  BSON_APPEND_ARRAY_BEGIN(&pipeline, "pipeline", &stages);
+  BSON_APPEND_DOCUMENT_BEGIN(&stages, "0", &stage);
+  BSON_APPEND_DOCUMENT(&stage, "$match", match);
+  bson_append_document_end(&stages, &stage);
+  BSON_APPEND_DOCUMENT_BEGIN(&stages, "1", &stage);
+  BSON_APPEND_DOCUMENT_BEGIN(&stage, "$group", &group);
+  BSON_APPEND_UTF8(&group, "_id", "$candidate");
+  BSON_APPEND_DOCUMENT_BEGIN(&group, "n", &sum);
+  BSON_APPEND_INT32(&sum, "$sum", 1);
+  bson_append_document_end(&group, &sum);
+  bson_append_document_end(&stage, &group);
+  bson_append_document_end(&stages, &stage);
+  bson_append_array_end(&pipeline, &stages);
+  mongoc_cursor_t *cur = mongoc_collection_aggregate(coll, MONGOC_QUERY_NONE, &pipeline, NULL, NULL);
+  const bson_t *doc;
+  while (mongoc_cursor_next(cur, &doc)) {
+    const char *candidate = mongo_doc_str(doc, "_id");
+    if (!candidate) continue;
+    json_int_t before = json_integer_value(json_object_get(counts, candidate));
+    json_object_set_new(counts, candidate,
+                        json_integer(before + sign * (json_int_t)mongo_doc_int(doc, "n")));
+  }
+  bool ok = !mongoc_cursor_error(cur, error);
+  mongoc_cursor_destroy(cur);
+  bson_destroy(&pipeline);
+  return ok;
+}
+
+/* This shard's counts for one election, from the database alone: the votes it counted
+ * (live, or deleted through a claim: a deleted vote of the old design, which purged or
+ * kept keyed ones without deletedBy, counts nowhere) minus the deletions it claimed. */
+static bool shard_counts(mongoc_collection_t *votes, mongoc_collection_t *claims,
+                         const char *election, json_t *counts, bson_error_t *error) {
+  bson_t *live = BCON_NEW("election", BCON_UTF8(election), "deleted", BCON_BOOL(false));
+  bson_t *gone = BCON_NEW("election", BCON_UTF8(election), "deleted", BCON_BOOL(true), "deletedBy",
+                          "{", "$exists", BCON_BOOL(true), "}");
+  bson_t *taken = BCON_NEW("election", BCON_UTF8(election), "by", BCON_UTF8(instance));
+  own_shard(live);
+  own_shard(gone);
+  bool ok = add_counts(votes, live, 1, counts, error) && add_counts(votes, gone, 1, counts, error) &&
+            add_counts(claims, taken, -1, counts, error);
+  bson_destroy(live);
+  bson_destroy(gone);
+  bson_destroy(taken);
+  return ok;
+}
+
+/* Finishes the deletions of this election this shard claimed but did not finish (a crash
+ * or a failed write between claim and count): marks their votes. */
+static bool finish_deletions(mongoc_collection_t *votes, mongoc_collection_t *claims,
+                             const char *election, bson_error_t *error) {
+  bson_t *open = BCON_NEW("election", BCON_UTF8(election), "by", BCON_UTF8(instance), "done",
+                          BCON_BOOL(false));
+  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(claims, open, NULL, NULL);
+  const bson_t *doc;
+  bool ok = true;
+  bson_iter_t it;
+  while (ok && mongoc_cursor_next(cur, &doc))
+    if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_OID(&it))
+      ok = mark_deleted(votes, bson_iter_oid(&it), error);
+  if (ok && mongoc_cursor_error(cur, error)) ok = false;
+  mongoc_cursor_destroy(cur);
+  bson_destroy(open);
+  return ok;
+}
+
+/* Recounts this instance's shard of one election from the database (shard_counts), after
+ * finishing its interrupted deletions, then marks the shard's votes and claims settled.
+ * Only this shard is rewritten: the others have their own single writers. Callers hold the
+ * election's lock, so this instance's own writes cannot interleave. reason labels
+ * votes_recounts_total. */
 static vs_status recount(mongoc_collection_t *votes, mongoc_collection_t *tallies,
-                         const char *election, const char *reason) {
+                         mongoc_collection_t *claims, const char *election, const char *reason) {
   bson_error_t error;
   char labels[64];
   snprintf(labels, sizeof labels, "reason=\"%s\"", reason);
   metrics_counter_inc("votes_recounts_total", labels);
-  bson_t *pipeline = BCON_NEW("pipeline", "[", "{", "$match", "{", "election", BCON_UTF8(election),
-                              "deleted", BCON_BOOL(false), "}", "}", "{", "$group", "{", "_id",
-                              BCON_UTF8("$candidate"), "n", "{", "$sum", BCON_INT32(1), "}", "}",
-                              "}", "]");
-  mongoc_cursor_t *cur = mongoc_collection_aggregate(votes, MONGOC_QUERY_NONE, pipeline, NULL, NULL);
-  bson_t *clear = BCON_NEW("election", BCON_UTF8(election));
-  vs_status st = VS_OK;
   json_t *counts = json_object();
-  const bson_t *doc;
-  while (mongoc_cursor_next(cur, &doc)) {
-    bson_iter_t it;
-    const char *candidate = NULL;
-    int64_t n = 0;
-    if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_UTF8(&it)) candidate = bson_iter_utf8(&it, NULL);
-    if (bson_iter_init_find(&it, doc, "n") && BSON_ITER_HOLDS_NUMBER(&it)) n = bson_iter_as_int64(&it);
-    if (candidate) json_object_set_new(counts, candidate, json_integer(n));
-  }
-  if (mongoc_cursor_error(cur, &error)) st = db_error("recount", &error);
-  mongoc_cursor_destroy(cur);
+  vs_status st = VS_OK;
+  if (!finish_deletions(votes, claims, election, &error) ||
+      !shard_counts(votes, claims, election, counts, &error))
+    st = db_error("recount", &error);
+  bson_t *clear = BCON_NEW("election", BCON_UTF8(election));
+  own_shard(clear);
   if (st == VS_OK && !mongoc_collection_delete_many(tallies, clear, NULL, NULL, &error))
     st = db_error("clear tallies", &error);
   const char *candidate;
   json_t *n;
   json_object_foreach(counts, candidate, n) {
-    if (st == VS_OK && !tally_add(tallies, election, candidate, json_integer_value(n), &error))
+    if (st == VS_OK && json_integer_value(n) != 0 &&
+        !tally_add(tallies, election, candidate, json_integer_value(n), &error))
       st = db_error("write tally", &error);
   }
   if (st == VS_OK) {
-    bson_t *live = BCON_NEW("election", BCON_UTF8(election), "tallied", BCON_BOOL(false));
+    bson_t *uncounted = BCON_NEW("election", BCON_UTF8(election), "tallied", BCON_BOOL(false));
+    own_shard(uncounted);
     bson_t *set = BCON_NEW("$set", "{", "tallied", BCON_BOOL(true), "}");
-    bson_t *dead = BCON_NEW("election", BCON_UTF8(election), "deleted", BCON_BOOL(true), IDEM_FIELD,
-                            "{", "$exists", BCON_BOOL(false), "}");
-    if (!mongoc_collection_update_many(votes, live, set, NULL, NULL, &error) ||
-        !mongoc_collection_delete_many(votes, dead, NULL, NULL, &error))
+    bson_t *open = BCON_NEW("election", BCON_UTF8(election), "by", BCON_UTF8(instance), "done",
+                            BCON_BOOL(false));
+    bson_t *done = BCON_NEW("$set", "{", "done", BCON_BOOL(true), "}");
+    if (!mongoc_collection_update_many(votes, uncounted, set, NULL, NULL, &error) ||
+        !mongoc_collection_update_many(claims, open, done, NULL, NULL, &error))
       st = db_error("mark recounted", &error);
-    bson_destroy(live);
+    bson_destroy(uncounted);
     bson_destroy(set);
-    bson_destroy(dead);
+    bson_destroy(open);
+    bson_destroy(done);
   }
   json_decref(counts);
   bson_destroy(clear);
-  bson_destroy(pipeline);
   return st;
 }
 
@@ -542,6 +722,7 @@ vs_status votes_reconcile(mongo_db *db, int64_t age_ms, int *elections) {
   mongoc_collection_t *tallies = mongo_collection(db, client, TALLIES);
   bson_t *filter = BCON_NEW("tallied", BCON_BOOL(false), "createdAt", "{", "$lt",
                             BCON_DATE_TIME(util_now_ms() - age_ms), "}");
+  own_shard(filter); /* the other shards are their instances' to reconcile */
   bson_t *opts = BCON_NEW("projection", "{", "election", BCON_INT32(1), "}", "limit", BCON_INT64(10000));
   mongoc_cursor_t *cur = mongoc_collection_find_with_opts(votes, filter, opts, NULL);
   json_t *names = json_object();
@@ -558,6 +739,7 @@ vs_status votes_reconcile(mongo_db *db, int64_t age_ms, int *elections) {
   mongoc_collection_t *chunks = mongo_collection(db, client, CHUNKS);
   bson_t *stuck = BCON_NEW("state", BCON_UTF8("counting"), "createdAt", "{", "$lt",
                            BCON_DATE_TIME(util_now_ms() - age_ms), "}");
+  own_shard(stuck);
   json_t *stuck_ids = json_array();
   cur = mongoc_collection_find_with_opts(chunks, stuck, NULL, NULL);
   while (st == VS_OK && mongoc_cursor_next(cur, &doc)) {
@@ -572,12 +754,24 @@ vs_status votes_reconcile(mongo_db *db, int64_t age_ms, int *elections) {
   if (mongoc_cursor_error(cur, &error)) st = db_error("find interrupted chunks", &error);
   mongoc_cursor_destroy(cur);
   bson_destroy(stuck);
+  /* deletions this shard claimed and did not finish */
+  mongoc_collection_t *claims = mongo_collection(db, client, DELETIONS);
+  bson_t *open = BCON_NEW("by", BCON_UTF8(instance), "done", BCON_BOOL(false), "createdAt", "{",
+                          "$lt", BCON_DATE_TIME(util_now_ms() - age_ms), "}");
+  cur = mongoc_collection_find_with_opts(claims, open, NULL, NULL);
+  while (st == VS_OK && mongoc_cursor_next(cur, &doc)) {
+    const char *e = mongo_doc_str(doc, "election");
+    if (e) json_object_set_new(names, e, json_true());
+  }
+  if (mongoc_cursor_error(cur, &error)) st = db_error("find unfinished deletions", &error);
+  mongoc_cursor_destroy(cur);
+  bson_destroy(open);
   const char *election;
   json_t *unused;
   json_object_foreach(names, election, unused) {
     if (st != VS_OK) break;
     election_lock(election);
-    st = recount(votes, tallies, election, reason);
+    st = recount(votes, tallies, claims, election, reason);
     election_unlock(election);
     if (st == VS_OK) {
       (*elections)++;
@@ -593,6 +787,7 @@ vs_status votes_reconcile(mongo_db *db, int64_t age_ms, int *elections) {
   }
   json_decref(stuck_ids);
   mongoc_collection_destroy(chunks);
+  mongoc_collection_destroy(claims);
   json_decref(names);
   bson_destroy(filter);
   bson_destroy(opts);

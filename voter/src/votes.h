@@ -1,9 +1,17 @@
 /* votes — votes and per-election tallies (no HTTP here).
  *
  * Documents:
- *   votes:   {_id: ObjectId, candidate, election, createdAt, tallied, deleted, chunk?, _idem?}
- *   chunks:  {_id: chunk, state: "counting"|"counted", elections, createdAt}
- *   tallies: {_id: "<election>\x1f<candidate>", election, candidate, votes}
+ *   votes:   {_id: ObjectId, candidate, election, createdAt, tallied, deleted, chunk?, _idem?,
+ *             shard?, deletedBy?}
+ *   chunks:  {_id: chunk, state: "counting"|"counted", elections, createdAt, shard?}
+ *   tallies: {_id: "<election>\x1f<candidate>[\x1f<instance>]", election, candidate, votes,
+ *             shard?}  one shard per replica (VOTER_INSTANCE; "0", the default, has no
+ *             suffix and no shard field); results are the sum of the shards
+ *   vote_deletions: {_id: vote, election, candidate, by: instance, done, createdAt}
+ *
+ * Several replicas share the database: each counts into its own shard only and claims a
+ * deletion by inserting into vote_deletions, so no tally document has two writers (see
+ * "tally shards" in votes.c and docs/design.md, "Several replicas").
  *
  * A vote cast with an Idempotency-Key has the _id derived from the caller and the key
  * (idem.h) and carries its request's fingerprint in _idem: a retry, after a crash at any

@@ -6,7 +6,9 @@
  * and pushes its CloudEvent ("<name>.created|updated|deleted", data = the representation,
  * or {id, version} for deletes) into the document's outbox in the SAME write; the relay
  * publishes it. Writes are conditioned on the version they read (optimistic concurrency,
- * If-Match) and hold the document's in-process lock (see ev_doc_lock). A delete keeps a
+ * If-Match), written as the document's next revision (revclaim.h: a claim inserted first, so
+ * two replicas never both write one revision) and hold the document's in-process lock
+ * (doclock.h). A delete keeps a
  * tombstone (deleted: true, version bumped; the unique-key field set to a per-id marker so
  * the key is free again), so a PUT that re-creates the id continues the version sequence
  * and replicas holding the tombstone accept it.

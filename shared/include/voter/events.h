@@ -7,7 +7,9 @@
  *   _pending:   bool                true while _outbox is not empty (indexed; the relay's scan)
  * The relay publishes a document's events in order with publisher confirms and only then
  * removes them, with an update conditioned on _outboxSeq so an event pushed meanwhile is
- * never lost. A crash between write and publish leaves the event in the document; the
+ * never lost, written as the document's next revision (revclaim.h) so that it never
+ * overlaps another process's write of the document. Several relays (one per replica) may
+ * publish one event twice; consumers drop the copy by version. A crash between write and publish leaves the event in the document; the
  * relay (this process after restart, or any replica) publishes it: at-least-once, and
  * consumers drop duplicates by version. */
 #ifndef VOTER_EVENTS_H
@@ -42,16 +44,6 @@ void ev_outbox_insert_fields(bson_t *doc, const ev_event *ev);
  * (use ev_outbox_set_pending on the $set sub-document). */
 void ev_outbox_update_ops(bson_t *update, const ev_event *ev);
 void ev_outbox_set_pending(bson_t *set);
-
-/* Per-document write locks (64 stripes, keyed by the document id as text). FerretDB 1.24
- * evaluates an update's filter and writes the result in separate steps, so two concurrent
- * conditional updates of one document can both apply (MongoDB makes each atomic). Every
- * read-modify-write of an outbox-carrying document in this process - domain writes and the
- * relay's removal of confirmed events - holds the document's stripe, so within one process
- * they are serialized on any server; across replicas the version/_outboxSeq conditions
- * protect on MongoDB. */
-void ev_doc_lock(const char *id);
-void ev_doc_unlock(const char *id);
 
 /* Pulls a document's outbox fields out of a read so they never reach a client. */
 bool ev_is_outbox_field(const char *key);
