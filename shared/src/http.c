@@ -643,10 +643,12 @@ int http_server_start(http_server *s) {
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)s->opts.timeout_s,
       MHD_OPTION_CONNECTION_LIMIT, (unsigned int)4096, MHD_OPTION_NOTIFY_COMPLETED,
       on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL,
-      /* 0: SO_REUSEADDR only (a restart binds past TIME_WAIT). With 1, libmicrohttpd sets
-       * SO_REUSEPORT and a second live process of the same user — another instance, a
-       * stray test — binds the same port and silently takes half the requests. */
-      MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)0, MHD_OPTION_END);
+      /* MHD_OPTION_LISTENING_ADDRESS_REUSE left out on purpose: without it libmicrohttpd
+       * sets SO_REUSEADDR only, so a restart binds past TIME_WAIT; 1 would add
+       * SO_REUSEPORT (a second live process of the same user — another instance, a stray
+       * test — binds the same port and silently takes half the requests), and 0 sets
+       * neither, so a restarted service cannot bind while its old connections linger. */
+      MHD_OPTION_END);
   if (!s->daemon) {
     log_error("http: cannot listen on %s:%d", s->host, s->opts.port);
     return -1;
