@@ -22,11 +22,24 @@ class EventTap:
         self.events: list[dict] = []
         self._conn = None
         self._connect()
-        ch = self._conn.channel()
-        ch.queue_declare(self.queue, durable=True)
-        for key in keys:
-            ch.queue_bind(self.queue, exchange, routing_key=key)
-        ch.close()
+        self._bind(keys)
+
+    def _bind(self, keys, timeout: float = 15.0):
+        """Binds the tap once the exchange exists: a service declares it when its broker
+        connection comes up, which may be a moment after the service reports ready."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ch = self._conn.channel()
+            try:
+                ch.queue_declare(self.queue, durable=True)
+                for key in keys:
+                    ch.queue_bind(self.queue, self.exchange, routing_key=key)
+                ch.close()
+                return
+            except pika.exceptions.ChannelClosedByBroker as e:
+                if e.reply_code != 404 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def _connect(self):
         self._conn = pika.BlockingConnection(pika.URLParameters(self.url))

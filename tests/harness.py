@@ -546,7 +546,11 @@ class RabbitMQ:
             f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
             "disk_free_limit.absolute = 50MB\n"
         )
-        (self.run_dir / "advanced.config").write_text("[].\n")
+        # A quorum queue dead-letters at least once: a message whose target queue was losing
+        # its leader is re-sent after this many ms without a confirm (RabbitMQ's default,
+        # 180 s, holds a retried event back three minutes after a node dies).
+        (self.run_dir / "advanced.config").write_text(
+            "[{rabbit, [{dead_letter_worker_publisher_confirm_timeout, 5000}]}].\n")
 
     def ctl(self, *args: str, timeout: float = 60, check: bool = True) -> str:
         """Run rabbitmqctl -n NODE ARGS... and return its stdout."""

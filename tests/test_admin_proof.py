@@ -197,6 +197,24 @@ def test_voter_admin_operations_need_the_admin_proof(voter, mongo, ns, method, p
                          "/voter/drop/candidates": 3}[path]
 
 
+def test_head_never_runs_the_simulation(voter, mongo, ns):
+    """HEAD on the GET compatibility alias of the simulation is 405 (HEAD is safe; the alias
+    casts votes), whatever proof it carries: none, an admin proof for HEAD, one for GET."""
+    path = f"/voter/simulation/{quote(E2016)}"
+    unchanged = db_unchanged(mongo, f"voter_{ns}")
+    for name, headers in [("no proof", {}),
+                          ("admin proof for HEAD", harness.proof_headers("HEAD", path)),
+                          ("admin proof for GET", harness.proof_headers("GET", path))]:
+        r = requests.head(voter.url + path, headers=headers)
+        assert r.status_code == 405, (name, r.status_code)
+        allow = {m.strip() for m in r.headers["Allow"].split(",")}
+        assert {"GET", "POST"} <= allow and "HEAD" not in allow, (name, allow)
+        unchanged(f"HEAD simulation, {name}")
+    assert total_votes(voter) == 3
+    # an ordinary GET route still answers HEAD
+    assert requests.head(f"{voter.url}/voter/votes").status_code == 200
+
+
 def test_voter_drop_candidates_passes_the_proof_on_to_the_candidate_replay(service_factory):
     """The voter asks the candidate service to replay with the admin caller's proof, signed
     for that request: the replay is accepted (no Warning)."""
@@ -239,6 +257,37 @@ def test_without_a_proper_secret_admin_is_refused(service_factory, mongo, ns, se
     unchanged("valid admin proof, no secret at the service")
     warnings = [l for l in svc.log_lines() if "GATEWAY_PROOF_SECRET" in l]
     assert len(warnings) == 1 and "admin operations are refused" in warnings[0], warnings
+
+
+# ---- rotation ----
+
+def test_a_previous_secret_is_accepted_only_while_configured(service_factory, mongo, ns):
+    """Rotating GATEWAY_PROOF_SECRET (docs/operations.md): a service given the old secret as
+    GATEWAY_PROOF_SECRET_PREVIOUS accepts proofs made with either; one without it refuses the
+    old one; a third secret is refused throughout."""
+    old = "previous-deployment-secret-0123456789"
+    path = "/election/events/replay"
+
+    def replay(svc, secret):
+        headers = harness.proof_headers("POST", path, secret=secret)
+        return requests.post(svc.url + path, headers=headers)
+    during = service_factory("election", env={"GATEWAY_PROOF_SECRET_PREVIOUS": old})
+    assert replay(during, old).status_code == 202
+    assert replay(during, harness.PROOF_SECRET).status_code == 202
+    r = replay(during, OTHER_SECRET)
+    assert r.status_code == 403 and "signature" in r.json()["detail"], r.text
+    after = service_factory("election")
+    assert requests.post(f"{after.url}/election/elections", json=ELECTION).status_code == 201
+    unchanged = db_unchanged(mongo, f"election_{ns}")
+    r = requests.post(f"{after.url}/election/drop/elections",
+                      headers=harness.proof_headers("POST", "/election/drop/elections", secret=old))
+    assert r.status_code == 403 and "signature" in r.json()["detail"], r.text
+    unchanged("old secret after the rotation")
+    assert replay(after, harness.PROOF_SECRET).status_code == 202
+    # a previous secret never stands in for a missing current one
+    alone = service_factory("election", env={"GATEWAY_PROOF_SECRET": None, "GATEWAY_PROOF_SECRET_PREVIOUS": old})
+    r = replay(alone, old)
+    assert r.status_code == 403 and "no gateway secret" in r.json()["detail"], r.text
 
 
 # ---- methods ----

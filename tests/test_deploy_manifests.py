@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import copy
 import fcntl
 import hashlib
 import json
@@ -127,6 +128,14 @@ def named(objs, kind, name):
 
 def workloads(objs):
     return [o for o in objs if o["kind"] in ("Deployment", "StatefulSet")]
+
+
+def workload(objs, name):
+    """The one Deployment or StatefulSet called name (the voter is a StatefulSet: its pods
+    need stable names, see test_voter_processes_each_count_into_their_own_shard)."""
+    found = [o for o in workloads(objs) if o["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one Deployment or StatefulSet {name}, found {len(found)}"
+    return found[0]
 
 
 def pod_spec(workload):
@@ -365,7 +374,7 @@ def test_every_container_has_probes_limits_and_runs_as_non_root(overlay):
 def test_services_have_their_replicas_and_probe_paths(overlay):
     objs = objects(overlay)
     for name in SERVICES:
-        d = named(objs, "Deployment", name)
+        d = workload(objs, name)
         c = pod_spec(d)["containers"][0]
         ready = "/gateway/health" if name == "gateway" else f"/{name}/ready"
         assert c["readinessProbe"]["httpGet"]["path"] == ready
@@ -520,14 +529,201 @@ def test_disruption_budgets_and_autoscalers(overlay):
     hpas = {h["spec"]["scaleTargetRef"]["name"]: h["spec"] for h in of_kind(objs, "HorizontalPodAutoscaler")}
     assert set(hpas) == {"gateway", "voter"}
     assert hpas["voter"]["minReplicas"] >= 3
-    for h in hpas.values():
-        assert h["scaleTargetRef"]["kind"] == "Deployment" and h["maxReplicas"] > h["minReplicas"]
+    for name, h in hpas.items():
+        assert h["scaleTargetRef"]["kind"] == workload(objs, name)["kind"] and h["maxReplicas"] > h["minReplicas"]
+
+
+# --------------------------------------------------------------------------- the voter's tally shards
+
+# Each voter process counts into its own tally shard, named by VOTER_INSTANCE: two live
+# processes with one name write one shard and lose increments, and a process recounts only
+# its own shard, so a restarted process must come back under its old name (docs/design.md,
+# "Several replicas"; docs/operations.md, "Scaling the voter"). What the voter accepts as a
+# name (instance_valid in voter/src/votes.c, stated by `voter-voter --help`):
+VOTER_INSTANCE_RULE = "1-32 of A-Z a-z 0-9 . _ -"
+VOTER_INSTANCE_NAME = re.compile(r"[A-Za-z0-9._-]{1,32}")
+POD_NAME = {"fieldRef": {"fieldPath": "metadata.name"}}
+
+
+def runs_voter(image: str) -> bool:
+    """The voter's image: voter-voter (base, dev, compose) or <registry>/voter (prod,
+    VOTER_IMAGE_PREFIX), whatever the tag or digest."""
+    last = image.rsplit("/", 1)[-1].split("@")[0].split(":")[0]
+    return re.search(r"(^|-)voter$", last) is not None
+
+
+def instance_env(container) -> dict | None:
+    (found,) = [e for e in container.get("env", []) if e["name"] == "VOTER_INSTANCE"] or [None]
+    if found and "valueFrom" in found:
+        ref = dict(found["valueFrom"].get("fieldRef", {}))
+        ref.pop("apiVersion", None)
+        return {"fieldRef": ref} if ref else found["valueFrom"]
+    return found and {"value": found.get("value", "")}
+
+
+def voter_instance_problems(objs) -> list[str]:
+    """Why two voter processes of these Kubernetes objects could count into one shard, or
+    a process come back under another name. Only two shapes can hold: a StatefulSet whose
+    pods take VOTER_INSTANCE from their name (unique, stable, and never two pods of one
+    name at once), or a single process (a Deployment of one replica that is replaced, not
+    surged) with a fixed name. Every name must differ from every other and be one the voter
+    accepts."""
+    problems, names = [], {}
+    hpa_max = {(h["spec"]["scaleTargetRef"]["kind"], h["spec"]["scaleTargetRef"]["name"]): h["spec"]["maxReplicas"]
+               for h in of_kind(objs, "HorizontalPodAutoscaler")}
+    for w in objs:
+        kind, name = w["kind"], w["metadata"]["name"]
+        if kind == "Pod":
+            spec = w["spec"]
+        elif kind == "CronJob":
+            spec = w["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        elif kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
+            spec = pod_spec(w)
+        else:
+            continue
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            if not runs_voter(c.get("image", "")):
+                continue
+            where = f"{kind} {name}, container {c['name']}"
+            env = instance_env(c)
+            if kind == "StatefulSet":
+                if env != POD_NAME:
+                    problems.append(f"{where}: VOTER_INSTANCE must be the pod name (fieldRef metadata.name), not {env}")
+                    continue
+                most = max(w["spec"].get("replicas", 1), hpa_max.get((kind, name), 0))
+                instances = [f"{name}-{i}" for i in range(most)]
+            else:
+                if kind not in ("Deployment", "Pod"):
+                    problems.append(f"{where}: a {kind} may run several voter processes under one name; "
+                                    "use a StatefulSet")
+                elif kind == "Deployment" and (w["spec"].get("replicas", 1) != 1 or (kind, name) in hpa_max):
+                    problems.append(f"{where}: several replicas of a Deployment cannot have names of their own "
+                                    "that survive a restart; use a StatefulSet (VOTER_INSTANCE from the pod name)")
+                elif kind == "Deployment" and w["spec"].get("strategy", {}).get("type") != "Recreate":
+                    problems.append(f"{where}: a rolling update runs the old and the new pod at once under one "
+                                    "name; strategy Recreate")
+                if env is None or "value" not in env:
+                    problems.append(f"{where}: VOTER_INSTANCE must be set to a fixed name, not {env} "
+                                    "(unset: the default 0, which any other voter may share)")
+                    continue
+                instances = [env["value"]]
+            for inst in instances:
+                if not VOTER_INSTANCE_NAME.fullmatch(inst):
+                    problems.append(f"{where}: the voter refuses VOTER_INSTANCE {inst!r} ({VOTER_INSTANCE_RULE})")
+                if inst in names:
+                    problems.append(f"{where} and {names[inst]} both count into shard {inst!r}")
+                names[inst] = where
+    if not names:
+        problems.append("no voter process found")
+    return problems
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_voter_processes_each_count_into_their_own_shard(overlay):
+    objs = objects(overlay)
+    assert voter_instance_problems(objs) == []
+    sts = named(objs, "StatefulSet", "voter")
+    spec = sts["spec"]
+    labels = spec["template"]["metadata"]["labels"]
+    assert spec["podManagementPolicy"] == "Parallel", "the pods do not wait for each other"
+    assert spec.get("updateStrategy", {}).get("type", "RollingUpdate") == "RollingUpdate"
+    # the governing Service: headless, selecting the pods
+    pods = named(objs, "Service", spec["serviceName"])["spec"]
+    assert pods.get("clusterIP") == "None" and pods["selector"].items() <= labels.items()
+    # the gateway still reaches every voter through the ClusterIP Service
+    svc = named(objs, "Service", "voter")["spec"]
+    assert svc.get("clusterIP") != "None" and svc["selector"].items() <= labels.items()
+    gateway = container_env(pod_spec(named(objs, "Deployment", "gateway"))["containers"][0])
+    assert gateway["VOTER_URL"] == "voter:8083"
+    # the disruption budget and the network policy keep selecting the voter's pods
+    (pdb,) = [p for p in of_kind(objs, "PodDisruptionBudget") if p["metadata"]["name"] == "voter"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert named(objs, "NetworkPolicy", "voter-from-gateway")["spec"]["podSelector"]["matchLabels"].items() \
+        <= labels.items()
+    docs = (ROOT / "docs" / "operations.md").read_text() + (ROOT / "docs" / "deploy.md").read_text()
+    assert "VOTER_INSTANCE" in docs and "Scaling the voter" in docs
+
+
+def test_the_voter_instance_check_catches_shared_shards():
+    """The check above is not vacuous: each way two processes could end up in one shard
+    (or a process in another shard after a restart) is caught."""
+    shipped = objects("dev")
+
+    def problems(change) -> list[str]:
+        objs = copy.deepcopy(shipped)
+        change(objs, named(objs, "StatefulSet", "voter"))
+        return voter_instance_problems(objs)
+
+    def drop_instance(c):
+        c["env"] = [e for e in c["env"] if e["name"] != "VOTER_INSTANCE"]
+
+    def set_instance(c, value):
+        drop_instance(c)
+        c["env"].append({"name": "VOTER_INSTANCE", "value": value})
+
+    def as_deployment(w, replicas=3):
+        w["kind"] = "Deployment"
+        w["spec"]["replicas"] = replicas
+        for field in ("serviceName", "podManagementPolicy", "updateStrategy"):
+            w["spec"].pop(field, None)
+
+    def the_deployment_of_before(objs, sts):  # three pods, all in the default shard "0"
+        as_deployment(sts)
+        drop_instance(pod_spec(sts)["containers"][0])
+
+    def unique_but_not_stable(objs, sts):  # a Deployment's pod names change on every restart
+        as_deployment(sts)
+
+    def one_fixed_name(objs, sts):
+        set_instance(pod_spec(sts)["containers"][0], "1")
+
+    def a_second_voter(objs, sts, value=None, strategy="Recreate"):
+        extra = copy.deepcopy(sts)
+        extra["metadata"]["name"] = "voter-extra"
+        as_deployment(extra, 1)
+        extra["spec"]["strategy"] = {"type": strategy}
+        if value is None:
+            drop_instance(pod_spec(extra)["containers"][0])
+        else:
+            set_instance(pod_spec(extra)["containers"][0], value)
+        objs.append(extra)
+
+    def a_name_the_voter_refuses(objs, sts):
+        sts["metadata"]["name"] = "a-voter-statefulset-with-a-long-name"
+
+    cases = {
+        "the Deployment of before": the_deployment_of_before,
+        "a Deployment with the pod name": unique_but_not_stable,
+        "a fixed name for every pod": one_fixed_name,
+        "a second voter on the default": lambda o, s: a_second_voter(o, s),
+        "a second voter named like a pod": lambda o, s: a_second_voter(o, s, "voter-1"),
+        "a second voter named like a pod of the autoscaler": lambda o, s: a_second_voter(o, s, "voter-9"),
+        "a second voter rolled with a surge": lambda o, s: a_second_voter(o, s, "extra", "RollingUpdate"),
+        "a name the voter refuses": a_name_the_voter_refuses,
+        "a DaemonSet": lambda o, s: s.update(kind="DaemonSet"),
+    }
+    for what, change in cases.items():
+        assert problems(change), f"not caught: {what}"
+    assert problems(lambda o, s: a_second_voter(o, s, "extra")) == [], "one more process with a name of its own"
+    assert voter_instance_problems(shipped) == []
+
+
+def test_the_voter_states_the_instance_rule_the_manifests_follow():
+    """The names checked above are the ones the voter accepts: its --help states the rule
+    (a change to instance_valid() changes the help, and this test points here)."""
+    voter = harness.binary("voter")
+    if not voter.exists():
+        pytest.skip(f"no voter binary at {voter} (build the tree first)")
+    r = subprocess.run([str(voter), "--help"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert f"({VOTER_INSTANCE_RULE}; default 0)" in " ".join(r.stdout.split()), r.stdout
 
 
 def test_dev_brings_its_own_databases_and_prod_no_secrets():
     dev, prod = objects("dev"), objects("prod")
-    assert {w["metadata"]["name"] for w in of_kind(dev, "StatefulSet")} == {"mongo", "rabbitmq"}
-    assert not of_kind(prod, "StatefulSet"), "prod uses operator-managed MongoDB/RabbitMQ"
+    assert {w["metadata"]["name"] for w in of_kind(dev, "StatefulSet")} == {"mongo", "rabbitmq", "voter"}
+    assert {w["metadata"]["name"] for w in of_kind(prod, "StatefulSet")} == {"voter"}, \
+        "prod uses operator-managed MongoDB/RabbitMQ"
     assert not of_kind(prod, "Secret"), "prod secrets are made beforehand, never kept in the repo"
     dev_secrets = {s["metadata"]["name"].rsplit("-", 1)[0] for s in of_kind(dev, "Secret")}
     assert set(PROD_EXTERNAL_SECRETS) <= dev_secrets
@@ -558,7 +754,7 @@ def test_dev_secrets_are_generated_never_shipped():
         objs = objects(overlay)
         for name in SERVICES:
             refs = {e.get("secretRef", {}).get("name")
-                    for c in pod_spec(named(objs, "Deployment", name))["containers"]
+                    for c in pod_spec(workload(objs, name))["containers"]
                     for e in c.get("envFrom", [])}
             assert any(r and r.startswith("gateway-proof") for r in refs), (overlay, name, refs)
         gw = pod_spec(named(objs, "Deployment", "gateway"))
@@ -880,7 +1076,7 @@ def test_dev_services_read_a_broker_list_and_a_replica_set_uri():
         assert u.path == f"/{db}"
         assert parse_qs(u.query) == {"replicaSet": ["rs0"], "authSource": [db]}
         # and the service reads it
-        refs = {e["secretRef"]["name"] for e in pod_spec(named(objs, "Deployment", db))["containers"][0]["envFrom"]
+        refs = {e["secretRef"]["name"] for e in pod_spec(workload(objs, db))["containers"][0]["envFrom"]
                 if "secretRef" in e}
         assert any(r.startswith(f"{db}-secrets-") for r in refs) and any(r.startswith("broker-secrets-") for r in refs)
 
@@ -907,7 +1103,7 @@ def test_prod_expects_the_operators_and_reads_their_secrets():
     # the services: AMQP_URL lists the operator's three nodes with its generated user,
     # MONGODB_URI is the operator's replica-set connection string for their own user
     for db in DATABASES:
-        (c,) = pod_spec(named(objs, "Deployment", db))["containers"]
+        (c,) = pod_spec(workload(objs, db))["containers"]
         env = container_env(c)
         for var, key in (("AMQP_USER", "username"), ("AMQP_PASSWORD", "password")):
             assert env[var] == {"secretKeyRef": {"name": f"{cluster}-default-user", "key": key}}
@@ -1036,6 +1232,51 @@ def test_compose_publishes_only_the_gateway_and_orders_startup():
     for name in ("election", "candidate", "voter", "jobs"):
         uri = svcs[name]["environment"]["MONGODB_URI"]
         assert uri.startswith(f"mongodb://{name}:") and uri.endswith(f"/{name}?authSource={name}")
+
+
+def compose_voter_problems(services: dict) -> list[str]:
+    """Why two voter processes of these compose services could count into one tally shard
+    (see voter_instance_problems): compose gives the copies of a scaled service one
+    environment, so each voter process is a service of its own, with a name of its own."""
+    problems, names = [], {}
+    for name, s in services.items():
+        if not (runs_voter(s.get("image", "")) or s.get("build", {}).get("dockerfile") == "voter/Dockerfile"):
+            continue
+        for copies in (s.get("scale"), s.get("deploy", {}).get("replicas")):
+            if copies not in (None, 1):
+                problems.append(f"{name}: {copies} copies would share one VOTER_INSTANCE; add services instead")
+        inst = s.get("environment", {}).get("VOTER_INSTANCE")
+        if inst is None:
+            problems.append(f"{name}: VOTER_INSTANCE must be set (unset: the default 0, which another may share)")
+            continue
+        if not VOTER_INSTANCE_NAME.fullmatch(str(inst)):
+            problems.append(f"{name}: the voter refuses VOTER_INSTANCE {inst!r} ({VOTER_INSTANCE_RULE})")
+        if inst in names:
+            problems.append(f"{name} and {names[inst]} both count into shard {inst!r}")
+        names[inst] = name
+    if not names:
+        problems.append("no voter service found")
+    return problems
+
+
+@pytest.mark.parametrize("files", [("docker-compose.yml",),
+                                   ("docker-compose.yml", "docker-compose.test.yml")],
+                         ids=["compose", "compose+test"])
+def test_compose_voters_each_count_into_their_own_shard(files):
+    services = yaml.safe_load(compose_config(*files).stdout)["services"]
+    assert compose_voter_problems(services) == []
+    # and the check catches a scaled voter, a second one on the same shard, a missing name
+    for change in (lambda v: v.update(deploy={"replicas": 3}), lambda v: v.update(scale=2),
+                   lambda v: v["environment"].pop("VOTER_INSTANCE"),
+                   lambda v: v["environment"].update(VOTER_INSTANCE="voter 0")):
+        changed = copy.deepcopy(services)
+        change(changed["voter"])
+        assert compose_voter_problems(changed), change
+    changed = copy.deepcopy(services)
+    changed["voter-2"] = copy.deepcopy(services["voter"])
+    assert compose_voter_problems(changed), "two services on one shard"
+    changed["voter-2"]["environment"]["VOTER_INSTANCE"] = "1"
+    assert compose_voter_problems(changed) == [], "two services, two shards"
 
 
 def test_env_example_lists_every_compose_variable():

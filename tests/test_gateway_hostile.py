@@ -334,9 +334,16 @@ def test_unknown_method_labels_stay_bounded(env):
     assert 'gateway_rejected_total{reason="method"}' in text
 
 
-# libmicrohttpd 0.9.75 parses the head before the gateway sees it: it ends a line at a bare LF,
-# ends a value at a NUL and folds obs-fold continuation lines into the field name. The gateway
-# reads that back from libmicrohttpd's buffer (proxy.c, head_lines_ok) and refuses them.
+# libmicrohttpd 0.9.75 parses the head before the gateway sees it: it ends a line at a bare LF
+# (and at a bare CR), ends a value at a NUL, skips extra spaces in the request line and folds
+# obs-fold continuation lines into the field name. The gateway reads that back from
+# libmicrohttpd's buffer — every line where a CRLF-ended, NUL-free head puts it, the head's end
+# four NULs after the last line (admit.c, gw_admit_mhd_layout_ok) — and refuses them.
+def _post(*lines: bytes, end: bytes = b"\r\n\r\n", body: bytes = b"hello") -> bytes:
+    return b"\r\n".join(lines) + end + body
+
+
+_RL = b"POST /voter/votes HTTP/1.1"
 MHD_HIDDEN = [
     ("bare_lf_after_request_line", b"POST /voter/votes HTTP/1.1\nHost: gw\r\nContent-Length: 5\r\n\r\nhello"),
     ("bare_lf_line_end", b"POST /voter/votes HTTP/1.1\r\nHost: gw\nX-A: 1\r\nContent-Length: 5\r\n\r\nhello"),
@@ -347,6 +354,38 @@ MHD_HIDDEN = [
     ("obs_fold", b"POST /voter/votes HTTP/1.1\r\nHost: gw\r\nX-A: 1\r\n folded\r\nContent-Length: 5\r\n\r\nhello"),
     ("obs_fold_tab", b"POST /voter/votes HTTP/1.1\r\nHost: gw\r\nX-A: 1\r\n\tfolded\r\nContent-Length: 5\r\n\r\nhello"),
     ("obs_fold_cl", b"POST /voter/votes HTTP/1.1\r\nHost: gw\r\nContent-Length:\r\n 5\r\n\r\nhello"),
+    # a bare LF ending the last field, or as the blank line that ends the head
+    ("bare_lf_ending_last_field", _post(_RL, b"Host: gw", b"Content-Length: 5", end=b"\n\r\n")),
+    ("bare_lf_lf_head_end", _post(_RL, b"Host: gw", b"Content-Length: 5", end=b"\n\n")),
+    ("bare_lf_blank_line", _post(_RL, b"Host: gw", b"Content-Length: 5", end=b"\r\n\n")),
+    ("bare_lf_last_field_nul_body", _post(_RL, b"Host: gw", b"Content-Length: 5", end=b"\n\r\n",
+                                          body=b"\x00\x00\x00\x00\x00")),
+    ("bare_lf_last_of_three", _post(_RL, b"Host: gw", b"X-A: 1", b"Content-Length: 5", end=b"\n\r\n")),
+    ("bare_lf_first_field", _post(_RL, b"Host: gw\nX-A: 1", b"Content-Length: 5")),
+    ("bare_lf_middle_field", _post(_RL, b"Host: gw", b"X-A: 1\nX-B: 2", b"Content-Length: 5")),
+    ("bare_lf_every_line", b"POST /voter/votes HTTP/1.1\nHost: gw\nContent-Length: 5\n\nhello"),
+    ("bare_lf_get_no_body", b"GET /election/elections HTTP/1.1\r\nHost: gw\n\r\n"),
+    ("bare_lf_http10_request_line_only", b"GET /election/elections HTTP/1.0\n\r\n"),
+    ("bare_lf_http10_lf_lf", b"GET /election/elections HTTP/1.0\n\n"),
+    # a NUL at several places: right before the CRLF (of the last field, a middle one, the
+    # first), as a whole value, in the target, in the method, in a name, with CR
+    ("nul_before_crlf_last_field", _post(_RL, b"Host: gw", b"Content-Length: 5\x00")),
+    ("nul_before_crlf_middle_field", _post(_RL, b"Host: gw", b"X-A: 1\x00", b"Content-Length: 5")),
+    ("nul_before_crlf_host", _post(_RL, b"Host: gw\x00", b"Content-Length: 5")),
+    ("nul_only_value", _post(_RL, b"Host: gw", b"X-A: \x00", b"Content-Length: 5")),
+    ("nul_two_before_crlf", _post(_RL, b"Host: gw", b"X-A: 1\x00\x00", b"Content-Length: 5")),
+    ("nul_after_ows", _post(_RL, b"Host: gw", b"X-A: 1 \x00", b"Content-Length: 5")),
+    ("nul_before_crlf_get", b"GET /election/elections HTTP/1.1\r\nHost: gw\x00\r\n\r\n"),
+    ("cr_nul_lf", _post(_RL, b"Host: gw", b"X-A: 1\r\x00\nContent-Length: 5")),
+    ("nul_cr_lf_blank_line", _post(_RL, b"Host: gw", b"Content-Length: 5", end=b"\r\n\x00\r\n")),
+    ("nul_in_target", b"POST /voter/votes\x00/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n\r\nhello"),
+    ("nul_ending_target", b"GET /election/elections\x00 HTTP/1.1\r\nHost: gw\r\n\r\n"),
+    ("nul_in_query", b"GET /election/elections?a=1\x00b HTTP/1.1\r\nHost: gw\r\n\r\n"),
+    ("nul_in_method", b"GE\x00T /election/elections HTTP/1.1\r\nHost: gw\r\n\r\n"),
+    ("nul_in_name", _post(_RL, b"Host: gw", b"X\x00A: 1", b"Content-Length: 5")),
+    # extra whitespace in the request line (libmicrohttpd skips it)
+    ("two_spaces_before_target", b"GET  /election/elections HTTP/1.1\r\nHost: gw\r\n\r\n"),
+    ("two_spaces_before_version", b"GET /election/elections  HTTP/1.1\r\nHost: gw\r\n\r\n"),
 ]
 
 
@@ -355,15 +394,37 @@ def test_what_libmicrohttpd_hides_is_refused_too(env, name, data):
     check(env, data, 400, forwarded=0, close=True)
 
 
-def test_a_bare_lf_ending_the_last_field_smuggles_nothing(env):
-    # the one spelling the buffer does not show: forwarded as the one request it is
-    got, _ = exchange(env.port, b"POST /voter/votes HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\n\r\nhello")
-    assert got and got[0][0] in (200, 400)
-    if got[0][0] == 200:
-        env.expected += 1
-        forwarded_exactly(env.ups["voter"].requests("/voter/votes")[-1], "POST", "/voter/votes", b"hello")
+@pytest.mark.parametrize("ending", [b"\x00\n", b"\x00\r"], ids=["nul_lf", "nul_cr"])
+def test_a_nul_standing_in_for_cr_smuggles_nothing(env, ending):
+    # The one spelling libmicrohttpd's buffer cannot show (admit.c): a NUL beside a bare LF or
+    # CR leaves the two NULs a CRLF leaves. The request is the CRLF head it reads as,
+    # forwarded rebuilt: one request, its body exactly Content-Length bytes, nothing after it.
+    data = _post(_RL, b"Host: gw", b"X-A: 1" + ending + b"Content-Length: 5", body=b"hello")
+    before, before_list = env.count(), env.received()
+    got, _ = exchange(env.port, data)
+    assert got and got[0][0] in (200, 400), got[:1]
+    n = 1 if got[0][0] == 200 else 0
+    if n:
+        harness.wait_until(lambda: env.count() >= before + 1, timeout=5)
+    time.sleep(0.05)
+    new = [r for r in env.received() if r not in before_list]
+    assert len(new) == n and env.count() == before + n
+    env.expected += n
+    for r in new:
+        forwarded_exactly(r, "POST", "/voter/votes", b"hello")
     ordinary_client_gets_its_own_answer(env)
     assert env.count() == env.expected
+
+
+def test_the_same_heads_with_crlf_everywhere_are_forwarded(env):
+    # the counterpart of the cases above: the exact layout the check expects is accepted
+    for data in (_post(_RL, b"Host: gw", b"Content-Length: 5"),
+                 _post(_RL, b"Host: gw", b"X-A: 1", b"X-B:", b"X-C: \t ", b"Content-Length: 5"),
+                 b"GET /election/elections?a=1&b HTTP/1.1\r\nHost: gw\r\n\r\n",
+                 b"GET /election/elections HTTP/1.0\r\n\r\n"):
+        new = check(env, data, 200, forwarded=1)
+        if data.startswith(b"POST"):
+            forwarded_exactly(new[0], "POST", "/voter/votes", b"hello")
 
 
 CHUNKED = [
@@ -598,6 +659,60 @@ def test_destructive_endpoints_need_their_scope(env, method, path, scope, caller
         forwarded_exactly(r, method, path, scopes=scopes)
 
 
+@pytest.mark.parametrize("caller", CALLERS, ids=["anonymous", "free", "write", "admin"])
+def test_head_on_the_simulation_alias_runs_nothing(env, caller):
+    # the GET alias of the simulation casts votes: HEAD (safe) is no spelling of it — 405,
+    # and the Allow the gateway sends does not offer HEAD; nothing reaches the voter service
+    fields = [f"X-API-Key: {caller}"] if caller else []
+    for path in ("/voter/simulation/e1", "/voter//simulation/%65%31", "/v1/voter/simulation/e1"):
+        s = socket.create_connection(("127.0.0.1", env.port), timeout=4)
+        before = env.count()
+        try:
+            s.sendall(head("HEAD", path, *fields))
+            data = b""
+            while b"\r\n\r\n" not in data:
+                piece = s.recv(4096)
+                if not piece:
+                    break
+                data += piece
+        finally:
+            s.close()
+        status_line, _, rest = data.partition(b"\r\n")
+        assert status_line.split(b" ")[1] == b"405", data[:200]
+        allow = [line.split(b":", 1)[1].strip() for line in rest.split(b"\r\n")
+                 if line.lower().startswith(b"allow:")]
+        assert allow == [b"GET, POST"], data[:400]
+        time.sleep(0.02)
+        assert env.count() == before
+        ordinary_client_gets_its_own_answer(env)
+    assert env.count() == env.expected
+
+
+def test_plain_curl_gets_the_admin_key_from_the_stacks_curlrc(env, tmp_path):
+    # The original's sample-data scripts call plain curl with no key; scripts/stack writes a
+    # .curlrc that adds the admin key, so they run unchanged with CURL_HOME pointing at it.
+    # The line is taken from scripts/stack itself, so the two cannot drift apart.
+    import re
+    import subprocess
+    stack = (harness.repo_root() / "scripts" / "stack").read_text()
+    line = re.search(r'\\n(header = "X-API-Key: %s")\\n', stack).group(1)
+    (tmp_path / ".curlrc").write_text(line % "h-admin" + "\n")
+    url = f"http://127.0.0.1:{env.port}/election/drop/elections"
+    before = env.count()
+    plain = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", url],
+                           capture_output=True, text=True, env={"PATH": os.environ["PATH"], "CURL_HOME": str(tmp_path / "none")})
+    assert plain.stdout == "401"
+    assert env.count() == before
+    keyed = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", url],
+                           capture_output=True, text=True, env={"PATH": os.environ["PATH"], "CURL_HOME": str(tmp_path)})
+    assert keyed.stdout == "200", keyed
+    harness.wait_until(lambda: env.count() == before + 1, timeout=5)
+    env.expected += 1
+    forwarded_exactly(env.ups["election"].requests("/election/drop/elections")[-1], "POST",
+                      "/election/drop/elections", scopes="read vote write admin")
+    ordinary_client_gets_its_own_answer(env)
+
+
 def test_unknown_key_is_401_and_reaches_nothing(env):
     check(env, head("POST", "/election/drop/elections", "X-API-Key: guess", "Content-Length: 0"), 401)
     check(env, head("GET", "/election/elections", "Authorization: Bearer guess"), 401)
@@ -652,6 +767,18 @@ def test_huge_and_malformed_heads(env):
     check(env, head("GET", "/election/elections", *[f"X-F{i}: v" for i in range(200)]), {431, 400})
     check(env, b"GET /election/elections HTTP/1.1\r\nHost: gw\r\n" + b"X: y\r\n" * 3000 + b"\r\n", {431, 400})
     check(env, b"NOT HTTP AT ALL\r\n\r\n", {400, 505})
+
+
+@pytest.mark.parametrize("size", [1000, 4000, 5500])
+@pytest.mark.parametrize("trickle", [False, True], ids=["whole", "trickled"])
+def test_large_clean_heads_pass_the_layout_check(env, size, trickle):
+    # libmicrohttpd grows its read buffer while a large head trickles in; the layout check
+    # (admit.c) must still find every line where a clean head puts it
+    fields = [f"X-Pad-{i}: " + "v" * 90 for i in range(size // 100)]
+    data = head("POST", "/voter/votes", *fields, "Content-Length: 5", body=b"hello")
+    pieces = [data[i:i + 300] for i in range(0, len(data), 300)] if trickle else None
+    new = check(env, data if not trickle else b"", 200, forwarded=1, trickle=pieces)
+    forwarded_exactly(new[0], "POST", "/voter/votes", b"hello")
 
 
 def test_binary_garbage_is_refused(env):

@@ -316,3 +316,27 @@ def test_upstreams_get_scopes_and_a_proof_they_can_check(gateway, upstreams):
     msg = "\n".join(["DELETE", "/jobs/1", t, hashlib.sha256(b"paid-key").hexdigest(),
                      "read vote write admin"]).encode()
     assert h["x-gateway-proof"] == f"t={t},sig={hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()}"
+
+
+def test_every_shipped_configuration_has_the_same_scope_model():
+    """The example (which tests/test_gateway_hostile.py attacks rule by rule), compose's and
+    the Kubernetes dev overlay's configurations: the same tiers with the same scopes, the
+    same routes with the same rules (only upstream addresses, hosts and limits' numbers may
+    differ), so the hostile suite's verdicts hold for each. The prod overlay brings its own
+    (a Secret), written from these."""
+    root = repo_root()
+
+    def model(path):
+        c = json.loads((root / path).read_text())
+        tiers = {name: sorted(t.get("scopes", [])) for name, t in c["tiers"].items()}
+        routes = [(r["name"], r["prefix"], r.get("rewrite"), json.dumps(r.get("rules"), sort_keys=True))
+                  for r in c["routes"]]
+        return tiers, routes, c.get("keys", {})
+    example = model("gateway/gateway.example.json")
+    for other in ("deploy/gateway/gateway.json", "k8s/overlays/dev/gateway.json"):
+        tiers, routes, keys = model(other)
+        assert tiers == example[0], other
+        assert routes == example[1], other
+        assert keys == {}, f"{other} holds keys"
+    assert example[2] == {}
+    assert example[0]["anonymous"] == ["read", "vote"] and "admin" in example[0]["admin"]

@@ -8,7 +8,10 @@
  * and re-chunked one chunk per piece, then "0\r\n\r\n"). The oracle: a strict HTTP/1.1 parser
  * (http_parser, which refuses duplicate Content-Length and Transfer-Encoding with
  * Content-Length) sees in those bytes exactly one request, the method and target the gateway
- * meant, exactly the body bytes the gateway forwarded, and nothing after it.
+ * meant, exactly the body bytes the gateway forwarded, and nothing after it. A second
+ * oracle lays the raw bytes out as libmicrohttpd 0.9.75 does (gateway/tests/mhd_sim.h):
+ * a head with a bare CR/LF, a NUL, extra request-line spaces or obs-fold is always refused
+ * for its framing (but for the one spelling admit.c names).
  * Built only with -DVOTER_FUZZ=ON and clang; CTest runs it for 30 s on fuzz/corpus-admit. */
 #include <http_parser.h>
 #include <stdint.h>
@@ -17,6 +20,7 @@
 #include <string.h>
 
 #include "admit.h"
+#include "../tests/mhd_sim.h"
 #include "voter/proof.h"
 
 static gw_conf *conf;
@@ -108,6 +112,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     conf = gw_conf_parse(conf_json, sizeof conf_json - 1, err, sizeof err);
     if (!conf) abort();
     conf->proof = proof_signer_new("fuzz-secret-0123456789", 22);
+  }
+  /* The second oracle: a head laid out by libmicrohttpd's in-place parse (mhd_sim.h) gets
+   * past the framing rules only when it is clean (CRLF only, no NUL, single spaces in the
+   * request line, no fold) — or is the one spelling the layout cannot show (admit.c). */
+  static mhd_sim sim;
+  if (mhd_sim_parse(&sim, (const char *)data, size) && !mhd_sim_clean((const char *)data, size) &&
+      !mhd_sim_nul_lf((const char *)data, size)) {
+    gw_head sh = {.method = sim.method, .target = sim.url, .version = sim.version,
+                  .fields = sim.fields, .nfields = sim.nfields, .peer_ip = "127.0.0.1",
+                  .bad_lines = !mhd_sim_layout_ok(&sim)};
+    gw_admission *sa = malloc(sizeof *sa);
+    if (!sa) abort();
+    gw_admit(conf, &sh, sa);
+    if (!(sa->kind == GW_ADMIT_REFUSE && sa->close)) abort();
+    gw_admission_clear(sa);
+    free(sa);
   }
   /* copy so every piece can be NUL-terminated in place, as libmicrohttpd does */
   char *buf = malloc(size + 1);

@@ -113,6 +113,52 @@ bool gw_admit_listed_in(const char *list, const char *name, size_t n) {
   return false;
 }
 
+/* ------------------------------------------------------------------ libmicrohttpd's buffer */
+
+/* What libmicrohttpd 0.9.75 hides, read back from its buffer. It parses the head in place,
+ * one line after the other with nothing skipped: the spaces after the method and after the
+ * target become NULs, a line's CR and LF become two NULs, the colon one NUL, and the value
+ * follows the name and its whitespace; the head (blank line included) is
+ * MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE bytes from the method. So a head whose lines all
+ * end with CRLF and hold no NUL is laid out exactly: the target one byte after the method,
+ * the version one byte after the target (its copy from uri_cb: a NUL in the target cuts it
+ * short), every field name two bytes after the end of the line before, and four NULs from
+ * the end of the last line to the end of the head. A bare LF anywhere (after the request
+ * line, ending any field, as the blank line) leaves one NUL where two belong, a NUL in a
+ * line leaves one too many, extra spaces in the request line move the target or version,
+ * and a field libmicrohttpd rebuilt from obs-fold continuation lines has a name (or value)
+ * outside the buffer. (A bare CR ends a line for libmicrohttpd too, and leaves one NUL.)
+ * The one spelling this cannot see: after the request line, a NUL among the bytes that end
+ * a line together with a bare CR or LF ("X: 1\0\n", "X: 1\0\r", "X: 1\0\r\n\r" at the
+ * end of the head): the NUL stands in for the byte the bare CR or LF lacks, and as many
+ * NULs are left as CRLFs leave (found by fuzz_admit's layout oracle). The request is then
+ * forwarded as the CRLF head it reads as (the upstream head is rebuilt: nothing is
+ * smuggled). In the request line libmicrohttpd itself answers 400 to it.
+ * Checked by gateway/tests/test_admit.c on buffers laid out that way (tests/mhd_sim.h) and by
+ * tests/test_gateway_hostile.py against libmicrohttpd itself: a libmicrohttpd that parses
+ * differently fails those. overflow: not every field was collected (431 follows), so where
+ * the last line ends is not known. */
+bool gw_admit_mhd_layout_ok(const char *method, const char *url, size_t urilen,
+                            const char *version, const gw_field *f, int n, bool overflow,
+                            size_t head_size) {
+  if (url != method + strlen(method) + 1 || version != url + urilen + 1) return false;
+  /* nothing at or past the end of the head is read (the buffer goes on with the body) */
+  const char *end = head_size ? method + head_size : NULL;
+  const char *p = version + strlen(version); /* the end of the line before */
+  for (int i = 0; i < n; i++) {
+    const char *k = f[i].name, *v = f[i].value;
+    if ((end && p + 2 >= end) || p[0] != 0 || p[1] != 0 || k != p + 2) return false;
+    bool placed = v >= k + f[i].nlen + 1 && v <= k + f[i].nlen + 1 + 512 && (!end || v < end);
+    if (!placed) return false;
+    for (const char *q = k + f[i].nlen + 1; q < v; q++)
+      if (*q != ' ' && *q != '\t') return false;
+    p = v + f[i].vlen;
+  }
+  if (!end) return p[0] == 0 && p[1] == 0; /* a libmicrohttpd that does not tell the size */
+  if (overflow) return p + 4 <= end && p[0] == 0 && p[1] == 0;
+  return p + 4 == end && p[0] == 0 && p[1] == 0 && p[2] == 0 && p[3] == 0;
+}
+
 /* ------------------------------------------------------------------ the decision */
 
 static void refuse(gw_admission *a, int status, const char *title, const char *detail,
@@ -148,7 +194,7 @@ static bool check_framing(const gw_head *h, gw_admission *a) {
       return false;
     }
   if (h->bad_lines) {
-    bad_framing(a, "a line of the head ends with a bare LF, holds a NUL or is folded (obs-fold)");
+    bad_framing(a, "a line of the head ends with a bare LF or CR, holds a NUL or is folded (obs-fold), or the request line has extra spaces");
     return false;
   }
   int ncl = 0, nte = 0, nhost = 0;

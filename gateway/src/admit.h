@@ -7,12 +7,14 @@
  *             origin-form or holds a byte outside 0x21-0x7E or a '#'; a field name is not a
  *             token (whitespace before the colon keeps it in the name: "Content-Length ");
  *             a field value holds a control character (bare CR, NUL, ...); a field name
-             that extends a framing one ("Transfer-Encodingx", which http_parser 2.9
-             takes for Transfer-Encoding: found by fuzz_admit's oracle); more than one
+ *             that extends a framing one ("Transfer-Encodingx", which http_parser 2.9
+ *             takes for Transfer-Encoding: found by fuzz_admit's oracle); more than one
  *             Content-Length (even equal), one that is not 1-18 plain digits; more than one
  *             Transfer-Encoding field, one that is not exactly "chunked", or one with
  *             Content-Length or in HTTP/1.0; HTTP/1.1 without exactly one Host; a line
- *             ended by a bare LF, a NUL in a value, obs-fold (h->bad_lines)
+ *             ended by a bare LF or CR (the last field and the blank line too), a NUL
+ *             anywhere in the head, more than one space between the parts of the request
+ *             line, obs-fold (h->bad_lines)
  *   method    (501) a method other than GET HEAD POST PUT DELETE PATCH OPTIONS
  *   size      (431) request line and fields above max_header_bytes
  *   path      (400) the path has no normal form (voter/path.h, with encoded slashes refused)
@@ -54,8 +56,8 @@ typedef struct gw_head {
   const gw_field *fields;
   int nfields;
   bool too_many_fields; /* more than GW_MAX_FIELDS: 431 */
-  bool bad_lines;       /* a line ended by a bare LF, a NUL in a value, obs-fold (seen by
-                         * the caller in libmicrohttpd's buffer, see proxy.c): 400 */
+  bool bad_lines;       /* a bare LF or CR ending a line, a NUL in a line, extra spaces in
+                         * the request line, obs-fold (!gw_admit_mhd_layout_ok): 400 */
   const char *peer_ip;  /* the TCP peer, as text */
 } gw_head;
 
@@ -141,5 +143,15 @@ bool gw_admit_hop_by_hop(const char *name, size_t n);
 /* true when name appears as a token in a Connection field's value (list may be NULL): a
  * field the sender made hop-by-hop, for requests and responses alike. */
 bool gw_admit_listed_in(const char *list, const char *name, size_t n);
+
+/* true when libmicrohttpd's parse of the head (pointers into its buffer, which it parses in
+ * place) shows a head whose every line ended with CRLF and held no NUL, with single spaces
+ * in the request line and no obs-fold: what gw_head.bad_lines reports (see admit.c for how
+ * the layout tells). url: the target in the buffer; target_len: its length as uri_cb saw it
+ * (query included); head_size: MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE (0: unknown, the end
+ * of the head is not checked); overflow: not every field was collected. */
+bool gw_admit_mhd_layout_ok(const char *method, const char *url, size_t target_len,
+                            const char *version, const gw_field *f, int n, bool overflow,
+                            size_t head_size);
 
 #endif

@@ -175,7 +175,7 @@ void gw_alog_flush(gw_alog *l) {
     }
     ssize_t w = write(2, l->buf + off, n);
     if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) break; /* stderr gone: drop rather than block the worker */
+    if (w <= 0) break; /* stderr gone: drop rather than block the loop */
     off += (size_t)w;
   }
   l->len = 0;

@@ -1,8 +1,8 @@
 /* alog — the access log: one JSON line per request on stderr (prefix gw_alog_).
  *
- * Lines are formatted by hand (no JSON library on the hot path) into a per-worker buffer
- * and written with one write(2) per event-loop iteration, so a busy worker logs many
- * requests per system call and lines from different workers never interleave (stderr is
+ * Lines are formatted by hand (no JSON library on the hot path) into a per-loop buffer
+ * and written with one write(2) per event-loop iteration, so a busy loop logs many
+ * requests per system call and lines from different loops never interleave (stderr is
  * appended whole lines at a time). */
 #ifndef GW_ALOG_H
 #define GW_ALOG_H

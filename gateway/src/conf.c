@@ -192,7 +192,7 @@ static void conf_free(gw_conf *c) {
     free(r->prefix);
     free(r->rewrite);
     free_strv(r->upstreams, r->nupstreams);
-    free(r->replicas);
+    free(r->instances);
     free(r->health_path);
     for (int j = 0; j < r->nrules; j++) {
       free_strv(r->rules[j].tiers, r->rules[j].ntiers);
@@ -917,11 +917,11 @@ gw_conf *gw_conf_load(const char *path, char *err, size_t errlen) {
   }
   for (int i = 0; i < c->nroutes; i++) {
     gw_route *r = &c->routes[i];
-    r->replicas = calloc((size_t)r->nupstreams, sizeof *r->replicas);
-    if (!r->replicas) abort();
+    r->instances = calloc((size_t)r->nupstreams, sizeof *r->instances);
+    if (!r->instances) abort();
     for (int u = 0; u < r->nupstreams; u++) {
-      r->replicas[u] = gw_replica_get(r->upstreams[u], r->health_path, msg, sizeof msg);
-      if (!r->replicas[u]) {
+      r->instances[u] = gw_instance_get(r->upstreams[u], r->health_path, msg, sizeof msg);
+      if (!r->instances[u]) {
         snprintf(err, errlen, "%s: route %s: %s", path, r->name, msg);
         gw_conf_unref(c);
         return NULL;
@@ -969,6 +969,18 @@ const gw_rule *gw_rule_for(const gw_route *r, unsigned method_bit) {
   for (int i = 0; i < r->nrules; i++)
     if (r->rules[i].methods & method_bit) return &r->rules[i];
   return NULL;
+}
+
+void gw_route_allow(const gw_route *r, char out[64]) {
+  static const struct { unsigned bit; const char *name; } m[] = {
+      {GW_M_GET, "GET"}, {GW_M_HEAD, "HEAD"}, {GW_M_POST, "POST"}, {GW_M_PUT, "PUT"},
+      {GW_M_PATCH, "PATCH"}, {GW_M_DELETE, "DELETE"}, {GW_M_OPTIONS, "OPTIONS"}};
+  unsigned any = 0;
+  for (int i = 0; i < r->nrules; i++) any |= r->rules[i].methods;
+  size_t o = 0;
+  out[0] = 0;
+  for (size_t i = 0; i < sizeof m / sizeof *m; i++)
+    if (any & m[i].bit) o += (size_t)snprintf(out + o, 64 - o, "%s%s", o ? ", " : "", m[i].name);
 }
 
 bool gw_rule_allows_tier(const gw_rule *rule, const gw_tier *tier) {

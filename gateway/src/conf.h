@@ -1,10 +1,10 @@
 /* conf — the gateway's route table, keys, tiers and limits, parsed from JSON (prefix gw_conf_).
  *
- * A gw_conf is immutable once loaded and shared by every worker thread; SIGHUP builds a new
+ * A gw_conf is immutable once loaded and shared by every loop thread; SIGHUP builds a new
  * one and swaps the pointer, and the old one is freed when its last user lets go (a
- * reference count, touched once per worker per reload, never per request). Parsing is pure:
+ * reference count, touched once per loop per reload, never per request). Parsing is pure:
  * it neither resolves host names nor touches the upstream registry, so the fuzzer can feed
- * it anything; gw_conf_load() then attaches replicas (upstream.h) and reads the OpenAPI file.
+ * it anything; gw_conf_load() then attaches instances (upstream.h) and reads the OpenAPI file.
  * The format is documented in gateway/README.md. */
 #ifndef GW_CONF_H
 #define GW_CONF_H
@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct gw_replica;
+struct gw_instance;
 
 /* Methods as bits, so a rule's method set is one mask. */
 enum {
@@ -88,11 +88,11 @@ typedef struct gw_route {
   char *rewrite;      /* replacement for prefix, NULL: keep the path */
   char **upstreams;   /* "host:port" as written */
   int nupstreams;
-  struct gw_replica **replicas; /* attached by gw_conf_load (NULL after a pure parse) */
+  struct gw_instance **instances; /* attached by gw_conf_load (NULL after a pure parse) */
   char *health_path;
   int connect_timeout_ms;
   int read_timeout_ms;
-  int retries;        /* extra attempts on other replicas */
+  int retries;        /* extra attempts on other instances */
   uint64_t max_body;
   gw_rule *rules;
   int nrules;
@@ -156,7 +156,7 @@ typedef struct gw_conf {
   int pool_max_idle;
   size_t buffer_bytes;      /* per-request streaming buffer, each direction */
   int idle_poll_us;         /* after answering, poll for the client's next request this long before sleeping */
-  int fast_wait_us;         /* fast path: how long a worker may wait for a quick upstream answer */
+  int fast_wait_us;         /* fast path: how long a loop may wait for a quick upstream answer */
   bool io_uring;            /* batch upstream sends with io_uring when the kernel allows it */
   bool batch_always;        /* batch even when requests come one at a time ("auto": only when busy) */
   /* documents */
@@ -172,7 +172,7 @@ gw_conf *gw_conf_parse(const char *text, size_t len, char *err, size_t errlen);
 /* Reads the file, parses it, applies overrides from the environment (HTTP_HOST, HTTP_PORT,
  * HTTP_THREADS, GATEWAY_OPENAPI), reads the keys file and the OpenAPI file, takes the proof
  * secret from GATEWAY_PROOF_SECRET (refused when set but shorter than PROOF_MIN_SECRET) and
- * attaches replicas. */
+ * attaches instances. */
 gw_conf *gw_conf_load(const char *path, char *err, size_t errlen);
 
 void gw_conf_ref(gw_conf *c);
@@ -187,6 +187,8 @@ const gw_route *gw_route_match(const gw_conf *c, const char *path, size_t len);
 int gw_route_rewrite(const gw_route *r, const char *path, size_t len, char *out, size_t outlen);
 
 /* The first rule of the route that covers method, or NULL. */
+/* The Allow value of a 405 from r: the methods its rules name ("GET, POST"), in a fixed order. */
+void gw_route_allow(const gw_route *r, char out[64]);
 const gw_rule *gw_rule_for(const gw_route *r, unsigned method_bit);
 bool gw_rule_allows_tier(const gw_rule *rule, const gw_tier *tier);
 const gw_limit *gw_tier_limit(const gw_tier *t, const char *name);

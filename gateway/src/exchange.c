@@ -10,12 +10,12 @@ const char *const idle_result_names[IDLE_RESULTS] = {"event", "empty", "skipped"
 atomic_bool ex_draining;
 atomic_bool ex_stopping;
 
-/* Exchanges are recycled per worker with their small request and header buffers, which
+/* Exchanges are recycled per loop with their small request and header buffers, which
  * saves several allocations per request. */
 #define SPARE_MAX 128
 #define SPARE_BUF 4096
 
-exchange *ex_new(worker *w) {
+exchange *ex_new(loop *w) {
   exchange *ex = w->spare;
   if (!ex) {
     ex = calloc(1, sizeof *ex);
@@ -88,7 +88,7 @@ bool buf_room(buf *b, size_t n, bool *keep) {
 
 /* ------------------------------------------------------------------ small helpers */
 
-void ex_ws_set(worker *w, int fd, uint32_t events, void *ptr, int op) {
+void ex_ws_set(loop *w, int fd, uint32_t events, void *ptr, int op) {
   struct epoll_event ev = {.events = events, .data.ptr = ptr};
   if (epoll_ctl(w->epfd, op, fd, &ev) != 0 && op != EPOLL_CTL_DEL)
     log_error("epoll_ctl(%d) failed: %s", op, strerror(errno));
@@ -98,7 +98,7 @@ void ex_ws_set(worker *w, int fd, uint32_t events, void *ptr, int op) {
 
 void ex_active_add(exchange *ex) {
   if (ex->in_active) return;
-  worker *w = ex->w;
+  loop *w = ex->w;
   ex->in_active = true;
   ex->active_prev = NULL;
   ex->active_next = w->active;
@@ -108,7 +108,7 @@ void ex_active_add(exchange *ex) {
 
 void ex_active_del(exchange *ex) {
   if (!ex->in_active) return;
-  worker *w = ex->w;
+  loop *w = ex->w;
   if (ex->active_prev) ex->active_prev->active_next = ex->active_next;
   else w->active = ex->active_next;
   if (ex->active_next) ex->active_next->active_prev = ex->active_prev;
@@ -120,7 +120,7 @@ void ex_unref(exchange *ex) {
   if (ex->uri != ex->uri_buf) free(ex->uri);
   free(ex->lbody);
   free(ex->resp.data);
-  worker *w = ex->w;
+  loop *w = ex->w;
   if (w->nspare < SPARE_MAX && !atomic_load(&ex_stopping)) {
     if (ex->req.cap > SPARE_BUF) {
       free(ex->req.data);
@@ -142,7 +142,7 @@ void ex_unref(exchange *ex) {
   free(ex);
 }
 
-void ex_spare_free(worker *w) {
+void ex_spare_free(loop *w) {
   while (w->spare) {
     exchange *ex = w->spare;
     w->spare = ex->active_next;
@@ -166,7 +166,7 @@ void ex_resume(exchange *ex) {
   ex->w->need_run = true;
 }
 
-/* Adds to a counter only its worker writes (the metrics renderer reads it). */
+/* Adds to a counter only its loop writes (the metrics renderer reads it). */
 void ex_own_add(_Atomic uint64_t *c, uint64_t n) {
   atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
 }

@@ -3,14 +3,14 @@
  *
  *   admit.c        the head → a verdict (pure)
  *   proxy.c        libmicrohttpd's callbacks (client side), the fast and deferred paths, the
- *                  worker loop, start and stop
+ *                  loop loop, start and stop
  *   upstream_io.c  upstream connections: pools, attempts and retries, sends (batched with
  *                  io_uring), reading and parsing the response
  *   respond.c      what the client gets: gateway-made answers, the response built from the
  *                  upstream's head, the streaming reader, trailers
  *   exchange.c     buffers, the exchange's life (allocation, reuse, suspension), back-off
- * A worker thread owns its exchanges and upstream connections; nothing here is shared
- * between workers except the configuration (reference-counted) and the flags below. */
+ * A loop thread owns its exchanges and upstream connections; nothing here is shared
+ * between loops except the configuration (reference-counted) and the flags below. */
 #ifndef GW_EXCHANGE_H
 #define GW_EXCHANGE_H
 
@@ -53,13 +53,13 @@
 #include "voter/metrics.h"
 #include "voter/util.h"
 
-#define MAX_WORKERS 64
+#define MAX_LOOPS 64
 #define MAX_TRIES 11
 #define MAX_RESP_HEADER_BYTES 65536
 #define TIMER_TICK_MS 10
 #define RAW_DISCARD_LIMIT (64u << 20) /* bytes read and dropped after a refusal, at most */
 #define SMALL_BODY 65536              /* refused bodies up to this are read, keeping the connection */
-#define RING_ENTRIES 256              /* io_uring submission queue of a worker (batched sends) */
+#define RING_ENTRIES 256              /* io_uring submission queue of a loop (batched sends) */
 
 enum { TAG_MHD = 1, TAG_WAKE, TAG_UP };
 
@@ -69,7 +69,7 @@ enum { FAST_ANSWERED, FAST_TIMEOUT, FAST_YIELDED, FAST_STREAMED, FAST_RETRIED, F
 /* idle_poll outcomes: an event came while polling, none came, the poll was skipped */
 enum { IDLE_EVENT, IDLE_EMPTY, IDLE_SKIPPED, IDLE_RESULTS };
 
-typedef struct worker worker;
+typedef struct loop loop;
 typedef struct exchange exchange;
 
 /* Back-off after a wait that was not worth it: the next 1, 3, 7, … (up to 1023) chances
@@ -79,7 +79,7 @@ typedef struct {
   unsigned next; /* how many to skip after the next fruitless wait */
 } backoff;
 
-/* A configuration as seen by one worker: exchanges count their uses without atomics. */
+/* A configuration as seen by one loop: exchanges count their uses without atomics. */
 typedef struct cslot {
   gw_conf *conf;
   int uses;
@@ -88,15 +88,15 @@ typedef struct cslot {
 typedef struct uconn {
   int tag; /* TAG_UP: first member, epoll data points here */
   int fd;
-  worker *w;
-  gw_replica *rep;
+  loop *w;
+  gw_instance *inst;
   exchange *ex;                /* NULL while pooled */
   struct uconn *prev, *next;   /* pool list */
   int64_t idle_since;
   uint32_t events;
   bool connecting;
   bool reused;
-  unsigned addr_gen; /* the replica's address generation it was made for */
+  unsigned addr_gen; /* the instance's address generation it was made for */
 } uconn;
 
 typedef struct {
@@ -104,8 +104,25 @@ typedef struct {
   size_t off, len, cap; /* bytes [off, len) are pending */
 } buf;
 
+/* Where the client side of an exchange is. The phases only move forward, but for the one
+ * step back noted below; the upstream side (uc, head_done, up_done, up_failed) and the
+ * answer's details (local, pending, raw_sent) are kept apart from it.
+ *
+ *   EX_HEAD      uri_cb made the exchange; the head is not admitted yet
+ *   EX_BODY      on_request's first call admitted it (on_headers): body pieces are read —
+ *                forwarded upstream, or dropped after a refusal
+ *   EX_COMPLETE  on_complete: the whole request is in; a response may be queued as soon as
+ *                it is ready (rsp_wake_client). Back to EX_BODY while the last chunk of a
+ *                chunked body waits for room in the request buffer.
+ *   EX_ANSWERED  a response is queued with libmicrohttpd (rsp_queue_local/_pending), from
+ *                EX_COMPLETE, or from EX_BODY when a refusal is answered before the body
+ *                (Expect: 100-continue, rsp_send_raw)
+ *   EX_DONE      libmicrohttpd reported the request finished (on_completed): nothing may
+ *                touch the client connection any more (rsp_wake_client, the send batch) */
+typedef enum { EX_HEAD, EX_BODY, EX_COMPLETE, EX_ANSWERED, EX_DONE } ex_phase;
+
 struct exchange {
-  worker *w;
+  loop *w;
   struct MHD_Connection *conn;
   int refs;
   cslot *slot;
@@ -126,7 +143,8 @@ struct exchange {
   const gw_limit *limit;
   gw_rl_result rl;
   double t_start, t_up_start, t_up_headers;
-  bool started, completed, suspended;
+  ex_phase phase;
+  bool suspended;
   bool in_active;
   exchange *active_prev, *active_next;
   /* response made by the gateway */
@@ -149,7 +167,7 @@ struct exchange {
   bool replayable, stale_retried;
   /* upstream */
   uconn *uc;
-  gw_replica *tried[MAX_TRIES];
+  gw_instance *tried[MAX_TRIES];
   int ntried;
   int retries;
   int64_t deadline_ms;
@@ -160,10 +178,9 @@ struct exchange {
   bool parsing_field;
   char *hbuf; /* name\0value\0 pairs */
   size_t hlen, hcap;
-  bool head_done, up_done, up_failed, up_paused, response_queued;
+  bool head_done, up_done, up_failed, up_paused;
   bool response_made; /* the client response was built from the upstream's head */
   unsigned attempt;   /* counts start_attempt calls */
-  bool at_complete; /* the request is complete: a response may be queued */
   bool raw_sent;    /* a 413 was written on the socket directly (see too_large_midway) */
   bool framing_refused; /* refused for its framing: answered directly, then closed */
   uint64_t discarded;
@@ -180,7 +197,7 @@ struct exchange {
   int64_t defer_deadline_ns;
 };
 
-struct worker {
+struct loop {
   int id;
   pthread_t thread;
   int epfd, wakefd, listen_fd;
@@ -236,7 +253,7 @@ struct worker {
 
 extern const char *const fast_result_names[FAST_RESULTS];
 extern const char *const idle_result_names[IDLE_RESULTS];
-/* the gateway is draining (SIGTERM) / stopping its workers */
+/* the gateway is draining (SIGTERM) / stopping its loops */
 extern atomic_bool ex_draining;
 extern atomic_bool ex_stopping;
 
@@ -249,11 +266,11 @@ void buf_init(buf *b, size_t cap);
 size_t buf_pending(const buf *b);
 void buf_append(buf *b, const char *s, size_t n);
 bool buf_room(buf *b, size_t n, bool *keep);
-void ex_ws_set(worker *w, int fd, uint32_t events, void *ptr, int op);
+void ex_ws_set(loop *w, int fd, uint32_t events, void *ptr, int op);
 void ex_own_add(_Atomic uint64_t *c, uint64_t n);
-exchange *ex_new(worker *w);
+exchange *ex_new(loop *w);
 void ex_unref(exchange *ex);
-void ex_spare_free(worker *w);
+void ex_spare_free(loop *w);
 void ex_active_add(exchange *ex);
 void ex_active_del(exchange *ex);
 void ex_suspend(exchange *ex);
@@ -283,8 +300,8 @@ void up_update_events(exchange *ex);
 void up_write(exchange *ex);
 void up_read(exchange *ex);
 void up_event(uconn *uc, uint32_t events);
-void up_flush_sends(worker *w);
-void up_pool_sweep(worker *w, int idle_ms, bool all);
-void up_check_timeouts(worker *w, int64_t now);
+void up_flush_sends(loop *w);
+void up_pool_sweep(loop *w, int idle_ms, bool all);
+void up_check_timeouts(loop *w, int64_t now);
 
 #endif

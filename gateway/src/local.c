@@ -40,17 +40,17 @@ char *gw_problem(int status, const char *title, const char *detail, const char *
 static void html_escape(char *out, size_t outlen, const char *s) {
   size_t o = 0;
   for (; *s && o + 7 < outlen; s++) {
-    const char *rep = NULL;
+    const char *inst = NULL;
     switch (*s) {
-      case '<': rep = "&lt;"; break;
-      case '>': rep = "&gt;"; break;
-      case '&': rep = "&amp;"; break;
-      case '"': rep = "&quot;"; break;
+      case '<': inst = "&lt;"; break;
+      case '>': inst = "&gt;"; break;
+      case '&': inst = "&amp;"; break;
+      case '"': inst = "&quot;"; break;
       default: break;
     }
-    if (rep) {
-      size_t n = strlen(rep);
-      memcpy(out + o, rep, n);
+    if (inst) {
+      size_t n = strlen(inst);
+      memcpy(out + o, inst, n);
       o += n;
     } else {
       out[o++] = *s;

@@ -2,7 +2,7 @@
  *
  * The main thread only waits for signals: SIGHUP re-reads the configuration file (a bad
  * file is logged and ignored; the running configuration stays), SIGTERM/SIGINT drain and
- * exit. Everything else happens on the worker threads (proxy.c) and the health thread
+ * exit. Everything else happens on the loop threads (proxy.c) and the health thread
  * (upstream.c). */
 #include <pthread.h>
 #include <signal.h>
@@ -29,7 +29,7 @@ static const char usage[] =
     "usage: voter-gateway [--config FILE] [--check] [--help]\n"
     "\n"
     "The public entrance of the Voter API: a reverse proxy with path routing over upstream\n"
-    "replicas, API keys and tiers, rate limits, body limits, request ids, CORS, access logs\n"
+    "instances, API keys and tiers, rate limits, body limits, request ids, CORS, access logs\n"
     "and Prometheus metrics. The configuration file (JSON) is described in gateway/README.md.\n"
     "\n"
     "Options:\n"
@@ -46,7 +46,7 @@ static const char usage[] =
     "                  replaced by the variable (the example configuration uses these)\n"
     "  HTTP_HOST       listen address (file: listen.host, default 127.0.0.1)\n"
     "  HTTP_PORT       listen port (file: listen.port, default 8080)\n"
-    "  HTTP_THREADS    worker threads (file: listen.threads, default 2)\n"
+    "  HTTP_THREADS    loop threads (file: listen.threads, default 2)\n"
     "  GATEWAY_OPENAPI the OpenAPI document served at /openapi.json (file: openapi;\n"
     "                  relative paths are relative to the configuration file); absent: 404\n"
     "  GATEWAY_WEB_ROOT the web client's folder, served at / and /web/ (default: the\n"
@@ -109,13 +109,13 @@ int main(int argc, char **argv) {
   if (check) {
     printf("%s: OK (%d routes, %d tiers, %d keys)\n", path, c->nroutes, c->ntiers, c->nkeys);
     gw_conf_unref(c);
-    gw_replica_free_all();
+    gw_instance_free_all();
     return 0;
   }
 
-  metrics_describe("gateway_upstream_up", "gauge", "1 when the replica is in rotation.");
+  metrics_describe("gateway_upstream_up", "gauge", "1 when the instance is in rotation.");
   metrics_describe("gateway_upstream_health_check_ok", "gauge", "Result of the last active health check.");
-  metrics_describe("gateway_upstream_ejections_total", "counter", "Passive or active ejections, by replica.");
+  metrics_describe("gateway_upstream_ejections_total", "counter", "Passive or active ejections, by instance.");
   metrics_describe("gateway_config_reloads_total", "counter", "Configuration reloads, by result.");
 
   int rc = 1;
@@ -155,7 +155,7 @@ out:
   gw_proxy_stop();
   gw_conf_unref(c);
   gw_rl_free_all();
-  gw_replica_free_all();
+  gw_instance_free_all();
   gw_web_free();
   metrics_reset();
   log_info("stopped");

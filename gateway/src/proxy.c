@@ -1,19 +1,20 @@
-/* proxy — the client side and the workers; see proxy.h, and exchange.h for how the phases
+/* proxy — the client side and the loops; see proxy.h, and exchange.h for how the phases
  * of a request are split over admit.c, upstream_io.c, respond.c and exchange.c.
  *
- * Life of an exchange (one client request), all on one worker thread:
+ * Life of an exchange (one client request), all on one loop thread (its client-side phase,
+ * ex_phase in exchange.h, moves EX_HEAD → EX_BODY → EX_COMPLETE → EX_ANSWERED → EX_DONE):
  *
  *   uri_cb          libmicrohttpd has the request line: allocate the exchange.
  *   on_headers      first access-handler call: admission (admit.c: framing, path, local
  *                   endpoints, CORS preflight, route, key/scopes/tier, body limit from
  *                   Content-Length — refusals are answered before any body byte is read
  *                   or any upstream is contacted), the rate limit, then the upstream
- *                   request head is built and a replica is connected.
+ *                   request head is built and a instance is connected.
  *   on_body         body pieces are framed (re-chunked when the client sent chunked) into
  *                   the request buffer and written upstream; a full buffer suspends the
  *                   client connection until the upstream has taken the bytes.
  *   on_complete     the request is complete: queue the response if it is ready; else,
- *                   when the worker is busy, the request went into this run's batch of
+ *                   when the loop is busy, the request went into this run's batch of
  *                   upstream sends (up_queue_send, up_flush_sends: one io_uring submission) and
  *                   the answer is deferred (on_deferred: libmicrohttpd asks again on its
  *                   next runs); when it is not, wait briefly for a quick upstream right
@@ -27,7 +28,7 @@
  *   completed       log line, metrics, the upstream connection goes back to the pool if the
  *                   exchange ended cleanly, else it is closed.
  *
- * Failures before the response head reached the client are retried on another replica when
+ * Failures before the response head reached the client are retried on another instance when
  * that is safe (see may_retry); after that, the client connection is aborted, which is the
  * only honest signal left. */
 #define _GNU_SOURCE
@@ -36,8 +37,8 @@
 #include "streams.h"
 #include "webroot.h"
 
-static worker workers[MAX_WORKERS];
-static int nworkers;
+static loop loops[MAX_LOOPS];
+static int nloops;
 static int bound_port;
 static char listen_host[300]; /* "host:port": the upstream Host when no public host is set */
 static gw_conf *current_conf;
@@ -67,9 +68,9 @@ void gw_proxy_set_conf(gw_conf *c) {
   atomic_fetch_add(&conf_gen, 1);
   pthread_mutex_unlock(&conf_lock);
   gw_conf_unref(old);
-  for (int i = 0; i < nworkers; i++) {
+  for (int i = 0; i < nloops; i++) {
     uint64_t one = 1;
-    ssize_t n = write(workers[i].wakefd, &one, sizeof one);
+    ssize_t n = write(loops[i].wakefd, &one, sizeof one);
     (void)n;
   }
 }
@@ -112,29 +113,6 @@ static enum MHD_Result collect_field(void *cls, enum MHD_ValueKind kind, const c
 
 static void req_append(exchange *ex, const char *s, size_t n) { buf_append(&ex->req, s, n); }
 
-/* What libmicrohttpd 0.9.75 hides, read back from its buffer. It parses the head in place:
- * a line's CR and LF become two NULs, the colon one NUL, and the value follows the name
- * and its whitespace. So after the version and after every value stand two NULs when the
- * line ended with CRLF — one NUL and the next line when it ended with a bare LF, one NUL
- * and the rest of the value when the value held a NUL — and a value starts right after
- * its name, except for a field libmicrohttpd rebuilt from obs-fold continuation lines.
- * (Not caught: a bare LF ending the last field, a NUL right before a CRLF.) Checked by
- * tests/test_gateway_hostile.py; a libmicrohttpd that parses differently fails those. */
-static bool head_lines_ok(const char *version, const gw_field *f, int n) {
-  size_t vl = strlen(version);
-  if (version[vl] != 0 || version[vl + 1] != 0) return false;
-  for (int i = 0; i < n; i++) {
-    const char *k = f[i].name, *v = f[i].value;
-    bool placed = v >= k + f[i].nlen + 1 && v <= k + f[i].nlen + 1 + 512;
-    if (!f[i].vlen && !placed) continue; /* an empty value may be a constant "" */
-    if (!placed) return false;
-    for (const char *p = k + f[i].nlen + 1; p < v; p++)
-      if (*p != ' ' && *p != '\t') return false;
-    if (v[f[i].vlen] != 0 || v[f[i].vlen + 1] != 0) return false;
-  }
-  return true;
-}
-
 static bool valid_request_id(const char *s) {
   size_t n = 0;
   for (; s[n]; n++) {
@@ -147,7 +125,7 @@ static bool valid_request_id(const char *s) {
   return n > 0;
 }
 
-/* A UUIDv4-shaped id from a per-worker xorshift generator seeded from the CSPRNG: ids need
+/* A UUIDv4-shaped id from a per-loop xorshift generator seeded from the CSPRNG: ids need
  * to be unique, not secret, and RAND_bytes per request costs more than the proxying. */
 static uint64_t xorshift(uint64_t *s) {
   uint64_t x = *s;
@@ -157,7 +135,7 @@ static uint64_t xorshift(uint64_t *s) {
   return *s = x;
 }
 
-static void request_id_new(worker *w, char out[37]) {
+static void request_id_new(loop *w, char out[37]) {
   static const char hex[] = "0123456789abcdef";
   if (!w->rng) {
     char seed[37];
@@ -180,13 +158,13 @@ static void request_id_new(worker *w, char out[37]) {
   out[o] = 0;
 }
 
-static void cslot_release(worker *w, cslot *s) {
+static void cslot_release(loop *w, cslot *s) {
   if (s == w->cur || s->uses > 0) return;
   gw_conf_unref(s->conf);
   free(s);
 }
 
-static void take_conf(worker *w) {
+static void take_conf(loop *w) {
   unsigned gen = atomic_load(&conf_gen);
   if (w->cur && gen == w->conf_gen) return;
   cslot *s = calloc(1, sizeof *s);
@@ -209,10 +187,10 @@ static void serve_health(exchange *ex) {
   const gw_conf *c = ex->conf;
   for (int i = 0; i < c->nroutes; i++)
     for (int u = 0; u < c->routes[i].nupstreams; u++) {
-      gw_replica *r = c->routes[i].replicas[u];
+      gw_instance *r = c->routes[i].instances[u];
       json_array_append_new(ups, json_pack("{s:s, s:s, s:b}", "route", c->routes[i].name,
                                            "upstream", r->name, "up",
-                                           gw_replica_available(r, now)));
+                                           gw_instance_available(r, now)));
     }
   bool drain = atomic_load(&ex_draining);
   json_t *body = json_pack("{s:s, s:o}", "status", drain ? "DRAINING" : "UP", "upstreams", ups);
@@ -221,35 +199,35 @@ static void serve_health(exchange *ex) {
   rsp_local(ex, drain ? 503 : 200, "application/json", s, strlen(s));
 }
 
-/* Appends metric{result="…"} lines for a per-worker array of outcome counters (at byte
- * offset off in struct worker), summed over the workers; returns the new length. */
+/* Appends metric{result="…"} lines for a per-loop array of outcome counters (at byte
+ * offset off in struct loop), summed over the loops; returns the new length. */
 static int by_result(char *out, size_t cap, int len, const char *metric, size_t off,
                      const char *const *names, int n) {
   for (int r = 0; r < n && len > 0 && (size_t)len < cap; r++) {
     unsigned long long v = 0;
-    for (int i = 0; i < nworkers; i++)
-      v += atomic_load_explicit((_Atomic uint64_t *)((char *)&workers[i] + off) + r, memory_order_relaxed);
+    for (int i = 0; i < nloops; i++)
+      v += atomic_load_explicit((_Atomic uint64_t *)((char *)&loops[i] + off) + r, memory_order_relaxed);
     len += snprintf(out + len, cap - (size_t)len, "%s{result=\"%s\"} %llu\n", metric, names[r], v);
   }
   return len;
 }
 
 static void serve_metrics(exchange *ex) {
-  gw_stats *all[MAX_WORKERS];
-  for (int i = 0; i < nworkers; i++) all[i] = workers[i].stats;
-  char *mine = gw_stats_render(all, nworkers);
-  gw_replica_publish_metrics();
+  gw_stats *all[MAX_LOOPS];
+  for (int i = 0; i < nloops; i++) all[i] = loops[i].stats;
+  char *mine = gw_stats_render(all, nloops);
+  gw_instance_publish_metrics();
   char *shared = metrics_render();
   char fast[3072];
   unsigned long long batched = 0, batches = 0;
   int uring = 0;
-  for (int i = 0; i < nworkers; i++) {
-    batched += atomic_load_explicit(&workers[i].batched_sends, memory_order_relaxed);
-    batches += atomic_load_explicit(&workers[i].batches, memory_order_relaxed);
-    uring += workers[i].uring;
+  for (int i = 0; i < nloops; i++) {
+    batched += atomic_load_explicit(&loops[i].batched_sends, memory_order_relaxed);
+    batches += atomic_load_explicit(&loops[i].batches, memory_order_relaxed);
+    uring += loops[i].uring;
   }
   int fn = snprintf(fast, sizeof fast,
-                    "# HELP gateway_io_uring_workers Workers that batch upstream sends with io_uring.\n"
+                    "# HELP gateway_io_uring_workers Loops that batch upstream sends with io_uring.\n"
                     "# TYPE gateway_io_uring_workers gauge\ngateway_io_uring_workers %d\n"
                     "# HELP gateway_batched_sends_total Upstream request sends made in batches.\n"
                     "# TYPE gateway_batched_sends_total counter\ngateway_batched_sends_total %llu\n"
@@ -259,14 +237,14 @@ static void serve_metrics(exchange *ex) {
                     "connection (waited for in the access handler, or deferred), by outcome.\n"
                     "# TYPE gateway_fast_path_total counter\n",
                     uring, batched, batches);
-  fn = by_result(fast, sizeof fast, fn, "gateway_fast_path_total", offsetof(worker, fast),
+  fn = by_result(fast, sizeof fast, fn, "gateway_fast_path_total", offsetof(loop, fast),
                  fast_result_names, FAST_RESULTS);
   if (fn > 0 && (size_t)fn < sizeof fast)
     fn += snprintf(fast + fn, sizeof fast - (size_t)fn,
                    "# HELP gateway_idle_polls_total Polls for a client's next request before a "
-                   "worker sleeps (pool.idle_poll_us), by outcome.\n"
+                   "loop sleeps (pool.idle_poll_us), by outcome.\n"
                    "# TYPE gateway_idle_polls_total counter\n");
-  fn = by_result(fast, sizeof fast, fn, "gateway_idle_polls_total", offsetof(worker, idle_polls),
+  fn = by_result(fast, sizeof fast, fn, "gateway_idle_polls_total", offsetof(loop, idle_polls),
                  idle_result_names, IDLE_RESULTS);
   char *text = NULL;
   if (asprintf(&text, "%s%s%s", mine, fast, shared) < 0) abort();
@@ -350,8 +328,8 @@ static bool admit_stream(exchange *ex, const gw_admission *a) {
 
 /* First access-handler call: everything decided from the head. Returns with either a local
  * response prepared (ex->local) or an upstream attempt started. */
-static void on_headers(exchange *ex, const char *method, const char *version) {
-  worker *w = ex->w;
+static void on_headers(exchange *ex, const char *url, const char *method, const char *version) {
+  loop *w = ex->w;
   take_conf(w);
   ex->slot = w->cur;
   ex->slot->uses++;
@@ -369,9 +347,13 @@ static void on_headers(exchange *ex, const char *method, const char *version) {
   MHD_get_connection_values_n(ex->conn, MHD_HEADER_KIND, collect_field, &fl);
   const union MHD_ConnectionInfo *ci = MHD_get_connection_info(ex->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
   if (ci && ci->client_addr) gw_ip_text(ci->client_addr, ex->peer_ip);
+  const union MHD_ConnectionInfo *hs = MHD_get_connection_info(ex->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+  size_t head_size = hs ? hs->header_size : 0;
+  bool lines_ok = gw_admit_mhd_layout_ok(method, url, strlen(ex->uri), version, fields, fl.n,
+                                         fl.overflow, head_size);
   gw_head head = {.method = method, .target = ex->uri, .version = version, .fields = fields,
                   .nfields = fl.n, .too_many_fields = fl.overflow, .peer_ip = ex->peer_ip,
-                  .bad_lines = !head_lines_ok(version, fields, fl.n)};
+                  .bad_lines = !lines_ok};
   gw_admission *a = &w->adm;
   gw_admit(c, &head, a);
   ex->idempotent = a->idempotent;
@@ -411,6 +393,11 @@ static void on_headers(exchange *ex, const char *method, const char *version) {
       rsp_problem(ex, a->status, a->title, a->detail);
       if (a->www_auth) rsp_header(ex, "WWW-Authenticate", "%s", a->www_auth);
       if (a->status == 501) rsp_header(ex, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+      if (a->status == 405 && a->route) {
+        char allow[64];
+        gw_route_allow(a->route, allow);
+        rsp_header(ex, "Allow", "%s", allow);
+      }
       note_reject(ex, a->reason);
       goto out;
     case GW_ADMIT_FORWARD: break;
@@ -494,7 +481,7 @@ enum MHD_Result on_body_data(exchange *ex, const char *data, size_t *size) {
   size_t frame = ex->chunked_in ? 24 : 0;
   if (ex->req.len + frame + n > ex->req.cap && ex->req.off > 0) {
     /* no room at the end: drop the bytes already sent (the request can then no longer be
-     * replayed on another replica) */
+     * replayed on another instance) */
     memmove(ex->req.data, ex->req.data + ex->req.off, ex->req.len - ex->req.off);
     ex->req.len -= ex->req.off;
     ex->req.off = 0;
@@ -530,32 +517,32 @@ enum MHD_Result on_body_data(exchange *ex, const char *data, size_t *size) {
  * suspend the client connection and come back through the event loop when the upstream
  * answers (for libmicrohttpd two epoll_ctl calls, a resume and another loop iteration, and a
  * separate send for head and body), read the answer right here, waiting at most
- * fast_wait_us, and only while the worker has nothing else to do: the wait polls the
- * worker's epoll set too and gives up as soon as any other event is ready. An upstream on
+ * fast_wait_us, and only while the loop has nothing else to do: the wait polls the
+ * loop's epoll set too and gives up as soon as any other event is ready. An upstream on
  * the same host has usually answered by the time send() returns. Whatever is not finished
  * then (a slow upstream, a large or still-streaming body, a failure that starts another
  * attempt) simply continues on the asynchronous path, with everything read so far kept.
  * An upstream that lets the budget run out is not waited for again on the next 1, 3, 7, …
- * (up to 1023) requests to it from this worker. */
-static void fast_count(worker *w, int result) { ex_own_add(&w->fast[result], 1); }
+ * (up to 1023) requests to it from this loop. */
+static void fast_count(loop *w, int result) { ex_own_add(&w->fast[result], 1); }
 
 /* The back-off shared by fast_wait and the deferred path: true (and counted as skipped)
- * while requests to this replica are not to be waited for after a slow answer. */
-static bool fast_skipping(worker *w, int rid) {
+ * while requests to this instance are not to be waited for after a slow answer. */
+static bool fast_skipping(loop *w, int rid) {
   if (!backoff_skipping(&w->pools[rid].fast)) return false;
   fast_count(w, FAST_SKIPPED);
   return true;
 }
 
-static void fast_slow(worker *w, int rid) { backoff_miss(&w->pools[rid].fast); } /* out of time */
+static void fast_slow(loop *w, int rid) { backoff_miss(&w->pools[rid].fast); } /* out of time */
 
 void fast_wait(exchange *ex) {
   uconn *uc = ex->uc;
   int budget_us = ex->conf->fast_wait_us;
   if (budget_us <= 0 || !uc || uc->connecting || !uc->reused || buf_pending(&ex->req) || ex->head_done)
     return;
-  worker *w = ex->w;
-  int rid = uc->rep->id; /* w->pools may move (pool_put grows it after a reload) */
+  loop *w = ex->w;
+  int rid = uc->inst->id; /* w->pools may move (pool_put grows it after a reload) */
   if (fast_skipping(w, rid)) return;
   unsigned attempt = ex->attempt;
   struct timespec deadline = {0};
@@ -616,11 +603,11 @@ void fast_wait(exchange *ex) {
  * not answered within fast_wait_us is suspended like any other (no more polling). */
 static bool defer_start(exchange *ex) {
   uconn *uc = ex->uc;
-  worker *w = ex->w;
+  loop *w = ex->w;
   if (!ex->send_queued || ex->conf->fast_wait_us <= 0 || !uc || uc->connecting || !uc->reused ||
       ex->head_done)
     return false;
-  if (fast_skipping(w, uc->rep->id)) return false;
+  if (fast_skipping(w, uc->inst->id)) return false;
   ex->deferring = true;
   ex->defer_attempt = ex->attempt;
   ex->defer_deadline_ns = w->now_ns + (int64_t)ex->conf->fast_wait_us * 1000;
@@ -636,7 +623,7 @@ static void defer_end(exchange *ex, int result) {
 }
 
 enum MHD_Result on_deferred(exchange *ex) {
-  worker *w = ex->w;
+  loop *w = ex->w;
   if (ex->local) {
     defer_end(ex, FAST_RETRIED);
     return rsp_queue_local(ex);
@@ -650,7 +637,7 @@ enum MHD_Result on_deferred(exchange *ex) {
   /* the loop's clock (read once per iteration) is precise enough for a budget in ms */
   if (w->now_ns < ex->defer_deadline_ns) return MHD_YES; /* still waiting: nothing done */
   w->mhd_work = true;
-  if (ex->uc && ex->attempt == ex->defer_attempt) fast_slow(w, ex->uc->rep->id);
+  if (ex->uc && ex->attempt == ex->defer_attempt) fast_slow(w, ex->uc->inst->id);
   defer_end(ex, FAST_TIMEOUT);
   ex_suspend(ex);
   if (ex->uc) up_update_events(ex);
@@ -659,8 +646,8 @@ enum MHD_Result on_deferred(exchange *ex) {
 
 enum MHD_Result on_complete(exchange *ex) {
   if (ex->raw_sent) return MHD_NO; /* the 413 is out; close */
-  if (!ex->at_complete) ex->w->run_requests++;
-  ex->at_complete = true;
+  if (ex->phase != EX_COMPLETE) ex->w->run_requests++;
+  ex->phase = EX_COMPLETE;
   if (ex->local) return rsp_queue_local(ex);
   if (ex->chunked_in && !ex->eof_chunk_written) {
     /* the last chunk, the client's trailer fields (those that may pass), the end */
@@ -669,7 +656,7 @@ enum MHD_Result on_complete(exchange *ex) {
     bool keep = ex->replayable;
     if (!buf_room(&ex->req, 5 + trailers.len, &keep) && buf_pending(&ex->req) > 0) {
       free(trailers.data);
-      ex->at_complete = false; /* not yet: waiting for buffer space */
+      ex->phase = EX_BODY; /* not complete yet: the last chunk waits for buffer space */
       ex_suspend(ex);
       return MHD_YES;
     }
@@ -700,14 +687,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
                                   void **con_cls) {
-  (void)cls, (void)url, (void)conn;
+  (void)cls, (void)conn;
   exchange *ex = *con_cls;
   if (!ex) return MHD_NO;
   if (ex->deferring && !*upload_data_size) return on_deferred(ex);
   ex->w->mhd_work = true;
-  if (!ex->started) {
-    ex->started = true;
-    on_headers(ex, method, version);
+  if (ex->phase == EX_HEAD) {
+    ex->phase = EX_BODY;
+    on_headers(ex, url, method, version);
     /* A refused request with a body: if the client waits for 100 Continue, answer now (it
      * never sends the body; libmicrohttpd closes afterwards). A large or unknown-length
      * body gets its answer at once too, written directly (rsp_send_raw). A small body
@@ -725,14 +712,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return MHD_YES;
   }
   if (*upload_data_size) return on_body_data(ex, upload_data, upload_data_size);
-  if (ex->response_queued) return MHD_YES;
+  if (ex->phase >= EX_ANSWERED) return MHD_YES;
   return on_complete(ex);
 }
 
 static void log_exchange(exchange *ex, enum MHD_RequestTerminationCode toe) {
-  worker *w = ex->w;
+  loop *w = ex->w;
   double end = ex_now_s();
-  int status = ex->response_queued ? ex->status : 0;
+  int status = ex->phase >= EX_ANSWERED ? ex->status : 0;
   const char *route = ex->route ? ex->route->name : NULL;
   gw_stats_request(w->stats, route ? route : "", status, end - ex->t_start,
                    ex->t_up_headers > 0 ? ex->t_up_headers - ex->t_up_start : -1);
@@ -775,11 +762,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   exchange *ex = *con_cls;
   if (!ex) return;
   *con_cls = NULL;
-  worker *w = ex->w;
-  ex->completed = true;
+  loop *w = ex->w;
   w->mhd_work = true;
   defer_end(ex, -1);
-  log_exchange(ex, toe);
+  log_exchange(ex, toe); /* reads the phase: answered or not */
+  ex->phase = EX_DONE;
   if (ex->uc) up_detach(ex, false); /* ended before the upstream did: not reusable */
   ex_active_del(ex);
   if (ex->pending) {
@@ -811,7 +798,7 @@ static size_t unescape_none(void *cls, struct MHD_Connection *c, char *s) {
   return strlen(s);
 }
 
-static void quiesce(worker *w) {
+static void quiesce(loop *w) {
   if (w->quiesced) return;
   w->quiesced = true;
   MHD_socket fd = MHD_quiesce_daemon(w->d);
@@ -819,14 +806,14 @@ static void quiesce(worker *w) {
 }
 
 /* Idle polling. Having just answered a keep-alive client, with nothing else in progress,
- * the worker polls its epoll set for up to idle_poll_us (yielding the CPU to anything else
+ * the loop polls its epoll set for up to idle_poll_us (yielding the CPU to anything else
  * runnable on it between polls) before it goes to sleep: a client that sends its next
- * request at once finds the worker awake. Going to sleep and being woken costs a CPU that
+ * request at once finds the loop awake. Going to sleep and being woken costs a CPU that
  * then idles (in a virtual machine, a halt and a wake-up through the hypervisor) several
- * times more than the poll. A poll that finds nothing makes the worker skip the next 1, 3,
+ * times more than the poll. A poll that finds nothing makes the loop skip the next 1, 3,
  * 7, … (up to 1023) polls, so an idle or lightly loaded gateway hardly polls at all.
  * Returns what epoll_wait returned, 0 when nothing came (or polling is off). */
-static int idle_poll(worker *w, struct epoll_event *evs, int max) {
+static int idle_poll(loop *w, struct epoll_event *evs, int max) {
   int budget_us = w->cur->conf->idle_poll_us;
   bool after_answer = w->answered;
   w->answered = false;
@@ -850,8 +837,8 @@ static int idle_poll(worker *w, struct epoll_event *evs, int max) {
   return 0;
 }
 
-static void *worker_main(void *arg) {
-  worker *w = arg;
+static void *loop_main(void *arg) {
+  loop *w = arg;
   struct epoll_event evs[128];
   int64_t drain_deadline = 0;
   for (;;) {
@@ -874,7 +861,7 @@ static void *worker_main(void *arg) {
     if (w->active && timeout > TIMER_TICK_MS) timeout = TIMER_TICK_MS;
     if (w->quiesced && timeout > 50) timeout = 50;
     if (w->need_run) timeout = 0;
-    /* access lines are written when the worker would otherwise wait (so they show up at
+    /* access lines are written when the loop would otherwise wait (so they show up at
      * once), or in 32 KiB pieces while it stays busy */
     int n = 0;
     if (w->log.len && timeout != 0) {
@@ -985,10 +972,10 @@ static int listen_socket(const char *host, int port, int *bound) {
 int gw_proxy_start(gw_conf *c) {
   gw_conf_ref(c);
   current_conf = c;
-  nworkers = c->threads > MAX_WORKERS ? MAX_WORKERS : c->threads;
+  nloops = c->threads > MAX_LOOPS ? MAX_LOOPS : c->threads;
   int port = c->port;
-  for (int i = 0; i < nworkers; i++) {
-    worker *w = &workers[i];
+  for (int i = 0; i < nloops; i++) {
+    loop *w = &loops[i];
     w->id = i;
     w->tag_mhd = TAG_MHD;
     w->tag_wake = TAG_WAKE;
@@ -1024,12 +1011,12 @@ int gw_proxy_start(gw_conf *c) {
   snprintf(listen_host, sizeof listen_host, strchr(c->host, ':') ? "[%s]:%d" : "%s:%d",
            strcmp(c->host, "0.0.0.0") == 0 || strcmp(c->host, "::") == 0 ? "localhost" : c->host,
            bound_port);
-  for (int i = 0; i < nworkers; i++) {
-    /* workers ignore signals: the main thread handles them */
+  for (int i = 0; i < nloops; i++) {
+    /* loops ignore signals: the main thread handles them */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
+    int rc = pthread_create(&loops[i].thread, NULL, loop_main, &loops[i]);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) return -1;
   }
@@ -1038,14 +1025,14 @@ int gw_proxy_start(gw_conf *c) {
 
 void gw_proxy_stop(void) {
   atomic_store(&ex_draining, true);
-  for (int i = 0; i < nworkers; i++) {
+  for (int i = 0; i < nloops; i++) {
     uint64_t one = 1;
-    ssize_t n = write(workers[i].wakefd, &one, sizeof one);
+    ssize_t n = write(loops[i].wakefd, &one, sizeof one);
     (void)n;
   }
-  for (int i = 0; i < nworkers; i++) {
-    pthread_join(workers[i].thread, NULL);
-    worker *w = &workers[i];
+  for (int i = 0; i < nloops; i++) {
+    pthread_join(loops[i].thread, NULL);
+    loop *w = &loops[i];
     close(w->epfd);
     close(w->wakefd);
     if (w->cur) {

@@ -1,12 +1,12 @@
-/* proxy — the gateway's data path: worker threads, client side and upstream side
+/* proxy — the gateway's data path: loop threads, client side and upstream side
  * (prefix gw_proxy_).
  *
- * Each worker thread owns everything it touches on the hot path: a libmicrohttpd daemon in
+ * Each loop thread owns everything it touches on the hot path: a libmicrohttpd daemon in
  * external-epoll mode on its own SO_REUSEPORT listening socket (the kernel spreads
- * connections across workers), one epoll loop that watches that daemon and the worker's
+ * connections across loops), one epoll loop that watches that daemon and the loop's
  * upstream sockets, keep-alive upstream connection pools, round-robin counters, an
- * access-log buffer and metrics. Nothing is shared between workers except the immutable
- * configuration, replica health atomics and the sharded rate-limit table.
+ * access-log buffer and metrics. Nothing is shared between loops except the immutable
+ * configuration, instance health atomics and the sharded rate-limit table.
  *
  * A request is an "exchange". Client bytes arrive through libmicrohttpd's access handler;
  * upstream bytes through non-blocking sockets. Both directions stream through a bounded
@@ -18,7 +18,7 @@
 
 #include "conf.h"
 
-/* Binds the listening sockets and starts the workers with configuration c (a reference is
+/* Binds the listening sockets and starts the loops with configuration c (a reference is
  * taken). 0 on success. */
 int gw_proxy_start(gw_conf *c);
 
@@ -33,7 +33,7 @@ void gw_proxy_set_conf(gw_conf *c);
 gw_conf *gw_proxy_conf(void);
 
 /* Stops accepting, lets running requests finish (at most drain_timeout_s), then stops the
- * workers. Responses given while draining carry Connection: close. */
+ * loops. Responses given while draining carry Connection: close. */
 void gw_proxy_stop(void);
 
 #endif

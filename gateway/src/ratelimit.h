@@ -1,8 +1,8 @@
-/* ratelimit — token buckets with any window, shared by all workers (prefix gw_rl_).
+/* ratelimit — token buckets with any window, shared by all loops (prefix gw_rl_).
  *
  * A bucket per (limit, tier, identity) where identity is the API key or else the client
  * address. Buckets live in a hash table split into shards, each with its own mutex, so two
- * workers contend only when they hit the same shard at the same moment (never a global
+ * loops contend only when they hit the same shard at the same moment (never a global
  * lock). A bucket that has refilled completely is indistinguishable from a new one, so such
  * entries are dropped whenever their chain is walked: memory follows recent activity. */
 #ifndef GW_RATELIMIT_H

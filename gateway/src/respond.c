@@ -64,7 +64,7 @@ enum MHD_Result rsp_queue_local(exchange *ex) {
   rsp_common_headers(ex, r);
   enum MHD_Result ret = MHD_queue_response(ex->conn, (unsigned)ex->status, r);
   MHD_destroy_response(r);
-  ex->response_queued = true;
+  ex->phase = EX_ANSWERED;
   return ret;
 }
 
@@ -73,7 +73,7 @@ enum MHD_Result rsp_queue_pending(exchange *ex) {
   ex->pending = NULL;
   enum MHD_Result ret = MHD_queue_response(ex->conn, (unsigned)ex->status, r);
   MHD_destroy_response(r);
-  ex->response_queued = true;
+  ex->phase = EX_ANSWERED;
   return ret;
 }
 
@@ -85,13 +85,13 @@ bool rsp_ready(const exchange *ex) { return ex->local || ex->pending; }
  * becomes ready mid-upload waits: the client is resumed, the rest of its body is discarded
  * and on_complete queues the response. */
 void rsp_wake_client(exchange *ex) {
-  if (ex->completed) return;
+  if (ex->phase == EX_DONE) return;
   if (ex->deferring) { /* libmicrohttpd asks again on its next run (on_deferred) */
     ex->w->need_run = true;
     return;
   }
   if (!ex->suspended) return;
-  if (!ex->response_queued && rsp_ready(ex) && ex->at_complete) {
+  if (ex->phase == EX_COMPLETE && rsp_ready(ex)) {
     if (ex->local) rsp_queue_local(ex);
     else rsp_queue_pending(ex);
   }
@@ -305,5 +305,5 @@ void rsp_send_raw(exchange *ex) {
     shutdown(ci->connect_fd, SHUT_WR);
   }
   ex->raw_sent = true;
-  ex->response_queued = true; /* for the log: the client has its answer */
+  ex->phase = EX_ANSWERED; /* the client has its answer (and the log says so) */
 }

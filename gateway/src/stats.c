@@ -1,4 +1,4 @@
-/* stats — per-worker metrics; see stats.h. */
+/* stats — per-loop metrics; see stats.h. */
 #include "stats.h"
 
 #include <pthread.h>
@@ -48,7 +48,7 @@ static const struct {
     {"gateway_upstream_duration_seconds", "histogram",
      "Time from the first upstream attempt to the upstream response headers, by route."},
     {"gateway_upstream_requests_total", "counter", "Upstream attempts, by upstream and outcome."},
-    {"gateway_retries_total", "counter", "Retries on another replica, by route."},
+    {"gateway_retries_total", "counter", "Retries on another instance, by route."},
     {"gateway_ratelimited_total", "counter", "Requests refused with 429, by route and tier."},
     {"gateway_rejected_total", "counter", "Requests refused by the gateway, by reason."},
     {NULL, NULL, NULL}};
@@ -179,7 +179,7 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
 }
 
 char *gw_stats_render(gw_stats *const *all, int n) {
-  /* merge into one list owned by worker 0's layout: a fresh gw_stats accumulates */
+  /* merge into one list owned by loop 0's layout: a fresh gw_stats accumulates */
   gw_stats *m = gw_stats_new();
   for (int w = 0; w < n; w++) {
     pthread_mutex_lock(&all[w]->lock);

@@ -1,9 +1,9 @@
-/* stats — per-worker Prometheus counters and histograms (prefix gw_stats_).
+/* stats — per-loop Prometheus counters and histograms (prefix gw_stats_).
  *
- * Every worker owns a gw_stats and updates it under its own mutex (uncontended: only the
- * /gateway/metrics renderer ever takes another worker's lock), so the per-request cost is
+ * Every loop owns a gw_stats and updates it under its own mutex (uncontended: only the
+ * /gateway/metrics renderer ever takes another loop's lock), so the per-request cost is
  * one uncontended lock and a hash lookup, never a process-wide lock. Rendering merges the
- * series of all workers by (family, labels). */
+ * series of all loops by (family, labels). */
 #ifndef GW_STATS_H
 #define GW_STATS_H
 
@@ -29,7 +29,7 @@ void gw_stats_observe(gw_stats *s, const char *family, const char *labels, doubl
 void gw_stats_request(gw_stats *s, const char *route, int status, double seconds,
                       double upstream_seconds);
 
-/* Renders the merged series of n workers in text format 0.0.4, family by family, with the
+/* Renders the merged series of n loops in text format 0.0.4, family by family, with the
  * HELP/TYPE lines declared in stats.c. Caller frees. */
 char *gw_stats_render(gw_stats *const *all, int n);
 

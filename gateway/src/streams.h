@@ -5,7 +5,7 @@
  * connection for as long as the viewer keeps the page open, which the request-rate limits
  * do not see. Each client address may hold at most GATEWAY_MAX_STREAMS_PER_CLIENT
  * (default 6) open at once; one more is answered 429 by the gateway, and the upstream is
- * never contacted. Shared by every worker (one mutex; taken once when a stream opens and
+ * never contacted. Shared by every loop (one mutex; taken once when a stream opens and
  * once when it ends, never per byte). Counted in the metrics:
  * gateway_streams_open (gauge) and gateway_streams_total{result="opened|refused"}. */
 #ifndef GW_STREAMS_H
@@ -13,7 +13,7 @@
 
 #include <stdbool.h>
 
-/* Reads GATEWAY_MAX_STREAMS_PER_CLIENT; call once before the workers start. */
+/* Reads GATEWAY_MAX_STREAMS_PER_CLIENT; call once before the loops start. */
 void gw_streams_init(void);
 /* true when a request with this Accept field asks for an event stream. */
 bool gw_streams_is_stream(const char *accept);

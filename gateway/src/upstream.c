@@ -1,4 +1,4 @@
-/* upstream — replica registry, ejection and active health checks; see upstream.h. */
+/* upstream — instance registry, ejection and active health checks; see upstream.h. */
 #include "upstream.h"
 
 #include <arpa/inet.h>
@@ -20,7 +20,7 @@
 #define MAX_REPLICAS 4096
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static gw_replica *registry[MAX_REPLICAS];
+static gw_instance *registry[MAX_REPLICAS];
 static atomic_int nregistry;
 
 int64_t gw_now_ns(void) {
@@ -31,9 +31,9 @@ int64_t gw_now_ns(void) {
 
 int64_t gw_now_ms(void) { return gw_now_ns() / 1000000; }
 
-int gw_replica_count(void) { return atomic_load(&nregistry); }
+int gw_instance_count(void) { return atomic_load(&nregistry); }
 
-gw_replica *gw_replica_get(const char *hostport, const char *health_path, char *err,
+gw_instance *gw_instance_get(const char *hostport, const char *health_path, char *err,
                            size_t errlen) {
   pthread_mutex_lock(&reg_lock);
   int n = atomic_load(&nregistry);
@@ -43,9 +43,9 @@ gw_replica *gw_replica_get(const char *hostport, const char *health_path, char *
       pthread_mutex_unlock(&reg_lock);
       return registry[i];
     }
-  gw_replica *r = NULL;
+  gw_instance *r = NULL;
   if (n >= MAX_REPLICAS) {
-    snprintf(err, errlen, "too many upstream replicas");
+    snprintf(err, errlen, "too many upstream instances");
     goto out;
   }
   const char *colon = strrchr(hostport, ':');
@@ -93,7 +93,7 @@ out:
   return r;
 }
 
-void gw_replica_addr(gw_replica *r, struct sockaddr_storage *addr, socklen_t *len, unsigned *gen) {
+void gw_instance_addr(gw_instance *r, struct sockaddr_storage *addr, socklen_t *len, unsigned *gen) {
   pthread_mutex_lock(&r->addr_lock);
   memcpy(addr, &r->addr, sizeof *addr);
   *len = r->addrlen;
@@ -102,9 +102,9 @@ void gw_replica_addr(gw_replica *r, struct sockaddr_storage *addr, socklen_t *le
 }
 
 /* Health thread: resolves a host name again; a new address replaces the old one for new
- * connections, and pooled connections to the old one are dropped by the workers. A failed
+ * connections, and pooled connections to the old one are dropped by the loops. A failed
  * lookup keeps the last good address. */
-static void re_resolve(gw_replica *r) {
+static void re_resolve(gw_instance *r) {
   r->resolved_ms = gw_now_ms();
   struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
   int rc = getaddrinfo(r->host, r->port, &hints, &res);
@@ -132,13 +132,13 @@ static void re_resolve(gw_replica *r) {
                json_pack("{s:s, s:s}", "upstream", r->name, "address", shown));
 }
 
-bool gw_replica_available(const gw_replica *r, int64_t now_ms) {
+bool gw_instance_available(const gw_instance *r, int64_t now_ms) {
   int64_t until = atomic_load_explicit(&r->ejected_until_ms, memory_order_relaxed);
   return until == 0 || until <= now_ms;
 }
 
-void gw_replica_success(gw_replica *r) {
-  /* read first: the common case writes nothing, so workers do not bounce the cache line */
+void gw_instance_success(gw_instance *r) {
+  /* read first: the common case writes nothing, so loops do not bounce the cache line */
   if (atomic_load_explicit(&r->failures, memory_order_relaxed))
     atomic_store_explicit(&r->failures, 0, memory_order_relaxed);
   if (atomic_load_explicit(&r->ejections, memory_order_relaxed))
@@ -147,7 +147,7 @@ void gw_replica_success(gw_replica *r) {
     atomic_store_explicit(&r->ejected_until_ms, 0, memory_order_relaxed);
 }
 
-static void eject(gw_replica *r, const gw_conf *c, const char *why) {
+static void eject(gw_instance *r, const gw_conf *c, const char *why) {
   int k = atomic_fetch_add(&r->ejections, 1);
   int64_t ms = c->eject_base_ms;
   for (int i = 0; i < k && ms < c->eject_max_ms; i++) ms *= 2;
@@ -162,7 +162,7 @@ static void eject(gw_replica *r, const gw_conf *c, const char *why) {
                        "ejections", k + 1, "reason", why));
 }
 
-void gw_replica_failure(gw_replica *r, const gw_conf *c, const char *why) {
+void gw_instance_failure(gw_instance *r, const gw_conf *c, const char *why) {
   int f = atomic_fetch_add(&r->failures, 1) + 1;
   int64_t now = gw_now_ms();
   int64_t until = atomic_load(&r->ejected_until_ms);
@@ -178,10 +178,10 @@ static int health_pipe[2] = {-1, -1};
 static gw_conf *(*health_conf)(void);
 
 /* One blocking GET with a deadline; true on a 2xx status line. */
-static bool check_once(gw_replica *r, int timeout_ms) {
+static bool check_once(gw_instance *r, int timeout_ms) {
   struct sockaddr_storage addr;
   socklen_t addrlen;
-  gw_replica_addr(r, &addr, &addrlen, NULL);
+  gw_instance_addr(r, &addr, &addrlen, NULL);
   int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
   bool ok = false;
@@ -223,13 +223,13 @@ static void *health_main(void *arg) {
     gw_conf *c = health_conf();
     int interval = c->health_interval_ms;
     if (interval > 0 || c->dns_refresh_ms > 0) {
-      int n = gw_replica_count();
+      int n = gw_instance_count();
       for (int i = 0; i < n; i++) {
-        gw_replica *r = registry[i];
-        bool used = false; /* only replicas the current configuration routes to */
+        gw_instance *r = registry[i];
+        bool used = false; /* only instances the current configuration routes to */
         for (int k = 0; k < c->nroutes && !used; k++)
           for (int u = 0; u < c->routes[k].nupstreams && !used; u++)
-            used = c->routes[k].replicas[u] == r;
+            used = c->routes[k].instances[u] == r;
         if (!used) continue;
         if (!r->numeric && c->dns_refresh_ms > 0 && gw_now_ms() - r->resolved_ms >= c->dns_refresh_ms)
           re_resolve(r);
@@ -243,7 +243,7 @@ static void *health_main(void *arg) {
           log_fields(LOG_INFO, "upstream re-admitted",
                      json_pack("{s:s, s:s}", "upstream", r->name, "by", "health check"));
         } else if (!ok && until <= gw_now_ms()) {
-          gw_replica_failure(r, c, "health check");
+          gw_instance_failure(r, c, "health check");
         }
       }
     }
@@ -274,20 +274,20 @@ void gw_health_stop(void) {
   health_running = false;
 }
 
-void gw_replica_publish_metrics(void) {
-  int n = gw_replica_count();
+void gw_instance_publish_metrics(void) {
+  int n = gw_instance_count();
   int64_t now = gw_now_ms();
   for (int i = 0; i < n; i++) {
-    gw_replica *r = registry[i];
+    gw_instance *r = registry[i];
     char labels[300];
     snprintf(labels, sizeof labels, "upstream=\"%s\"", r->name);
-    metrics_gauge_set("gateway_upstream_up", labels, gw_replica_available(r, now) ? 1 : 0);
+    metrics_gauge_set("gateway_upstream_up", labels, gw_instance_available(r, now) ? 1 : 0);
     metrics_gauge_set("gateway_upstream_health_check_ok", labels, atomic_load(&r->health_ok) ? 1 : 0);
   }
 }
 
-void gw_replica_free_all(void) {
-  int n = gw_replica_count();
+void gw_instance_free_all(void) {
+  int n = gw_instance_count();
   for (int i = 0; i < n; i++) {
     free(registry[i]->name);
     free(registry[i]->health_path);

@@ -12,7 +12,7 @@ enum fail_kind { FAIL_CONNECT, FAIL_CONNECT_TIMEOUT, FAIL_IO, FAIL_TIMEOUT, FAIL
  * preempts the gateway) once per request and handles one request per wake-up. One
  * submission for all of them wakes it once, and it then finds them all. */
 static bool up_queue_send(exchange *ex) {
-  worker *w = ex->w;
+  loop *w = ex->w;
   if (!w->in_mhd || !w->uring || (ex->has_body && !ex->body_done)) return false;
   /* when runs complete one request at a time (one client at a time) and nothing is
    * deferred, there is nothing to batch with: send now and wait right here (fast_wait),
@@ -45,8 +45,8 @@ static void uc_close(uconn *uc) {
   free(uc);
 }
 
-static void pool_unlink(worker *w, uconn *uc) {
-  struct pool *p = &w->pools[uc->rep->id];
+static void pool_unlink(loop *w, uconn *uc) {
+  struct pool *p = &w->pools[uc->inst->id];
   if (uc->prev) uc->prev->next = uc->next;
   else p->head = uc->next;
   if (uc->next) uc->next->prev = uc->prev;
@@ -54,8 +54,8 @@ static void pool_unlink(worker *w, uconn *uc) {
   p->n--;
 }
 
-static void pools_grow(worker *w) {
-  int n = gw_replica_count();
+static void pools_grow(loop *w) {
+  int n = gw_instance_count();
   if (n <= w->npools) return;
   struct pool *np = realloc(w->pools, (size_t)n * sizeof *np);
   if (!np) abort();
@@ -64,9 +64,9 @@ static void pools_grow(worker *w) {
   w->npools = n;
 }
 
-void pool_put(worker *w, uconn *uc) {
+void pool_put(loop *w, uconn *uc) {
   pools_grow(w);
-  struct pool *p = &w->pools[uc->rep->id];
+  struct pool *p = &w->pools[uc->inst->id];
   if (p->n >= uc->ex->conf->pool_max_idle || atomic_load(&ex_stopping)) {
     uc_close(uc);
     return;
@@ -81,15 +81,15 @@ void pool_put(worker *w, uconn *uc) {
   p->n++;
 }
 
-static uconn *pool_get(worker *w, gw_replica *rep, int idle_ms, bool check_alive) {
+static uconn *pool_get(loop *w, gw_instance *inst, int idle_ms, bool check_alive) {
   pools_grow(w);
-  struct pool *p = &w->pools[rep->id];
+  struct pool *p = &w->pools[inst->id];
   int64_t now = w->now_ms;
   while (p->head) {
     uconn *uc = p->head;
     pool_unlink(w, uc);
     if (now - uc->idle_since > idle_ms ||
-        uc->addr_gen != atomic_load_explicit(&rep->addr_gen, memory_order_relaxed)) {
+        uc->addr_gen != atomic_load_explicit(&inst->addr_gen, memory_order_relaxed)) {
       uc_close(uc); /* idle too long, or to an address the name no longer resolves to */
       continue;
     }
@@ -109,7 +109,7 @@ static uconn *pool_get(worker *w, gw_replica *rep, int idle_ms, bool check_alive
   return NULL;
 }
 
-void up_pool_sweep(worker *w, int idle_ms, bool all) {
+void up_pool_sweep(loop *w, int idle_ms, bool all) {
   int64_t now = gw_now_ms();
   for (int i = 0; i < w->npools; i++) {
     uconn *uc = w->pools[i].head;
@@ -262,7 +262,7 @@ static const http_parser_settings parser_settings = {
 
 void up_start_attempt(exchange *ex);
 
-/* Whether a failed attempt may be repeated on another replica: never once the client has
+/* Whether a failed attempt may be repeated on another instance: never once the client has
  * the response head; always when the request never left the gateway (connection refused
  * or connect timeout: the upstream cannot have seen it); otherwise only for idempotent
  * methods whose request bytes are still all in the buffer. */
@@ -273,20 +273,20 @@ static bool may_retry(const exchange *ex, enum fail_kind kind) {
 }
 
 static void up_failed(exchange *ex, enum fail_kind kind, const char *why) {
-  worker *w = ex->w;
+  loop *w = ex->w;
   bool stale = ex->uc && ex->uc->reused && kind == FAIL_IO && ex->parser.nread == 0;
-  gw_replica *rep = ex->uc ? ex->uc->rep : NULL;
+  gw_instance *inst = ex->uc ? ex->uc->inst : NULL;
   up_detach(ex, false);
   ex->error = why;
   char labels[320];
-  if (rep) {
-    snprintf(labels, sizeof labels, "upstream=\"%s\",outcome=\"%s\"", rep->name,
+  if (inst) {
+    snprintf(labels, sizeof labels, "upstream=\"%s\",outcome=\"%s\"", inst->name,
              kind == FAIL_TIMEOUT || kind == FAIL_CONNECT_TIMEOUT ? "timeout"
              : kind == FAIL_CONNECT                               ? "connect_error"
                                                                   : "error");
     gw_stats_add(w->stats, "gateway_upstream_requests_total", labels, 1);
     /* a pooled connection the upstream had closed says nothing about its health */
-    if (!stale) gw_replica_failure(rep, ex->conf, why);
+    if (!stale) gw_instance_failure(inst, ex->conf, why);
   }
   if (ex->head_done) { /* too late for anything but an abort */
     ex->up_failed = true;
@@ -348,11 +348,11 @@ void up_write(exchange *ex) {
 }
 
 static bool flush_valid(const struct flushent *f) {
-  return !f->ex->completed && f->ex->uc == f->uc && f->ex->attempt == f->attempt &&
+  return f->ex->phase != EX_DONE && f->ex->uc == f->uc && f->ex->attempt == f->attempt &&
          buf_pending(&f->ex->req) > 0;
 }
 
-void up_flush_sends(worker *w) {
+void up_flush_sends(loop *w) {
   if (!w->nflush) return; /* called after MHD_run: what a batch leaves is sent directly */
   for (int i = 0; i < w->nflush;) {
     int batch = w->nflush - i < RING_ENTRIES ? w->nflush - i : RING_ENTRIES;
@@ -437,11 +437,11 @@ void up_read(exchange *ex) {
       return;
     }
     if (!had_head && ex->head_done) {
-      gw_replica_success(uc->rep);
-      struct pool *p = &ex->w->pools[uc->rep->id];
+      gw_instance_success(uc->inst);
+      struct pool *p = &ex->w->pools[uc->inst->id];
       if (!p->ok) {
         char labels[300];
-        snprintf(labels, sizeof labels, "upstream=\"%s\",outcome=\"response\"", uc->rep->name);
+        snprintf(labels, sizeof labels, "upstream=\"%s\",outcome=\"response\"", uc->inst->name);
         p->ok = gw_stats_counter(ex->w->stats, "gateway_upstream_requests_total", labels);
       }
       gw_counter_add(ex->w->stats, p->ok, 1);
@@ -492,29 +492,29 @@ void up_event(uconn *uc, uint32_t events) {
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) up_read(ex);
 }
 
-static gw_replica *pick_replica(exchange *ex) {
-  worker *w = ex->w;
+static gw_instance *pick_instance(exchange *ex) {
+  loop *w = ex->w;
   const gw_route *r = ex->route;
   int64_t now = w->now_ms;
   unsigned start = r->index < w->nrr ? w->rr[r->index]++ : 0; /* index of an older config */
   for (int pass = 0; pass < 2; pass++) {
     for (int i = 0; i < r->nupstreams; i++) {
-      gw_replica *rep = r->replicas[(start + (unsigned)i) % (unsigned)r->nupstreams];
-      if (!gw_replica_available(rep, now)) continue;
+      gw_instance *inst = r->instances[(start + (unsigned)i) % (unsigned)r->nupstreams];
+      if (!gw_instance_available(inst, now)) continue;
       bool tried = false;
-      for (int t = 0; t < ex->ntried; t++) tried = tried || ex->tried[t] == rep;
-      /* first pass: a replica not tried yet; second: any healthy one */
+      for (int t = 0; t < ex->ntried; t++) tried = tried || ex->tried[t] == inst;
+      /* first pass: a instance not tried yet; second: any healthy one */
       if (tried && pass == 0) continue;
-      return rep;
+      return inst;
     }
   }
   return NULL;
 }
 
 void up_start_attempt(exchange *ex) {
-  worker *w = ex->w;
-  gw_replica *rep = pick_replica(ex);
-  if (!rep) {
+  loop *w = ex->w;
+  gw_instance *inst = pick_instance(ex);
+  if (!inst) {
     ex_active_del(ex);
     if (ex->ntried == 0) {
       rsp_problem(ex, 503, "Service Unavailable", "no healthy upstream for this route");
@@ -528,8 +528,8 @@ void up_start_attempt(exchange *ex) {
     return;
   }
   ex->attempt++;
-  if (ex->ntried < MAX_TRIES) ex->tried[ex->ntried++] = rep;
-  ex->upstream_name = rep->name;
+  if (ex->ntried < MAX_TRIES) ex->tried[ex->ntried++] = inst;
+  ex->upstream_name = inst->name;
   if (ex->t_up_start == 0) ex->t_up_start = ex_now_s();
   /* (re)start the request from its first byte and a fresh parser */
   ex->req.off = 0;
@@ -537,12 +537,12 @@ void up_start_attempt(exchange *ex) {
   ex->parser.data = ex;
   ex->hlen = 0;
   ex->parsing_field = false;
-  uconn *uc = pool_get(w, rep, ex->conf->keepalive_idle_ms, !ex->idempotent);
+  uconn *uc = pool_get(w, inst, ex->conf->keepalive_idle_ms, !ex->idempotent);
   if (!uc) {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     unsigned gen;
-    gw_replica_addr(rep, &addr, &addrlen, &gen);
+    gw_instance_addr(inst, &addr, &addrlen, &gen);
     int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
       up_failed(ex, FAIL_CONNECT, "no socket for upstream");
@@ -555,7 +555,7 @@ void up_start_attempt(exchange *ex) {
     uc->tag = TAG_UP;
     uc->fd = fd;
     uc->w = w;
-    uc->rep = rep;
+    uc->inst = inst;
     uc->addr_gen = gen;
     uc->connecting = true;
     uc->events = EPOLLOUT;
@@ -579,7 +579,7 @@ void up_start_attempt(exchange *ex) {
 
 /* ------------------------------------------------------------------ the loop */
 
-void up_check_timeouts(worker *w, int64_t now) {
+void up_check_timeouts(loop *w, int64_t now) {
   for (exchange *ex = w->active, *next; ex; ex = next) {
     next = ex->active_next;
     if (!ex->uc) continue;

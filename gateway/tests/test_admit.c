@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "admit.h"
+#include "mhd_sim.h"
 #include "voter/proof.h"
 
 static const char conf_json[] =
@@ -268,6 +269,111 @@ static void upstream_head_has_one_framing_field_and_the_proof(void **state) {
   gw_admission_clear(&a);
 }
 
+/* gw_admit_mhd_layout_ok on buffers laid out as libmicrohttpd leaves them (mhd_sim.h). */
+static bool layout_ok(const char *raw, size_t len) {
+  static mhd_sim m;
+  if (!mhd_sim_parse(&m, raw, len)) return false; /* libmicrohttpd answers 400 itself */
+  return mhd_sim_layout_ok(&m);
+}
+#define LAYOUT_OK(s) layout_ok(s, sizeof s - 1)
+
+/* true when the raw head gets past libmicrohttpd and the framing rules: no 400 + close */
+static bool framing_passes(const char *raw, size_t len) {
+  static mhd_sim m;
+  if (!mhd_sim_parse(&m, raw, len)) return false;
+  gw_head h = {.method = m.method, .target = m.url, .version = m.version, .fields = m.fields,
+               .nfields = m.nfields, .peer_ip = "127.0.0.1", .bad_lines = !mhd_sim_layout_ok(&m)};
+  gw_admission_clear(&adm);
+  gw_admit(conf, &h, &adm);
+  return !(adm.kind == GW_ADMIT_REFUSE && adm.close);
+}
+#define FRAMING_PASSES(s) framing_passes(s, sizeof s - 1)
+
+static void crlf_heads_lay_out_exactly(void **state) {
+  (void)state;
+  assert_true(LAYOUT_OK("GET /a HTTP/1.1\r\nHost: h\r\n\r\n"));
+  assert_true(LAYOUT_OK("GET /a?x=1&y HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\n"));
+  assert_true(LAYOUT_OK("GET /a HTTP/1.0\r\n\r\n"));
+  assert_true(LAYOUT_OK("POST /a HTTP/1.1\r\nHost: h\r\nX:\r\nY:   \r\nZ:\t\r\nW: w \r\n\r\nbody"));
+  assert_true(LAYOUT_OK("POST /a HTTP/1.1\r\nHost:h\r\nContent-Length: 5\r\n\r\n\0\0\0\0\0"));
+}
+
+static void bare_lf_cr_nul_and_spaces_are_seen(void **state) {
+  (void)state;
+  /* a bare LF ending the last field or as the blank line: the two the old check missed */
+  assert_false(LAYOUT_OK("GET /a HTTP/1.1\r\nHost: h\n\r\n"));
+  assert_false(LAYOUT_OK("GET /a HTTP/1.1\r\nHost: h\n\n"));
+  assert_false(LAYOUT_OK("GET /a HTTP/1.1\r\nHost: h\r\n\n"));
+  assert_false(LAYOUT_OK("POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 2\n\r\n\0\0"));
+  assert_false(LAYOUT_OK("GET /a HTTP/1.0\n\r\n"));
+  assert_false(LAYOUT_OK("GET /a HTTP/1.0\n\n"));
+  assert_false(LAYOUT_OK("GET /a HTTP/1.1\nHost: h\r\n\r\n"));
+  assert_false(LAYOUT_OK("GET /a HTTP/1.1\r\nHost: h\nX: 1\r\n\r\n"));
+  /* a NUL right before CRLF, of the last, a middle and the first field */
+  assert_false(LAYOUT_OK("GET /a HTTP/1.1\r\nHost: h\r\nX: 1\0\r\n\r\n"));
+  assert_false(LAYOUT_OK("GET /a HTTP/1.1\r\nHost: h\0\r\nX: 1\r\n\r\n"));
+  assert_false(LAYOUT_OK("GET /a HTTP/1.1\r\nHost: h\r\nX: 1\0\r\nY: 2\r\n\r\n"));
+  assert_false(LAYOUT_OK("GET /a HTTP/1.1\r\nHost: h\r\nX: \0\r\n\r\n"));
+  assert_false(LAYOUT_OK("GET /a HTTP/1.1\r\nHost: h\r\nX: a\0b\r\n\r\n"));
+  assert_false(LAYOUT_OK("GET /a HTTP/1.1\r\nHost: h\r\n\0\r\n"));
+  /* a NUL in the target, the method; extra spaces in the request line */
+  assert_false(LAYOUT_OK("GET /a\0b HTTP/1.1\r\nHost: h\r\n\r\n"));
+  assert_false(LAYOUT_OK("GET /a?q\0 HTTP/1.1\r\nHost: h\r\n\r\n"));
+  assert_false(LAYOUT_OK("GE\0T /a HTTP/1.1\r\nHost: h\r\n\r\n"));
+  assert_false(LAYOUT_OK("GET  /a HTTP/1.1\r\nHost: h\r\n\r\n"));
+  /* (a space before the version stays in the target: refused as a target character) */
+  assert_false(FRAMING_PASSES("GET /a  HTTP/1.1\r\nHost: h\r\n\r\n"));
+  assert_true(FRAMING_PASSES("GET /a HTTP/1.1\r\nHost: h\r\n\r\n"));
+  /* a bare CR ends a line for libmicrohttpd; obs-fold */
+  assert_false(LAYOUT_OK("GET /a HTTP/1.1\r\nHost: h\rX: 1\r\n\r\n"));
+  assert_false(LAYOUT_OK("GET /a HTTP/1.1\r\nHost: h\r\n\r\r\n"));
+  assert_false(LAYOUT_OK("GET /a HTTP/1.1\r\nHost: h\r\nX: 1\r\n folded\r\n\r\n"));
+  /* the one it cannot: a NUL right before a bare LF reads as CRLF (forwarded as that) */
+  assert_true(LAYOUT_OK("GET /a HTTP/1.1\r\nHost: h\r\nX: 1\0\n\r\n"));
+  /* in the request line libmicrohttpd refuses it itself */
+  assert_false(LAYOUT_OK("GET /a HTTP/1.1\0\nHost: h\r\n\r\n"));
+}
+
+/* Every head made from a clean one by inserting, replacing or deleting a CR, LF, NUL, SP
+ * or HTAB at every position: one that is no longer clean (CRLF only, no NUL, single spaces
+ * in the request line, no fold) never passes the framing rules, and libmicrohttpd's layout
+ * of a clean one always passes the layout check. */
+static void any_single_edit_is_seen(void **state) {
+  (void)state;
+  static const char base[] = "POST /v?a=1 HTTP/1.1\r\nHost: h\r\nX-A:  1\r\nContent-Length: 2\r\n\r\nok";
+  const char edits[] = {'\r', '\n', '\0', ' ', '\t'};
+  size_t n = sizeof base - 1;
+  int checked = 0;
+  for (size_t at = 0; at <= n; at++)
+    for (size_t e = 0; e < sizeof edits; e++)
+      for (int op = 0; op < 3; op++) {
+        char raw[256];
+        size_t len = 0;
+        if (op == 2 && (at == n || e > 0)) continue; /* deletion: once per position */
+        memcpy(raw, base, at);
+        len = at;
+        if (op < 2) raw[len++] = edits[e];
+        size_t from = op == 0 ? at : at + 1;
+        if (from <= n) {
+          memcpy(raw + len, base + from, n - from);
+          len += n - from;
+        }
+        static mhd_sim m;
+        if (!mhd_sim_parse(&m, raw, len)) continue;
+        bool clean = mhd_sim_clean(raw, len);
+        if (mhd_sim_nul_lf(raw, len)) { /* the one spelling the layout cannot show (admit.c) */
+          assert_true(mhd_sim_layout_ok(&m) || !framing_passes(raw, len));
+          continue;
+        }
+        if (clean && !mhd_sim_layout_ok(&m))
+          fail_msg("edit %d of %d at %zu: clean, but the layout check fails", op, edits[e], at);
+        if (!clean && framing_passes(raw, len))
+          fail_msg("edit %d of %d at %zu: not clean, but admitted", op, edits[e], at);
+        checked++;
+      }
+  assert_true(checked > 200);
+}
+
 static void local_paths_and_limits(void **state) {
   (void)state;
   assert_int_equal(admit_fields("GET", "/gateway//health", "127.0.0.1", NOF)->kind, GW_ADMIT_LOCAL);
@@ -288,6 +394,9 @@ int main(void) {
       cmocka_unit_test(public_host_only_from_the_list),
       cmocka_unit_test(upstream_head_has_one_framing_field_and_the_proof),
       cmocka_unit_test(local_paths_and_limits),
+      cmocka_unit_test(crlf_heads_lay_out_exactly),
+      cmocka_unit_test(bare_lf_cr_nul_and_spaces_are_seen),
+      cmocka_unit_test(any_single_edit_is_seen),
   };
   int rc = cmocka_run_group_tests(tests, setup, teardown);
   gw_admission_clear(&adm);

@@ -12,6 +12,25 @@
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static const char *secret; /* NULL when unset or too short: fail closed */
 static size_t secret_len;
+static const char *previous; /* the secret being rotated out (NULL: none) */
+static size_t previous_len;
+
+/* The previous secret (docs/operations.md, rotation): accepted besides the current one
+ * while it is set; one too short is ignored, and said so. */
+static void load_previous(void) {
+  const char *s = getenv(PROOF_SECRET_PREVIOUS_ENV);
+  size_t n = s ? strlen(s) : 0;
+  if (!n) return;
+  if (n < PROOF_MIN_SECRET) {
+    log_fields(LOG_WARN, PROOF_SECRET_PREVIOUS_ENV " is shorter than 16 bytes: ignored",
+               json_pack("{s:i}", "minBytes", PROOF_MIN_SECRET));
+    return;
+  }
+  previous = s;
+  previous_len = n;
+  log_fields(LOG_INFO, "gateway proofs signed with " PROOF_SECRET_PREVIOUS_ENV " are accepted too "
+             "(rotation: unset it once the gateway signs with the new secret)", NULL);
+}
 
 static void load(void) {
   const char *s = getenv(PROOF_SECRET_ENV);
@@ -19,12 +38,19 @@ static void load(void) {
   if (n >= PROOF_MIN_SECRET) {
     secret = s; /* the environment outlives every request */
     secret_len = n;
+    load_previous();
     return;
   }
   log_fields(LOG_WARN,
              n ? PROOF_SECRET_ENV " is shorter than 16 bytes: admin operations are refused"
                : PROOF_SECRET_ENV " is not set: admin operations are refused",
              json_pack("{s:i}", "minBytes", PROOF_MIN_SECRET));
+}
+
+static proof_status verify(const http_request *req, const char *consumer, const char *scopes) {
+  return proof_verify_rotating(secret, secret_len, previous, previous_len,
+                               http_header(req, PROOF_HEADER), req->method, req->path, consumer,
+                               scopes, util_now_ms() / 1000);
 }
 
 void authz_init(void) { pthread_once(&once, load); }
@@ -38,9 +64,7 @@ bool authz_admin(const http_request *req, http_response *res) {
   authz_init();
   const char *consumer = header_or_empty(req, PROOF_CONSUMER_HEADER);
   const char *scopes = header_or_empty(req, PROOF_SCOPES_HEADER);
-  proof_status st = proof_verify(secret, secret_len, http_header(req, PROOF_HEADER),
-                                 req->method, req->path, consumer, scopes,
-                                 util_now_ms() / 1000);
+  proof_status st = verify(req, consumer, scopes);
   const char *why = NULL;
   if (st != PROOF_OK) why = proof_status_text(st);
   else if (!proof_scope_has(scopes, "admin")) why = "the caller's scopes do not include admin";
@@ -58,9 +82,7 @@ const char *authz_consumer(const http_request *req) {
   authz_init();
   const char *consumer = http_header(req, PROOF_CONSUMER_HEADER);
   if (!consumer || !*consumer) return NULL;
-  proof_status st = proof_verify(secret, secret_len, http_header(req, PROOF_HEADER), req->method,
-                                 req->path, consumer, header_or_empty(req, PROOF_SCOPES_HEADER),
-                                 util_now_ms() / 1000);
+  proof_status st = verify(req, consumer, header_or_empty(req, PROOF_SCOPES_HEADER));
   return st == PROOF_OK ? consumer : NULL;
 }
 

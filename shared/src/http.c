@@ -508,17 +508,28 @@ static enum MHD_Result dispatch(http_conn_state *st, const char *url, const char
   } else {
     route *found = NULL;
     char allow[128] = "";
+    bool guarded_get = false;
     for (int i = 0; i < s->nroutes; i++) {
       route *r = &s->routes[i];
       if (!route_matches(r, segs, nsegs)) continue;
       if (strcmp(r->method, req.method) == 0 && !found) found = r;
+      if (r->guard && strcmp(r->method, "GET") == 0) guarded_get = true;
       if (!strstr(allow, r->method)) {
         if (*allow) strcat(allow, ", ");
         strncat(allow, r->method, sizeof allow - strlen(allow) - 1);
       }
     }
-    if (*allow && strstr(allow, "GET") && !strstr(allow, "HEAD")) strcat(allow, ", HEAD");
-    if (strcmp(method, "OPTIONS") == 0) {
+    /* A guarded GET is an operation kept as a GET for compatibility (the original's GET
+     * /voter/simulation/{e}, which casts votes): HEAD is safe by definition and never runs
+     * it — 405, and Allow does not offer HEAD there. */
+    bool head = strcmp(method, "HEAD") == 0;
+    if (*allow && strstr(allow, "GET") && !strstr(allow, "HEAD") && !guarded_get) strcat(allow, ", HEAD");
+    if (head && found && found->guard) {
+      strcat(allow, ", OPTIONS");
+      http_reply_problem(&res, 405, "Method Not Allowed",
+                         "HEAD does not run an operation; use POST", NULL);
+      http_set_header(&res, "Allow", allow);
+    } else if (strcmp(method, "OPTIONS") == 0) {
       if (*allow) strcat(allow, ", OPTIONS");
       answer_preflight(s, &req, &res, *allow ? allow : "OPTIONS");
       route_label = "preflight";

@@ -94,6 +94,15 @@ proof_status proof_verify(const char *secret, size_t secret_len, const char *hea
   return CRYPTO_memcmp(want, sig, 64) == 0 ? PROOF_OK : PROOF_BAD_SIGNATURE;
 }
 
+proof_status proof_verify_rotating(const char *secret, size_t secret_len, const char *previous,
+                                   size_t previous_len, const char *header, const char *method,
+                                   const char *path, const char *consumer, const char *scopes,
+                                   int64_t now_s) {
+  proof_status st = proof_verify(secret, secret_len, header, method, path, consumer, scopes, now_s);
+  if (st != PROOF_BAD_SIGNATURE || !previous || previous_len < PROOF_MIN_SECRET) return st;
+  return proof_verify(previous, previous_len, header, method, path, consumer, scopes, now_s);
+}
+
 bool proof_scope_has(const char *scopes, const char *scope) {
   if (!scopes || !scope || !*scope) return false;
   size_t n = strlen(scope);

@@ -56,6 +56,39 @@ static void any_changed_field_breaks_it(void **state) {
                    PROOF_BAD_SIGNATURE);
 }
 
+/* Rotation: a proof made with the previous secret passes only while that secret is given
+ * as the previous one; the current one always passes; a previous secret alone (no current)
+ * or a short one admits nothing; other failures are not retried with the previous one. */
+static void previous_secret_accepted_only_while_configured(void **state) {
+  (void)state;
+  static const char OLD[] = "0123456789abcdef-old-secret";
+  const size_t OLEN = sizeof OLD - 1;
+  char old[PROOF_TEXT_MAX], cur[PROOF_TEXT_MAX], other[PROOF_TEXT_MAX];
+  proof_sign(OLD, OLEN, "POST", "/voter/drop/votes", "k", "admin", NOW, old);
+  proof_sign(SECRET, SLEN, "POST", "/voter/drop/votes", "k", "admin", NOW, cur);
+  proof_sign("0123456789abcdef-unrelated", 26, "POST", "/voter/drop/votes", "k", "admin", NOW, other);
+#define V(proof, prev, plen) \
+  proof_verify_rotating(SECRET, SLEN, prev, plen, proof, "POST", "/voter/drop/votes", "k", "admin", NOW)
+  assert_int_equal(V(old, OLD, OLEN), PROOF_OK);              /* during the overlap */
+  assert_int_equal(V(cur, OLD, OLEN), PROOF_OK);
+  assert_int_equal(V(other, OLD, OLEN), PROOF_BAD_SIGNATURE);
+  assert_int_equal(V(old, NULL, 0), PROOF_BAD_SIGNATURE);     /* after it */
+  assert_int_equal(V(cur, NULL, 0), PROOF_OK);
+  assert_int_equal(V(old, "short", 5), PROOF_BAD_SIGNATURE);  /* too short: none */
+#undef V
+  /* the previous secret never stands in for a missing current one */
+  assert_int_equal(proof_verify_rotating(NULL, 0, OLD, OLEN, old, "POST", "/voter/drop/votes", "k",
+                                         "admin", NOW),
+                   PROOF_NO_SECRET);
+  /* an old proof is still bound to its request and its window */
+  assert_int_equal(proof_verify_rotating(SECRET, SLEN, OLD, OLEN, old, "POST", "/voter/drop/vote",
+                                         "k", "admin", NOW),
+                   PROOF_BAD_SIGNATURE);
+  assert_int_equal(proof_verify_rotating(SECRET, SLEN, OLD, OLEN, old, "POST", "/voter/drop/votes",
+                                         "k", "admin", NOW + 301),
+                   PROOF_EXPIRED);
+}
+
 static void window_and_format_are_strict(void **state) {
   (void)state;
   char out[PROOF_TEXT_MAX];
@@ -126,6 +159,7 @@ int main(void) {
       cmocka_unit_test(valid_proof_verifies),
       cmocka_unit_test(any_changed_field_breaks_it),
       cmocka_unit_test(window_and_format_are_strict),
+      cmocka_unit_test(previous_secret_accepted_only_while_configured),
       cmocka_unit_test(short_or_missing_secret_signs_and_accepts_nothing),
       cmocka_unit_test(scopes_match_whole_words),
   };

@@ -2,7 +2,9 @@
  * deleting votes, cancelling jobs) only for requests that carry a valid gateway proof
  * (proof.h) holding the `admin` scope (prefix authz_).
  *
- * The secret is GATEWAY_PROOF_SECRET, read once per process. Without it (or with one
+ * The secret is GATEWAY_PROOF_SECRET, read once per process; while a secret is being
+ * rotated, proofs made with GATEWAY_PROOF_SECRET_PREVIOUS are accepted too (proof.h,
+ * proof_verify_rotating; docs/operations.md). Without a current secret (or with one
  * shorter than PROOF_MIN_SECRET) every admin operation is refused: the service fails
  * closed and says so once in its log at start. Everything else is unaffected: reads,
  * votes and writes stay the gateway's business (rules and scopes there). */

@@ -7,7 +7,8 @@
  *   X-Gateway-Proof:   t=<unix seconds>,sig=<64 lowercase hex>
  * where sig = HMAC-SHA256(secret, METHOD "\n" PATH "\n" t "\n" CONSUMER "\n" SCOPES) and
  * PATH is the normalised path the gateway forwards, without the query. The secret is one
- * per deployment (GATEWAY_PROOF_SECRET), shared by the gateway and the services only.
+ * per deployment (GATEWAY_PROOF_SECRET), shared by the gateway and the services only;
+ * during a rotation services accept the previous one too (GATEWAY_PROOF_SECRET_PREVIOUS).
  * A service that receives no valid proof treats the caller as having no scopes: a request
  * on the internal network, or a webhook aimed at a service, cannot perform admin actions.
  * A proof is valid for PROOF_MAX_SKEW_S either side of the service's clock; it binds the
@@ -26,6 +27,9 @@
 #define PROOF_CONSUMER_HEADER "X-Consumer-ID"
 #define PROOF_SCOPES_HEADER "X-Consumer-Scopes"
 #define PROOF_SECRET_ENV "GATEWAY_PROOF_SECRET"
+/* Rotation: services also accept proofs signed with this one while it is set (the gateway
+ * signs with GATEWAY_PROOF_SECRET only). Procedure: docs/operations.md. */
+#define PROOF_SECRET_PREVIOUS_ENV "GATEWAY_PROOF_SECRET_PREVIOUS"
 #define PROOF_MAX_SKEW_S 300
 /* A secret shorter than this is refused by proof_sign and proof_verify. */
 #define PROOF_MIN_SECRET 16
@@ -61,6 +65,15 @@ void proof_signer_free(proof_signer *s);
 proof_status proof_verify(const char *secret, size_t secret_len, const char *header,
                           const char *method, const char *path, const char *consumer,
                           const char *scopes, int64_t now_s);
+
+/* Rotation overlap: proof_verify with secret; when that signature does not match and a
+ * previous secret is given (previous may be NULL; shorter than PROOF_MIN_SECRET counts as
+ * none), proof_verify with previous. Without a current secret: PROOF_NO_SECRET, whatever
+ * the previous one (a previous secret alone never admits anything). */
+proof_status proof_verify_rotating(const char *secret, size_t secret_len, const char *previous,
+                                   size_t previous_len, const char *header, const char *method,
+                                   const char *path, const char *consumer, const char *scopes,
+                                   int64_t now_s);
 
 /* true when the space-separated list scopes holds scope as a whole word. */
 bool proof_scope_has(const char *scopes, const char *scope);
