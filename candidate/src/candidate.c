@@ -6,10 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "voter/hal.h"
 #include "voter/json.h"
 #include "voter/log.h"
 #include "voter/replica_read.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 #define NAME_MAX_LEN 256
 /* The wire name (sic) and the spelling also accepted on input. */
@@ -48,17 +50,13 @@ const char *candidate_sort_field(const char *p) {
   static const char *const allowed[] = {"firstName", "lastName",  "fullName",
                                         "politicalParty", "election", "homeState",
                                         EXPERIENCE,  "version",   NULL};
-  if (strcmp(p, "id") == 0) return "_id";
-  for (int i = 0; allowed[i]; i++)
-    if (strcmp(p, allowed[i]) == 0) return allowed[i];
-  return NULL;
+  return hal_sort_field(allowed, p);
 }
 
 /* "<first> <last>"; caller frees. */
 static char *full_name(const char *first, const char *last) {
   size_t n = strlen(first) + strlen(last) + 2;
-  char *out = malloc(n);
-  if (!out) abort();
+  char *out = xmalloc(n);
   snprintf(out, n, "%s %s", first, last);
   return out;
 }
@@ -128,8 +126,7 @@ static void append_fields(bson_t *dst, const json_t *body) {
   const char *election = jsonv_str(body, "election");
   char *full = full_name(first, last);
   size_t keylen = strlen(election) + strlen(full) + 2;
-  char *key = malloc(keylen);
-  if (!key) abort();
+  char *key = xmalloc(keylen);
   snprintf(key, keylen, "%s\x1f%s", election, full);
   BSON_APPEND_UTF8(dst, "firstName", first);
   BSON_APPEND_UTF8(dst, "lastName", last);

@@ -1,14 +1,16 @@
 /* elections — the election replica: consumer, reads, clear and replay; see elections.h. */
 #include "elections.h"
 
-#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "voter/hal.h"
+#include "voter/httpc.h"
 #include "voter/log.h"
 #include "voter/replica_read.h"
 #include "voter/replica.h"
+#include "voter/xalloc.h"
 
 #define COLLECTION "elections"
 
@@ -23,11 +25,10 @@ struct elections {
   replica_consumer *consumer;
 };
 
-static char *dup_or_null(const char *s) { return s && *s ? strdup(s) : NULL; }
+static char *dup_or_null(const char *s) { return s && *s ? xstrdup(s) : NULL; }
 
 elections *elections_open(const elections_options *o) {
-  elections *e = calloc(1, sizeof *e);
-  if (!e) return NULL;
+  elections *e = xcalloc(1, sizeof *e);
   e->db = o->db;
   e->election_url = dup_or_null(o->election_url);
   e->api_key = dup_or_null(o->api_key);
@@ -81,10 +82,7 @@ bool elections_start_consumer(elections *e) {
 const char *elections_sort_field(const char *p) {
   static const char *const allowed[] = {"title", "date", "electionType", "description", "version",
                                         NULL};
-  if (strcmp(p, "id") == 0) return "_id";
-  for (int i = 0; allowed[i]; i++)
-    if (strcmp(p, allowed[i]) == 0) return allowed[i];
-  return NULL;
+  return hal_sort_field(allowed, p);
 }
 
 /* The representation the election service gives its elections. */
@@ -129,59 +127,12 @@ elections_status elections_clear(elections *e, int64_t *count) {
   return status_of(replica_read_clear(e->db, COLLECTION, count));
 }
 
-static size_t discard(char *data, size_t size, size_t n, void *ctx) {
-  (void)data, (void)ctx;
-  return size * n;
-}
-
-int elections_request_replay(elections *e, const char *request_id, const authz_headers *auth,
-                             char *err, size_t errlen) {
-  char url[1024], header[256];
-  size_t n = strlen(e->election_url);
-  while (n && e->election_url[n - 1] == '/') n--;
-  snprintf(url, sizeof url, "%.*s/election/events/replay", (int)n, e->election_url);
-  CURL *curl = curl_easy_init();
-  if (!curl) {
-    snprintf(err, errlen, "cannot initialise libcurl");
-    return -1;
-  }
-  /* No body, so no form Content-Type either. */
-  struct curl_slist *headers = curl_slist_append(NULL, "Content-Type:");
-  if (request_id) {
-    snprintf(header, sizeof header, "X-Request-ID: %s", request_id);
-    headers = curl_slist_append(headers, header);
-  }
-  if (e->api_key) {
-    snprintf(header, sizeof header, "X-API-Key: %s", e->api_key);
-    headers = curl_slist_append(headers, header);
-  }
-  if (auth) {
-    headers = curl_slist_append(headers, auth->consumer);
-    headers = curl_slist_append(headers, auth->scopes);
-    headers = curl_slist_append(headers, auth->proof);
-  }
-  curl_easy_setopt(curl, CURLOPT_URL, url);
-  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, 0L);
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for DNS timeouts */
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
-  /* The election service re-publishes through its outbox: one write per election. */
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 30000L);
-  CURLcode rc = curl_easy_perform(curl);
-  long status = 0;
-  int result = 0;
-  if (rc != CURLE_OK) {
-    snprintf(err, errlen, "POST %s: %s", url, curl_easy_strerror(rc));
-    result = -1;
-  } else if (curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK ||
-             status < 200 || status > 299) {
-    snprintf(err, errlen, "POST %s answered %ld", url, status);
-    result = -1;
-  }
-  curl_slist_free_all(headers);
-  curl_easy_cleanup(curl);
-  return result;
+elections_status elections_request_replay(elections *e, const char *request_id,
+                                          const authz_headers *auth, char *err, size_t errlen) {
+  const char *proof[] = {auth ? auth->consumer : NULL, auth ? auth->scopes : NULL,
+                         auth ? auth->proof : NULL, NULL};
+  httpc_replay r = {.base_url = e->election_url, .path = "/election/events/replay",
+                    .api_key = e->api_key, .request_id = request_id,
+                    .headers = auth ? proof : NULL};
+  return httpc_request_replay(&r, err, errlen) == 0 ? ELECTIONS_OK : ELECTIONS_UNAVAILABLE;
 }

@@ -9,7 +9,7 @@
  * date stays the string the election service rendered (ISO 8601, so it sorts). Tombstones
  * (deleted: true) are hidden from every read here. Clearing the replica asks the election
  * service to replay its current elections (POST <ELECTION_URL>/election/events/replay,
- * through libcurl), so it rebuilds by itself. This layer knows nothing about serving
+ * through the shared httpc client), so it rebuilds by itself. This layer knows nothing about serving
  * HTTP. */
 #ifndef CANDIDATE_ELECTIONS_H
 #define CANDIDATE_ELECTIONS_H
@@ -29,6 +29,11 @@ typedef enum {
 } elections_status;
 
 typedef struct elections elections;
+
+/* One convention (shared/README.md, "Error conventions"): the reads, writes and requests
+ * return an elections_status; the life-cycle calls say only whether they worked (a
+ * pointer or NULL from elections_open, a bool from elections_init and
+ * elections_start_consumer), having logged why not. */
 
 typedef struct elections_options {
   mongo_db *db;
@@ -67,10 +72,11 @@ elections_status elections_title_known(elections *e, const char *title, bool *kn
 
 /* Deletes every replica document, tombstones included. */
 elections_status elections_clear(elections *e, int64_t *count);
-/* Asks the election service to re-publish its elections. 0 on a 2xx answer; otherwise -1
- * with a reason in err. request_id (may be NULL) is passed on as X-Request-ID; auth (may be
- * NULL) holds the admin proof headers the election service requires for a replay. */
-int elections_request_replay(elections *e, const char *request_id, const authz_headers *auth,
+/* Asks the election service to re-publish its elections (httpc_request_replay).
+ * ELECTIONS_OK on a 2xx answer; otherwise ELECTIONS_UNAVAILABLE with a reason in err.
+ * request_id (may be NULL) is passed on as X-Request-ID; auth (may be NULL) holds the admin
+ * proof headers the election service requires for a replay. */
+elections_status elections_request_replay(elections *e, const char *request_id, const authz_headers *auth,
                              char *err, size_t errlen);
 
 #endif

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "voter/hal.h"
 #include "voter/json.h"
 #include "voter/util.h"
 
@@ -22,10 +23,7 @@ static const jsonv_field election_fields[] = {
 const char *election_sort_field(const char *p) {
   static const char *const allowed[] = {"title", "date", "electionType", "description", "version",
                                         NULL};
-  if (strcmp(p, "id") == 0) return "_id";
-  for (int i = 0; allowed[i]; i++)
-    if (strcmp(p, allowed[i]) == 0) return allowed[i];
-  return NULL;
+  return hal_sort_field(allowed, p);
 }
 
 int election_validate(const json_t *body, const char *path_id, json_t *errors) {

@@ -13,14 +13,14 @@
 #include "webroot.h"
 #include "voter/path.h"
 #include "voter/proof.h"
+#include "voter/xalloc.h"
 
 /* ------------------------------------------------------------------ bytes */
 
 void gw_bytes_append(gw_bytes *b, const char *s, size_t n) {
   if (b->len + n + 1 > b->cap) {
     size_t cap = (b->len + n + 1) * 2;
-    char *nb = realloc(b->data, cap);
-    if (!nb) abort();
+    char *nb = xrealloc(b->data, cap);
     b->data = nb;
     b->cap = cap;
   }
@@ -286,8 +286,7 @@ static void note_fields(const gw_head *h, gw_admission *a, const char **api_key,
   }
   if (!nxff) return;
   /* several X-Forwarded-For fields are one list */
-  a->xff = malloc(xff_len + 1);
-  if (!a->xff) abort();
+  a->xff = xmalloc(xff_len + 1);
   size_t o = 0;
   for (int i = 0; i < h->nfields; i++) {
     const gw_field *f = &h->fields[i];

@@ -11,12 +11,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "voter/xalloc.h"
+
 static void reserve(gw_alog *l, size_t more) {
   if (l->len + more <= l->cap) return;
   size_t cap = l->cap ? l->cap : 16384;
   while (cap < l->len + more) cap *= 2;
-  char *nb = realloc(l->buf, cap);
-  if (!nb) abort();
+  char *nb = xrealloc(l->buf, cap);
   l->buf = nb;
   l->cap = cap;
 }

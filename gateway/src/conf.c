@@ -16,6 +16,7 @@
 #include "netaddr.h"
 #include "upstream.h"
 #include "voter/proof.h"
+#include "voter/xalloc.h"
 
 /* ------------------------------------------------------------------ small parsers */
 
@@ -290,12 +291,12 @@ static void check_fields(perr *p, json_t *obj, const char *where, const char *co
 /* String field (copied), def (copied, may be NULL) when absent. */
 static char *get_str(perr *p, json_t *obj, const char *where, const char *key, const char *def) {
   json_t *v = obj ? json_object_get(obj, key) : NULL;
-  if (!v || json_is_null(v)) return def ? strdup(def) : NULL;
+  if (!v || json_is_null(v)) return def ? xstrdup(def) : NULL;
   if (!json_is_string(v)) {
     fail(p, "%s.%s: must be a string", where, key);
     return NULL;
   }
-  return strdup(json_string_value(v));
+  return xstrdup(json_string_value(v));
 }
 
 static uint64_t get_size(perr *p, json_t *obj, const char *where, const char *key, uint64_t def) {
@@ -316,15 +317,14 @@ static char **get_strv(perr *p, json_t *arr, const char *where, int *n) {
     return NULL;
   }
   size_t len = json_array_size(arr);
-  char **v = calloc(len + 1, sizeof *v);
-  if (!v) abort();
+  char **v = xcalloc(len + 1, sizeof *v);
   for (size_t i = 0; i < len; i++) {
     json_t *s = json_array_get(arr, i);
     if (!json_is_string(s)) {
       fail(p, "%s[%zu]: must be a string", where, i);
       break;
     }
-    v[(*n)++] = strdup(json_string_value(s));
+    v[(*n)++] = xstrdup(json_string_value(s));
   }
   return v;
 }
@@ -341,19 +341,17 @@ static void parse_tiers(perr *p, gw_conf *c, json_t *tiers) {
     fail(p, "tiers: must be an object {tier: {limit: policy}}");
     return;
   }
-  c->tiers = calloc(json_object_size(tiers) + 1, sizeof *c->tiers);
-  if (!c->tiers) abort();
+  c->tiers = xcalloc(json_object_size(tiers) + 1, sizeof *c->tiers);
   const char *name;
   json_t *limits;
   json_object_foreach(tiers, name, limits) {
     gw_tier *t = &c->tiers[c->ntiers++];
-    t->name = strdup(name);
+    t->name = xstrdup(name);
     if (!json_is_object(limits)) {
       fail(p, "tiers.%s: must be an object {limit: \"N/WINDOW\" | \"unlimited\"}", name);
       return;
     }
-    t->limits = calloc(json_object_size(limits) + 1, sizeof *t->limits);
-    if (!t->limits) abort();
+    t->limits = xcalloc(json_object_size(limits) + 1, sizeof *t->limits);
     const char *lname;
     json_t *policy;
     json_object_foreach(limits, lname, policy) {
@@ -386,7 +384,7 @@ static void parse_tiers(perr *p, gw_conf *c, json_t *tiers) {
           fail(p, "tiers.%s: limit name \"%s\" may only use letters, digits, - _ .", name, lname);
           return;
         }
-      l->name = strdup(lname);
+      l->name = xstrdup(lname);
       gw_limit_finish(l);
       t->nlimits++;
     }
@@ -406,8 +404,7 @@ static void parse_keys(perr *p, gw_conf *c, json_t *keys, const char *where) {
     fail(p, "%s: must be an object {key: tier}", where);
     return;
   }
-  gw_key *nk = realloc(c->keys, ((size_t)c->nkeys + json_object_size(keys) + 1) * sizeof *nk);
-  if (!nk) abort();
+  gw_key *nk = xrealloc(c->keys, ((size_t)c->nkeys + json_object_size(keys) + 1) * sizeof *nk);
   c->keys = nk;
   const char *key;
   json_t *tier;
@@ -429,7 +426,7 @@ static void parse_keys(perr *p, gw_conf *c, json_t *keys, const char *where) {
         return;
       }
     gw_key *k = &c->keys[c->nkeys++];
-    k->key = strdup(key);
+    k->key = xstrdup(key);
     k->tier = t;
     unsigned char md[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)key, strlen(key), md);
@@ -482,8 +479,7 @@ static unsigned methods_mask(perr *p, json_t *arr, const char *where) {
 
 static void parse_rules(perr *p, gw_conf *c, gw_route *r, json_t *rules, const char *where) {
   if (!rules || json_is_null(rules)) {
-    r->rules = calloc(1, sizeof *r->rules);
-    if (!r->rules) abort();
+    r->rules = xcalloc(1, sizeof *r->rules);
     r->rules[0].methods = GW_M_ANY;
     r->nrules = 1;
     return;
@@ -492,8 +488,7 @@ static void parse_rules(perr *p, gw_conf *c, gw_route *r, json_t *rules, const c
     fail(p, "%s.rules: must be an array", where);
     return;
   }
-  r->rules = calloc(json_array_size(rules) + 1, sizeof *r->rules);
-  if (!r->rules) abort();
+  r->rules = xcalloc(json_array_size(rules) + 1, sizeof *r->rules);
   size_t i;
   json_t *j;
   json_array_foreach(rules, i, j) {
@@ -536,7 +531,7 @@ static char *normalize_prefix(perr *p, const char *s, const char *where) {
     fail(p, "%s: must be a plain path", where);
     return NULL;
   }
-  return strndup(s, n);
+  return xstrndup(s, n);
 }
 
 /* Expands ${VAR} and ${VAR:-default} into out (so one file serves the local stack, compose
@@ -592,7 +587,7 @@ static char *expand_upstream(const char *in) {
   long port = colon ? strtol(colon + 1, &end, 10) : 0;
   if (!colon || colon == s || !colon[1] || *end || port < 1 || port > 65535 || strchr(s, '/'))
     return NULL;
-  return strdup(s);
+  return xstrdup(s);
 }
 
 static int route_cmp(const void *a, const void *b) {
@@ -606,8 +601,7 @@ static void parse_routes(perr *p, gw_conf *c, json_t *routes, json_t *defaults) 
     fail(p, "routes: must be a non-empty array");
     return;
   }
-  c->routes = calloc(json_array_size(routes) + 1, sizeof *c->routes);
-  if (!c->routes) abort();
+  c->routes = xcalloc(json_array_size(routes) + 1, sizeof *c->routes);
   static const char *const dfields[] = {"connect_timeout_ms", "read_timeout_ms", "retries", "max_body", NULL};
   check_fields(p, defaults, "defaults", dfields);
   int d_connect = get_int(p, defaults, "defaults", "connect_timeout_ms", 1000, 1, 600000);
@@ -643,7 +637,7 @@ static void parse_routes(perr *p, gw_conf *c, json_t *routes, json_t *defaults) 
       }
       size_t n = strlen(s);
       while (n > 0 && s[n - 1] == '/') n--;
-      r->rewrite = strndup(s, n); /* "" or "/x": the remainder always starts with / */
+      r->rewrite = xstrndup(s, n); /* "" or "/x": the remainder always starts with / */
     }
     json_t *ups = json_object_get(j, "upstreams");
     char uw[80];
@@ -678,14 +672,13 @@ static void parse_routes(perr *p, gw_conf *c, json_t *routes, json_t *defaults) 
 }
 
 static char *join_strv(perr *p, json_t *v, const char *where, const char *def) {
-  if (!v || json_is_null(v)) return strdup(def);
-  if (json_is_string(v)) return strdup(json_string_value(v));
+  if (!v || json_is_null(v)) return xstrdup(def);
+  if (json_is_string(v)) return xstrdup(json_string_value(v));
   int n;
   char **items = get_strv(p, v, where, &n);
   size_t len = 1;
   for (int i = 0; i < n; i++) len += strlen(items[i]) + 2;
-  char *out = calloc(1, len);
-  if (!out) abort();
+  char *out = xcalloc(1, len);
   for (int i = 0; i < n; i++) {
     if (i) strcat(out, ", ");
     strcat(out, items[i]);
@@ -702,8 +695,7 @@ gw_conf *gw_conf_parse(const char *text, size_t len, char *err, size_t errlen) {
     snprintf(err, errlen, "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
     return NULL;
   }
-  gw_conf *c = calloc(1, sizeof *c);
-  if (!c) abort();
+  gw_conf *c = xcalloc(1, sizeof *c);
   atomic_init(&c->refs, 1);
   if (!json_is_object(root)) {
     fail(&p, "the configuration must be a JSON object");
@@ -753,8 +745,7 @@ gw_conf *gw_conf_parse(const char *text, size_t len, char *err, size_t errlen) {
   if (trusted) {
     int n;
     char **v = get_strv(&p, trusted, "trusted_proxies", &n);
-    c->trusted = calloc((size_t)n + 1, sizeof *c->trusted);
-    if (!c->trusted) abort();
+    c->trusted = xcalloc((size_t)n + 1, sizeof *c->trusted);
     for (int i = 0; i < n; i++) {
       if (gw_cidr_parse(v[i], &c->trusted[c->ntrusted]) != 0)
         fail(&p, "trusted_proxies[%d]: \"%s\" is not an address or CIDR range", i, v[i]);
@@ -783,7 +774,7 @@ gw_conf *gw_conf_parse(const char *text, size_t len, char *err, size_t errlen) {
   if (kf) {
     char expanded[1024];
     if (expand_env(kf, expanded, sizeof expanded) != 0) fail(&p, "keys_file: cannot expand \"%s\"", kf);
-    else if (*expanded) c->keys_file = strdup(expanded);
+    else if (*expanded) c->keys_file = xstrdup(expanded);
     free(kf);
   }
   json_t *ph = json_object_get(root, "public_hosts");
@@ -796,7 +787,7 @@ gw_conf *gw_conf_parse(const char *text, size_t len, char *err, size_t errlen) {
         break;
       }
       free(c->public_hosts[i]);
-      c->public_hosts[i] = strdup(expanded);
+      c->public_hosts[i] = xstrdup(expanded);
       for (const char *h = c->public_hosts[i]; *h; h++)
         if (*h <= 0x20 || *h >= 0x7f || *h == '/' || *h == ',') {
           fail(&p, "public_hosts[%d]: must be host or host:port", i);
@@ -831,8 +822,7 @@ static char *read_file(const char *path, size_t *len) {
   for (;;) {
     if (n + 4096 + 1 > cap) {
       cap = (n + 4096 + 1) * 2;
-      char *nb = realloc(buf, cap);
-      if (!nb) abort();
+      char *nb = xrealloc(buf, cap);
       buf = nb;
     }
     size_t got = fread(buf + n, 1, cap - n - 1, f);
@@ -867,13 +857,13 @@ gw_conf *gw_conf_load(const char *path, char *err, size_t errlen) {
   const char *env;
   if ((env = getenv("HTTP_HOST")) && *env) {
     free(c->host);
-    c->host = strdup(env);
+    c->host = xstrdup(env);
   }
   if ((env = getenv("HTTP_PORT")) && *env) c->port = atoi(env);
   if ((env = getenv("HTTP_THREADS")) && *env && atoi(env) > 0) c->threads = atoi(env);
   if ((env = getenv("GATEWAY_OPENAPI")) && *env) {
     free(c->openapi_path);
-    c->openapi_path = strdup(env);
+    c->openapi_path = xstrdup(env);
   }
   if (c->keys_file) {
     size_t klen;
@@ -917,8 +907,7 @@ gw_conf *gw_conf_load(const char *path, char *err, size_t errlen) {
   }
   for (int i = 0; i < c->nroutes; i++) {
     gw_route *r = &c->routes[i];
-    r->instances = calloc((size_t)r->nupstreams, sizeof *r->instances);
-    if (!r->instances) abort();
+    r->instances = xcalloc((size_t)r->nupstreams, sizeof *r->instances);
     for (int u = 0; u < r->nupstreams; u++) {
       r->instances[u] = gw_instance_get(r->upstreams[u], r->health_path, msg, sizeof msg);
       if (!r->instances[u]) {

@@ -2,6 +2,7 @@
  * exchange.h. */
 #define _GNU_SOURCE
 #include "exchange.h"
+#include "voter/xalloc.h"
 
 const char *const fast_result_names[FAST_RESULTS] = {"answered", "timeout", "yielded",
                                                      "streamed", "retried", "skipped"};
@@ -18,8 +19,7 @@ atomic_bool ex_stopping;
 exchange *ex_new(loop *w) {
   exchange *ex = w->spare;
   if (!ex) {
-    ex = calloc(1, sizeof *ex);
-    if (!ex) abort();
+    ex = xcalloc(1, sizeof *ex);
     return ex;
   }
   w->spare = ex->active_next;
@@ -53,8 +53,7 @@ double ex_now_s(void) { return util_monotonic(); }
 /* ------------------------------------------------------------------ buffers */
 
 void buf_init(buf *b, size_t cap) {
-  b->data = malloc(cap);
-  if (!b->data) abort();
+  b->data = xmalloc(cap);
   b->off = b->len = 0;
   b->cap = cap;
 }
@@ -65,8 +64,7 @@ size_t buf_pending(const buf *b) { return b->len - b->off; }
 void buf_append(buf *b, const char *s, size_t n) {
   if (b->len + n > b->cap) {
     size_t cap = (b->len + n) * 2;
-    char *nb = realloc(b->data, cap);
-    if (!nb) abort();
+    char *nb = xrealloc(b->data, cap);
     b->data = nb;
     b->cap = cap;
   }

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "voter/xalloc.h"
+
 static const char *slug(int status) {
   switch (status) {
     case 400: return "bad-request";
@@ -32,6 +34,9 @@ char *gw_problem(int status, const char *title, const char *detail, const char *
   if (request_id) json_object_set_new(p, "requestId", json_string(request_id));
   char *s = json_dumps(p, JSON_COMPACT | JSON_PRESERVE_ORDER);
   json_decref(p);
+  /* Not an allocation check: jansson allocates through xalloc (main calls
+   * xalloc_install), so NULL here means json_pack refused a NULL or non-UTF-8 title,
+   * and every caller passes a literal. An impossible state, asserted. */
   if (!s) abort();
   *len = strlen(s);
   return s;
@@ -61,8 +66,7 @@ static void html_escape(char *out, size_t outlen, const char *s) {
 
 char *gw_landing_page(const gw_conf *c, size_t *len) {
   size_t cap = 4096 + (size_t)c->nroutes * 512;
-  char *page = malloc(cap);
-  if (!page) abort();
+  char *page = xmalloc(cap);
   size_t n = (size_t)snprintf(
       page, cap,
       "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -20,6 +20,7 @@
 #include "voter/config.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
+#include "voter/xalloc.h"
 
 #ifndef GW_DEFAULT_CONFIG
 #define GW_DEFAULT_CONFIG "gateway.example.json"
@@ -70,6 +71,10 @@ static const char usage[] =
     "is a landing page), /openapi.json, /gateway/health, /gateway/metrics.\n";
 
 int main(int argc, char **argv) {
+  /* before any jansson allocation (the configuration, every log line): jansson's
+   * allocator is xalloc's, so a constructor never returns NULL for want of memory. The
+   * gateway uses neither libbson nor libcurl. */
+  xalloc_install();
   const char *path = NULL;
   bool check = false;
   for (int i = 1; i < argc; i++) {

@@ -36,6 +36,7 @@
 #include "admit.h"
 #include "streams.h"
 #include "webroot.h"
+#include "voter/xalloc.h"
 
 static loop loops[MAX_LOOPS];
 static int nloops;
@@ -88,8 +89,7 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn) {
     if (ulen) memcpy(ex->uri_buf, uri, ulen);
     ex->uri_buf[ulen] = 0;
   } else {
-    ex->uri = strdup(uri);
-    if (!ex->uri) abort();
+    ex->uri = xstrdup(uri);
   }
   ex->t_start = ex_now_s();
   ex->rl_decision = "none";
@@ -167,8 +167,7 @@ static void cslot_release(loop *w, cslot *s) {
 static void take_conf(loop *w) {
   unsigned gen = atomic_load(&conf_gen);
   if (w->cur && gen == w->conf_gen) return;
-  cslot *s = calloc(1, sizeof *s);
-  if (!s) abort();
+  cslot *s = xcalloc(1, sizeof *s);
   s->conf = gw_proxy_conf();
   cslot *old = w->cur;
   w->cur = s;
@@ -176,8 +175,7 @@ static void take_conf(loop *w) {
   if (old) cslot_release(w, old);
   free(w->rr);
   w->nrr = s->conf->nroutes;
-  w->rr = calloc((size_t)w->nrr + 1, sizeof *w->rr);
-  if (!w->rr) abort();
+  w->rr = xcalloc((size_t)w->nrr + 1, sizeof *w->rr);
   for (int i = 0; i < w->nrr; i++) w->rr[i] = (unsigned)(w->id * 7 + i); /* spread starts */
 }
 
@@ -246,8 +244,7 @@ static void serve_metrics(exchange *ex) {
                    "# TYPE gateway_idle_polls_total counter\n");
   fn = by_result(fast, sizeof fast, fn, "gateway_idle_polls_total", offsetof(loop, idle_polls),
                  idle_result_names, IDLE_RESULTS);
-  char *text = NULL;
-  if (asprintf(&text, "%s%s%s", mine, fast, shared) < 0) abort();
+  char *text = xasprintf("%s%s%s", mine, fast, shared);
   free(mine);
   free(shared);
   rsp_local(ex, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
@@ -288,8 +285,7 @@ static bool serve_local(exchange *ex, const char *p, size_t n) {
     if (!ex->conf->openapi) {
       rsp_problem(ex, 404, "Not Found", "no OpenAPI document is installed");
     } else {
-      char *doc = malloc(ex->conf->openapi_len + 1);
-      if (!doc) abort();
+      char *doc = xmalloc(ex->conf->openapi_len + 1);
       memcpy(doc, ex->conf->openapi, ex->conf->openapi_len);
       rsp_local(ex, 200, "application/json", doc, ex->conf->openapi_len);
     }
@@ -427,8 +423,7 @@ static void on_headers(exchange *ex, const char *url, const char *method, const 
     size_t want = ex->head_len + (body < c->buffer_bytes ? (size_t)body : c->buffer_bytes) + 64;
     if (ex->req.cap < want) {
       ex->req.cap = want;
-      ex->req.data = realloc(ex->req.data, ex->req.cap);
-      if (!ex->req.data) abort();
+      ex->req.data = xrealloc(ex->req.data, ex->req.cap);
     }
   }
   if (!ex->has_body) ex->body_done = true;

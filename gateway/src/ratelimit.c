@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "voter/xalloc.h"
+
 #define SHARDS 64
 #define CHAINS 1024 /* per shard */
 
@@ -70,11 +72,7 @@ void gw_rl_take(const gw_limit *l, const char *tier, const char *identity, doubl
     }
   }
   if (!b) {
-    b = malloc(sizeof *b + klen + 1);
-    if (!b) {
-      pthread_mutex_unlock(&s->lock);
-      return; /* out of memory: fail open rather than refuse everyone */
-    }
+    b = xmalloc(sizeof *b + klen + 1);
     memcpy(b->key, key, klen);
     b->key[klen] = 0;
     b->hash = h;

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "exchange.h"
 #include "admit.h"
+#include "voter/xalloc.h"
 
 /* ------------------------------------------------------------------ responses */
 
@@ -141,7 +142,9 @@ static void make_response(exchange *ex) {
   ex->status = ex->upstream_status;
   uint64_t size = ex->resp_length == UINT64_MAX ? MHD_SIZE_UNKNOWN : ex->resp_length;
   struct MHD_Response *r = MHD_create_response_from_callback(size, 16384, reader, ex, reader_free);
-  if (!r) abort();
+  /* NULL only when libmicrohttpd cannot allocate the response (its allocator is not
+   * ours to route): the same out-of-memory policy */
+  if (!r) xalloc_oom(16384, XALLOC_WHERE);
   ex->refs++; /* the response's reference, dropped by reader_free */
   ex->stream = r;
   response_fields(ex, r);
@@ -176,7 +179,9 @@ void rsp_build(exchange *ex) {
     if (ex->resp.off) memmove(ex->resp.data, ex->resp.data + ex->resp.off, len);
     r = MHD_create_response_from_buffer_with_free_callback(len, ex->resp.data, free);
   }
-  if (!r) abort();
+  /* NULL only when libmicrohttpd cannot allocate the response object (the body is not
+   * copied; the object's size is private to libmicrohttpd, hence 0) */
+  if (!r) xalloc_oom(0, XALLOC_WHERE);
   ex->resp.data = NULL; /* the response's now */
   ex->resp.off = ex->resp.len = ex->resp.cap = 0;
   ex->bytes_out += len;

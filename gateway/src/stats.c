@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "voter/xalloc.h"
+
 #define NB 12
 static const double bounds[NB] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                   0.1,   0.25,   0.5,   1.0,  2.5,   10.0};
@@ -54,8 +56,7 @@ static const struct {
     {NULL, NULL, NULL}};
 
 gw_stats *gw_stats_new(void) {
-  gw_stats *s = calloc(1, sizeof *s);
-  if (!s) abort();
+  gw_stats *s = xcalloc(1, sizeof *s);
   pthread_mutex_init(&s->lock, NULL);
   s->all_tail = &s->all;
   return s;
@@ -86,10 +87,9 @@ static series *get(gw_stats *s, const char *family, const char *labels, bool his
   unsigned h = hash2(family, labels) % CHAINS;
   for (series *e = s->chains[h]; e; e = e->next)
     if (strcmp(e->family, family) == 0 && strcmp(e->labels, labels) == 0) return e;
-  series *e = calloc(1, sizeof *e);
-  if (!e) abort();
+  series *e = xcalloc(1, sizeof *e);
   e->family = family;
-  e->labels = strdup(labels);
+  e->labels = xstrdup(labels);
   e->histogram = histogram;
   e->next = s->chains[h];
   s->chains[h] = e;
@@ -173,8 +173,7 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
       return;
     }
     b->cap = (b->cap + (size_t)n + 1) * 2;
-    b->buf = realloc(b->buf, b->cap);
-    if (!b->buf) abort();
+    b->buf = xrealloc(b->buf, b->cap);
   }
 }
 
@@ -192,8 +191,7 @@ char *gw_stats_render(gw_stats *const *all, int n) {
     pthread_mutex_unlock(&all[w]->lock);
   }
   sbuf b = {.cap = 4096};
-  b.buf = malloc(b.cap);
-  if (!b.buf) abort();
+  b.buf = xmalloc(b.cap);
   b.buf[0] = 0;
   for (int f = 0; families[f].name; f++) {
     sb_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", families[f].name, families[f].help,

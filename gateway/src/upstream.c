@@ -16,6 +16,7 @@
 #include "conf.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
+#include "voter/xalloc.h"
 
 #define MAX_REPLICAS 4096
 
@@ -72,18 +73,17 @@ gw_instance *gw_instance_get(const char *hostport, const char *health_path, char
       goto out;
     }
   }
-  r = calloc(1, sizeof *r);
-  if (!r) abort();
+  r = xcalloc(1, sizeof *r);
   memcpy(&r->addr, res->ai_addr, res->ai_addrlen);
   r->addrlen = res->ai_addrlen;
   freeaddrinfo(res);
   pthread_mutex_init(&r->addr_lock, NULL);
   r->numeric = numeric;
-  r->host = strdup(host);
-  r->port = strdup(colon + 1);
+  r->host = xstrdup(host);
+  r->port = xstrdup(colon + 1);
   r->resolved_ms = gw_now_ms();
-  r->name = strdup(hostport);
-  r->health_path = strdup(health_path);
+  r->name = xstrdup(hostport);
+  r->health_path = xstrdup(health_path);
   atomic_init(&r->health_ok, true);
   r->id = n;
   registry[n] = r;

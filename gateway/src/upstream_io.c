@@ -2,6 +2,7 @@
  * io_uring), reading and parsing the response; see exchange.h. */
 #define _GNU_SOURCE
 #include "exchange.h"
+#include "voter/xalloc.h"
 
 enum fail_kind { FAIL_CONNECT, FAIL_CONNECT_TIMEOUT, FAIL_IO, FAIL_TIMEOUT, FAIL_PROTOCOL };
 
@@ -22,9 +23,7 @@ static bool up_queue_send(exchange *ex) {
   if (ex->send_queued) return true;
   if (w->nflush == w->flushcap) {
     int cap = w->flushcap ? w->flushcap * 2 : 64;
-    struct flushent *f = realloc(w->flush, (size_t)cap * sizeof *f);
-    if (!f) return false;
-    w->flush = f;
+    w->flush = xrealloc(w->flush, (size_t)cap * sizeof *w->flush);
     w->flushcap = cap;
   }
   w->flush[w->nflush++] = (struct flushent){.ex = ex, .uc = ex->uc, .attempt = ex->attempt};
@@ -57,8 +56,7 @@ static void pool_unlink(loop *w, uconn *uc) {
 static void pools_grow(loop *w) {
   int n = gw_instance_count();
   if (n <= w->npools) return;
-  struct pool *np = realloc(w->pools, (size_t)n * sizeof *np);
-  if (!np) abort();
+  struct pool *np = xrealloc(w->pools, (size_t)n * sizeof *np);
   memset(np + w->npools, 0, (size_t)(n - w->npools) * sizeof *np);
   w->pools = np;
   w->npools = n;
@@ -140,8 +138,7 @@ static int hbuf_reserve(exchange *ex, size_t n) {
   if (ex->hlen + n + 2 > ex->hcap) {
     ex->hcap = (ex->hlen + n + 2) * 2;
     if (ex->hcap < 1024) ex->hcap = 1024;
-    ex->hbuf = realloc(ex->hbuf, ex->hcap);
-    if (!ex->hbuf) abort();
+    ex->hbuf = xrealloc(ex->hbuf, ex->hcap);
   }
   return 0;
 }
@@ -199,8 +196,7 @@ static int on_headers_complete(http_parser *p) {
     /* a field without value: give it an empty one */
     if (ex->hlen + 1 > ex->hcap) {
       ex->hcap = ex->hlen + 16;
-      ex->hbuf = realloc(ex->hbuf, ex->hcap);
-      if (!ex->hbuf) abort();
+      ex->hbuf = xrealloc(ex->hbuf, ex->hcap);
     }
     ex->hbuf[ex->hlen++] = 0;
     ex->parsing_field = false; /* a trailer field that follows starts afresh */
@@ -234,8 +230,7 @@ static int on_body(http_parser *p, const char *at, size_t n) {
     size_t need = buf_pending(&ex->resp) + n;
     if (need > ex->conf->buffer_bytes) return -1;
     buf_room(&ex->resp, ex->resp.cap, NULL); /* compact */
-    char *nb = realloc(ex->resp.data, need);
-    if (!nb) abort();
+    char *nb = xrealloc(ex->resp.data, need);
     ex->resp.data = nb;
     ex->resp.cap = need;
   }
@@ -550,8 +545,7 @@ void up_start_attempt(exchange *ex) {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    uc = calloc(1, sizeof *uc);
-    if (!uc) abort();
+    uc = xcalloc(1, sizeof *uc);
     uc->tag = TAG_UP;
     uc->fd = fd;
     uc->w = w;

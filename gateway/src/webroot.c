@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "voter/log.h"
+#include "voter/xalloc.h"
 
 #define WEB_MAX_FILES 128
 #define WEB_MAX_BYTES (8u << 20)
@@ -62,13 +63,14 @@ static int add_file(const char *full, const char *url, const char *type) {
   }
   web_file *w = &files[nfiles];
   w->len = (size_t)st.st_size;
-  w->data = malloc(w->len ? w->len : 1);
-  bool ok = w->data && fread(w->data, 1, w->len, f) == w->len;
+  w->data = xmalloc(w->len ? w->len : 1);
+  bool ok = fread(w->data, 1, w->len, f) == w->len;
   fclose(f);
-  if (!ok || !(w->url = strdup(url))) {
+  if (!ok) {
     free(w->data);
     return -1;
   }
+  w->url = xstrdup(url);
   unsigned char md[SHA256_DIGEST_LENGTH];
   SHA256((const unsigned char *)w->data, w->len, md);
   w->etag[0] = '"';
@@ -153,8 +155,7 @@ bool gw_web_lookup(const char *path, size_t n, const char *if_none_match, gw_web
       return true;
     }
     out->status = 200;
-    out->body = malloc(w->len ? w->len : 1);
-    if (!out->body) abort();
+    out->body = xmalloc(w->len ? w->len : 1);
     memcpy(out->body, w->data, w->len);
     out->len = w->len;
     return true;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include "voter/xalloc.h"
 
 #define NAME_MAX_LEN 253
 
@@ -175,11 +176,11 @@ bad:
 }
 
 cb_policy *cb_policy_new(const char *spec, char *err, size_t errlen) {
-  cb_policy *p = calloc(1, sizeof *p);
-  char *copy = strdup(spec ? spec : "");
+  cb_policy *p = xcalloc(1, sizeof *p);
+  char *copy = xstrdup(spec ? spec : "");
   size_t cap = 1;
   for (const char *s = copy ? copy : ""; *s; s++) cap += *s == ',';
-  if (p) p->e = calloc(cap, sizeof *p->e);
+  if (p) p->e = xcalloc(cap, sizeof *p->e);
   if (!p || !copy || !p->e) {
     snprintf(err, errlen, "out of memory");
     goto fail;

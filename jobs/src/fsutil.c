@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "runner.h"
+#include "voter/xalloc.h"
 
 int fs_mkdirs(const char *path, mode_t mode) {
   char buf[PATH_MAX];
@@ -102,7 +103,7 @@ char *fs_tail_in(const char *dir, const char *name, size_t max) {
   if (fstat(fd, &st) == 0) {
     off_t from = st.st_size > (off_t)max ? st.st_size - (off_t)max : 0;
     size_t want = (size_t)(st.st_size - from);
-    char *buf = malloc(want + 1);
+    char *buf = xmalloc(want + 1);
     ssize_t n = buf ? pread(fd, buf, want, from) : -1;
     if (n >= 0) out = runner_tail(buf, (size_t)n, max);
     free(buf);
@@ -123,7 +124,7 @@ static int read_fd(int fd, size_t max, char **data, size_t *len) {
   }
   /* one byte of room past the size, to see a file that grows while we read it */
   size_t cap = (size_t)st.st_size + 2, n = 0;
-  char *buf = malloc(cap);
+  char *buf = xmalloc(cap);
   while (buf) {
     if (n + 1 == cap) {
       if (n > max) { /* grew while we read */
@@ -131,9 +132,7 @@ static int read_fd(int fd, size_t max, char **data, size_t *len) {
         close(fd);
         return -2;
       }
-      char *bigger = realloc(buf, cap * 2);
-      if (!bigger) break;
-      buf = bigger;
+      buf = xrealloc(buf, cap * 2);
       cap *= 2;
     }
     ssize_t r = read(fd, buf + n, cap - 1 - n);

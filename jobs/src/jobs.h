@@ -15,7 +15,7 @@
 
 #define JOBS_CONTEXT "/jobs"
 
-/* Everything main.c reads from the environment, in one place (see `voter-jobs --help`). */
+/* Everything the service reads from the environment, in one place (see `voter-jobs --help`). */
 typedef struct jobs_config {
   char instance[40];          /* this process's lease-owner id: "<host>-<pid>-<random>" */
   const char *runner;         /* local | docker | kubernetes */
@@ -60,6 +60,9 @@ typedef struct jobs_config {
   long k8s_backoff_limit;
   long k8s_poll_ms;
 } jobs_config;
+
+/* Reads the whole configuration (config.c); -1 (logged) when a value is malformed. */
+int jobs_config_read(jobs_config *c);
 
 /* Final states: nothing runs any more; the job answers 200/303 and is purged later. */
 static inline bool jobs_status_final(const char *s) {

@@ -18,6 +18,7 @@
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 #include "webhook.h"
 #include "worker.h"
 
@@ -400,7 +401,7 @@ static void get_logs(void *ctx, const http_request *req, http_response *res) {
     return unavailable(res);
   }
   if (!data) {
-    data = strdup("");
+    data = xstrdup("");
     len = 0;
   }
   http_reply(res, 200, "text/plain; charset=utf-8", data, len);
@@ -443,11 +444,8 @@ static void cancel(void *ctx, const http_request *req, http_response *res) {
 /* ---- GET /jobs ---- */
 
 static const char *sort_field(const char *p) {
-  if (strcmp(p, "id") == 0) return "_id";
-  if (strcmp(p, "createdAt") == 0 || strcmp(p, "finishedAt") == 0 || strcmp(p, "status") == 0 ||
-      strcmp(p, "contest") == 0)
-    return p;
-  return NULL;
+  static const char *const allowed[] = {"createdAt", "finishedAt", "status", "contest", NULL};
+  return hal_sort_field(allowed, p);
 }
 
 static void list(void *ctx, const http_request *req, http_response *res) {
@@ -489,8 +487,7 @@ static void list(void *ctx, const http_request *req, http_response *res) {
 }
 
 routes_ctx *jobs_routes(http_server *srv, jobs_app *app, int http_threads) {
-  routes_ctx *c = calloc(1, sizeof *c);
-  if (!c) return NULL;
+  routes_ctx *c = xcalloc(1, sizeof *c);
   c->app = app;
   /* Long polls block their HTTP thread: keep at least one thread for everything else. */
   c->max_waiters = http_threads > 2 ? http_threads - 2 : 1;

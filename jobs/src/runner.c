@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "voter/log.h"
+#include "voter/xalloc.h"
 
 runner *runner_new(const jobs_config *cfg) {
   if (strcmp(cfg->runner, "local") == 0) return runner_local_new(cfg);
@@ -23,8 +24,7 @@ char *runner_tail(const char *text, size_t len, size_t max) {
     const char *nl = memchr(text + start, '\n', len - start < 256 ? len - start : 256);
     if (nl) start = (size_t)(nl - text) + 1;
   }
-  char *out = malloc(len - start + 1);
-  if (!out) return NULL;
+  char *out = xmalloc(len - start + 1);
   memcpy(out, text + start, len - start);
   out[len - start] = 0;
   return out;

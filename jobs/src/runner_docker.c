@@ -13,10 +13,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "httpc.h"
+#include "voter/httpc.h"
 #include "runner.h"
 #include "voter/log.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 #define API "http://docker/v1.41"
 #define POLL_MS 200
@@ -99,8 +100,7 @@ static json_t *create_body(const jobs_config *cfg, const runner_task *t) {
 
 /* Docker multiplexes stdout/stderr as frames: [stream, 0, 0, 0, size (big-endian u32)]. */
 static char *demux_logs(const char *raw, size_t len, size_t max) {
-  char *plain = malloc(len + 1);
-  if (!plain) return NULL;
+  char *plain = xmalloc(len + 1);
   size_t n = 0, i = 0;
   bool framed = len >= 8 && (raw[0] == 1 || raw[0] == 2) && raw[1] == 0 && raw[2] == 0 && raw[3] == 0;
   if (!framed) {
@@ -249,8 +249,7 @@ runner *runner_docker_new(const jobs_config *cfg) {
     log_error("jobs: JOBS_DOCKER_SOCKET %s is not a socket", cfg->docker_socket);
     return NULL;
   }
-  docker_runner *d = calloc(1, sizeof *d);
-  if (!d) return NULL;
+  docker_runner *d = xcalloc(1, sizeof *d);
   d->base.name = "docker";
   d->base.run = docker_run;
   d->base.destroy = docker_destroy;

@@ -17,10 +17,11 @@
 #include <string.h>
 
 #include "fsutil.h"
-#include "httpc.h"
+#include "voter/httpc.h"
 #include "runner.h"
 #include "voter/log.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 /* Beyond activeDeadlineSeconds, how long we wait for Kubernetes to report the Job failed
  * before deleting it ourselves. */
@@ -279,8 +280,7 @@ runner *runner_k8s_new(const jobs_config *cfg) {
               "or JOBS_K8S_API_URL), a namespace, JOBS_K8S_PVC and JOBS_K8S_IMAGE");
     return NULL;
   }
-  k8s_runner *k = calloc(1, sizeof *k);
-  if (!k) return NULL;
+  k8s_runner *k = xcalloc(1, sizeof *k);
   k->base.name = "kubernetes";
   k->base.run = k8s_run;
   k->base.destroy = k8s_destroy;

@@ -24,6 +24,7 @@
 #include "runner.h"
 #include "voter/log.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 #define LOG_FILE "output.log"
 #define FILE_SIZE_LIMIT (1L << 30)
@@ -197,8 +198,7 @@ runner *runner_local_new(const jobs_config *cfg) {
               strerror(errno));
     return NULL;
   }
-  local_runner *l = calloc(1, sizeof *l);
-  if (!l) return NULL;
+  local_runner *l = xcalloc(1, sizeof *l);
   l->base.name = "local";
   l->base.run = local_run;
   l->base.destroy = local_destroy;
@@ -206,13 +206,13 @@ runner *runner_local_new(const jobs_config *cfg) {
   /* A minimal environment; sanitizer options pass through for instrumented builds. */
   static const char *const keep[] = {"ASAN_OPTIONS", "UBSAN_OPTIONS", "TZ", NULL};
   int n = 0;
-  l->env[n++] = strdup("PATH=/usr/local/bin:/usr/bin:/bin");
-  l->env[n++] = strdup("LANG=C.UTF-8");
+  l->env[n++] = xstrdup("PATH=/usr/local/bin:/usr/bin:/bin");
+  l->env[n++] = xstrdup("LANG=C.UTF-8");
   for (int i = 0; keep[i]; i++) {
     const char *v = getenv(keep[i]);
     if (!v) continue;
     size_t len = strlen(keep[i]) + strlen(v) + 2;
-    l->env[n] = malloc(len);
+    l->env[n] = xmalloc(len);
     if (l->env[n]) snprintf(l->env[n++], len, "%s=%s", keep[i], v);
   }
   return &l->base;

@@ -16,6 +16,7 @@
 #include "voter/metrics.h"
 #include "voter/revclaim.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 #define JOBS "jobs"
 #define DATA "job_data"
@@ -28,11 +29,11 @@ struct job_store {
 };
 
 job_store *store_open(mongo_db *db, ev_relay *relay, const char *source) {
-  job_store *s = calloc(1, sizeof *s);
+  job_store *s = xcalloc(1, sizeof *s);
   if (!s) return NULL;
   s->db = db;
   s->relay = relay;
-  s->source = strdup(source);
+  s->source = xstrdup(source);
   return s;
 }
 
@@ -87,37 +88,14 @@ static void close_coll(job_store *s, conn *c) {
 }
 
 static js_status db_error(const char *what, const bson_error_t *error) {
-  log_warn("jobs: %s failed: %s", what, error->message);
+  mongo_log_failure("jobs", what, error);
   return JS_UNAVAILABLE;
 }
 
+/* A string member into a fixed buffer ("" when absent). */
 static void copy_str(const bson_t *doc, const char *key, char *dst, size_t cap) {
-  bson_iter_t it;
-  dst[0] = 0;
-  if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_UTF8(&it))
-    snprintf(dst, cap, "%s", bson_iter_utf8(&it, NULL));
-}
-
-static int64_t get_int(const bson_t *doc, const char *key, bool *present) {
-  bson_iter_t it;
-  if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_NUMBER(&it)) {
-    if (present) *present = true;
-    return bson_iter_as_int64(&it);
-  }
-  if (present) *present = false;
-  return 0;
-}
-
-static int64_t get_date(const bson_t *doc, const char *key) {
-  bson_iter_t it;
-  if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_DATE_TIME(&it))
-    return bson_iter_date_time(&it);
-  return 0;
-}
-
-static bool get_bool(const bson_t *doc, const char *key) {
-  bson_iter_t it;
-  return bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_BOOL(&it) && bson_iter_bool(&it);
+  const char *v = mongo_doc_str(doc, key);
+  snprintf(dst, cap, "%s", v ? v : "");
 }
 
 static void doc_to_info(const bson_t *doc, job_info *j) {
@@ -127,32 +105,34 @@ static void doc_to_info(const bson_t *doc, job_info *j) {
     bson_oid_to_string(bson_iter_oid(&it), j->id);
   copy_str(doc, "status", j->status, sizeof j->status);
   copy_str(doc, "outcome", j->outcome, sizeof j->outcome);
-  j->version = get_int(doc, "version", NULL);
-  j->created_ms = get_date(doc, "createdAt");
-  j->started_ms = get_date(doc, "startedAt");
-  j->finished_ms = get_date(doc, "finishedAt");
-  j->queued_ms = get_date(doc, "queuedAt");
-  j->not_before_ms = get_date(doc, "notBefore");
-  j->lease_until_ms = get_date(doc, "leaseUntil");
-  j->attempts = (int)get_int(doc, "attempts", NULL);
+  j->version = mongo_doc_int(doc, "version");
+  j->created_ms = mongo_doc_date(doc, "createdAt");
+  j->started_ms = mongo_doc_date(doc, "startedAt");
+  j->finished_ms = mongo_doc_date(doc, "finishedAt");
+  j->queued_ms = mongo_doc_date(doc, "queuedAt");
+  j->not_before_ms = mongo_doc_date(doc, "notBefore");
+  j->lease_until_ms = mongo_doc_date(doc, "leaseUntil");
+  j->attempts = (int)mongo_doc_int(doc, "attempts");
   copy_str(doc, "worker", j->worker, sizeof j->worker);
-  j->dispatched = get_bool(doc, "dispatched");
-  j->progress_done = get_int(doc, "progressDone", NULL);
-  j->progress_total = get_int(doc, "progressTotal", NULL);
+  j->dispatched = mongo_doc_bool(doc, "dispatched");
+  j->progress_done = mongo_doc_int(doc, "progressDone");
+  j->progress_total = mongo_doc_int(doc, "progressTotal");
   copy_str(doc, "progressPhase", j->progress_phase, sizeof j->progress_phase);
   copy_str(doc, "reason", j->reason, sizeof j->reason);
-  j->exit_code = (int)get_int(doc, "exitCode", &j->has_exit_code);
+  int64_t exit_code;
+  j->has_exit_code = mongo_doc_number(doc, "exitCode", &exit_code);
+  j->exit_code = (int)exit_code;
   copy_str(doc, "resultKey", j->result_key, sizeof j->result_key);
   copy_str(doc, "callbackUrl", j->callback_url, sizeof j->callback_url);
   copy_str(doc, "baseUrl", j->base_url, sizeof j->base_url);
   copy_str(doc, "owner", j->owner, sizeof j->owner);
   copy_str(doc, "contest", j->contest, sizeof j->contest);
-  j->ballots = get_int(doc, "ballots", NULL);
-  j->input_bytes = get_int(doc, "inputBytes", NULL);
-  j->hook_pending = get_bool(doc, "hookPending");
-  j->hook_attempts = (int)get_int(doc, "hookAttempts", NULL);
-  j->hook_next_ms = get_date(doc, "hookNextAt");
-  j->hook_delivered_ms = get_date(doc, "hookDeliveredAt");
+  j->ballots = mongo_doc_int(doc, "ballots");
+  j->input_bytes = mongo_doc_int(doc, "inputBytes");
+  j->hook_pending = mongo_doc_bool(doc, "hookPending");
+  j->hook_attempts = (int)mongo_doc_int(doc, "hookAttempts");
+  j->hook_next_ms = mongo_doc_date(doc, "hookNextAt");
+  j->hook_delivered_ms = mongo_doc_date(doc, "hookDeliveredAt");
   copy_str(doc, "hookError", j->hook_error, sizeof j->hook_error);
 }
 
@@ -478,12 +458,12 @@ js_status store_list(job_store *s, const job_list_query *q, job_info **items, si
     st = db_error("count jobs", &error);
   } else {
     size_t cap = 16;
-    job_info *arr = malloc(cap * sizeof *arr);
+    job_info *arr = xmalloc(cap * sizeof *arr);
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c.coll, &filter, &opts, NULL);
     const bson_t *doc;
     while (arr && mongoc_cursor_next(cur, &doc)) {
       if (*n == cap) {
-        job_info *bigger = realloc(arr, (cap *= 2) * sizeof *arr);
+        job_info *bigger = xrealloc(arr, (cap *= 2) * sizeof *arr);
         if (!bigger) break;
         arr = bigger;
       }

@@ -15,6 +15,7 @@
 #include "rules.h"
 #include "sign.h"
 #include "voter/json.h"
+#include "voter/xalloc.h"
 
 #define CALLBACK_MAX 1000
 
@@ -40,7 +41,7 @@ static const char *check_callback(const char *url, size_t len) {
 static int set_callback(tab_submission *sub, http_response *res, const char *url, size_t len) {
   const char *why = check_callback(url, len);
   if (why) return invalid(res, "callbackUrl", why);
-  sub->callback_url = strndup(url, len);
+  sub->callback_url = xstrndup(url, len);
   return 0;
 }
 
@@ -78,7 +79,7 @@ static int parse_multipart(const http_request *req, http_response *res, tab_subm
     return -1;
   }
   json_decref(errors);
-  sub->rules = strndup(rules_in->data, rules_in->len);
+  sub->rules = xstrndup(rules_in->data, rules_in->len);
   sub->rules_len = rules_in->len;
   sub->ballots = ballots->data;
   sub->ballots_len = ballots->len;
@@ -116,7 +117,7 @@ static int parse_json(const http_request *req, http_response *res, tab_submissio
   }
   json_decref(errors);
   if (json_is_string(rules_in)) {
-    sub->rules = strndup(json_string_value(rules_in), json_string_length(rules_in));
+    sub->rules = xstrndup(json_string_value(rules_in), json_string_length(rules_in));
     sub->rules_len = json_string_length(rules_in);
   } else {
     /* 15 significant digits give back the decimal the client wrote (a number of up to 15

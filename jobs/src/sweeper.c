@@ -10,19 +10,18 @@
 #include <time.h>
 
 #include "fsutil.h"
+#include "ticker.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 #include "webhook.h"
 
 #define BATCH 64
 
 struct sweeper {
   jobs_app *app;
-  pthread_t thread;
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  bool stop, kicked;
+  ticker *ticker;
   unsigned rounds;
 };
 
@@ -119,43 +118,19 @@ static void stale_work_dirs(sweeper *sw) {
   closedir(d);
 }
 
-static void *sweeper_main(void *arg) {
+/* One round: every sweep_ms (JOBS_SWEEP_MS), or at once when kicked. */
+static void sweep(void *arg) {
   sweeper *sw = arg;
-  pthread_mutex_lock(&sw->lock);
-  while (!sw->stop) {
-    sw->kicked = false;
-    pthread_mutex_unlock(&sw->lock);
-    expired_leases(sw);
-    undispatched(sw);
-    retention(sw);
-    if (++sw->rounds % 16 == 1) stale_work_dirs(sw);
-    pthread_mutex_lock(&sw->lock);
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    long ms = sw->app->cfg->sweep_ms;
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
-    while (!sw->stop && !sw->kicked)
-      if (pthread_cond_timedwait(&sw->cond, &sw->lock, &until) != 0) break;
-  }
-  pthread_mutex_unlock(&sw->lock);
-  return NULL;
+  expired_leases(sw);
+  undispatched(sw);
+  retention(sw);
+  if (++sw->rounds % 16 == 1) stale_work_dirs(sw);
 }
 
 sweeper *sweeper_start(jobs_app *app) {
-  sweeper *sw = calloc(1, sizeof *sw);
-  if (!sw) return NULL;
+  sweeper *sw = xcalloc(1, sizeof *sw);
   sw->app = app;
-  pthread_mutex_init(&sw->lock, NULL);
-  pthread_condattr_t attr;
-  pthread_condattr_init(&attr);
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  pthread_cond_init(&sw->cond, &attr);
-  pthread_condattr_destroy(&attr);
-  if (pthread_create(&sw->thread, NULL, sweeper_main, sw) != 0) {
-    pthread_cond_destroy(&sw->cond);
-    pthread_mutex_destroy(&sw->lock);
+  if (!(sw->ticker = ticker_start(sweep, sw, app->cfg->sweep_ms))) {
     free(sw);
     return NULL;
   }
@@ -163,21 +138,11 @@ sweeper *sweeper_start(jobs_app *app) {
 }
 
 void sweeper_kick(sweeper *sw) {
-  if (!sw) return;
-  pthread_mutex_lock(&sw->lock);
-  sw->kicked = true;
-  pthread_cond_signal(&sw->cond);
-  pthread_mutex_unlock(&sw->lock);
+  if (sw) ticker_kick(sw->ticker);
 }
 
 void sweeper_stop(sweeper *sw) {
   if (!sw) return;
-  pthread_mutex_lock(&sw->lock);
-  sw->stop = true;
-  pthread_cond_signal(&sw->cond);
-  pthread_mutex_unlock(&sw->lock);
-  pthread_join(sw->thread, NULL);
-  pthread_cond_destroy(&sw->cond);
-  pthread_mutex_destroy(&sw->lock);
+  ticker_stop(sw->ticker);
   free(sw);
 }

@@ -6,21 +6,20 @@
 #include <string.h>
 #include <time.h>
 
-#include "httpc.h"
+#include "voter/httpc.h"
 #include "sign.h"
+#include "ticker.h"
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 #define BATCH 32
 #define POLL_MS 500
 
 struct webhooks {
   jobs_app *app;
-  pthread_t thread;
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  bool stop, kicked;
+  ticker *ticker;
 };
 
 char *webhooks_body(const jobs_app *app, const job_info *j) {
@@ -99,41 +98,19 @@ static void deliver(webhooks *w, const char *id) {
              json_pack("{s:s, s:i, s:s}", "job", id, "attempt", attempt, "error", error));
 }
 
-static void *hooks_main(void *arg) {
+/* One round: every POLL_MS, or at once when kicked. */
+static void deliver_due(void *arg) {
   webhooks *w = arg;
-  pthread_mutex_lock(&w->lock);
-  while (!w->stop) {
-    w->kicked = false;
-    pthread_mutex_unlock(&w->lock);
-    char ids[BATCH][25];
-    int n = store_scan_webhooks(w->app->store, util_now_ms(), ids, BATCH);
-    for (int i = 0; i < n; i++) deliver(w, ids[i]);
-    pthread_mutex_lock(&w->lock);
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += POLL_MS * 1000000L;
-    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
-    while (!w->stop && !w->kicked)
-      if (pthread_cond_timedwait(&w->cond, &w->lock, &until) != 0) break;
-  }
-  pthread_mutex_unlock(&w->lock);
-  return NULL;
+  char ids[BATCH][25];
+  int n = store_scan_webhooks(w->app->store, util_now_ms(), ids, BATCH);
+  for (int i = 0; i < n; i++) deliver(w, ids[i]);
 }
 
 webhooks *webhooks_start(jobs_app *app) {
-  webhooks *w = calloc(1, sizeof *w);
-  if (!w) return NULL;
+  webhooks *w = xcalloc(1, sizeof *w);
   w->app = app;
   metrics_describe("jobs_webhooks_total", "counter", "Webhook delivery attempts by result");
-  pthread_mutex_init(&w->lock, NULL);
-  pthread_condattr_t attr;
-  pthread_condattr_init(&attr);
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  pthread_cond_init(&w->cond, &attr);
-  pthread_condattr_destroy(&attr);
-  if (pthread_create(&w->thread, NULL, hooks_main, w) != 0) {
-    pthread_cond_destroy(&w->cond);
-    pthread_mutex_destroy(&w->lock);
+  if (!(w->ticker = ticker_start(deliver_due, w, POLL_MS))) {
     free(w);
     return NULL;
   }
@@ -141,21 +118,11 @@ webhooks *webhooks_start(jobs_app *app) {
 }
 
 void webhooks_kick(webhooks *w) {
-  if (!w) return;
-  pthread_mutex_lock(&w->lock);
-  w->kicked = true;
-  pthread_cond_signal(&w->cond);
-  pthread_mutex_unlock(&w->lock);
+  if (w) ticker_kick(w->ticker);
 }
 
 void webhooks_stop(webhooks *w) {
   if (!w) return;
-  pthread_mutex_lock(&w->lock);
-  w->stop = true;
-  pthread_cond_signal(&w->cond);
-  pthread_mutex_unlock(&w->lock);
-  pthread_join(w->thread, NULL);
-  pthread_cond_destroy(&w->cond);
-  pthread_mutex_destroy(&w->lock);
+  ticker_stop(w->ticker);
   free(w);
 }

@@ -15,6 +15,7 @@
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 #include "webhook.h"
 
 #define RESULT_MAX (15u << 20) /* a result must fit in one MongoDB document */
@@ -449,7 +450,7 @@ static void *keeper_main(void *arg) {
   long period_ms = p->app->cfg->lease_s * 1000 / 3;
   if (period_ms > 1000) period_ms = 1000;
   if (period_ms < 100) period_ms = 100;
-  renewal *list = calloc((size_t)p->n, sizeof *list);
+  renewal *list = xcalloc((size_t)p->n, sizeof *list);
   while (list && !atomic_load(&p->keeper_stop)) {
     int n = 0;
     pthread_mutex_lock(&p->lock);
@@ -480,11 +481,10 @@ static void *keeper_main(void *arg) {
 /* ---- life cycle ---- */
 
 worker_pool *worker_start(jobs_app *app) {
-  worker_pool *p = calloc(1, sizeof *p);
-  if (!p) return NULL;
+  worker_pool *p = xcalloc(1, sizeof *p);
   p->app = app;
   p->n = (int)app->cfg->concurrency;
-  p->slots = calloc((size_t)p->n, sizeof *p->slots);
+  p->slots = xcalloc((size_t)p->n, sizeof *p->slots);
   pthread_mutex_init(&p->lock, NULL);
   pthread_cond_init(&p->cond, NULL);
   metrics_describe("jobs_total", "counter", "Jobs that reached a final state here, by status");

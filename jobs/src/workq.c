@@ -14,6 +14,7 @@
 #include "voter/json.h"
 #include "voter/log.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 #define CHANNEL 1
 #define HEARTBEAT_S 30
@@ -171,7 +172,7 @@ static void flush_done(workq *q) {
   size_t n = q->ndone;
   done_item *items = NULL;
   if (n) {
-    items = malloc(n * sizeof *items);
+    items = xmalloc(n * sizeof *items);
     if (items) memcpy(items, q->done, n * sizeof *items);
     else n = 0;
     q->ndone = 0;
@@ -185,7 +186,7 @@ static void flush_done(workq *q) {
 static void hold(workq *q, const wq_delivery *d, long later_ms) {
   if (q->nheld == q->held_cap) {
     size_t cap = q->held_cap ? q->held_cap * 2 : 8;
-    held_item *h = realloc(q->held, cap * sizeof *h);
+    held_item *h = xrealloc(q->held, cap * sizeof *h);
     if (!h) { /* cannot keep it: let the broker have it back */
       ack(q, d->tag, true);
       return;
@@ -311,11 +312,10 @@ static void *consumer_main(void *arg) {
 
 workq *wq_new(const char *amqp_url, const char *exchange, const char *queue_prefix,
               int prefetch) {
-  workq *q = calloc(1, sizeof *q);
-  if (!q) return NULL;
+  workq *q = xcalloc(1, sizeof *q);
   snprintf(q->queue, sizeof q->queue, "%s%s", queue_prefix, WQ_QUEUE);
-  q->url = strdup(amqp_url);
-  q->exchange = strdup(exchange);
+  q->url = xstrdup(amqp_url);
+  q->exchange = xstrdup(exchange);
   q->prefetch = prefetch > 0 ? prefetch : 1;
   q->backoff_ms = BACKOFF_MIN_MS;
   pthread_mutex_init(&q->pub_lock, NULL);
@@ -369,7 +369,7 @@ void wq_done(workq *q, const wq_delivery *d, bool requeue) {
   pthread_mutex_lock(&q->done_lock);
   if (q->ndone == q->done_cap) {
     size_t cap = q->done_cap ? q->done_cap * 2 : 8;
-    done_item *items = realloc(q->done, cap * sizeof *items);
+    done_item *items = xrealloc(q->done, cap * sizeof *items);
     if (items) {
       q->done = items;
       q->done_cap = cap;

@@ -109,7 +109,7 @@ static void mq_sleep_ms(int64_t ms) {
 }
 
 static char *mq_strdup_bytes(amqp_bytes_t b) {
-  char *s = malloc(b.len + 1);
+  char *s = xmalloc(b.len + 1);
   if (!s) return NULL;
   if (b.len) memcpy(s, b.bytes, b.len);
   s[b.len] = '\0';
@@ -790,7 +790,7 @@ static size_t mq_publish_n(mq_conn *c, const char *exchange, const mq_message_ou
   if (!c || n == 0) return 0;
   if (c->role != MQ_ROLE_PUBLISH || mq_ensure(c) != 0) return 0;
   mq_confirm one = MQ_PENDING;
-  mq_confirm *state = n == 1 ? &one : calloc(n, sizeof *state);
+  mq_confirm *state = n == 1 ? &one : xcalloc(n, sizeof *state);
   if (!state) return 0;
 
   const char *why = NULL;

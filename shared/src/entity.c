@@ -13,6 +13,7 @@
 #include "voter/revclaim.h"
 #include "voter/util.h"
 #include "voter/version.h"
+#include "voter/xalloc.h"
 
 /* A write that loses a race to a concurrent change is tried again this many times (with a
  * growing random pause: another replica may be writing the same document). */
@@ -28,11 +29,11 @@ struct entity_store {
 
 entity_store *entity_store_open(mongo_db *db, ev_relay *relay, const char *source,
                                 const entity_kind *kind, void *check_ctx) {
-  entity_store *s = calloc(1, sizeof *s);
+  entity_store *s = xcalloc(1, sizeof *s);
   if (!s) return NULL;
   s->db = db;
   s->relay = relay;
-  s->source = strdup(source);
+  s->source = xstrdup(source);
   s->kind = kind;
   s->ctx = check_ctx;
   return s;
@@ -67,7 +68,7 @@ bool entity_store_init(entity_store *s) {
 }
 
 static entity_status db_error(const entity_store *s, const char *what, const bson_error_t *e) {
-  log_warn("%s: %s failed: %s", s->kind->name, what, e->message);
+  mongo_log_failure(s->kind->name, what, e);
   return ENTITY_UNAVAILABLE;
 }
 
@@ -504,15 +505,13 @@ static entity_status live_ids(entity_store *s, mongoc_collection_t *coll, bson_o
   mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
   size_t cap = 64;
   *n = 0;
-  *ids = malloc(cap * sizeof **ids);
-  if (!*ids) abort();
+  *ids = xmalloc(cap * sizeof **ids);
   const bson_t *doc;
   bson_iter_t it;
   while (mongoc_cursor_next(cur, &doc)) {
     if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it)) continue;
     if (*n == cap) {
-      bson_oid_t *grown = realloc(*ids, (cap *= 2) * sizeof **ids);
-      if (!grown) abort();
+      bson_oid_t *grown = xrealloc(*ids, (cap *= 2) * sizeof **ids);
       *ids = grown;
     }
     bson_oid_copy(bson_iter_oid(&it), &(*ids)[(*n)++]);

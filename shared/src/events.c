@@ -14,6 +14,7 @@
 #include "voter/metrics.h"
 #include "voter/revclaim.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 void ev_build(ev_event *ev, const char *type, const char *source, const char *subject,
               int64_t version, const json_t *data) {
@@ -26,10 +27,10 @@ void ev_build(ev_event *ev, const char *type, const char *source, const char *su
                          "id", ev->id, "type", type, "source", source, "subject", subject, "time",
                          now, "datacontenttype", "application/json", "version",
                          (json_int_t)version, "data", data);
-  ev->type = strdup(type);
-  ev->body = json_dumps(ce, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  ev->type = xstrdup(type);
+  ev->body = json_dumps(ce, JSON_COMPACT | JSON_PRESERVE_ORDER); /* allocates through xalloc */
   json_decref(ce);
-  if (!ev->type || !ev->body) abort();
+  if (!ev->body) xalloc_oom(0, XALLOC_WHERE);
 }
 
 void ev_free(ev_event *ev) {
@@ -115,8 +116,8 @@ static int read_outbox(const bson_t *doc, pending_event *out, int max) {
     }
     if (!id || !type || !body) continue;
     snprintf(out[n].id, sizeof out[n].id, "%s", id);
-    out[n].type = strdup(type);
-    out[n].body = strdup(body);
+    out[n].type = xstrdup(type);
+    out[n].body = xstrdup(body);
     n++;
   }
   return n;
@@ -124,13 +125,6 @@ static int read_outbox(const bson_t *doc, pending_event *out, int max) {
 
 static void free_pending(pending_event *ev, int n) {
   for (int i = 0; i < n; i++) free(ev[i].type), free(ev[i].body);
-}
-
-static int64_t doc_int(const bson_t *doc, const char *key) {
-  bson_iter_t it;
-  if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_NUMBER(&it))
-    return bson_iter_as_int64(&it);
-  return 0;
 }
 
 /* Removes the first `done` confirmed events (ids) from the document. A write of the
@@ -152,7 +146,7 @@ static void remove_published_locked(mongoc_collection_t *coll, mongoc_collection
       bson_destroy(&filter);
       return;
     }
-    int64_t seq = doc_int(doc, "_outboxSeq");
+    int64_t seq = mongo_doc_int(doc, "_outboxSeq");
     int64_t rev = rev_of(doc);
     /* Keep every entry whose id was not confirmed, in order. */
     bson_t update = BSON_INITIALIZER, set, arr;
@@ -323,16 +317,16 @@ static void *relay_main(void *arg) {
 }
 
 ev_relay *ev_relay_start(const ev_relay_options *opts) {
-  ev_relay *r = calloc(1, sizeof *r);
+  ev_relay *r = xcalloc(1, sizeof *r);
   if (!r) return NULL;
   r->opts = *opts;
   if (r->opts.poll_ms <= 0) r->opts.poll_ms = 1000;
   size_t n = 0;
   while (opts->collections[n]) n++;
-  r->collections = calloc(n + 1, sizeof *r->collections);
-  for (size_t i = 0; i < n; i++) r->collections[i] = strdup(opts->collections[i]);
-  r->url = strdup(opts->amqp_url);
-  r->exchange = strdup(opts->exchange);
+  r->collections = xcalloc(n + 1, sizeof *r->collections);
+  for (size_t i = 0; i < n; i++) r->collections[i] = xstrdup(opts->collections[i]);
+  r->url = xstrdup(opts->amqp_url);
+  r->exchange = xstrdup(opts->exchange);
   r->mq = mq_conn_new(r->url, r->exchange, "outbox-relay");
   if (!r->mq) goto err;
   pthread_mutex_init(&r->lock, NULL);

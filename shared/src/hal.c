@@ -19,6 +19,13 @@ static int parse_nonneg(const char *s, int64_t *out) {
   return 0;
 }
 
+const char *hal_sort_field(const char *const *allowed, const char *property) {
+  if (strcmp(property, "id") == 0) return "_id";
+  for (size_t i = 0; allowed[i]; i++)
+    if (strcmp(property, allowed[i]) == 0) return allowed[i];
+  return NULL;
+}
+
 /* Adds one sort=prop[,prop...][,asc|desc] parameter to out; -1 with a reason in detail. */
 static int parse_sort(const char *param, hal_sortable sortable, hal_page *out, char *detail,
                       size_t len) {

@@ -17,6 +17,7 @@
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 #define MAX_ROUTES 96
 #define MAX_SEGMENTS 16
@@ -131,13 +132,13 @@ void http_set_header(http_response *res, const char *name, const char *value) {
   for (int i = 0; i < res->nheaders; i++) {
     if (strcasecmp(res->headers[i].name, name) == 0) {
       free(res->headers[i].value);
-      res->headers[i].value = strdup(value);
+      res->headers[i].value = xstrdup(value);
       return;
     }
   }
   if (res->nheaders == HTTP_MAX_HEADERS) return;
-  res->headers[res->nheaders].name = strdup(name);
-  res->headers[res->nheaders].value = strdup(value);
+  res->headers[res->nheaders].name = xstrdup(name);
+  res->headers[res->nheaders].value = xstrdup(value);
   res->nheaders++;
 }
 
@@ -158,8 +159,7 @@ struct http_stream {
 
 http_stream *http_reply_stream(http_response *res, int status, const char *content_type,
                                http_stream_read read, http_stream_closed closed, void *ctx) {
-  http_stream *s = calloc(1, sizeof *s);
-  if (!s) return NULL;
+  http_stream *s = xcalloc(1, sizeof *s);
   pthread_mutex_init(&s->lock, NULL);
   s->refs = 2;
   s->read = read;
@@ -282,8 +282,7 @@ const char *http_base_url(const http_request *r) {
   if (!proto || (strcmp(proto, "http") != 0 && strcmp(proto, "https") != 0)) proto = "http";
   /* X-Forwarded-Host may be a list when several proxies appended; the first is the client's. */
   size_t hl = strcspn(host, ", ");
-  char *url = malloc(strlen(proto) + hl + 4);
-  if (!url) return "http://localhost";
+  char *url = xmalloc(strlen(proto) + hl + 4);
   sprintf(url, "%s://%.*s", proto, (int)hl, host);
   return track(r->state, url);
 }
@@ -300,12 +299,11 @@ bool http_is_json(const http_request *r) {
 /* ---- server ---- */
 
 http_server *http_server_new(const http_options *opts) {
-  http_server *s = calloc(1, sizeof *s);
-  if (!s) return NULL;
+  http_server *s = xcalloc(1, sizeof *s);
   s->opts = *opts;
-  s->host = strdup(opts->host ? opts->host : "127.0.0.1");
-  s->service = strdup(opts->service ? opts->service : "service");
-  s->cors = strdup(opts->cors_origins ? opts->cors_origins : "*");
+  s->host = xstrdup(opts->host ? opts->host : "127.0.0.1");
+  s->service = xstrdup(opts->service ? opts->service : "service");
+  s->cors = xstrdup(opts->cors_origins ? opts->cors_origins : "*");
   if (s->opts.threads <= 0) s->opts.threads = 4;
   if (s->opts.timeout_s <= 0) s->opts.timeout_s = 30;
   if (s->opts.max_body == 0) s->opts.max_body = 1024 * 1024;
@@ -325,17 +323,17 @@ int http_route_guarded(http_server *s, const char *method, const char *pattern,
   if (s->nroutes == MAX_ROUTES) return -1;
   route *r = &s->routes[s->nroutes];
   r->guard = guard;
-  r->method = strdup(method);
-  r->pattern = strdup(pattern);
+  r->method = xstrdup(method);
+  r->pattern = xstrdup(pattern);
   r->fn = fn;
   r->ctx = ctx;
-  char *copy = strdup(pattern), *save = NULL;
+  char *copy = xstrdup(pattern), *save = NULL;
   for (char *seg = strtok_r(copy, "/", &save); seg; seg = strtok_r(NULL, "/", &save)) {
     if (r->nsegments == MAX_SEGMENTS) {
       free(copy);
       return -1;
     }
-    r->segments[r->nsegments++] = strdup(seg);
+    r->segments[r->nsegments++] = xstrdup(seg);
   }
   free(copy);
   s->nroutes++;
@@ -566,8 +564,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   http_server *s = cls;
   http_conn_state *st = *con_cls;
   if (!st) {
-    st = calloc(1, sizeof *st);
-    if (!st) return MHD_NO;
+    st = xcalloc(1, sizeof *st);
     st->srv = s;
     st->conn = conn;
     st->started = util_monotonic();
@@ -600,8 +597,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (st->body_len + n + 1 > st->body_cap) {
       size_t cap = (st->body_len + n + 1) * 2;
       if (cap > s->opts.max_body + 1) cap = s->opts.max_body + 1;
-      char *nb = realloc(st->body, cap);
-      if (!nb) return MHD_NO;
+      char *nb = xrealloc(st->body, cap);
       st->body = nb;
       st->body_cap = cap;
     }
@@ -658,12 +654,11 @@ int http_server_start(http_server *s) {
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)s->opts.timeout_s,
       MHD_OPTION_CONNECTION_LIMIT, (unsigned int)4096, MHD_OPTION_NOTIFY_COMPLETED,
       on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL,
-      /* No MHD_OPTION_LISTENING_ADDRESS_REUSE: left out, libmicrohttpd sets SO_REUSEADDR
-       * only, so a restart binds past its predecessor's TIME_WAIT connections (a crashed
-       * service restarted on its port). With 1 it also sets SO_REUSEPORT and a second live
-       * process of the same user — another instance, a stray test — binds the same port
-       * and silently takes half the requests; with 0 (0.9.75 maps it to "disallow") it sets
-       * neither and the restart fails with "Address already in use". */
+      /* MHD_OPTION_LISTENING_ADDRESS_REUSE left out on purpose: without it libmicrohttpd
+       * sets SO_REUSEADDR only, so a restart binds past TIME_WAIT; 1 would add
+       * SO_REUSEPORT (a second live process of the same user — another instance, a stray
+       * test — binds the same port and silently takes half the requests), and 0 sets
+       * neither, so a restarted service cannot bind while its old connections linger. */
       MHD_OPTION_END);
   if (!s->daemon) {
     log_error("http: cannot listen on %s:%d", s->host, s->opts.port);

@@ -10,6 +10,7 @@
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/mongo.h"
+#include "voter/xalloc.h"
 
 #define ANONYMOUS "-"
 
@@ -21,7 +22,7 @@ static void hex(const unsigned char *md, size_t n, char *out) {
 static void sha256_parts(const void *a, size_t na, const void *b, size_t nb, const void *c,
                          size_t nc, unsigned char md[32]) {
   EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-  if (!ctx) abort(); /* out of memory: the one policy of this code base */
+  if (!ctx) xalloc_oom(0, XALLOC_WHERE); /* OpenSSL's allocation: the one policy too */
   EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
   EVP_DigestUpdate(ctx, a, na);
   EVP_DigestUpdate(ctx, b, nb);
@@ -72,7 +73,7 @@ void idem_fingerprint_bytes(const void *data, size_t len, char out[65]) {
 void idem_fingerprint(const json_t *request, char out[65]) {
   char *text = request ? json_dumps(request, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
                        : NULL;
-  if (!text && request) abort(); /* out of memory: the one policy of this code base */
+  if (!text && request) xalloc_oom(0, XALLOC_WHERE);
   const char *canon = text ? text : "null";
   idem_fingerprint_bytes(canon, strlen(canon), out);
   free(text);

@@ -3,6 +3,7 @@
  * A family holds series keyed by their rendered label string. Lookups are linear:
  * a service has a few dozen series, and one mutex keeps it simple and correct. */
 #include "voter/metrics.h"
+#include "voter/xalloc.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -36,11 +37,10 @@ static family *families;
 static family *family_get(const char *name, const char *type, const char *help) {
   for (family *f = families; f; f = f->next)
     if (strcmp(f->name, name) == 0) return f;
-  family *f = calloc(1, sizeof *f);
-  if (!f) abort();
-  f->name = strdup(name);
-  f->type = strdup(type);
-  f->help = strdup(help ? help : name);
+  family *f = xcalloc(1, sizeof *f);
+  f->name = xstrdup(name);
+  f->type = xstrdup(type);
+  f->help = xstrdup(help ? help : name);
   /* append so families render in declaration order */
   family **tail = &families;
   while (*tail) tail = &(*tail)->next;
@@ -52,9 +52,8 @@ static series *series_get(family *f, const char *labels) {
   labels = labels ? labels : "";
   for (series *s = f->series; s; s = s->next)
     if (strcmp(s->labels, labels) == 0) return s;
-  series *s = calloc(1, sizeof *s);
-  if (!s) abort();
-  s->labels = strdup(labels);
+  series *s = xcalloc(1, sizeof *s);
+  s->labels = xstrdup(labels);
   series **tail = &f->series;
   while (*tail) tail = &(*tail)->next;
   *tail = s;
@@ -66,7 +65,7 @@ void metrics_describe(const char *name, const char *type, const char *help) {
   family *f = family_get(name, type, help);
   if (help && strcmp(f->help, help) != 0) {
     free(f->help);
-    f->help = strdup(help);
+    f->help = xstrdup(help);
   }
   pthread_mutex_unlock(&metrics_lock);
 }
@@ -124,8 +123,7 @@ static void sb_printf(strbuf *sb, const char *fmt, ...) {
       return;
     }
     sb->cap = sb->cap * 2 + (size_t)n + 1;
-    sb->buf = realloc(sb->buf, sb->cap);
-    if (!sb->buf) abort();
+    sb->buf = xrealloc(sb->buf, sb->cap);
   }
 }
 
@@ -140,8 +138,7 @@ static void sb_series_name(strbuf *sb, const char *name, const char *suffix, con
 }
 
 char *metrics_render(void) {
-  strbuf sb = {malloc(4096), 0, 4096};
-  if (!sb.buf) abort();
+  strbuf sb = {xmalloc(4096), 0, 4096};
   sb.buf[0] = 0;
   pthread_mutex_lock(&metrics_lock);
   for (family *f = families; f; f = f->next) {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "voter/log.h"
+#include "voter/xalloc.h"
 
 struct mongo_db {
   mongoc_client_pool_t *pool;
@@ -44,13 +45,13 @@ mongo_db *mongo_db_open(const char *uri_text, const char *database, const char *
     mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS, 10000);
   if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTRYONCE))
     mongoc_uri_set_option_as_bool(uri, MONGOC_URI_SERVERSELECTIONTRYONCE, false);
-  mongo_db *db = calloc(1, sizeof *db);
+  mongo_db *db = xcalloc(1, sizeof *db);
   if (!db) goto err;
   db->pool = mongoc_client_pool_new(uri);
   if (!db->pool) goto err;
   mongoc_client_pool_set_error_api(db->pool, MONGOC_ERROR_API_VERSION_2);
   if (appname) mongoc_client_pool_set_appname(db->pool, appname);
-  db->name = strdup(database);
+  db->name = xstrdup(database);
   mongoc_uri_destroy(uri);
   return db;
 err:
@@ -120,10 +121,27 @@ const char *mongo_doc_str(const bson_t *doc, const char *key) {
   return NULL;
 }
 
-int64_t mongo_doc_int(const bson_t *doc, const char *key) {
+void mongo_log_failure(const char *module, const char *what, const bson_error_t *error) {
+  log_warn("%s: %s failed: %s", module, what, error->message);
+}
+
+bool mongo_doc_number(const bson_t *doc, const char *key, int64_t *out) {
   bson_iter_t it;
-  if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_NUMBER(&it))
-    return bson_iter_as_int64(&it);
+  bool found = bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_NUMBER(&it);
+  *out = found ? bson_iter_as_int64(&it) : 0;
+  return found;
+}
+
+int64_t mongo_doc_int(const bson_t *doc, const char *key) {
+  int64_t v;
+  mongo_doc_number(doc, key, &v);
+  return v;
+}
+
+int64_t mongo_doc_date(const bson_t *doc, const char *key) {
+  bson_iter_t it;
+  if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_DATE_TIME(&it))
+    return bson_iter_date_time(&it);
   return 0;
 }
 

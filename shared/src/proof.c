@@ -1,5 +1,6 @@
 /* proof — the gateway's signature over a forwarded request; see proof.h. */
 #include "voter/proof.h"
+#include "voter/xalloc.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -25,8 +26,7 @@ static int proof_digest(const char *secret, size_t secret_len, const char *metho
   const char *parts[] = {method, path, tbuf, consumer ? consumer : "", scopes ? scopes : ""};
   size_t total = 0;
   for (size_t i = 0; i < 5; i++) total += strlen(parts[i]) + 1;
-  char *msg = malloc(total);
-  if (!msg) return -1;
+  char *msg = xmalloc(total);
   size_t at = 0;
   for (size_t i = 0; i < 5; i++) {
     size_t n = strlen(parts[i]);
@@ -148,8 +148,7 @@ proof_signer *proof_signer_new(const char *secret, size_t secret_len) {
     opad[i] = key[i] ^ 0x5c;
   }
   OPENSSL_cleanse(key, sizeof key);
-  proof_signer *s = calloc(1, sizeof *s);
-  if (!s) return NULL;
+  proof_signer *s = xcalloc(1, sizeof *s);
   s->inner = EVP_MD_CTX_new();
   s->outer = EVP_MD_CTX_new();
   bool ok = s->inner && s->outer && EVP_DigestInit_ex(s->inner, EVP_sha256(), NULL) &&

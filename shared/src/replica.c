@@ -16,6 +16,7 @@
 #include "voter/replica_event.h"
 #include "voter/util.h"
 #include "voter/version.h"
+#include "voter/xalloc.h"
 
 static void count(const char *collection, const char *result) {
   char labels[160];
@@ -28,10 +29,7 @@ static int64_t doc_version(mongoc_collection_t *coll, const char *id) {
   mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, NULL, NULL);
   const bson_t *doc;
   int64_t v = -1;
-  bson_iter_t it;
-  if (mongoc_cursor_next(cur, &doc) && bson_iter_init_find(&it, doc, "version") &&
-      BSON_ITER_HOLDS_NUMBER(&it))
-    v = bson_iter_as_int64(&it);
+  if (mongoc_cursor_next(cur, &doc) && !mongo_doc_number(doc, "version", &v)) v = -1;
   mongoc_cursor_destroy(cur);
   bson_destroy(filter);
   return v;
@@ -92,10 +90,8 @@ static replica_result apply_locked(mongoc_collection_t *coll, const char *collec
   bool ok = mongoc_collection_update_one(coll, &filter, &update, opts, &reply, &err);
   replica_result result = REPLICA_APPLIED;
   if (ok) {
-    bson_iter_t it;
-    int64_t matched = 0, upserted = 0;
-    if (bson_iter_init_find(&it, &reply, "matchedCount")) matched = bson_iter_as_int64(&it);
-    if (bson_iter_init_find(&it, &reply, "upsertedCount")) upserted = bson_iter_as_int64(&it);
+    int64_t matched = mongo_doc_int(&reply, "matchedCount");
+    int64_t upserted = mongo_doc_int(&reply, "upsertedCount");
     if (!matched && !upserted) result = REPLICA_STALE; /* defensive: nothing written */
   } else if (mongo_is_duplicate(&err)) {
     /* the document exists with a version >= ours */
@@ -190,17 +186,17 @@ static void *consumer_main(void *arg) {
 }
 
 replica_consumer *replica_consumer_start(const replica_options *opts) {
-  replica_consumer *c = calloc(1, sizeof *c);
+  replica_consumer *c = xcalloc(1, sizeof *c);
   if (!c) return NULL;
   c->opts = *opts;
-  c->url = strdup(opts->amqp_url);
-  c->exchange = strdup(opts->exchange);
-  c->queue = strdup(opts->queue);
-  c->keys = calloc((size_t)opts->nsources + 1, sizeof *c->keys);
+  c->url = xstrdup(opts->amqp_url);
+  c->exchange = xstrdup(opts->exchange);
+  c->queue = xstrdup(opts->queue);
+  c->keys = xcalloc((size_t)opts->nsources + 1, sizeof *c->keys);
   for (int i = 0; i < opts->nsources; i++) {
     char key[128];
     snprintf(key, sizeof key, "%s.*", opts->sources[i].prefix);
-    c->keys[i] = strdup(key);
+    c->keys[i] = xstrdup(key);
   }
   /* Declare the queue now, before the service reports ready, so events published right
    * after start-up are not parked as unroutable. Best effort: with the broker away the

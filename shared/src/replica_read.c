@@ -1,10 +1,10 @@
 /* replica_read — reads of replica (and other tombstoned) collections; see replica_read.h. */
 #include "voter/replica_read.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "voter/log.h"
 #include "voter/util.h"
 
 static const char *const candidate_summary_fields[] = {"fullName", "politicalParty", "election",
@@ -18,7 +18,9 @@ const replica_summary_spec replica_candidate_summary = {.collection = "candidate
 
 static replica_read_status db_error(const char *what, const char *collection,
                                     const bson_error_t *error) {
-  log_warn("replica: %s of %s failed: %s", what, collection, error->message);
+  char op[160];
+  snprintf(op, sizeof op, "%s of %s", what, collection);
+  mongo_log_failure("replica", op, error);
   return REPLICA_READ_UNAVAILABLE;
 }
 

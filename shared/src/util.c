@@ -1,5 +1,6 @@
 /* util — ids, time, text; see util.h. */
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 #include <ctype.h>
 #include <openssl/rand.h>
@@ -38,6 +39,23 @@ double util_monotonic(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void util_cond_init_monotonic(pthread_cond_t *cond) {
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_cond_init(cond, &attr);
+  pthread_condattr_destroy(&attr);
+}
+
+struct timespec util_monotonic_deadline(long ms) {
+  struct timespec until;
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  until.tv_sec += ms / 1000;
+  until.tv_nsec += (ms % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+  return until;
 }
 
 void util_format_date(int64_t ms, char out[32]) {
@@ -124,8 +142,7 @@ static int hexval(char c) {
 }
 
 char *util_percent_decode(const char *s, size_t len, bool plus_is_space) {
-  char *out = malloc(len + 1), *o = out;
-  if (!out) return NULL;
+  char *out = xmalloc(len + 1), *o = out;
   for (size_t i = 0; i < len; i++) {
     if (s[i] == '%') {
       if (i + 2 >= len) {
@@ -151,8 +168,7 @@ char *util_percent_decode(const char *s, size_t len, bool plus_is_space) {
 
 char *util_percent_encode(const char *s) {
   size_t n = strlen(s);
-  char *out = malloc(n * 3 + 1), *o = out;
-  if (!out) return NULL;
+  char *out = xmalloc(n * 3 + 1), *o = out;
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
     if (isalnum(*p) || *p == '-' || *p == '.' || *p == '_' || *p == '~') {
       *o++ = (char)*p;
@@ -166,8 +182,7 @@ char *util_percent_encode(const char *s) {
 
 char *util_regex_escape(const char *s) {
   size_t n = strlen(s);
-  char *out = malloc(n * 2 + 1), *o = out;
-  if (!out) return NULL;
+  char *out = xmalloc(n * 2 + 1), *o = out;
   for (; *s; s++) {
     if (strchr("\\^$.|?*+()[]{}", *s)) *o++ = '\\';
     *o++ = *s;

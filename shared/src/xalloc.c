@@ -76,10 +76,20 @@ static void *lib_malloc(size_t n) { return xalloc_malloc(n, "library"); }
 static void *lib_calloc(size_t c, size_t s) { return xalloc_calloc(c, s, "library"); }
 static void *lib_realloc(void *p, size_t n) { return xalloc_realloc(p, n, "library"); }
 static void lib_free(void *p) { free(p); }
+/* libbson allocates bson_t (128-byte aligned) through this one: without it a vtable falls
+ * back to plain malloc, and a heap bson_t is misaligned. C11 aligned_alloc wants the size
+ * a multiple of the alignment. */
+static void *lib_aligned_alloc(size_t alignment, size_t n) {
+  size_t size = (n + alignment - 1) / alignment * alignment;
+  void *p = aligned_alloc(alignment, size ? size : alignment);
+  if (!p) xalloc_oom(n, "library");
+  return p;
+}
 
 void xalloc_install(void) {
   json_set_alloc_funcs(lib_malloc, lib_free);
   static bson_mem_vtable_t vt = {
-      .malloc = lib_malloc, .calloc = lib_calloc, .realloc = lib_realloc, .free = lib_free};
+      .malloc = lib_malloc, .calloc = lib_calloc, .realloc = lib_realloc, .free = lib_free,
+      .aligned_alloc = lib_aligned_alloc};
   bson_mem_set_vtable(&vt);
 }

@@ -20,6 +20,7 @@
 #include "voter/metrics.h"
 #include "voter/revclaim.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 #define BATCHES "batches"
 #define INGEST_KEY "voter.ingest"
@@ -168,11 +169,10 @@ static void *worker_main(void *arg) {
 }
 
 batch_ctx *batch_start(mongo_db *db, const char *amqp_url, const char *exchange, int chunk_size) {
-  batch_ctx *b = calloc(1, sizeof *b);
-  if (!b) return NULL;
+  batch_ctx *b = xcalloc(1, sizeof *b);
   b->db = db;
-  b->url = strdup(amqp_url);
-  b->exchange = strdup(exchange);
+  b->url = xstrdup(amqp_url);
+  b->exchange = xstrdup(exchange);
   b->chunk_size = chunk_size > 0 ? chunk_size : 500;
   b->publisher = mq_conn_new(b->url, b->exchange, "voter-batch-publisher");
   pthread_mutex_init(&b->lock, NULL);

@@ -10,8 +10,7 @@
 #include "voter/xalloc.h"
 
 static const jsonv_field vote_fields[] = {
-    {"candidate", JSONV_STRING, true, 256},
-    {"election", JSONV_STRING, true, 256},
+    VOTES_FIELDS,
     {NULL, 0, false, 0},
 };
 

@@ -15,6 +15,7 @@
 #include "voter/log.h"
 #include "voter/metrics.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 #define MAX_PENDING (256 * 1024) /* bytes a client may lag behind before its stream is ended */
 #define POLL_MS 50
@@ -89,7 +90,7 @@ static void sub_append(sub *s, const char *text, size_t n, int64_t now) {
     }
     size_t cap = s->cap ? s->cap : 1024;
     while (cap < s->len + n) cap *= 2;
-    char *nb = realloc(s->buf, cap);
+    char *nb = xrealloc(s->buf, cap);
     if (!nb) {
       s->ended = true;
       http_stream_wake(s->hs);
@@ -128,8 +129,8 @@ static void sub_closed(void *ctx) {
 static watch *watch_get(stream_hub *hub, const char *election) {
   for (watch *w = hub->watches; w; w = w->next)
     if (strcmp(w->election, election) == 0) return w;
-  watch *w = calloc(1, sizeof *w);
-  if (!w || !(w->election = strdup(election))) {
+  watch *w = xcalloc(1, sizeof *w);
+  if (!w || !(w->election = xstrdup(election))) {
     free(w);
     return NULL;
   }
@@ -144,8 +145,7 @@ static void open_stream(void *ctx, const http_request *req, http_response *res) 
    * new EventSource (which cannot set headers) after an error answer */
   const char *last = http_header(req, "Last-Event-ID");
   if (!last) last = http_query(req, "lastEventId");
-  sub *s = calloc(1, sizeof *s);
-  if (!s) return http_reply_problem(res, 503, "Service Unavailable", "out of memory", NULL);
+  sub *s = xcalloc(1, sizeof *s);
   s->hub = hub;
   if (last && strlen(last) < sizeof s->last_id) strcpy(s->last_id, last);
   pthread_mutex_lock(&hub->lock);
@@ -203,10 +203,10 @@ void stream_changed(stream_hub *hub, const char *election) {
   if (!queued && hub->nannounce < 4096) {
     if (hub->nannounce == hub->capannounce) {
       size_t cap = hub->capannounce ? hub->capannounce * 2 : 16;
-      char **na = realloc(hub->announce, cap * sizeof *na);
+      char **na = xrealloc(hub->announce, cap * sizeof *na);
       if (na) hub->announce = na, hub->capannounce = cap;
     }
-    char *copy = hub->nannounce < hub->capannounce ? strdup(election) : NULL;
+    char *copy = hub->nannounce < hub->capannounce ? xstrdup(election) : NULL;
     if (copy) hub->announce[hub->nannounce++] = copy;
   }
   pthread_mutex_unlock(&hub->lock);
@@ -287,11 +287,9 @@ static size_t due_reads(stream_hub *hub, int64_t now, char ***out) {
     if (!due) continue;
     if (n == cap) {
       cap = cap ? cap * 2 : 8;
-      char **nl = realloc(list, cap * sizeof *nl);
-      if (!nl) break;
-      list = nl;
+      list = xrealloc(list, cap * sizeof *list);
     }
-    if (!(list[n] = strdup(w->election))) break;
+    list[n] = xstrdup(w->election);
     n++;
     w->dirty = false;
     w->last_read_ms = now;
@@ -309,7 +307,7 @@ static void deliver(stream_hub *hub, const char *election, json_t *results) {
   char id[17];
   content_id(data, id);
   size_t n = strlen(data) + 64;
-  char *event = malloc(n);
+  char *event = xmalloc(n);
   if (!event) {
     free(data);
     return;
@@ -367,8 +365,7 @@ static void *hub_main(void *arg) {
 
 stream_hub *stream_hub_start(mongo_db *db, const char *amqp_url, const char *exchange,
                              const stream_options *o) {
-  stream_hub *hub = calloc(1, sizeof *hub);
-  if (!hub) return NULL;
+  stream_hub *hub = xcalloc(1, sizeof *hub);
   pthread_mutex_init(&hub->lock, NULL);
   hub->db = db;
   hub->o = *o;

@@ -13,6 +13,7 @@
 #include "voter/amqp.h"
 #include "voter/log.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 #define CHANNEL 1
 #define BACKOFF_MIN_MS 250
@@ -34,8 +35,7 @@ static void sleep_ms(int ms) {
 }
 
 tallybus *tallybus_new(const char *url, const char *events_exchange) {
-  tallybus *b = calloc(1, sizeof *b);
-  if (!b) return NULL;
+  tallybus *b = xcalloc(1, sizeof *b);
   char err[256];
   if (mq_endpoints_parse(url, &b->nodes, err, sizeof err) != 0) {
     log_error("tallybus: %s", err);

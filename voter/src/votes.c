@@ -26,7 +26,7 @@
 #define DELETIONS "vote_deletions"
 
 static vs_status db_error(const char *what, const bson_error_t *e) {
-  log_warn("votes: %s failed: %s", what, e->message);
+  mongo_log_failure("votes", what, e);
   return VS_UNAVAILABLE;
 }
 
@@ -628,10 +628,9 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
   mongoc_collection_t *tallies = mongo_collection(db, client, TALLIES);
   mongoc_collection_t *chunks = mongo_collection(db, client, CHUNKS);
   mongoc_collection_t *claims = mongo_collection(db, client, DELETIONS);
-  bson_t **docs = calloc(n, sizeof *docs);
-  const char **elections = calloc(n, sizeof *elections);
-  tally_bucket *buckets = calloc(n, sizeof *buckets);
-  if (!docs || !elections || !buckets) abort();
+  bson_t **docs = xcalloc(n, sizeof *docs);
+  const char **elections = xcalloc(n, sizeof *elections);
+  tally_bucket *buckets = xcalloc(n, sizeof *buckets);
   int64_t now = util_now_ms();
   for (size_t i = 0; i < n; i++) {
     bson_oid_t oid;

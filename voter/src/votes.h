@@ -45,6 +45,12 @@ typedef enum {
   VS_UNAVAILABLE
 } vs_status;
 
+/* The fields of a vote as a client sends it, for a jsonv_field list (voter/json.h): one
+ * definition for the single POST (routes.c, which also lets a GET body's id come back)
+ * and the lines of a batch (batch_parse.c). */
+#define VOTES_FIELDS                                                                       \
+  {"candidate", JSONV_STRING, true, 256}, {"election", JSONV_STRING, true, 256}
+
 typedef struct vote_in {
   char id[25]; /* set by votes_insert_many's caller or generated */
   const char *candidate;

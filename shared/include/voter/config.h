@@ -1,7 +1,8 @@
 /* config — 12-factor configuration from environment variables.
  *
- * Every lookup names its default, so a service's whole configuration is visible in
- * its main.c. Malformed numbers are not silently replaced by the default: the getter
+ * Every lookup names its default, so a service's whole configuration is visible where
+ * it reads it (service_run for what every service shares, the service's own configure
+ * hook for the rest). Malformed numbers are not silently replaced by the default: the getter
  * reports an error so main() can refuse to start with a clear message. */
 #ifndef VOTER_CONFIG_H
 #define VOTER_CONFIG_H

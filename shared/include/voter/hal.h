@@ -21,6 +21,11 @@ typedef mongo_page hal_page;
 /* Maps an API property to a sortable storage field, or NULL. */
 typedef const char *(*hal_sortable)(const char *property);
 
+/* The one allow-list lookup behind every hal_sortable: "id" sorts by _id, a property in
+ * allowed (NULL-terminated; API names that are also the document's field names) by that
+ * field, anything else is not sortable (NULL). */
+const char *hal_sort_field(const char *const *allowed, const char *property);
+
 /* Parses page (>= 0), size (1..HAL_MAX_SIZE; larger is capped like Spring) and repeatable
  * sort=prop[,prop...][,asc|desc]. On a bad value answers 400 and returns -1. */
 int hal_parse_page(const http_request *req, http_response *res, hal_sortable sortable,

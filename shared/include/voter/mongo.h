@@ -30,6 +30,10 @@ bool mongo_ping(mongo_db *db, bson_error_t *error);
 bool mongo_create_index(mongo_db *db, const char *collection, const char *name, const bson_t *keys,
                         bool unique, bson_error_t *error);
 
+/* Logs a failed database call the one way ("<module>: <what> failed: <message>", warn):
+ * each store then returns its own "unavailable" status. */
+void mongo_log_failure(const char *module, const char *what, const bson_error_t *error);
+
 /* true when the error is a duplicate-key violation (E11000). */
 bool mongo_is_duplicate(const bson_error_t *error);
 
@@ -39,6 +43,10 @@ bool mongo_is_duplicate(const bson_error_t *error);
 const char *mongo_doc_str(const bson_t *doc, const char *key);
 /* A numeric member as int64 (0 when absent). */
 int64_t mongo_doc_int(const bson_t *doc, const char *key);
+/* The same, telling absent from 0: false (and *out = 0) when not a number. */
+bool mongo_doc_number(const bson_t *doc, const char *key, int64_t *out);
+/* A date member in milliseconds since the epoch (0 when absent or not a date). */
+int64_t mongo_doc_date(const bson_t *doc, const char *key);
 /* true only for a boolean member that is true. */
 bool mongo_doc_bool(const bson_t *doc, const char *key);
 /* A string member as JSON, null when absent. */

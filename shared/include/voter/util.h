@@ -2,9 +2,11 @@
 #ifndef VOTER_UTIL_H
 #define VOTER_UTIL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* Random UUID v4 (36 chars + NUL) from OpenSSL's CSPRNG. */
 void util_uuid(char out[37]);
@@ -15,6 +17,11 @@ bool util_is_object_id(const char *s);
 /* Milliseconds since the epoch (wall clock) and a monotonic clock in seconds. */
 int64_t util_now_ms(void);
 double util_monotonic(void);
+
+/* A condition variable whose timed waits use CLOCK_MONOTONIC (a wall-clock step neither
+ * stretches nor cuts a wait), and the deadline ms from now on that clock for it. */
+void util_cond_init_monotonic(pthread_cond_t *cond);
+struct timespec util_monotonic_deadline(long ms);
 
 /* Renders epoch milliseconds the way the original API did: 2016-11-08T00:00:00.000+0000. */
 void util_format_date(int64_t ms, char out[32]);

@@ -1,10 +1,12 @@
 /* httpc — HTTP client calls on libcurl; see httpc.h. */
-#include "httpc.h"
+#include "voter/httpc.h"
 
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "voter/xalloc.h"
 
 typedef struct sink {
   char *buf;
@@ -19,9 +21,7 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ctx) {
     if (s->len + keep + 1 > s->cap) {
       size_t cap = (s->len + keep + 1) * 2;
       if (cap > s->max + 1) cap = s->max + 1;
-      char *nb = realloc(s->buf, cap);
-      if (!nb) return 0;
-      s->buf = nb;
+      s->buf = xrealloc(s->buf, cap);
       s->cap = cap;
     }
     memcpy(s->buf + s->len, ptr, keep);
@@ -48,6 +48,8 @@ int httpc_do(const httpc_request *req, httpc_response *res) {
   if (req->content_type) {
     snprintf(line, sizeof line, "Content-Type: %s", req->content_type);
     hdrs = curl_slist_append(hdrs, line);
+  } else if (!req->body) {
+    hdrs = curl_slist_append(hdrs, "Content-Type:"); /* no body: no form type either */
   }
   hdrs = curl_slist_append(hdrs, "Expect:"); /* no 100-continue round trip */
   for (const char *const *h = req->headers; h && *h; h++) hdrs = curl_slist_append(hdrs, *h);
@@ -57,7 +59,8 @@ int httpc_do(const httpc_request *req, httpc_response *res) {
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 30000L);
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+                   req->connect_timeout_ms > 0 ? req->connect_timeout_ms : 5000L);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &s);
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
@@ -84,7 +87,7 @@ int httpc_do(const httpc_request *req, httpc_response *res) {
     free(s.buf);
   } else {
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &res->status);
-    res->body = s.buf ? s.buf : strdup("");
+    res->body = s.buf ? s.buf : xstrdup("");
     res->len = s.len;
   }
   curl_easy_cleanup(curl);
@@ -96,4 +99,34 @@ int httpc_do(const httpc_request *req, httpc_response *res) {
 void httpc_response_free(httpc_response *res) {
   free(res->body);
   res->body = NULL;
+}
+
+int httpc_request_replay(const httpc_replay *r, char *err, size_t errlen) {
+  char url[1024], id_line[256], key_line[256];
+  const char *lines[16];
+  size_t n = 0, base_len = strlen(r->base_url);
+  while (base_len && r->base_url[base_len - 1] == '/') base_len--;
+  snprintf(url, sizeof url, "%.*s%s", (int)base_len, r->base_url, r->path);
+  if (r->request_id) {
+    snprintf(id_line, sizeof id_line, "X-Request-ID: %s", r->request_id);
+    lines[n++] = id_line;
+  }
+  if (r->api_key) {
+    snprintf(key_line, sizeof key_line, "X-API-Key: %s", r->api_key);
+    lines[n++] = key_line;
+  }
+  for (const char *const *h = r->headers; h && *h && n < sizeof lines / sizeof *lines - 1; h++)
+    lines[n++] = *h;
+  lines[n] = NULL;
+  httpc_request req = {.method = "POST", .url = url, .headers = lines, .timeout_ms = 30000,
+                       .connect_timeout_ms = 2000, .max_response = 4096};
+  httpc_response res;
+  if (httpc_do(&req, &res) != 0) {
+    snprintf(err, errlen, "POST %s: %s", url, res.error);
+    return -1;
+  }
+  int rc = res.status >= 200 && res.status <= 299 ? 0 : -1;
+  if (rc != 0) snprintf(err, errlen, "POST %s answered %ld: %.200s", url, res.status, res.body);
+  httpc_response_free(&res);
+  return rc;
 }
