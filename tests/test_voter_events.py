@@ -152,6 +152,10 @@ def test_a_delete_interrupted_by_the_old_design_still_counts_right(voter, mongo)
     for _ in range(3):
         assert vote(voter, "Ada Lovelace").status_code == 201
     db = pymongo.MongoClient(mongo.uri)[voter.db]
+    # the service writes tallied flags behind the request: let them land before the old
+    # data is simulated, or a late flag would overwrite the simulated one
+    wait_until(lambda: db.votes.count_documents({"tallied": False}) == 0, timeout=10,
+               message="the tallied flags are written")
     old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=10)
     victim = db.votes.find_one({"candidate": "Ada Lovelace"})
     db.votes.update_one({"_id": victim["_id"]}, {"$set": {"deleted": True, "tallied": False, "createdAt": old}})
