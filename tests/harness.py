@@ -467,6 +467,24 @@ def _kill_group_leftovers(pgid: int) -> list[int]:
 
 # --------------------------------------------------------------------------- RabbitMQ
 
+def _start_epmd(owner) -> None:
+    """Starts the private epmd of a node or a cluster (owner: .run_dir, ._epmd, .epmd_port,
+    .epmd_log, .env()) unless it already runs."""
+    if owner._epmd is not None and owner._epmd.poll() is None:
+        return
+    owner.run_dir.mkdir(parents=True, exist_ok=True)
+    owner._epmd = _spawn(["epmd", "-port", str(owner.epmd_port), "-address", "127.0.0.1"],
+                         owner.env(), owner.epmd_log)
+    try:
+        wait_until(lambda: port_open(owner.epmd_port) or owner._epmd.poll() is not None,
+                   timeout=10, message=f"epmd on port {owner.epmd_port}")
+    except AssertionError:
+        pass
+    if owner._epmd.poll() is not None:
+        raise HarnessError(f"epmd exited ({owner._epmd.returncode}) on port {owner.epmd_port}:\n"
+                           f"{_tail(owner.epmd_log)}")
+
+
 class RabbitMQ:
     """A private RabbitMQ node on 127.0.0.1 with all ports below 32768.
 
@@ -562,19 +580,7 @@ class RabbitMQ:
         return res.stdout
 
     def _start_epmd(self) -> None:
-        if self._epmd is not None and self._epmd.poll() is None:
-            return
-        env = self.env()
-        self._epmd = _spawn(["epmd", "-port", str(self.epmd_port), "-address", "127.0.0.1"],
-                            env, self.epmd_log)
-        try:
-            wait_until(lambda: port_open(self.epmd_port) or self._epmd.poll() is not None,
-                       timeout=10, message=f"epmd on port {self.epmd_port}")
-        except AssertionError:
-            pass
-        if self._epmd.poll() is not None:
-            raise HarnessError(f"epmd exited ({self._epmd.returncode}) on port {self.epmd_port}:\n"
-                               f"{_tail(self.epmd_log)}")
+        _start_epmd(self)
 
     def start(self, timeout: float = 90) -> "RabbitMQ":
         if self.running:
@@ -755,19 +761,7 @@ class RabbitCluster:
                 "ERL_EPMD_ADDRESS": "127.0.0.1", "HOME": str(self.run_dir)}
 
     def _start_epmd(self) -> None:
-        if self._epmd is not None and self._epmd.poll() is None:
-            return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._epmd = _spawn(["epmd", "-port", str(self.epmd_port), "-address", "127.0.0.1"],
-                            self.env(), self.epmd_log)
-        try:
-            wait_until(lambda: port_open(self.epmd_port) or self._epmd.poll() is not None,
-                       timeout=10, message=f"epmd on port {self.epmd_port}")
-        except AssertionError:
-            pass
-        if self._epmd.poll() is not None:
-            raise HarnessError(f"epmd exited ({self._epmd.returncode}) on port {self.epmd_port}:\n"
-                               f"{_tail(self.epmd_log)}")
+        _start_epmd(self)
 
     def start(self, timeout: float = 120) -> "RabbitCluster":
         """Start every node (in parallel: each takes 5-7 s), join the others to the first,
