@@ -339,7 +339,18 @@ static bool local_path(const char *p, size_t n) {
          (n >= 8 && memcmp(p, "/gateway", 8) == 0 && (n == 8 || p[8] == '/'));
 }
 
+static void admit(const gw_conf *c, const gw_head *h, gw_admission *a);
+
 void gw_admit(const gw_conf *c, const gw_head *h, gw_admission *a) {
+  admit(c, h, a);
+  if (!h->raw_error) return;
+  /* the bytes on this connection are not a well-formed request stream (rawcheck.h) */
+  if (a->kind != GW_ADMIT_REFUSE)
+    bad_framing(a, "the request's bytes are not well-formed HTTP/1.1 (a NUL or control character in the head, a CR without LF, or ambiguous framing)");
+  a->close = true;
+}
+
+static void admit(const gw_conf *c, const gw_head *h, gw_admission *a) {
   memset(a, 0, offsetof(gw_admission, pathlen));
   a->pathlen = a->upathlen = 0;
   a->path[0] = a->upath[0] = 0;
