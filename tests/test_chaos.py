@@ -42,7 +42,7 @@ from harness import wait_until
 from jobs_helpers import fixture, jobs_env, submit_json
 
 SECONDS = float(os.environ.get("VOTER_CHAOS_SECONDS", "45"))
-SEED = int(os.environ.get("VOTER_CHAOS_SEED", str(random.SystemRandom().randrange(1, 10**9))))
+SEED = int(os.environ.get("VOTER_CHAOS_SEED") or random.SystemRandom().randrange(1, 10**9))
 MAIN = "Chaos Election"
 SIDE = "Chaos Side Election"
 NAMES = [("Ada", "Lovelace"), ("Alan", "Turing"), ("Grace", "Hopper"), ("Edsger", "Dijkstra")]

@@ -394,26 +394,53 @@ def test_what_libmicrohttpd_hides_is_refused_too(env, name, data):
     check(env, data, 400, forwarded=0, close=True)
 
 
-@pytest.mark.parametrize("ending", [b"\x00\n", b"\x00\r"], ids=["nul_lf", "nul_cr"])
-def test_a_nul_standing_in_for_cr_smuggles_nothing(env, ending):
-    # The one spelling libmicrohttpd's buffer cannot show (admit.c): a NUL beside a bare LF or
-    # CR leaves the two NULs a CRLF leaves. The request is the CRLF head it reads as,
-    # forwarded rebuilt: one request, its body exactly Content-Length bytes, nothing after it.
-    data = _post(_RL, b"Host: gw", b"X-A: 1" + ending + b"Content-Length: 5", body=b"hello")
-    before, before_list = env.count(), env.received()
-    got, _ = exchange(env.port, data)
-    assert got and got[0][0] in (200, 400), got[:1]
-    n = 1 if got[0][0] == 200 else 0
-    if n:
+# A NUL beside a bare CR or LF leaves in libmicrohttpd's buffer exactly the NULs a CRLF
+# leaves: the layout cannot show it. The raw bytes can (gateway/src/rawcheck.h: a strict
+# parser beside libmicrohttpd sees every byte the client sends), so these are refused too.
+NUL_FOR_CR = [
+    ("nul_lf_ending_field", _post(_RL, b"Host: gw", b"X-A: 1\x00\nContent-Length: 5")),
+    ("nul_cr_ending_field", _post(_RL, b"Host: gw", b"X-A: 1\x00\rContent-Length: 5")),
+    ("nul_lf_ending_last_field", _post(_RL, b"Host: gw", b"Content-Length: 5\x00\n", end=b"\r\n")),
+    ("nul_lf_as_blank_line", _post(_RL, b"Host: gw", b"Content-Length: 5", end=b"\r\n\x00\n")),
+    # (libmicrohttpd does not end a line at a bare CR: these heads end at the CRLF after it)
+    ("nul_cr_as_blank_line", _post(_RL, b"Host: gw", b"Content-Length: 5", end=b"\r\n\x00\r\r\n")),
+    ("crlf_cr_nul_at_head_end", _post(_RL, b"Host: gw", b"Content-Length: 5", end=b"\x00\r\n\r\x00\r\n")),
+    ("cr_nul_crlf_request_line", b"GET /election/elections HTTP/1.0\r\x00\r\nX-A: 5\r\n\r\n"),
+    ("nul_lf_request_line", b"GET /election/elections HTTP/1.1\x00\nHost: gw\r\n\r\n"),
+    ("nul_lf_get_host", b"GET /election/elections HTTP/1.1\r\nHost: gw\x00\n\r\n"),
+    ("nul_first_in_value_lf", _post(_RL, b"Host: gw", b"X-A: \x00\nContent-Length: 5")),
+    ("nul_as_whole_value_lf", _post(_RL, b"Host: gw", b"X-A:\x00\nContent-Length: 5")),
+]
+
+
+@pytest.mark.parametrize("name,data", NUL_FOR_CR, ids=[c[0] for c in NUL_FOR_CR])
+def test_a_nul_standing_in_for_cr_is_refused(env, name, data):
+    check(env, data, 400, forwarded=0, close=True)
+
+
+def test_a_bad_head_pipelined_behind_a_good_request_is_refused(env):
+    # the good request, alone on the wire, is answered; the bad one that follows on the same
+    # connection is refused and the connection closed, nothing of it forwarded
+    good = b"GET /election/elections HTTP/1.1\r\nHost: gw\r\n\r\n"
+    bad = _post(_RL, b"Host: gw", b"X-A: 1\x00\nContent-Length: 5")
+    before = env.count()
+    with socket.create_connection(("127.0.0.1", env.port), timeout=5) as s:
+        s.sendall(good)
+        first = s.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200"), first[:80]
         harness.wait_until(lambda: env.count() >= before + 1, timeout=5)
+        s.sendall(bad)
+        rest = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+    assert rest.startswith(b"HTTP/1.1 400"), rest[:80]
     time.sleep(0.05)
-    new = [r for r in env.received() if r not in before_list]
-    assert len(new) == n and env.count() == before + n
-    env.expected += n
-    for r in new:
-        forwarded_exactly(r, "POST", "/voter/votes", b"hello")
-    ordinary_client_gets_its_own_answer(env)
+    env.expected += 1
     assert env.count() == env.expected
+    ordinary_client_gets_its_own_answer(env)
 
 
 def test_the_same_heads_with_crlf_everywhere_are_forwarded(env):
@@ -453,13 +480,27 @@ def test_chunk_extensions_are_dropped_and_the_body_rechunked(env):
 
 def test_chunked_trailers_cannot_carry_identity_or_framing(env):
     body = (b"5\r\nhello\r\n0\r\nX-Consumer-ID: forged\r\nX-Consumer-Scopes: admin\r\n"
-            b"X-Gateway-Proof: t=1,sig=00\r\nContent-Length: 99\r\nTransfer-Encoding : chunked\r\n"
-            b"X\tY: 1\r\nX-Ctl: a\x01b\r\nX-Checksum: abc\r\n\r\n")
+            b"X-Gateway-Proof: t=1,sig=00\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n"
+            b"X-Checksum: abc\r\n\r\n")
     new = check(env, head("POST", "/voter/votes", "Transfer-Encoding: chunked", body=body), 200, forwarded=1)
     r = new[0]
     forwarded_exactly(r, "POST", "/voter/votes", b"hello")
     names = {k.lower() for k, _ in r.trailers}
     assert names == {"x-checksum"}, r.trailers
+
+
+@pytest.mark.parametrize("trailer", [b"Transfer-Encoding : chunked", b"X\tY: 1", b"X-Ctl: a\x01b",
+                                     b"X-Nul: a\x00", b"X-Nul-First: \x00", b"X-Cr: a\rb"],
+                         ids=["space_before_colon", "tab_in_name", "control", "nul", "nul_first",
+                              "bare_cr"])
+def test_a_malformed_trailer_arriving_with_the_request_refuses_it(env, trailer):
+    # the strict parser beside libmicrohttpd (rawcheck.h) sees the whole message before it is
+    # admitted: 400, the connection closed, nothing forwarded. (Trailers arriving after the
+    # request was admitted are dropped when malformed or naming framing/identity fields, as
+    # the test above shows, and the connection is then refused any further request.)
+    body = b"5\r\nhello\r\n0\r\n" + trailer + b"\r\nX-Checksum: abc\r\n\r\n"
+    check(env, head("POST", "/voter/votes", "Transfer-Encoding: chunked", body=body), 400,
+          forwarded=0, close=True)
 
 
 def test_chunked_case_variants_are_accepted_once(env):

@@ -11,7 +11,8 @@
  * meant, exactly the body bytes the gateway forwarded, and nothing after it. A second
  * oracle lays the raw bytes out as libmicrohttpd 0.9.75 does (gateway/tests/mhd_sim.h):
  * a head with a bare CR/LF, a NUL, extra request-line spaces or obs-fold is always refused
- * for its framing (but for the one spelling admit.c names).
+ * for its framing, by the layout check or by the strict parser that sees the raw bytes
+ * (rawcheck.h; in the gateway it sees every byte of the connection, here those of the head).
  * Built only with -DVOTER_FUZZ=ON and clang; CTest runs it for 30 s on fuzz/corpus-admit. */
 #include <http_parser.h>
 #include <stdint.h>
@@ -20,6 +21,7 @@
 #include <string.h>
 
 #include "admit.h"
+#include "rawcheck.h"
 #include "../tests/mhd_sim.h"
 #include "voter/proof.h"
 
@@ -106,6 +108,19 @@ static void trim(const char **s, size_t *n) {
   while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t')) (*n)--;
 }
 
+/* What the strict parser beside libmicrohttpd (rawcheck.h) says of the head: the bytes up to
+ * the first blank line, as it would have them before the request is admitted (what follows
+ * is the body, whose framing the first oracle checks). */
+static const char *raw_head_error(const char *data, size_t size) {
+  size_t n = size;
+  for (size_t i = 0; i + 3 < size; i++)
+    if (memcmp(data + i, "\r\n\r\n", 4) == 0) {
+      n = i + 4;
+      break;
+    }
+  return gw_rawcheck_bytes(data, n);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!conf) {
     char err[256];
@@ -117,11 +132,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
    * past the framing rules only when it is clean (CRLF only, no NUL, single spaces in the
    * request line, no fold) — or is the one spelling the layout cannot show (admit.c). */
   static mhd_sim sim;
-  if (mhd_sim_parse(&sim, (const char *)data, size) && !mhd_sim_clean((const char *)data, size) &&
-      !mhd_sim_nul_lf((const char *)data, size)) {
+  const char *raw_error = raw_head_error((const char *)data, size);
+  if (mhd_sim_parse(&sim, (const char *)data, size) && !mhd_sim_clean((const char *)data, size)) {
+    /* the strict parser has seen no more than the head libmicrohttpd hands over */
     gw_head sh = {.method = sim.method, .target = sim.url, .version = sim.version,
                   .fields = sim.fields, .nfields = sim.nfields, .peer_ip = "127.0.0.1",
-                  .bad_lines = !mhd_sim_layout_ok(&sim)};
+                  .bad_lines = !mhd_sim_layout_ok(&sim),
+                  .raw_error = gw_rawcheck_bytes((const char *)data, sim.head_size)};
     gw_admission *sa = malloc(sizeof *sa);
     if (!sa) abort();
     gw_admit(conf, &sh, sa);
@@ -184,7 +201,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     p = nl ? nl + 1 : NULL;
   }
   gw_head h = {.method = method, .target = target, .version = version, .fields = fields,
-               .nfields = n, .too_many_fields = overflow, .peer_ip = "127.0.0.1"};
+               .nfields = n, .too_many_fields = overflow, .peer_ip = "127.0.0.1",
+               .raw_error = raw_error};
   gw_admission *a = malloc(sizeof *a);
   if (!a) abort();
   gw_admit(conf, &h, a);

@@ -128,12 +128,10 @@ bool gw_admit_listed_in(const char *list, const char *name, size_t n) {
  * line leaves one too many, extra spaces in the request line move the target or version,
  * and a field libmicrohttpd rebuilt from obs-fold continuation lines has a name (or value)
  * outside the buffer. (A bare CR ends a line for libmicrohttpd too, and leaves one NUL.)
- * The one spelling this cannot see: after the request line, a NUL among the bytes that end
- * a line together with a bare CR or LF ("X: 1\0\n", "X: 1\0\r", "X: 1\0\r\n\r" at the
- * end of the head): the NUL stands in for the byte the bare CR or LF lacks, and as many
- * NULs are left as CRLFs leave (found by fuzz_admit's layout oracle). The request is then
- * forwarded as the CRLF head it reads as (the upstream head is rebuilt: nothing is
- * smuggled). In the request line libmicrohttpd itself answers 400 to it.
+ * The one spelling this cannot see: a NUL among the bytes that end a line together with a
+ * bare CR or LF ("X: 1\0\n", "X: 1\0\r", "HTTP/1.0\r\0\r\n"): the NUL stands in for the
+ * byte the bare CR or LF lacks, and as many NULs are left as CRLFs leave (found by
+ * fuzz_admit's layout oracle). The raw bytes show it: rawcheck.h (gw_head.raw_error).
  * Checked by gateway/tests/test_admit.c on buffers laid out that way (tests/mhd_sim.h) and by
  * tests/test_gateway_hostile.py against libmicrohttpd itself: a libmicrohttpd that parses
  * differently fails those. overflow: not every field was collected (431 follows), so where
@@ -339,7 +337,18 @@ static bool local_path(const char *p, size_t n) {
          (n >= 8 && memcmp(p, "/gateway", 8) == 0 && (n == 8 || p[8] == '/'));
 }
 
+static void admit(const gw_conf *c, const gw_head *h, gw_admission *a);
+
 void gw_admit(const gw_conf *c, const gw_head *h, gw_admission *a) {
+  admit(c, h, a);
+  if (!h->raw_error) return;
+  /* the bytes on this connection are not a well-formed request stream (rawcheck.h) */
+  if (a->kind != GW_ADMIT_REFUSE)
+    bad_framing(a, "the request's bytes are not well-formed HTTP/1.1 (a NUL or control character in the head, a CR without LF, or ambiguous framing)");
+  a->close = true;
+}
+
+static void admit(const gw_conf *c, const gw_head *h, gw_admission *a) {
   memset(a, 0, offsetof(gw_admission, pathlen));
   a->pathlen = a->upathlen = 0;
   a->path[0] = a->upath[0] = 0;

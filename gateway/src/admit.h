@@ -14,7 +14,10 @@
  *             Content-Length or in HTTP/1.0; HTTP/1.1 without exactly one Host; a line
  *             ended by a bare LF or CR (the last field and the blank line too), a NUL
  *             anywhere in the head, more than one space between the parts of the request
- *             line, obs-fold (h->bad_lines)
+ *             line, obs-fold (h->bad_lines); anything http_parser refused in the raw bytes
+             of the connection (h->raw_error, rawcheck.h): a request that would otherwise
+             be forwarded or answered locally gets 400, a refused one keeps its status,
+             and either way the connection is closed
  *   method    (501) a method other than GET HEAD POST PUT DELETE PATCH OPTIONS
  *   size      (431) request line and fields above max_header_bytes
  *   path      (400) the path has no normal form (voter/path.h, with encoded slashes refused)
@@ -58,6 +61,8 @@ typedef struct gw_head {
   bool too_many_fields; /* more than GW_MAX_FIELDS: 431 */
   bool bad_lines;       /* a bare LF or CR ending a line, a NUL in a line, extra spaces in
                          * the request line, obs-fold (!gw_admit_mhd_layout_ok): 400 */
+  const char *raw_error; /* NULL, or what a strict parser refused in the bytes the client sent
+                          * on this connection (rawcheck.h): 400, or the refusal, and close */
   const char *peer_ip;  /* the TCP peer, as text */
 } gw_head;
 

@@ -34,6 +34,8 @@
 #define _GNU_SOURCE
 #include "exchange.h"
 #include "admit.h"
+#include "rawcheck.h"
+#include "rawhook.h"
 #include "streams.h"
 #include "webroot.h"
 #include "voter/xalloc.h"
@@ -77,6 +79,18 @@ void gw_proxy_set_conf(gw_conf *c) {
 }
 
 int gw_proxy_port(void) { return bound_port; }
+
+/* What the strict parser beside libmicrohttpd refused on this connection (rawcheck.h), or
+ * NULL. A connection whose bytes it has not seen is refused too (fail closed, rawhook.c). */
+static const char *raw_error(struct MHD_Connection *conn) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  const gw_rawcheck *r = ci ? ci->socket_context : NULL;
+  if (!r || !r->bytes) {
+    log_error("gateway: a request whose bytes the raw check did not see (is recv interposed?)");
+    return "the gateway could not check the request's bytes";
+  }
+  return r->error;
+}
 
 static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn) {
   exchange *ex = ex_new(cls);
@@ -349,7 +363,7 @@ static void on_headers(exchange *ex, const char *url, const char *method, const 
                                          fl.overflow, head_size);
   gw_head head = {.method = method, .target = ex->uri, .version = version, .fields = fields,
                   .nfields = fl.n, .too_many_fields = fl.overflow, .peer_ip = ex->peer_ip,
-                  .bad_lines = !lines_ok};
+                  .bad_lines = !lines_ok, .raw_error = raw_error(ex->conn)};
   gw_admission *a = &w->adm;
   gw_admit(c, &head, a);
   ex->idempotent = a->idempotent;
@@ -965,6 +979,7 @@ static int listen_socket(const char *host, int port, int *bound) {
 }
 
 int gw_proxy_start(gw_conf *c) {
+  gw_rawhook_install();
   gw_conf_ref(c);
   current_conf = c;
   nloops = c->threads > MAX_LOOPS ? MAX_LOOPS : c->threads;
@@ -981,7 +996,8 @@ int gw_proxy_start(gw_conf *c) {
     w->d = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO, 0, NULL,
         NULL, on_request, w, MHD_OPTION_LISTEN_SOCKET, w->listen_fd, MHD_OPTION_URI_LOG_CALLBACK,
-        uri_cb, w, MHD_OPTION_NOTIFY_COMPLETED, on_completed, w, MHD_OPTION_CONNECTION_TIMEOUT,
+        uri_cb, w, MHD_OPTION_NOTIFY_COMPLETED, on_completed, w, MHD_OPTION_NOTIFY_CONNECTION,
+        gw_rawhook_notify, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)c->client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)c->max_header_bytes + 4096, /* zeroed on every request: keep it tight */ MHD_OPTION_CONNECTION_LIMIT, (unsigned)20000,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,

@@ -99,8 +99,7 @@ static inline bool mhd_sim_layout_ok(const mhd_sim *m) {
 
 /* true for a head (up to and including its blank line, which must be there) that a strict
  * parser accepts line by line: CRLF only, no NUL, single spaces in the request line, no
- * line starting with whitespace. A NUL among the bytes that end a line is the spelling the
- * layout cannot show (admit.c): mhd_sim_nul_lf finds it. */
+ * line starting with whitespace. */
 static inline bool mhd_sim_clean(const char *raw, size_t len) {
   const char *end = NULL;
   for (size_t i = 0; i + 3 < len && !end; i++)
@@ -123,23 +122,6 @@ static inline bool mhd_sim_clean(const char *raw, size_t len) {
     }
   }
   return true;
-}
-
-/* true when, after the request line, a run of line-end bytes (NUL, CR, LF) holds a NUL and a
- * CR or LF ("X: 1\0\n", "X: 1\0\r", "X: 1\0\r\n\r" at the end of the head): a NUL can
- * then stand in for the byte a bare CR or LF lacks, and libmicrohttpd leaves as many NULs
- * as CRLFs would. This is the spelling the layout cannot show (admit.c). */
-static inline bool mhd_sim_nul_lf(const char *raw, size_t len) {
-  const char *rl = memchr(raw, '\n', len);
-  if (!rl) return false;
-  bool nul = false, end = false;
-  for (const char *p = rl + 1; p < raw + len; p++) {
-    if (*p == 0) nul = true;
-    else if (*p == '\r' || *p == '\n') end = true;
-    else nul = end = false; /* the run is over */
-    if (nul && end) return true;
-  }
-  return false;
 }
 
 #endif
