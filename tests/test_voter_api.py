@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
+import pymongo
 import pytest
 import requests
 
@@ -26,9 +28,8 @@ def oid(n: int) -> str:
     return f"{n:024x}"
 
 
-@pytest.fixture
-def voter(service_factory, rabbit, amqp_exchange):
-    svc = service_factory("voter", env={"RECONCILE_S": "2"})
+def start_voter(service_factory, rabbit, amqp_exchange, env):
+    svc = service_factory("voter", env=env)
     events = [cloud_event("election.created", oid(1), 1, election_data(oid(1), E2016)),
               cloud_event("election.created", oid(2), 1, election_data(oid(2), ODD))]
     for i, (first, last) in enumerate(CANDIDATES_2016):
@@ -42,6 +43,11 @@ def voter(service_factory, rabbit, amqp_exchange):
                timeout=15, message="the candidate replica has the 8 candidates")
     svc.api = svc.url + "/voter"
     return svc
+
+
+@pytest.fixture
+def voter(service_factory, rabbit, amqp_exchange):
+    return start_voter(service_factory, rabbit, amqp_exchange, {"RECONCILE_S": "2"})
 
 
 def vote(api, candidate, election=E2016, **kw):
@@ -373,3 +379,29 @@ def test_bad_batches(voter):
     assert_problem(requests.post(f"{api}/votes/batch", data="x", headers={"Content-Type": "text/csv"}), 415)
     assert_problem(requests.get(f"{api}/votes/batch/{'0' * 24}"), 404)
     assert total_votes(api) == 0
+
+
+# Last in the file: without the fix it hangs the module's FerretDB for every later test.
+def test_a_burst_of_votes_leaves_the_database_answering(service_factory, rabbit, amqp_exchange, mongo, ns):
+    """120 votes inside one gathering of the tallied-flag writer (VOTER_FLAG_GATHER_MS; no
+    reconciliation meanwhile): it must write their flags in commands of a few statements
+    (MONGO_UPDATES_PER_COMMAND, shared/include/voter/mongo.h). FerretDB on PostgreSQL holds
+    one of its 50 pooled connections per matching statement until an update command ends:
+    the single bulk command of 120 statements it once sent waited forever for a 51st
+    connection, and the database stopped answering every client (the chaos suite's
+    "no answer for 240 s", seed 157448955)."""
+    svc = start_voter(service_factory, rabbit, amqp_exchange,
+                      {"RECONCILE_S": "3600", "VOTER_FLAG_GATHER_MS": "5000"})
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(lambda i: vote(svc.api, CANDIDATES_2016[i % 6][0] + " " + CANDIDATES_2016[i % 6][1],
+                                             timeout=10).status_code, range(120)))
+    assert codes == [201] * 120
+    client = pymongo.MongoClient(mongo.uri, serverSelectionTimeoutMS=5000, socketTimeoutMS=5000)
+    try:
+        votes = client[f"voter_{ns}"]["votes"]
+        wait_until(lambda: votes.count_documents({"tallied": True}) == 120, timeout=30,
+                   message="every vote flagged tallied by the flag writer")
+        assert votes.count_documents({"tallied": False}) == 0
+    finally:
+        client.close()
+    assert requests.get(f"{svc.api}/results/{quote(E2016)}/votes", timeout=10).json() == {"votes": 120}

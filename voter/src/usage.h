@@ -20,6 +20,8 @@
   "  RECONCILE_S          how often uncounted votes are looked for (default 30)\n"           \
   "  VOTER_KNOWN_TTL_MS   how long a vote's election and candidate, once found live in the\n" \
   "                       replicas, are believed without asking again (default 1000; 0: off)\n" \
+  "  VOTER_FLAG_GATHER_MS how long the writer of votes' tallied flags gathers more votes\n"  \
+  "                       before it writes them (default 20)\n"                             \
   "  VOTER_INSTANCE       this replica's name, unique among the live replicas sharing the\n" \
   "                       database (1-32 of A-Z a-z 0-9 . _ -; default 0): its tally shard\n" \
   "  STREAM_HEARTBEAT_S, STREAM_MIN_INTERVAL_MS, STREAM_RECHECK_MS, STREAM_MAX\n"            \

@@ -62,6 +62,8 @@ static char instance[40] = "0";
 
 /* VOTER_KNOWN_TTL_MS: see "known targets" below. */
 static int64_t known_ttl_ms = 1000;
+/* VOTER_FLAG_GATHER_MS: see "tallied flags, written behind" below. */
+static long flag_gather_ms = 20;
 
 static bool default_shard(void) { return strcmp(instance, "0") == 0; }
 
@@ -103,6 +105,7 @@ bool votes_init(mongo_db *db) {
   long ttl;
   if (cfg_long("VOTER_KNOWN_TTL_MS", 1000, 0, 60000, &ttl) != 0) exit(2);
   known_ttl_ms = ttl;
+  if (cfg_long("VOTER_FLAG_GATHER_MS", 20, 0, 60000, &flag_gather_ms) != 0) exit(2);
   bson_error_t error;
   bson_t *by_election = BCON_NEW("election", BCON_INT32(1), "tallied", BCON_INT32(1));
   bson_t *tallied = BCON_NEW("tallied", BCON_INT32(1));
@@ -248,11 +251,12 @@ static vs_status recount(mongoc_collection_t *votes, mongoc_collection_t *tallie
  * is absolute (shard_counts reads the votes themselves), so a vote counted but still
  * flagged false costs at worst a needless recount, never a wrong tally. The flag therefore
  * leaves the request's path: count_new_vote queues the vote's id and a writer thread sets
- * the queued flags in one bulk write (one round trip for all the votes that arrived within
- * FLAG_GATHER_MS or while the previous write ran). A crash loses the queue: those votes are recounted at start-up,
- * as a crash between tally and flag always did. Stopping flushes it (votes_stop). */
+ * the queued flags in bulk writes (few round trips for all the votes that arrived within
+ * VOTER_FLAG_GATHER_MS, default 20, or while the previous write ran; at most
+ * MONGO_UPDATES_PER_COMMAND flags per command, see flag_write). A crash loses the queue:
+ * those votes are recounted at start-up, as a crash between tally and flag always did.
+ * Stopping flushes it (votes_stop). */
 #define FLAG_BATCH 500
-#define FLAG_GATHER_MS 20
 
 static struct {
   pthread_mutex_t mutex;
@@ -264,22 +268,31 @@ static struct {
   size_t n, cap;
 } flags = {.mutex = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
-/* Sets tallied: true on n votes, one bulk write; a failure leaves them to the reconciliation. */
+/* Sets tallied: true on n votes, in bulk writes of MONGO_UPDATES_PER_COMMAND statements
+ * (one command of hundreds would hold as many of FerretDB's PostgreSQL connections, see
+ * mongo.h, and above 50 hang the database for every client). A failure leaves the rest to
+ * the reconciliation. */
 static void flag_write(mongo_db *db, const bson_oid_t *ids, size_t n) {
   mongoc_client_t *client = mongo_acquire(db);
   mongoc_collection_t *votes = mongo_collection(db, client, VOTES);
   bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
-  mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(votes, opts);
   bson_t *set = BCON_NEW("$set", "{", "tallied", BCON_BOOL(true), "}");
-  for (size_t i = 0; i < n; i++) {
-    bson_t *filter = BCON_NEW("_id", BCON_OID(&ids[i]));
-    mongoc_bulk_operation_update_one_with_opts(bulk, filter, set, NULL, NULL);
-    bson_destroy(filter);
+  for (size_t at = 0; at < n; at += MONGO_UPDATES_PER_COMMAND) {
+    size_t end = n - at < MONGO_UPDATES_PER_COMMAND ? n : at + MONGO_UPDATES_PER_COMMAND;
+    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(votes, opts);
+    for (size_t i = at; i < end; i++) {
+      bson_t *filter = BCON_NEW("_id", BCON_OID(&ids[i]));
+      mongoc_bulk_operation_update_one_with_opts(bulk, filter, set, NULL, NULL);
+      bson_destroy(filter);
+    }
+    bson_error_t error;
+    bool ok = mongoc_bulk_operation_execute(bulk, NULL, &error);
+    mongoc_bulk_operation_destroy(bulk);
+    if (!ok) {
+      log_warn("votes: tallied flags not written, reconciliation will recount: %s", error.message);
+      break;
+    }
   }
-  bson_error_t error;
-  if (!mongoc_bulk_operation_execute(bulk, NULL, &error))
-    log_warn("votes: tallied flags not written, reconciliation will recount: %s", error.message);
-  mongoc_bulk_operation_destroy(bulk);
   bson_destroy(set);
   bson_destroy(opts);
   mongoc_collection_destroy(votes);
@@ -294,10 +307,11 @@ static void *flag_main(void *arg) {
     while (flags.n == 0 && !flags.stopping) pthread_cond_wait(&flags.wake, &flags.mutex);
     if (flags.n == 0) break; /* stopping, and nothing left */
     /* a few milliseconds more gathers the next votes of a client casting one at a time
-     * into the same write (one command per FLAG_GATHER_MS, not one per vote) */
+     * into the same write (one write per VOTER_FLAG_GATHER_MS, not one per vote) */
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += FLAG_GATHER_MS * 1000000L;
+    until.tv_sec += flag_gather_ms / 1000;
+    until.tv_nsec += flag_gather_ms % 1000 * 1000000L;
     if (until.tv_nsec >= 1000000000L) {
       until.tv_sec++;
       until.tv_nsec -= 1000000000L;

@@ -30,6 +30,16 @@ bool mongo_ping(mongo_db *db, bson_error_t *error);
 bool mongo_create_index(mongo_db *db, const char *collection, const char *name, const bson_t *keys,
                         bool unique, bson_error_t *error);
 
+/* The most update statements one command may carry (a bulk write of more is sent as
+ * several commands). FerretDB 1.24 (PostgreSQL backend) keeps each statement's query open,
+ * holding one of its 50 pooled PostgreSQL connections, until the whole command ends
+ * (handler/msg_update.go defers each iterator's close to the end of the command), and
+ * then takes one more connection for the statement's write. A command of 50 matching
+ * statements therefore waits forever for a 51st connection, and so, from then on, does
+ * every request of every client: the database stops answering until FerretDB restarts.
+ * Commands of a few statements hold a few connections only and release them at once. */
+#define MONGO_UPDATES_PER_COMMAND 8
+
 /* Logs a failed database call the one way ("<module>: <what> failed: <message>", warn):
  * each store then returns its own "unavailable" status. */
 void mongo_log_failure(const char *module, const char *what, const bson_error_t *error);
