@@ -3,9 +3,9 @@
  * POST /voter/votes/batch validates every line (NDJSON or a JSON array), records the batch
  * ({_id, status, total, accepted, rejected, rejections[], written, chunks, chunksDone[]}
  * in "batches"), and publishes the accepted votes in chunks, with their ids already
- * assigned, to the work queue "<queue prefix>.ingest" (persistent, confirmed). Worker
- * threads (workers, INGEST_WORKERS, default 2) each consume one chunk at a time (prefetch
- * 1), so votes are written at the rate the database sustains however large the burst; a redelivered chunk re-inserts nothing (the
+ * assigned, to the work queue "<queue prefix>.ingest" (persistent, confirmed). A worker
+ * thread consumes one chunk at a time (prefetch 1), so votes are written at the rate the
+ * database sustains however large the burst; a redelivered chunk re-inserts nothing (the
  * ids collide) and counts nothing twice (see votes_insert_many). A client retrying a
  * submission sends an Idempotency-Key: the batch's and its votes' ids then come from it. */
 #ifndef VOTER_BATCH_H
