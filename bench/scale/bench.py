@@ -24,7 +24,8 @@ Environment: BENCH_DBS ("sqlite postgresql-plain postgresql"; -plain = without t
 companion GIN indexes), BENCH_SIZES_SQLITE ("1000,10000"), BENCH_SIZES_POSTGRESQL_PLAIN
 ("1000,10000,100000"), BENCH_PAGE_MAX (10000: no page listing above),
 BENCH_SIZES_POSTGRESQL ("1000,10000,100000,1000000"), BENCH_SAMPLES (50), BENCH_BUDGET
-(20 s), BENCH_RAW_INGEST (10000: documents of the raw insert_many reference),
+(20 s), BENCH_RAW_INGEST (10000: documents of the raw insert_many reference, run from one
+and from two threads),
 VOTER_BENCH_BUILD_DIR (release binaries, set by bench/scale/run).
 """
 
@@ -37,6 +38,7 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -221,17 +223,26 @@ def measure(session, voter, db, total, mongo=None):
     return res, count
 
 
-def raw_ingest(db, n=RAW_INGEST):
+def raw_ingest(db, n=RAW_INGEST, streams=1):
     """Reference for bulk ingestion: pymongo insert_many, 500 per call, of n vote-shaped
-    documents into a collection with the votes' indexes; documents/s."""
+    documents into a collection with the votes' indexes, from `streams` threads at once
+    (what the database gives to parallel writers); documents/s."""
     coll = db[f"raw_ingest_{uuid.uuid4().hex[:8]}"]
     coll.create_index([("election", 1), ("tallied", 1)], name="election_tallied")
     coll.create_index([("tallied", 1)], name="tallied")
     docs = [{"candidate": NAMES[i % 8], "election": TITLE, "createdAt": 0, "tallied": True,
              "deleted": False, "chunk": "raw"} for i in range(n)]
+    parts = [docs[i::streams] for i in range(streams)]
+
+    def insert(part):
+        for i in range(0, len(part), 500):
+            coll.insert_many(part[i:i + 500], ordered=False)
+    threads = [threading.Thread(target=insert, args=(part,)) for part in parts]
     t0 = time.monotonic()
-    for i in range(0, n, 500):
-        coll.insert_many(docs[i:i + 500], ordered=False)
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     rate = n / (time.monotonic() - t0)
     coll.drop()
     return rate
@@ -267,6 +278,7 @@ def run_backend(backend, build):
             res, count = measure(session, voter, db, size, mongo)
             have = count
             rows.append({"size": size, "stored": count, "ingest": rate, "raw_ingest": raw_ingest(db),
+                         "raw_ingest_2": raw_ingest(db, streams=2),
                          "mem": db_memory_mib(mongo),
                          "voter_mem": pss_kib([voter.pid]) / 1024, "res": res})
             print_row(backend, rows[-1], flush=True)
@@ -287,7 +299,7 @@ def run_backend(backend, build):
 
 def print_row(backend, row, flush=False):
     print(f"[{backend}] {row['stored']} votes: ingest {row['ingest']:.0f} votes/s "
-          f"(raw insert_many {row['raw_ingest']:.0f}/s), "
+          f"(raw insert_many {row['raw_ingest']:.0f}/s, from two streams {row['raw_ingest_2']:.0f}/s), "
           f"database memory {row['mem']:.0f} MiB, voter {row['voter_mem']:.0f} MiB", file=sys.stderr, flush=flush)
     for op in OPS:
         xs = row["res"].get(op)
@@ -330,6 +342,7 @@ def table(all_rows):
                     out.append(f"  database commands per {LABELS[op]} at {r['stored']:,}: {r['res']['commands'][op]}")
         out.append(f"  {'bulk ingestion of the step':<32}" + "".join(f"{r['ingest']:>15.0f} votes/s" for r in rows))
         out.append(f"  {'raw insert_many (500 per call)':<32}" + "".join(f"{r['raw_ingest']:>15.0f} votes/s" for r in rows))
+        out.append(f"  {'raw insert_many, two streams':<32}" + "".join(f"{r['raw_ingest_2']:>15.0f} votes/s" for r in rows))
         out.append(f"  {'database memory (PSS)':<32}" + "".join(f"{r['mem']:>18.0f} MiB" for r in rows))
         out.append(f"  {'voter service memory (PSS)':<32}" + "".join(f"{r['voter_mem']:>18.0f} MiB" for r in rows))
         if error:
