@@ -853,6 +853,13 @@ def database_backend() -> str:
     return backend
 
 
+# FerretDB keeps this many PostgreSQL connections open (pgxpool's pool_min_conns). Each
+# statement of an update command holds one until the command ends (voter/src/votes.c,
+# shared/include/voter/mongo.h), and a connection opened on demand costs a request
+# 10-80 ms: with FerretDB's default (none kept) the first votes after a quiet spell stalled.
+FERRETDB_PG_POOL_MIN = 16
+
+
 class PostgreSQL:
     """A private PostgreSQL 15 cluster (initdb) on 127.0.0.1 for FerretDB's postgresql
     handler. The server refuses to run as root: as root it runs as the `postgres` user
@@ -982,7 +989,9 @@ class FerretDB:
 
     def argv(self) -> list:
         if self.postgresql:
-            storage = ["--handler=postgresql", f"--postgresql-url={self.postgresql.url}"]
+            # pool_min_conns: FERRETDB_PG_POOL_MIN above (docs/design.md, "Local database")
+            storage = ["--handler=postgresql",
+                       f"--postgresql-url={self.postgresql.url}?pool_min_conns={FERRETDB_PG_POOL_MIN}"]
         else:
             storage = ["--handler=sqlite", f"--sqlite-url=file:{self.data_dir}/"]
         return [self.binary, *storage,
