@@ -76,7 +76,7 @@ static bool is(const gw_field *f, const char *name) {
 }
 
 /* RFC 9110 5.6.2 token characters */
-static bool tchar(unsigned char c) {
+bool gw_admit_tchar(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
          (c && strchr("!#$%&'*+-.^_`|~", c));
 }
@@ -84,7 +84,7 @@ static bool tchar(unsigned char c) {
 static bool token(const char *s, size_t n) {
   if (!n) return false;
   for (size_t i = 0; i < n; i++)
-    if (!tchar((unsigned char)s[i])) return false;
+    if (!gw_admit_tchar((unsigned char)s[i])) return false;
   return true;
 }
 

@@ -144,6 +144,9 @@ bool gw_admit_own_field(const char *name, size_t n);
 /* true for a well-formed field: a token name, a value without control characters (HTAB
  * aside). Used for trailer fields too. */
 bool gw_admit_field_ok(const char *name, size_t nlen, const char *value, size_t vlen);
+
+/* An RFC 9110 token character (tchar): what field names and methods are made of. */
+bool gw_admit_tchar(unsigned char c);
 bool gw_admit_hop_by_hop(const char *name, size_t n);
 /* true when name appears as a token in a Connection field's value (list may be NULL): a
  * field the sender made hop-by-hop, for requests and responses alike. */

@@ -4,15 +4,12 @@
 
 #include <string.h>
 
+#include "admit.h"
+
 /* Where the head machine is: at a message's start (blank lines allowed), in the request line,
  * at a line's start, in a field name, in a field value, or after a CR (each CR must be
  * followed by LF: three states say what the LF completes). */
 enum { START, START_CR, REQUEST_LINE, REQUEST_LINE_CR, LINE, NAME, VALUE, VALUE_CR, END_CR };
-
-static bool tchar(unsigned char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-         (c && strchr("!#$%&'*+-.^_`|~", c));
-}
 
 static bool vchar(unsigned char c) { return c > 0x20 && c != 0x7f; } /* obs-text included */
 
@@ -35,10 +32,10 @@ static int head_byte(gw_rawcheck *r, unsigned char c) {
     return c == '\n' && r->spaces == 2 ? (r->line = LINE, 0) : -1;
   case LINE:
     if (c == '\r') return r->line = END_CR, 0;
-    return tchar(c) ? (r->line = NAME, 0) : -1;
+    return gw_admit_tchar(c) ? (r->line = NAME, 0) : -1;
   case NAME:
     if (c == ':') return r->line = VALUE, 0;
-    return tchar(c) ? 0 : -1;
+    return gw_admit_tchar(c) ? 0 : -1;
   case VALUE:
     if (c == '\r') return r->line = VALUE_CR, 0;
     return c == ' ' || c == '\t' || vchar(c) ? 0 : -1;

@@ -21,15 +21,13 @@
 #include "rawhook.h"
 
 #include <stdatomic.h>
-#include <stdint.h>
+#include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <stdlib.h>
 #include <unistd.h>
 
 #include "rawcheck.h"
-#include "voter/log.h"
 #include "voter/xalloc.h"
 
 #define REGISTRY_MAX (1u << 20) /* descriptors beyond it are not checked (and so refused) */
