@@ -26,7 +26,8 @@ import pymongo
 import pytest
 import requests
 
-from harness import wait_until
+from harness import admin_request, caller_headers, wait_until
+from test_voter_api import listing
 
 ELECTION = "Replica Election"
 NAMES = ["Ada Lovelace", "Alan Turing", "Grace Hopper"]
@@ -251,3 +252,43 @@ def test_two_voter_replicas_behind_the_gateway(two_voters, service_factory, mong
     assert sorted(r["votes"] for r in results) == [20, 20, 20]
     db = pymongo.MongoClient(mongo.uri)[f"voter_{ns}"]
     assert {d.get("shard") for d in db.votes.find()} == {"1", "2"}
+
+
+def test_the_listing_pages_through_both_replicas_votes_once_each(two_voters, mongo, ns):
+    """Both replicas hand out listing positions from claims of their own (issue 15: pages
+    found by equality reads): 1,100 bulk votes through one (two claims), single and keyed
+    votes through both at once, some deleted. Paged through either replica, in any page
+    size, the listing is every live vote exactly once, in (bucket, id) order, and the first
+    and last pages agree with it."""
+    a, b = (v.url + "/voter" for v in two_voters)
+    r = requests.post(f"{a}/votes/batch", json=[{"candidate": NAMES[0], "election": ELECTION}] * 1100)
+    assert r.status_code == 202, r.text
+    wait_until(lambda: requests.get(r.headers["Location"]).json()["status"] == "completed", timeout=60,
+               message="the batch is written")
+
+    def cast(i):
+        api = (a, b)[i % 2]
+        headers = ({"Idempotency-Key": f"listing-{i}", **caller_headers("POST", f"{api}/votes", "c" * 64)}
+                   if i % 3 == 0 else {})
+        got = requests.post(f"{api}/votes", json={"candidate": NAMES[i % 3], "election": ELECTION},
+                            headers=headers)
+        assert got.status_code == 201, got.text
+        return got.json()["id"]
+
+    with ThreadPoolExecutor(8) as pool:
+        singles = list(pool.map(cast, range(60)))
+    for vid in singles[::7]:
+        assert admin_request("DELETE", f"{b}/votes/{vid}").status_code == 204
+    client = pymongo.MongoClient(mongo.uri, serverSelectionTimeoutMS=5000)
+    try:
+        live = sorted(client[f"voter_{ns}"].votes.find({"deleted": False}), key=lambda d: (d["pg"], d["_id"]))
+    finally:
+        client.close()
+    expected = [str(d["_id"]) for d in live]
+    assert len(expected) == 1100 + 60 - len(singles[::7])
+    wait_until(lambda: all(requests.get(f"{api}/votes").json()["page"]["totalElements"] == len(expected)
+                           for api in (a, b)), message="both replicas count every live vote")
+    for size in (100, 333, 1000):
+        assert listing(a, size, via=[a, b]) == expected
+    last = requests.get(f"{b}/votes", params={"page": (len(expected) - 1) // 20, "size": 20}).json()
+    assert [v["id"] for v in last["_embedded"]["votes"]] == expected[(len(expected) - 1) // 20 * 20:]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
@@ -12,6 +13,7 @@ from urllib.parse import quote
 import pymongo
 import pytest
 import requests
+from bson import ObjectId
 
 from events import candidate_data, cloud_event, election_data, publish
 from harness import admin_request as admin, caller_headers, wait_until
@@ -103,7 +105,9 @@ def test_vote_crud_and_hal(voter):
 
 def test_pages_of_votes_in_id_order_first_middle_last_and_past_the_end(voter):
     """The listing's total comes from the tallies and pages in the second half are read
-    backwards from the end: the pages must still be the id-ordered list cut in sizes."""
+    backwards from the end: the pages must still be the list cut in sizes. Unkeyed votes of
+    one process are listed in id order (listing positions follow insertion, and a bucket is
+    read in id order); sorted by a field, ties are broken by id."""
     api = voter.api
     ids = sorted(vote(api, name).json()["id"] for name in ["Jill Stein", "Gary Johnson"] * 4 + ["Donald Trump"])
     assert admin("DELETE", f"{api}/votes/{ids.pop(3)}").status_code == 204  # 8 live
@@ -274,6 +278,66 @@ def test_drop_votes(voter):
     assert admin("POST", f"{api}/drop/votes").status_code == 204
     assert total_votes(api) == 0
     assert requests.get(f"{api}/results/{quote(E2016)}").json() == {"results": []}
+
+
+def listing(api, size, via=None):
+    """Every page of the default listing, in order, read through the given APIs in turn."""
+    via = via or [api]
+    first = requests.get(f"{api}/votes", params={"size": size}).json()
+    pages = first["page"]["totalPages"]
+    ids = []
+    for page in range(pages + 1):  # one past the end: empty
+        body = requests.get(f"{via[page % len(via)]}/votes", params={"page": page, "size": size}).json()
+        ids += [v["id"] for v in body["_embedded"]["votes"]]
+        assert page < pages or not body["_embedded"]["votes"]
+    return ids
+
+
+def test_votes_stored_before_listing_positions_are_moved_once_and_listed_first(
+        service_factory, rabbit, amqp_exchange, mongo, ns):
+    """Votes written by a version without listing positions (no "pg") are moved into the
+    first bucket at start-up, once (a marker records it), counted by the start-up
+    reconciliation, and listed before the votes cast since."""
+    client = pymongo.MongoClient(mongo.uri, serverSelectionTimeoutMS=5000)
+    try:
+        db = client[f"voter_{ns}"]
+        old = [ObjectId() for _ in range(3)]
+        db.votes.insert_many([{"_id": o, "candidate": "Jill Stein", "election": E2016, "deleted": False,
+                               "tallied": False, "createdAt": datetime(2024, 1, 1, tzinfo=timezone.utc)}
+                              for o in old])
+        api = start_voter(service_factory, rabbit, amqp_exchange, {"RECONCILE_S": "2"}).api
+        new = [vote(api, "Gary Johnson").json()["id"] for _ in range(3)]
+        assert listing(api, 2) == sorted(str(o) for o in old) + new
+        assert total_votes(api) == 6
+        assert {d["pg"] for d in db.votes.find({"_id": {"$in": old}})} == {-1}
+        assert all(d["pg"] >= 0 for d in db.votes.find({"_id": {"$in": [ObjectId(i) for i in new]}}))
+        assert db.vote_tips.count_documents({"_id": "~legacy"}) == 1
+    finally:
+        client.close()
+
+
+def test_the_listing_after_a_drop_starts_at_its_floor(voter, mongo, ns):
+    """A drop records the first bucket of the lowest claim in use: the votes cast after it
+    are listed from there (the buckets of the 1,100 dropped votes are not walked), first
+    page and last page alike."""
+    api = voter.api
+    r = requests.post(f"{api}/votes/batch", json=[{"candidate": "Jill Stein", "election": E2016}] * 1100)
+    assert r.status_code == 202
+    wait_batch(api, r.headers["Location"])
+    assert total_votes(api) == 1100
+    assert admin("POST", f"{api}/drop/votes").status_code == 204
+    fresh = [vote(api, "Gary Johnson").json()["id"] for _ in range(5)]
+    client = pymongo.MongoClient(mongo.uri, serverSelectionTimeoutMS=5000)
+    try:
+        db = client[f"voter_{ns}"]
+        floor = db.vote_tips.find_one({"_id": "~floor"})["floor"]
+        assert floor == 8  # the 1,100 votes took claims 0 and 1: claim 1 starts at bucket 8
+        assert all(d["pg"] >= floor for d in db.votes.find())
+    finally:
+        client.close()
+    assert listing(api, 2) == fresh
+    body = requests.get(f"{api}/votes", params={"page": 2, "size": 2}).json()
+    assert [v["id"] for v in body["_embedded"]["votes"]] == fresh[4:]
 
 
 def test_drop_candidates_clears_the_replica(voter):

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "positions.h"
 #include "tally_logic.h"
 #include "voter/config.h"
 #include "voter/crashpoint.h"
@@ -124,6 +125,7 @@ bool votes_init(mongo_db *db) {
             mongo_create_index(db, TALLIES, "election", tally, false, &error) &&
             mongo_create_index(db, DELETIONS, "election", claims, false, &error);
   if (!ok) log_warn("votes: cannot create indexes yet: %s", error.message);
+  ok = ok && positions_init(db, instance);
   bson_destroy(by_election);
   bson_destroy(chunk);
   bson_destroy(tallied);
@@ -408,19 +410,23 @@ vs_status votes_create(mongo_db *db, const char *candidate, const char *election
   mongoc_collection_t *votes = mongo_collection(db, client, VOTES);
   mongoc_collection_t *tallies = mongo_collection(db, client, TALLIES);
   mongoc_collection_t *claims = mongo_collection(db, client, DELETIONS);
+  bson_error_t error;
+  int64_t bucket = POSITIONS_LEGACY;
+  bool placed = positions_take(db, client, 1, &bucket, &error);
   bson_t *doc = BCON_NEW("_id", BCON_OID(&oid), "candidate", BCON_UTF8(candidate), "election",
                          BCON_UTF8(election), "createdAt", BCON_DATE_TIME(util_now_ms()),
-                         "tallied", BCON_BOOL(false), "deleted", BCON_BOOL(false));
+                         "tallied", BCON_BOOL(false), "deleted", BCON_BOOL(false),
+                         POSITIONS_FIELD, BCON_INT64(bucket));
   if (!default_shard()) BSON_APPEND_UTF8(doc, "shard", instance);
   if (key) BSON_APPEND_UTF8(doc, IDEM_FIELD, key->fingerprint);
-  bson_error_t error;
   bson_t *existing = NULL;
   vs_status st = VS_CREATED;
   *item = NULL;
   election_lock(election);
-  idem_result r = key ? idem_insert(votes, doc, key->fingerprint, "vote", &existing, &error)
-                      : (mongoc_collection_insert_one(votes, doc, NULL, NULL, &error) ? IDEM_INSERTED
-                                                                                       : IDEM_ERROR);
+  idem_result r = !placed ? IDEM_ERROR
+                  : key   ? idem_insert(votes, doc, key->fingerprint, "vote", &existing, &error)
+                          : (mongoc_collection_insert_one(votes, doc, NULL, NULL, &error) ? IDEM_INSERTED
+                                                                                           : IDEM_ERROR);
   switch (r) {
   case IDEM_INSERTED:
     count_new_vote(db, tallies, &oid, election, candidate);
@@ -599,8 +605,29 @@ static bool live_votes(mongoc_collection_t *tallies, int64_t *total, bson_error_
   return ok;
 }
 
-/* A page of the live votes. Its total comes from the tallies (live_votes), and the page is
- * read from the nearer end (mongo_find_page_of); see docs/design.md, "Listing votes". */
+/* The live votes of one listing bucket (positions.h), in _id order. */
+static bool read_bucket(void *ctx, int64_t bucket, json_t **items, bson_error_t *error) {
+  mongoc_collection_t *votes = ctx;
+  bson_t *filter = BCON_NEW(POSITIONS_FIELD, BCON_INT64(bucket), "deleted", BCON_BOOL(false));
+  bson_t *opts = BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}", "projection", "{", "candidate",
+                          BCON_INT32(1), "election", BCON_INT32(1), "}");
+  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(votes, filter, opts, NULL);
+  const bson_t *doc;
+  json_t *out = json_array();
+  while (mongoc_cursor_next(cur, &doc)) json_array_append_new(out, doc_to_vote(doc));
+  bool ok = !mongoc_cursor_error(cur, error);
+  mongoc_cursor_destroy(cur);
+  bson_destroy(filter);
+  bson_destroy(opts);
+  if (ok) *items = out;
+  else json_decref(out);
+  return ok;
+}
+
+/* A page of the live votes. Its total comes from the tallies (live_votes). In the default
+ * order (listing positions, see positions.h) the page is found by walking buckets from the
+ * nearer end; sorted by a field, it is read from the nearer end by sort and skip
+ * (mongo_find_page_of). See docs/design.md, "Listing votes". */
 vs_status votes_list(mongo_db *db, const mongo_page *page, json_t **items, int64_t *total) {
   bson_t *filter = BCON_NEW("deleted", BCON_BOOL(false));
   mongoc_client_t *client = mongo_acquire(db);
@@ -608,9 +635,15 @@ vs_status votes_list(mongo_db *db, const mongo_page *page, json_t **items, int64
   mongoc_collection_t *tallies = mongo_collection(db, client, TALLIES);
   bson_error_t error;
   vs_status st = VS_OK;
+  int64_t low, high;
   *items = NULL;
-  if (!live_votes(tallies, total, &error) ||
-      !mongo_find_page_of(votes, filter, page, *total, doc_to_vote, items, &error))
+  if (!live_votes(tallies, total, &error))
+    st = db_error("list votes", &error);
+  else if (page->nsort > 0 /* sorted by a field: FerretDB reads and sorts every vote */
+               ? !mongo_find_page_of(votes, filter, page, *total, doc_to_vote, items, &error)
+               : !positions_range(db, client, &low, &high, &error) ||
+                     !positions_page(low, high, *total, page->page, page->size, read_bucket, votes,
+                                     items, &error))
     st = db_error("list votes", &error);
   mongoc_collection_destroy(votes);
   mongoc_collection_destroy(tallies);
@@ -645,21 +678,37 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
   bson_t **docs = xcalloc(n, sizeof *docs);
   const char **elections = xcalloc(n, sizeof *elections);
   tally_bucket *buckets = xcalloc(n, sizeof *buckets);
+  int64_t *places = xcalloc(n, sizeof *places);
+  bson_error_t error;
+  if (!positions_take(db, client, n, places, &error)) {
+    vs_status st = db_error("take listing positions", &error);
+    free(places);
+    free(buckets);
+    free(elections);
+    free(docs);
+    mongoc_collection_destroy(votes);
+    mongoc_collection_destroy(tallies);
+    mongoc_collection_destroy(chunks);
+    mongoc_collection_destroy(claims);
+    mongo_release(db, client);
+    return st;
+  }
   int64_t now = util_now_ms();
   for (size_t i = 0; i < n; i++) {
     bson_oid_t oid;
     bson_oid_init_from_string(&oid, v[i].id);
     docs[i] = BCON_NEW("_id", BCON_OID(&oid), "candidate", BCON_UTF8(v[i].candidate), "election",
                        BCON_UTF8(v[i].election), "createdAt", BCON_DATE_TIME(now), "tallied",
-                       BCON_BOOL(true), "deleted", BCON_BOOL(false), "chunk", BCON_UTF8(chunk));
+                       BCON_BOOL(true), "deleted", BCON_BOOL(false), "chunk", BCON_UTF8(chunk),
+                       POSITIONS_FIELD, BCON_INT64(places[i]));
     if (!default_shard()) BSON_APPEND_UTF8(docs[i], "shard", instance);
   }
+  free(places);
   size_t ne = tally_distinct_elections(v, n, elections);
   /* one set: two elections may share a stripe, and another chunk may list them otherwise */
   char **lock_keys = xcalloc(ne, sizeof *lock_keys);
   for (size_t e = 0; e < ne; e++) lock_keys[e] = xasprintf("tally\x1f%s", elections[e]);
   doclock_lock_set((const char *const *)lock_keys, (unsigned)ne);
-  bson_error_t error;
   vs_status st = VS_OK;
 
   /* the marker, with the elections a recount would need */
@@ -802,6 +851,8 @@ vs_status votes_drop_all(mongo_db *db) {
       st = db_error("drop", &error);
     mongoc_collection_destroy(coll);
   }
+  if (st == VS_OK && !positions_after_drop(db, client, &error))
+    st = db_error("drop: listing floor", &error);
   mongo_release(db, client);
   return st;
 }
