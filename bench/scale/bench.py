@@ -26,7 +26,7 @@ companion GIN indexes), BENCH_SIZES_SQLITE ("1000,10000"), BENCH_SIZES_POSTGRESQ
 before listing positions read every vote for a page, so give them 10000),
 BENCH_SIZES_POSTGRESQL ("1000,10000,100000,1000000"), BENCH_SAMPLES (50), BENCH_BUDGET
 (20 s), BENCH_RAW_INGEST (10000: documents of the raw insert_many reference, run from one
-and from two threads),
+and from two threads), BENCH_BATCH_CHUNK (the voter's BATCH_CHUNK; its default if unset),
 VOTER_BENCH_BUILD_DIR (release binaries, set by bench/scale/run).
 """
 
@@ -263,6 +263,8 @@ def run_backend(backend, build):
     env = {"MONGODB_URI": mongo.uri, "AMQP_URL": rabbit.url, "AMQP_EXCHANGE": EXCHANGE,
            "LOG_LEVEL": "warn", "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(harness.free_port()),
            "MONGODB_DATABASE": "bench_scale", "HTTP_MAX_BODY": str(8 * 1024 * 1024)}
+    if os.environ.get("BENCH_BATCH_CHUNK"):  # the voter's BATCH_CHUNK (votes per ingestion chunk)
+        env["BATCH_CHUNK"] = os.environ["BENCH_BATCH_CHUNK"]
     voter = harness.Service("voter", build / "voter" / "voter-voter", env, "/voter/ready",
                             run_dir / "voter.log")
     ok = False

@@ -208,25 +208,59 @@ vs_status votes_check(mongo_db *db, const char *candidate, const char *election)
   return VS_OK;
 }
 
-/* Adds delta to this instance's shard of a tally. */
-static bool tally_add(mongoc_collection_t *tallies, const char *election, const char *candidate,
-                      int64_t delta, bson_error_t *error) {
+/* The filter and update that add delta to this instance's shard of a tally (upserted). */
+static void tally_change(const char *election, const char *candidate, int64_t delta,
+                         bson_t *filter, bson_t *update) {
   char key[1100];
   tally_key(key, sizeof key, election, candidate);
-  bson_t *filter = BCON_NEW("_id", BCON_UTF8(key));
-  bson_t update = BSON_INITIALIZER, inc, set;
-  BSON_APPEND_DOCUMENT_BEGIN(&update, "$inc", &inc);
+  bson_init(filter);
+  BSON_APPEND_UTF8(filter, "_id", key);
+  bson_t inc, set;
+  bson_init(update);
+  BSON_APPEND_DOCUMENT_BEGIN(update, "$inc", &inc);
   BSON_APPEND_INT64(&inc, "votes", delta);
-  bson_append_document_end(&update, &inc);
-  BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
+  bson_append_document_end(update, &inc);
+  BSON_APPEND_DOCUMENT_BEGIN(update, "$set", &set);
   BSON_APPEND_UTF8(&set, "election", election);
   BSON_APPEND_UTF8(&set, "candidate", candidate);
   if (!default_shard()) BSON_APPEND_UTF8(&set, "shard", instance);
-  bson_append_document_end(&update, &set);
+  bson_append_document_end(update, &set);
+}
+
+/* Adds delta to this instance's shard of a tally. */
+static bool tally_add(mongoc_collection_t *tallies, const char *election, const char *candidate,
+                      int64_t delta, bson_error_t *error) {
+  bson_t filter, update;
+  tally_change(election, candidate, delta, &filter, &update);
   bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
-  bool ok = mongoc_collection_update_one(tallies, filter, &update, opts, NULL, error);
-  bson_destroy(filter);
+  bool ok = mongoc_collection_update_one(tallies, &filter, &update, opts, NULL, error);
+  bson_destroy(&filter);
   bson_destroy(&update);
+  bson_destroy(opts);
+  return ok;
+}
+
+/* Adds a chunk's buckets to this instance's tally shards, MONGO_UPDATES_PER_COMMAND to a
+ * command (one round trip for most chunks instead of one per candidate). Ordered: on a
+ * failure the later ones are not applied, and the chunk is recounted or retried as a whole
+ * by its marker. */
+static bool tally_add_buckets(mongoc_collection_t *tallies, const tally_bucket *b, size_t nb,
+                              bson_error_t *error) {
+  bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
+  bool ok = true;
+  for (size_t at = 0; ok && at < nb; at += MONGO_UPDATES_PER_COMMAND) {
+    size_t end = nb - at < MONGO_UPDATES_PER_COMMAND ? nb : at + MONGO_UPDATES_PER_COMMAND;
+    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(tallies, NULL);
+    for (size_t i = at; i < end; i++) {
+      bson_t filter, update;
+      tally_change(b[i].election, b[i].candidate, b[i].n, &filter, &update);
+      mongoc_bulk_operation_update_one_with_opts(bulk, &filter, &update, opts, NULL);
+      bson_destroy(&filter);
+      bson_destroy(&update);
+    }
+    ok = mongoc_bulk_operation_execute(bulk, NULL, error) != 0;
+    mongoc_bulk_operation_destroy(bulk);
+  }
   bson_destroy(opts);
   return ok;
 }
@@ -772,12 +806,8 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
   tally_chunk_plan plan = tally_plan_chunk(fresh, counted || !mine, inserted);
   if (st == VS_OK && plan == TALLY_CHUNK_COUNT) {
     size_t nb = tally_buckets(v, n, buckets);
-    for (size_t b = 0; st == VS_OK && b < nb; b++) {
-      if (!tally_add(tallies, buckets[b].election, buckets[b].candidate, buckets[b].n, &error))
-        st = db_error("tally", &error);
-      else
-        *written += buckets[b].n;
-    }
+    if (!tally_add_buckets(tallies, buckets, nb, &error)) st = db_error("tally", &error);
+    else *written = (int64_t)n;
   } else if (st == VS_OK && plan == TALLY_CHUNK_RECOUNT) {
     /* interrupted before its tallies, or votes that came after the marker was closed; a
      * marker of another instance (it died holding the chunk) is that instance's to recount
