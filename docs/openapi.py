@@ -119,7 +119,7 @@ paths.update(replica_list("/candidate/elections/search/findByElectionTypeContain
 paths.update(ops("candidate", "candidate"))
 paths.update({
     "/voter/votes": {
-        "get": op("List votes (HAL, paged)", {**ok(200, "a page", {"type": "object"}, "application/hal+json"), **problem(400)}, PAGING, tags=["voter"]),
+        "get": op("List votes (HAL, paged). Without sort: in insertion order (listing buckets, ids in order within each; one replica's unkeyed votes are in id order), the first and the last page at constant cost. With sort=candidate|election: ties by id, every vote read", {**ok(200, "a page", {"type": "object"}, "application/hal+json"), **problem(400)}, PAGING, tags=["voter"]),
         "post": op("Cast a vote", {**ok(201, "counted (or replayed)", ref("Vote"), "application/hal+json", ["Location", "Idempotent-Replayed"]),
                                    **problem(400, 413, 415, 422)}, [IDEM], JSON_BODY(ref("VoteInput")), tags=["voter"]),
     },

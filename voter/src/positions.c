@@ -3,10 +3,12 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "voter/log.h"
 #include "voter/util.h"
+#include "voter/xalloc.h"
 
 #define VOTES "votes"
 #define CLAIMS "vote_claims"
@@ -21,10 +23,11 @@
 static struct {
   pthread_mutex_t mutex;
   char instance[40];
-  int64_t claim; /* the claim being handed out, -1 before the first */
-  int64_t next;  /* its next position; POSITIONS_PER_CLAIM when used up */
+  int64_t claim;     /* the claim being handed out, -1 before the first */
+  int64_t next;      /* its next position; POSITIONS_PER_CLAIM when used up */
+  int64_t published, published_claim; /* what this instance's tip names, -1 before the first */
 } alloc = {.mutex = PTHREAD_MUTEX_INITIALIZER, .instance = "0", .claim = -1,
-           .next = POSITIONS_PER_CLAIM};
+           .next = POSITIONS_PER_CLAIM, .published = -1, .published_claim = -1};
 
 bool positions_init(mongo_db *db, const char *instance) {
   pthread_mutex_lock(&alloc.mutex);
@@ -49,13 +52,17 @@ bool positions_init(mongo_db *db, const char *instance) {
     bson_t *legacy = BCON_NEW(POSITIONS_FIELD, "{", "$exists", BCON_BOOL(false), "}");
     bson_t *set = BCON_NEW("$set", "{", POSITIONS_FIELD, BCON_INT64(POSITIONS_LEGACY), "}");
     bson_t reply;
-    ok = mongoc_collection_update_many(votes, legacy, set, NULL, &reply, &error) &&
-         (mongoc_collection_insert_one(tips, marker, NULL, NULL, &error) ||
-          mongo_is_duplicate(&error));
-    if (ok && mongo_doc_int(&reply, "modifiedCount") > 0)
-      log_fields(LOG_INFO, "moved the votes stored without a listing position to the first bucket",
-                 json_pack("{s:I}", "votes", (json_int_t)mongo_doc_int(&reply, "modifiedCount")));
+    ok = mongoc_collection_update_many(votes, legacy, set, NULL, &reply, &error);
+    int64_t n = ok ? mongo_doc_int(&reply, "modifiedCount") : 0;
     bson_destroy(&reply);
+    /* how many were moved: with none, walks from the start need not read the bucket */
+    bson_t *done = BCON_NEW("_id", BCON_UTF8(LEGACY_MOVED), "moved", BCON_INT64(n));
+    ok = ok && (mongoc_collection_insert_one(tips, done, NULL, NULL, &error) ||
+                mongo_is_duplicate(&error));
+    bson_destroy(done);
+    if (ok && n > 0)
+      log_fields(LOG_INFO, "moved the votes stored without a listing position to the first bucket",
+                 json_pack("{s:I}", "votes", (json_int_t)n));
     bson_destroy(legacy);
     bson_destroy(set);
   }
@@ -67,103 +74,163 @@ bool positions_init(mongo_db *db, const char *instance) {
   return ok;
 }
 
-/* The tips' highest and lowest claims (-1, -1 when there is none) and the floor (-1 when
- * none was recorded). */
-static bool read_tips(mongoc_collection_t *tips, int64_t *lowest, int64_t *highest,
-                      int64_t *floor, bson_error_t *error) {
+/* One tip: the claim of its latest hand-out's first position, and the highest bucket it
+ * handed out (the claim's last if the tip names none). false for a document that is not a
+ * tip. */
+static bool tip_of(const bson_t *doc, int64_t *claim, int64_t *bucket) {
+  if (!mongo_doc_number(doc, "claim", claim) || *claim < 0) return false;
+  if (!mongo_doc_number(doc, "bucket", bucket) || *bucket < *claim * POSITIONS_BUCKETS_PER_CLAIM)
+    *bucket = (*claim + 1) * POSITIONS_BUCKETS_PER_CLAIM - 1;
+  return true;
+}
+
+/* Reads every document of vote_tips, calling each for it. */
+static bool read_tips(mongoc_collection_t *tips, void (*each)(const bson_t *doc, void *ctx),
+                      void *ctx, bson_error_t *error) {
   bson_t all = BSON_INITIALIZER;
   mongoc_cursor_t *cur = mongoc_collection_find_with_opts(tips, &all, NULL, NULL);
   const bson_t *doc;
-  *lowest = *highest = *floor = -1;
-  while (mongoc_cursor_next(cur, &doc)) {
-    int64_t v;
-    if (mongo_doc_number(doc, "claim", &v) && v >= 0) {
-      if (*highest < v) *highest = v;
-      if (*lowest < 0 || v < *lowest) *lowest = v;
-    } else if (mongo_doc_number(doc, "floor", &v) && v > *floor) {
-      *floor = v;
-    }
-  }
+  while (mongoc_cursor_next(cur, &doc)) each(doc, ctx);
   bool ok = !mongoc_cursor_error(cur, error);
   mongoc_cursor_destroy(cur);
   return ok;
 }
 
-/* Claims the next free claim number above every tip and records it as this instance's
- * tip; only then may its positions be handed out. Caller holds alloc.mutex. */
-static bool claim_next(mongo_db *db, mongoc_client_t *client, bson_error_t *error) {
-  mongoc_collection_t *claims = mongo_collection(db, client, CLAIMS);
-  mongoc_collection_t *tips = mongo_collection(db, client, TIPS);
-  int64_t lowest, highest, floor;
-  bool ok = read_tips(tips, &lowest, &highest, &floor, error);
-  int64_t k = (highest > alloc.claim ? highest : alloc.claim) + 1;
+typedef struct {
+  int64_t lowest_claim, highest_claim, floor;
+} tips_summary;
+
+static void summarize(const bson_t *doc, void *ctx) {
+  tips_summary *t = ctx;
+  int64_t claim, bucket, floor;
+  if (tip_of(doc, &claim, &bucket)) {
+    if (t->highest_claim < claim) t->highest_claim = claim;
+    if (t->lowest_claim < 0 || claim < t->lowest_claim) t->lowest_claim = claim;
+  } else if (mongo_doc_number(doc, "floor", &floor) && floor > t->floor) {
+    t->floor = floor;
+  }
+}
+
+/* Writes this instance's tip: the highest bucket handed out, and the claim of the first
+ * position of this hand-out. Caller holds alloc.mutex. */
+static bool publish_tip(mongoc_collection_t *tips, int64_t claim, int64_t bucket,
+                        bson_error_t *error) {
+  bson_t *filter = BCON_NEW("_id", BCON_UTF8(alloc.instance));
+  bson_t *set = BCON_NEW("$set", "{", "claim", BCON_INT64(claim), "bucket", BCON_INT64(bucket),
+                         "at", BCON_DATE_TIME(util_now_ms()), "}");
+  bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
+  bool ok = mongoc_collection_update_one(tips, filter, set, opts, NULL, error);
+  bson_destroy(filter);
+  bson_destroy(set);
+  bson_destroy(opts);
+  if (ok) {
+    alloc.published = bucket;
+    alloc.published_claim = claim;
+  }
+  return ok;
+}
+
+/* Claims the next free claim number above every tip. Caller holds alloc.mutex. */
+static bool claim_next(mongoc_collection_t *claims, mongoc_collection_t *tips,
+                       bson_error_t *error) {
+  tips_summary t = {-1, -1, -1};
+  bool ok = read_tips(tips, summarize, &t, error);
+  int64_t k = (t.highest_claim > alloc.claim ? t.highest_claim : alloc.claim) + 1;
   bool claimed = false;
-  for (int attempt = 0; ok && !claimed && attempt < CLAIM_ATTEMPTS; attempt++, k++) {
+  for (int attempt = 0; ok && !claimed && attempt < CLAIM_ATTEMPTS; attempt++) {
     bson_t *doc = BCON_NEW("_id", BCON_INT64(k), "by", BCON_UTF8(alloc.instance), "at",
                            BCON_DATE_TIME(util_now_ms()));
     claimed = mongoc_collection_insert_one(claims, doc, NULL, NULL, error);
     if (!claimed && !mongo_is_duplicate(error)) ok = false;
     bson_destroy(doc);
-    if (claimed) break;
+    if (!claimed) k++;
   }
   if (ok && !claimed) {
     bson_set_error(error, MONGOC_ERROR_COLLECTION, MONGOC_ERROR_DUPLICATE_KEY,
-                   "%d claim numbers from %lld on were all taken", CLAIM_ATTEMPTS,
-                   (long long)(k - CLAIM_ATTEMPTS));
+                   "%d claim numbers up to %lld were all taken", CLAIM_ATTEMPTS, (long long)k);
     ok = false;
-  }
-  if (ok) {
-    bson_t *filter = BCON_NEW("_id", BCON_UTF8(alloc.instance));
-    bson_t *set = BCON_NEW("$set", "{", "claim", BCON_INT64(k), "at", BCON_DATE_TIME(util_now_ms()), "}");
-    bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
-    ok = mongoc_collection_update_one(tips, filter, set, opts, NULL, error);
-    bson_destroy(filter);
-    bson_destroy(set);
-    bson_destroy(opts);
   }
   if (ok) {
     alloc.claim = k;
     alloc.next = 0;
   }
-  mongoc_collection_destroy(claims);
-  mongoc_collection_destroy(tips);
   return ok;
 }
 
 bool positions_take(mongo_db *db, mongoc_client_t *client, size_t n, int64_t *buckets,
                     bson_error_t *error) {
+  if (n == 0) return true;
+  mongoc_collection_t *claims = mongo_collection(db, client, CLAIMS);
+  mongoc_collection_t *tips = mongo_collection(db, client, TIPS);
   bool ok = true;
+  int64_t first_claim = -1;
   pthread_mutex_lock(&alloc.mutex);
   for (size_t i = 0; ok && i < n; i++) {
-    if (alloc.next >= POSITIONS_PER_CLAIM) ok = claim_next(db, client, error);
+    if (alloc.next >= POSITIONS_PER_CLAIM) ok = claim_next(claims, tips, error);
     if (ok) {
+      if (first_claim < 0) first_claim = alloc.claim;
       buckets[i] = alloc.claim * POSITIONS_BUCKETS_PER_CLAIM + alloc.next / POSITIONS_PER_BUCKET;
       alloc.next++;
     }
   }
+  /* the tip first: no vote may lie above it (buckets only grow, so the last is the highest),
+   * and a drop's floor must not pass a claim still handed out */
+  if (ok && (buckets[n - 1] > alloc.published || first_claim > alloc.published_claim))
+    ok = publish_tip(tips, first_claim, buckets[n - 1], error);
   pthread_mutex_unlock(&alloc.mutex);
+  mongoc_collection_destroy(claims);
+  mongoc_collection_destroy(tips);
   return ok;
 }
 
-bool positions_range(mongo_db *db, mongoc_client_t *client, int64_t *low, int64_t *high,
+static void add_tip(const bson_t *doc, void *ctx) {
+  positions_span *span = ctx;
+  int64_t claim, bucket, floor;
+  if (tip_of(doc, &claim, &bucket)) {
+    if (span->high < bucket) span->high = bucket;
+    /* the rest of the claim the bucket is in: no one else hands it out */
+    int64_t last = (bucket / POSITIONS_BUCKETS_PER_CLAIM + 1) * POSITIONS_BUCKETS_PER_CLAIM - 1;
+    if (bucket < last) {
+      span->gaps = xrealloc(span->gaps, (span->ngaps + 1) * sizeof *span->gaps);
+      span->gaps[span->ngaps++] = (positions_gap){bucket + 1, last};
+    }
+  } else if (mongo_doc_number(doc, "floor", &floor) && floor > span->low) {
+    span->low = floor;
+  } else if (mongo_doc_number(doc, "moved", &floor) && floor == 0 && span->low < 0) {
+    span->low = 0; /* no vote was stored without a position: the legacy bucket is empty */
+  }
+}
+
+static int gap_order(const void *a, const void *b) {
+  const positions_gap *x = a, *y = b;
+  return (x->from > y->from) - (x->from < y->from);
+}
+
+bool positions_range(mongo_db *db, mongoc_client_t *client, positions_span *span,
                      bson_error_t *error) {
   mongoc_collection_t *tips = mongo_collection(db, client, TIPS);
-  int64_t lowest, highest, floor;
-  bool ok = read_tips(tips, &lowest, &highest, &floor, error);
+  *span = (positions_span){.low = POSITIONS_LEGACY, .high = POSITIONS_LEGACY};
+  bool ok = read_tips(tips, add_tip, span, error);
   mongoc_collection_destroy(tips);
-  *low = floor >= 0 ? floor : POSITIONS_LEGACY;
-  *high = highest >= 0 ? (highest + 1) * POSITIONS_BUCKETS_PER_CLAIM - 1 : POSITIONS_LEGACY;
+  if (span->ngaps > 1) qsort(span->gaps, span->ngaps, sizeof *span->gaps, gap_order);
   return ok;
+}
+
+void positions_span_free(positions_span *span) {
+  free(span->gaps);
+  span->gaps = NULL;
+  span->ngaps = 0;
 }
 
 bool positions_after_drop(mongo_db *db, mongoc_client_t *client, bson_error_t *error) {
   mongoc_collection_t *tips = mongo_collection(db, client, TIPS);
-  int64_t lowest, highest, floor;
-  bool ok = read_tips(tips, &lowest, &highest, &floor, error);
+  tips_summary t = {-1, -1, -1};
+  bool ok = read_tips(tips, summarize, &t, error);
+  int64_t floor = t.lowest_claim * POSITIONS_BUCKETS_PER_CLAIM;
   /* a lost update between two drops leaves one of two floors, each safe */
-  if (ok && lowest >= 0 && lowest * POSITIONS_BUCKETS_PER_CLAIM > floor) {
+  if (ok && t.lowest_claim >= 0 && floor > t.floor) {
     bson_t *filter = BCON_NEW("_id", BCON_UTF8(FLOOR));
-    bson_t *set = BCON_NEW("$set", "{", "floor", BCON_INT64(lowest * POSITIONS_BUCKETS_PER_CLAIM), "}");
+    bson_t *set = BCON_NEW("$set", "{", "floor", BCON_INT64(floor), "}");
     bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
     ok = mongoc_collection_update_one(tips, filter, set, opts, NULL, error);
     bson_destroy(filter);
@@ -174,9 +241,24 @@ bool positions_after_drop(mongo_db *db, mongoc_client_t *client, bson_error_t *e
   return ok;
 }
 
-bool positions_page(int64_t low, int64_t high, int64_t total, int64_t page, int64_t size,
+/* The next bucket to read after b walking by step, past the gaps (sorted, may overlap). */
+static int64_t next_bucket(const positions_span *span, int64_t b, int step) {
+  b += step;
+  for (bool moved = true; moved;) {
+    moved = false;
+    for (size_t i = 0; i < span->ngaps; i++)
+      if (b >= span->gaps[i].from && b <= span->gaps[i].to) {
+        b = step > 0 ? span->gaps[i].to + 1 : span->gaps[i].from - 1;
+        moved = true;
+      }
+  }
+  return b;
+}
+
+bool positions_page(const positions_span *span, int64_t total, int64_t page, int64_t size,
                     positions_read read, void *ctx, json_t **items, bson_error_t *error) {
   json_t *out = json_array();
+  int64_t low = span->low, high = span->high;
   *items = NULL;
   int64_t first = page * size;
   if (first >= total || high < low) {
@@ -187,7 +269,9 @@ bool positions_page(int64_t low, int64_t high, int64_t total, int64_t page, int6
   bool from_end = first + on_page / 2 > total / 2;
   int64_t skip = from_end ? total - first - on_page : first;
   int64_t want = from_end ? on_page : size;
-  for (int64_t b = from_end ? high : low; want > 0 && b >= low && b <= high; b += from_end ? -1 : 1) {
+  int step = from_end ? -1 : 1;
+  for (int64_t b = next_bucket(span, from_end ? high + 1 : low - 1, step);
+       want > 0 && b >= low && b <= high; b = next_bucket(span, b, step)) {
     json_t *got;
     if (!read(ctx, b, &got, error)) {
       json_decref(out);

@@ -10,23 +10,31 @@
  *
  * Buckets come from claims. A process reserves POSITIONS_PER_CLAIM positions at a time by
  * inserting {_id: k} into vote_claims (a unique insert: of two processes trying k, one gets
- * it and the other tries k + 1), then records k as its tip ({_id: instance, claim: k} in
- * vote_tips; each instance is the only writer of its tip) and only then hands out the
- * claim's positions, in order. Position i of claim k lies in bucket
- * k * POSITIONS_BUCKETS_PER_CLAIM + i / POSITIONS_PER_BUCKET. So a bucket holds at most
- * POSITIONS_PER_BUCKET votes, all written by one process, and bucket numbers grow with
- * time: the listing is in order of insertion by claim, as MongoDB's natural order (the
- * original's listing) is in order of insertion. The highest bucket any vote can be in is
- * the last bucket of the highest tip's claim.
+ * it and the other tries k + 1) and hands out the claim's positions in order: position i
+ * of claim k lies in bucket k * POSITIONS_BUCKETS_PER_CLAIM + i / POSITIONS_PER_BUCKET. So a
+ * bucket holds at most POSITIONS_PER_BUCKET votes, all written by one process, and bucket
+ * numbers grow with time: the listing is in order of insertion by bucket, as MongoDB's
+ * natural order (the original's listing) is in order of insertion.
  *
- * The lowest is POSITIONS_LEGACY (votes stored before positions existed are moved there
- * once, at start-up), or, after POST /voter/drop/votes, the floor the drop recorded: the
- * first bucket of the lowest claim any tip names. Every claim below it was finished
- * before the drop, and no process writes into a finished claim again.
+ * Each instance keeps a tip in vote_tips, {_id: instance, claim, bucket} (each instance is
+ * the only writer of its own): the highest bucket it has handed out, written before any
+ * vote goes into that bucket (once per bucket, or per bulk chunk), and the claim of the
+ * first position of that hand-out. So no vote lies above the highest tip's bucket, and the
+ * rest of each tip's claim above its bucket is known to be empty: a walk from the end skips
+ * it (positions_span's gaps).
  *
- * Costs: one claim and one tip write per POSITIONS_PER_CLAIM votes. A page costs one read
- * per bucket between it and the nearer end, and buckets left empty (the rest of a claim
- * a process stopped in, deleted votes) are read too. See docs/design.md, "Listing votes". */
+ * The lowest bucket is POSITIONS_LEGACY (votes stored before positions existed are moved
+ * there once, at start-up; 0 when there were none), or, after POST /voter/drop/votes, the floor the drop recorded:
+ * the first bucket of the lowest claim any tip names. Every claim below it was finished
+ * before the drop, and no process hands out positions of a finished claim again. (A vote
+ * whose position was handed out before the drop and that is inserted after it, while its
+ * process moved past the claim, is the one exception: it lies below the floor, is counted
+ * and is read from the end, not from the start.)
+ *
+ * Costs: one tip write per POSITIONS_PER_BUCKET votes (or bulk chunk), one claim per
+ * POSITIONS_PER_CLAIM. A page costs one read per bucket between it and the nearer end;
+ * buckets left empty by a process that stopped in the middle of a claim, or emptied by
+ * deletions, are read too. See docs/design.md, "Listing votes". */
 #ifndef VOTER_POSITIONS_H
 #define VOTER_POSITIONS_H
 
@@ -36,8 +44,8 @@
 
 #include "voter/mongo.h"
 
-#define POSITIONS_PER_BUCKET 128
-#define POSITIONS_BUCKETS_PER_CLAIM 8
+#define POSITIONS_PER_BUCKET 32
+#define POSITIONS_BUCKETS_PER_CLAIM 32
 #define POSITIONS_PER_CLAIM (POSITIONS_PER_BUCKET * POSITIONS_BUCKETS_PER_CLAIM)
 #define POSITIONS_LEGACY (-1)
 
@@ -45,7 +53,7 @@
 #define POSITIONS_FIELD "pg"
 
 /* Creates the votes' index on the bucket and moves the votes stored without one into
- * POSITIONS_LEGACY (once per database: a marker in vote_tips records it). instance is
+ * POSITIONS_LEGACY (once per database: a marker in vote_tips records how many). instance is
  * this process's VOTER_INSTANCE. false (error logged) if the database cannot do it yet. */
 bool positions_init(mongo_db *db, const char *instance);
 
@@ -55,9 +63,22 @@ bool positions_init(mongo_db *db, const char *instance);
 bool positions_take(mongo_db *db, mongoc_client_t *client, size_t n, int64_t *buckets,
                     bson_error_t *error);
 
-/* The lowest and highest bucket a vote can be in now (*high < *low when none can be). */
-bool positions_range(mongo_db *db, mongoc_client_t *client, int64_t *low, int64_t *high,
+/* Where the votes can be: buckets low..high, except the gaps (buckets known to be empty:
+ * the rest of each tip's claim above its bucket), sorted by their first bucket. */
+typedef struct positions_gap {
+  int64_t from, to;
+} positions_gap;
+
+typedef struct positions_span {
+  int64_t low, high; /* high < low: no bucket at all */
+  positions_gap *gaps;
+  size_t ngaps;
+} positions_span;
+
+/* Reads the tips into *span (freed with positions_span_free). */
+bool positions_range(mongo_db *db, mongoc_client_t *client, positions_span *span,
                      bson_error_t *error);
+void positions_span_free(positions_span *span);
 
 /* After every vote was deleted: records the floor (see above) so that walks from the start
  * skip the buckets of the claims finished before. */
@@ -66,13 +87,13 @@ bool positions_after_drop(mongo_db *db, mongoc_client_t *client, bson_error_t *e
 /* Reads the live votes of one bucket, rendered, in _id order (a new array). */
 typedef bool (*positions_read)(void *ctx, int64_t bucket, json_t **items, bson_error_t *error);
 
-/* The page (page, size) of a listing of total items spread over the buckets low..high:
- * walks from the nearer end, skipping what lies between it and the page, reading each
- * bucket with read. A page past total reads nothing. Read from the start, a page holds up
- * to size items; read from the end, up to what total leaves for it (if total is lower
- * than the votes stored, pages read from the end shift by the difference). Pure: the
+/* The page (page, size) of a listing of total items spread over the span's buckets: walks
+ * from the nearer end, skipping what lies between it and the page, reading each bucket
+ * (but the gaps) with read. A page past total reads nothing. Read from the start, a page
+ * holds up to size items; read from the end, up to what total leaves for it (if total is
+ * lower than the votes stored, pages read from the end shift by the difference). Pure: the
  * database is behind read. */
-bool positions_page(int64_t low, int64_t high, int64_t total, int64_t page, int64_t size,
+bool positions_page(const positions_span *span, int64_t total, int64_t page, int64_t size,
                     positions_read read, void *ctx, json_t **items, bson_error_t *error);
 
 #endif

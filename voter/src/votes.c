@@ -635,16 +635,17 @@ vs_status votes_list(mongo_db *db, const mongo_page *page, json_t **items, int64
   mongoc_collection_t *tallies = mongo_collection(db, client, TALLIES);
   bson_error_t error;
   vs_status st = VS_OK;
-  int64_t low, high;
+  positions_span span = {0};
   *items = NULL;
   if (!live_votes(tallies, total, &error))
     st = db_error("list votes", &error);
   else if (page->nsort > 0 /* sorted by a field: FerretDB reads and sorts every vote */
                ? !mongo_find_page_of(votes, filter, page, *total, doc_to_vote, items, &error)
-               : !positions_range(db, client, &low, &high, &error) ||
-                     !positions_page(low, high, *total, page->page, page->size, read_bucket, votes,
+               : !positions_range(db, client, &span, &error) ||
+                     !positions_page(&span, *total, page->page, page->size, read_bucket, votes,
                                      items, &error))
     st = db_error("list votes", &error);
+  positions_span_free(&span);
   mongoc_collection_destroy(votes);
   mongoc_collection_destroy(tallies);
   mongo_release(db, client);

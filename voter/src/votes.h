@@ -1,13 +1,15 @@
 /* votes — votes and per-election tallies (no HTTP here).
  *
  * Documents:
- *   votes:   {_id: ObjectId, candidate, election, createdAt, tallied, deleted, chunk?, _idem?,
- *             shard?, deletedBy?}
+ *   votes:   {_id: ObjectId, candidate, election, createdAt, tallied, deleted, pg, chunk?,
+ *             _idem?, shard?, deletedBy?}  pg: the vote's listing bucket (positions.h)
  *   chunks:  {_id: chunk, state: "counting"|"counted", elections, createdAt, shard?}
  *   tallies: {_id: "<election>\x1f<candidate>[\x1f<instance>]", election, candidate, votes,
  *             shard?}  one shard per replica (VOTER_INSTANCE; "0", the default, has no
  *             suffix and no shard field); results are the sum of the shards
  *   vote_deletions: {_id: vote, election, candidate, by: instance, done, createdAt}
+ *   vote_claims: {_id: claim number, by, at}; vote_tips: {_id: instance, claim, at}, plus
+ *             {_id: "~legacy", moved} and {_id: "~floor", floor}  (listing positions, positions.h)
  *
  * Several replicas share the database: each counts into its own shard only and claims a
  * deletion by inserting into vote_deletions, so no tally document has two writers (see
