@@ -13,7 +13,9 @@ BENCH_BUDGET seconds):
   GET /voter/results/{election}, the first and the last page of GET /voter/votes,
   the database commands each POST caused (FerretDB's own counters, flags written behind
   the request included), and, with pymongo on the same database: find_one({_id}) and insert_one into the votes
-  collection (documents marked deleted, so no count or page sees them);
+  collection (documents marked deleted, so no count or page sees them), and the results'
+  own query, find({election}) on the tallies; and GET of a path no route serves (404, no
+  database): the floor of any request, i.e. this client (requests) plus the HTTP layer;
 
 plus the bulk ingestion rate of the step (votes accepted and written per second) beside
 raw insert_many (pymongo, 500 per call) of BENCH_RAW_INGEST documents into a collection
@@ -69,11 +71,13 @@ RAW_INGEST = int(os.environ.get("BENCH_RAW_INGEST", "10000"))
 EXCHANGE = "voter.events"
 TITLE = "Scale Election"
 NAMES = [f"Candidate {i}" for i in range(8)]
-OPS = ["post", "post_idem", "get_id", "results", "page_first", "page_last", "raw_find", "raw_insert"]
+OPS = ["post", "post_idem", "get_id", "results", "page_first", "page_last", "floor", "raw_find",
+       "raw_results", "raw_insert"]
 LABELS = {"post": "POST /voter/votes", "post_idem": "POST + Idempotency-Key",
           "get_id": "GET /voter/votes/{id}", "results": "GET /voter/results/{e}",
           "page_first": "GET /voter/votes first page", "page_last": "GET /voter/votes last page",
-          "raw_find": "raw find_one {_id} (pymongo)", "raw_insert": "raw insert_one (pymongo)"}
+          "floor": "GET unrouted path (404, no db)", "raw_find": "raw find_one {_id} (pymongo)",
+          "raw_results": "raw find {election} tallies", "raw_insert": "raw insert_one (pymongo)"}
 
 
 def timed(fn, samples=SAMPLES, budget=BUDGET):
@@ -200,8 +204,13 @@ def measure(session, voter, db, total, mongo=None):
         r = session.get(f"{base}/voter/results/{quote(TITLE)}")
         assert r.status_code == 200, r.text
 
+    def floor():
+        r = session.get(f"{base}/voter/no-such-path")
+        assert r.status_code == 404, r.text
+
     res["get_id"] = timed(get_id)
     res["results"] = timed(results)
+    res["floor"] = timed(floor)
     pages = 0
     if total <= PAGE_MAX:
         r = session.get(f"{base}/voter/votes", params={"page": 0, "size": 20})
@@ -218,6 +227,7 @@ def measure(session, voter, db, total, mongo=None):
         res["page_first"] = res["page_last"] = []
     oids = [d["_id"] for d in db.votes.find({}, {"_id": 1}).limit(20)]
     res["raw_find"] = timed(lambda: db.votes.find_one({"_id": random.choice(oids)}))
+    res["raw_results"] = timed(lambda: list(db.tallies.find({"election": TITLE})))
     res["raw_insert"] = timed(lambda: db.votes.insert_one(
         {"candidate": NAMES[0], "election": TITLE, "createdAt": 0, "tallied": True, "deleted": True}))
     count = requests.get(f"{base}/voter/results/{quote(TITLE)}/votes").json()["votes"]
