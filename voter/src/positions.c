@@ -29,6 +29,8 @@ static struct {
 } alloc = {.mutex = PTHREAD_MUTEX_INITIALIZER, .instance = "0", .claim = -1,
            .next = POSITIONS_PER_CLAIM, .published = -1, .published_claim = -1};
 
+static bool resume_own_claim(mongoc_collection_t *tips, bson_error_t *error);
+
 bool positions_init(mongo_db *db, const char *instance) {
   pthread_mutex_lock(&alloc.mutex);
   snprintf(alloc.instance, sizeof alloc.instance, "%s", instance);
@@ -67,6 +69,10 @@ bool positions_init(mongo_db *db, const char *instance) {
     bson_destroy(set);
   }
   if (!ok) mongo_log_failure("positions", "move legacy votes", &error);
+  if (ok && !resume_own_claim(tips, &error)) {
+    mongo_log_failure("positions", "read this instance's tip", &error);
+    ok = false;
+  }
   bson_destroy(marker);
   mongoc_collection_destroy(tips);
   mongoc_collection_destroy(votes);
@@ -93,6 +99,28 @@ static bool read_tips(mongoc_collection_t *tips, void (*each)(const bson_t *doc,
   while (mongoc_cursor_next(cur, &doc)) each(doc, ctx);
   bool ok = !mongoc_cursor_error(cur, error);
   mongoc_cursor_destroy(cur);
+  return ok;
+}
+
+/* A restarted instance goes on in the claim its tip names, from the bucket after the tip's
+ * (the tip's own may be partly used): a restart then leaves no claim half empty behind,
+ * only that bucket. Safe because an instance name belongs to one live process. */
+static bool resume_own_claim(mongoc_collection_t *tips, bson_error_t *error) {
+  bson_t *mine = BCON_NEW("_id", BCON_UTF8(alloc.instance));
+  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(tips, mine, NULL, NULL);
+  const bson_t *doc;
+  int64_t claim, bucket;
+  pthread_mutex_lock(&alloc.mutex);
+  if (alloc.claim < 0 && mongoc_cursor_next(cur, &doc) && tip_of(doc, &claim, &bucket)) {
+    alloc.claim = bucket / POSITIONS_BUCKETS_PER_CLAIM;
+    alloc.next = (bucket % POSITIONS_BUCKETS_PER_CLAIM + 1) * POSITIONS_PER_BUCKET;
+    alloc.published = bucket;
+    alloc.published_claim = claim;
+  }
+  pthread_mutex_unlock(&alloc.mutex);
+  bool ok = !mongoc_cursor_error(cur, error);
+  mongoc_cursor_destroy(cur);
+  bson_destroy(mine);
   return ok;
 }
 

@@ -31,10 +31,12 @@
  * process moved past the claim, is the one exception: it lies below the floor, is counted
  * and is read from the end, not from the start.)
  *
+ * A restarted instance goes on in its tip's claim, from the bucket after the tip's.
+ *
  * Costs: one tip write per POSITIONS_PER_BUCKET votes (or bulk chunk), one claim per
  * POSITIONS_PER_CLAIM. A page costs one read per bucket between it and the nearer end;
- * buckets left empty by a process that stopped in the middle of a claim, or emptied by
- * deletions, are read too. See docs/design.md, "Listing votes". */
+ * buckets emptied by deletions, partly used by a restart, or left empty by a crash between
+ * a tip and its vote are read too. See docs/design.md, "Listing votes". */
 #ifndef VOTER_POSITIONS_H
 #define VOTER_POSITIONS_H
 
