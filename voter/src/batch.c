@@ -173,7 +173,7 @@ batch_ctx *batch_start(mongo_db *db, const char *amqp_url, const char *exchange,
   b->db = db;
   b->url = xstrdup(amqp_url);
   b->exchange = xstrdup(exchange);
-  b->chunk_size = chunk_size > 0 ? chunk_size : 500;
+  b->chunk_size = chunk_size > 0 ? chunk_size : 2000;
   b->publisher = mq_conn_new(b->url, b->exchange, "voter-batch-publisher");
   pthread_mutex_init(&b->lock, NULL);
   /* the work queue exists before the first batch is accepted (best effort, see replica.c) */
