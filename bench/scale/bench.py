@@ -10,7 +10,7 @@ release voter service are started; votes are added with POST /voter/votes/batch 
 BENCH_BUDGET seconds):
 
   POST /voter/votes, the same with a fresh Idempotency-Key, GET /voter/votes/{id},
-  GET /voter/results/{election}, the first and the last page of GET /voter/votes,
+  GET /voter/results/{election}, the first, the last and the middle page of GET /voter/votes,
   the database commands each POST caused (FerretDB's own counters, flags written behind
   the request included), and, with pymongo on the same database: find_one({_id}) and insert_one into the votes
   collection (documents marked deleted, so no count or page sees them), and the results'
@@ -125,11 +125,12 @@ RAW_INGEST = int(os.environ.get("BENCH_RAW_INGEST", "10000"))
 EXCHANGE = "voter.events"
 TITLE = "Scale Election"
 NAMES = [f"Candidate {i}" for i in range(8)]
-OPS = ["post", "post_idem", "get_id", "results", "page_first", "page_last", "floor", "raw_find",
+OPS = ["post", "post_idem", "get_id", "results", "page_first", "page_last", "page_mid", "floor", "raw_find",
        "raw_results", "raw_insert"]
 LABELS = {"post": "POST /voter/votes", "post_idem": "POST + Idempotency-Key",
           "get_id": "GET /voter/votes/{id}", "results": "GET /voter/results/{e}",
           "page_first": "GET /voter/votes first page", "page_last": "GET /voter/votes last page",
+          "page_mid": "GET /voter/votes middle page",
           "floor": "GET unrouted path (404, no db)", "raw_find": "raw find_one {_id} (pymongo)",
           "raw_results": "raw find {election} tallies", "raw_insert": "raw insert_one (pymongo)"}
 
@@ -277,8 +278,11 @@ def measure(session, voter, db, total, mongo=None):
             r = session.get(f"{base}/voter/votes", params={"page": page, "size": 20})
             assert r.status_code == 200 and r.json()["_embedded"]["votes"], r.text
         res[op] = timed(listing, samples=min(SAMPLES, 20))
+    if pages:  # the costliest page: half the votes between it and either end (a few samples)
+        res["page_mid"] = timed(lambda: session.get(f"{base}/voter/votes", params={"page": pages // 2, "size": 20}),
+                                samples=3)
     if not pages and total <= PAGE_MAX:  # the count itself failed
-        res["page_first"] = res["page_last"] = []
+        res["page_first"] = res["page_last"] = res["page_mid"] = []
     oids = [d["_id"] for d in db.votes.find({}, {"_id": 1}).limit(20)]
     res["raw_find"] = timed(lambda: db.votes.find_one({"_id": random.choice(oids)}))
     res["raw_results"] = timed(lambda: list(db.tallies.find({"election": TITLE})))
