@@ -31,6 +31,7 @@ before listing positions read every vote for a page, so give them 10000),
 BENCH_SIZES_POSTGRESQL ("1000,10000,100000,1000000"), BENCH_SAMPLES (50), BENCH_BUDGET
 (20 s), BENCH_RAW_INGEST (10000: documents of the raw insert_many reference, run from one
 and from two threads), BENCH_BATCH_CHUNK (the voter's BATCH_CHUNK; its default if unset),
+BENCH_INGEST_WORKERS (the voter's INGEST_WORKERS; its default if unset),
 VOTER_BENCH_BUILD_DIR (release binaries, set by bench/scale/run).
 """
 
@@ -122,6 +123,7 @@ PAGE_MAX = int(os.environ.get("BENCH_PAGE_MAX", "1000000000"))
 BUDGET = float(os.environ.get("BENCH_BUDGET", "20"))
 BATCH = 10000
 RAW_INGEST = int(os.environ.get("BENCH_RAW_INGEST", "10000"))
+INGEST_WORKERS = os.environ.get("BENCH_INGEST_WORKERS", "")
 EXCHANGE = "voter.events"
 TITLE = "Scale Election"
 NAMES = [f"Candidate {i}" for i in range(8)]
@@ -295,7 +297,8 @@ def measure(session, voter, db, total, mongo=None):
 def raw_ingest(db, n=RAW_INGEST, streams=1):
     """Reference for bulk ingestion: pymongo insert_many, 500 per call, of n vote-shaped
     documents into a collection with the votes' indexes, from `streams` threads at once
-    (what the database gives to parallel writers); documents/s."""
+    (what the database gives to parallel writers, as the voter's INGEST_WORKERS consumers
+    are); documents/s."""
     coll = db[f"raw_ingest_{uuid.uuid4().hex[:8]}"]
     coll.create_index([("election", 1), ("tallied", 1)], name="election_tallied")
     coll.create_index([("tallied", 1)], name="tallied")
@@ -333,6 +336,8 @@ def run_backend(backend, build):
            "MONGODB_DATABASE": "bench_scale", "HTTP_MAX_BODY": str(8 * 1024 * 1024)}
     if os.environ.get("BENCH_BATCH_CHUNK"):  # the voter's BATCH_CHUNK (votes per ingestion chunk)
         env["BATCH_CHUNK"] = os.environ["BENCH_BATCH_CHUNK"]
+    if INGEST_WORKERS:  # the voter's INGEST_WORKERS (ingestion consumers per process)
+        env["INGEST_WORKERS"] = INGEST_WORKERS
     voter = harness.Service("voter", build / "voter" / "voter-voter", env, "/voter/ready",
                             run_dir / "voter.log")
     ok = False
@@ -370,7 +375,8 @@ def run_backend(backend, build):
 
 def print_row(backend, row, flush=False):
     print(f"[{backend}] {row['stored']} votes: ingest {row['ingest']:.0f} votes/s "
-          f"(raw insert_many {row['raw_ingest']:.0f}/s, from two streams {row['raw_ingest_2']:.0f}/s), "
+          f"(raw insert_many {row['raw_ingest']:.0f}/s, from two streams {row['raw_ingest_2']:.0f}/s; "
+          f"INGEST_WORKERS {INGEST_WORKERS or 'default'}), "
           f"database memory {row['mem']:.0f} MiB, voter {row['voter_mem']:.0f} MiB", file=sys.stderr, flush=flush)
     for op in OPS:
         xs = row["res"].get(op)

@@ -18,6 +18,7 @@ int voter_app_configure(voter_app *app, service *svc) {
   if (cfg_long("REPLICA_RETRY_MS", 1000, 10, 3600000, &app->retry_ms) ||
       cfg_long("REPLICA_MAX_ATTEMPTS", 5, 1, 1000, &app->max_attempts) ||
       cfg_long("BATCH_CHUNK", 2000, 1, 10000, &app->chunk) ||
+      cfg_long("INGEST_WORKERS", 2, 1, 16, &app->ingest_workers) ||
       cfg_long("RECONCILE_S", 30, 1, 86400, &reconcile_s) ||
       stream_options_from_env(&app->stream_opts))
     return -1;
@@ -52,7 +53,8 @@ bool voter_app_start(voter_app *app, service *svc) {
                        .retry_delay_ms = (int)app->retry_ms,
                        .max_attempts = (int)app->max_attempts};
   app->consumer = replica_consumer_start(&o);
-  app->batch = batch_start(svc->db, svc->amqp_url, svc->exchange, (int)app->chunk);
+  app->batch = batch_start(svc->db, svc->amqp_url, svc->exchange, (int)app->chunk,
+                           (int)app->ingest_workers);
   return app->consumer && app->batch;
 }
 

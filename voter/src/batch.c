@@ -31,7 +31,8 @@ struct batch_ctx {
   int chunk_size;
   mq_conn *publisher; /* shared by HTTP threads: guarded by lock */
   pthread_mutex_t lock;
-  pthread_t worker;
+  pthread_t *workers; /* INGEST_WORKERS consumers, each with its own connection */
+  int nworkers;
   volatile sig_atomic_t stop;
 };
 
@@ -157,7 +158,7 @@ static mq_verdict handle_chunk(void *ctx, const mq_message *msg, const char **er
 }
 
 static const char *const ingest_keys[] = {INGEST_KEY, NULL};
-/* prefetch 1: one chunk in flight, so the database sets the pace */
+/* prefetch 1: one chunk in flight per worker, so the database sets the pace */
 static const mq_queue_spec ingest_spec = {.queue = "voter.ingest", .keys = ingest_keys,
                                           .prefetch = 1, .max_attempts = 10,
                                           .retry_delay_ms = 2000};
@@ -168,7 +169,8 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
-batch_ctx *batch_start(mongo_db *db, const char *amqp_url, const char *exchange, int chunk_size) {
+batch_ctx *batch_start(mongo_db *db, const char *amqp_url, const char *exchange, int chunk_size,
+                       int workers) {
   batch_ctx *b = xcalloc(1, sizeof *b);
   b->db = db;
   b->url = xstrdup(amqp_url);
@@ -178,7 +180,16 @@ batch_ctx *batch_start(mongo_db *db, const char *amqp_url, const char *exchange,
   pthread_mutex_init(&b->lock, NULL);
   /* the work queue exists before the first batch is accepted (best effort, see replica.c) */
   if (b->publisher && mq_ensure(b->publisher) == 0) mq_declare_queue(b->publisher, &ingest_spec);
-  if (!b->publisher || pthread_create(&b->worker, NULL, worker_main, b) != 0) {
+  b->workers = xcalloc(workers > 0 ? (size_t)workers : 1, sizeof *b->workers);
+  bool started = b->publisher != NULL;
+  for (int i = 0; started && i < (workers > 0 ? workers : 1); i++) {
+    started = pthread_create(&b->workers[i], NULL, worker_main, b) == 0;
+    if (started) b->nworkers++;
+  }
+  if (!started) {
+    b->stop = 1;
+    for (int i = 0; i < b->nworkers; i++) pthread_join(b->workers[i], NULL);
+    free(b->workers);
     mq_conn_free(b->publisher);
     pthread_mutex_destroy(&b->lock);
     free(b->url);
@@ -192,7 +203,8 @@ batch_ctx *batch_start(mongo_db *db, const char *amqp_url, const char *exchange,
 void batch_stop(batch_ctx *b) {
   if (!b) return;
   b->stop = 1;
-  pthread_join(b->worker, NULL);
+  for (int i = 0; i < b->nworkers; i++) pthread_join(b->workers[i], NULL);
+  free(b->workers);
   mq_conn_free(b->publisher);
   pthread_mutex_destroy(&b->lock);
   free(b->url);

@@ -3,10 +3,12 @@
  * POST /voter/votes/batch validates every line (NDJSON or a JSON array), records the batch
  * ({_id, status, total, accepted, rejected, rejections[], written, chunks, chunksDone[]}
  * in "batches"), and publishes the accepted votes in chunks, with their ids already
- * assigned, to the work queue "<queue prefix>.ingest" (persistent, confirmed). A worker
- * thread consumes one chunk at a time (prefetch 1), so votes are written at the rate the
- * database sustains however large the burst; a redelivered chunk re-inserts nothing (the
- * ids collide) and counts nothing twice (see votes_insert_many). A client retrying a
+ * assigned, to the work queue "<queue prefix>.ingest" (persistent, confirmed). Worker
+ * threads (INGEST_WORKERS, default 2) each consume one chunk at a time (prefetch 1), so
+ * votes are written at the rate the database sustains however large the burst, and two
+ * chunks (of one election too: votes_insert_many holds it shared) keep the database busy
+ * while each waits for its answers. A redelivered chunk re-inserts nothing (the ids
+ * collide) and counts nothing twice (see votes_insert_many). A client retrying a
  * submission sends an Idempotency-Key: the batch's and its votes' ids then come from it. */
 #ifndef VOTER_BATCH_H
 #define VOTER_BATCH_H
@@ -28,7 +30,8 @@ typedef enum {
   BATCH_MISMATCH /* Idempotency-Key reused by the caller with another body */
 } batch_status;
 
-batch_ctx *batch_start(mongo_db *db, const char *amqp_url, const char *exchange, int chunk_size);
+batch_ctx *batch_start(mongo_db *db, const char *amqp_url, const char *exchange, int chunk_size,
+                       int workers);
 void batch_stop(batch_ctx *b);
 bool batch_init(mongo_db *db);
 

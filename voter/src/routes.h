@@ -17,7 +17,7 @@ typedef struct voter_app {
   /* the parts' configuration and handles (app.c) */
   replica_consumer *consumer;
   stream_options stream_opts;
-  long retry_ms, max_attempts, chunk;
+  long retry_ms, max_attempts, chunk, ingest_workers;
 } voter_app;
 
 void voter_routes(http_server *srv, voter_app *app);

@@ -31,18 +31,64 @@ static vs_status db_error(const char *what, const bson_error_t *e) {
   return VS_UNAVAILABLE;
 }
 
-/* Serializes every tally change of one election in this process (doclock.h: not across
- * processes; see the tally shards below for what holds across them). */
-static void election_lock(const char *election) {
+/* ---- election locks (in this process; doclock.h: not across processes, see the tally
+ * shards below for what holds across them) ----
+ *
+ * Each election has a read/write lock, "tally\x1f<election>". Every writer of votes or
+ * tallies (a vote, a deletion, a bulk chunk) holds it SHARED from its first write to its
+ * tally write, so two chunks of one election insert their votes at the same time. A
+ * recount holds it EXCLUSIVE: it recomputes the shard from the votes, and must never see
+ * votes inserted whose writer has not yet added them to the tally (it would count them,
+ * and the writer would add them again). The tally write itself is serialised by a second,
+ * plain lock, "tallyw\x1f<election>" (FerretDB loses concurrent $inc of one document even
+ * from one process over two connections), taken inside the shared hold and held only
+ * for that write. A path that decides to recount while holding the election shared
+ * releases it and takes it exclusive; the recount is absolute, so what changed in the
+ * gap is counted. */
+static void election_key(char *out, size_t len, const char *prefix, const char *election) {
+  snprintf(out, len, "%s\x1f%s", prefix, election);
+}
+
+static void election_shared(const char *election) {
   char key[600];
-  snprintf(key, sizeof key, "tally\x1f%s", election);
+  election_key(key, sizeof key, "tally", election);
+  doclock_shared(key);
+}
+
+static void election_exclusive(const char *election) {
+  char key[600];
+  election_key(key, sizeof key, "tally", election);
+  doclock_exclusive(key);
+}
+
+static void election_release(const char *election) {
+  char key[600];
+  election_key(key, sizeof key, "tally", election);
+  doclock_release(key);
+}
+
+static void tally_write_lock(const char *election) {
+  char key[600];
+  election_key(key, sizeof key, "tallyw", election);
   doclock_lock(key);
 }
 
-static void election_unlock(const char *election) {
+static void tally_write_unlock(const char *election) {
   char key[600];
-  snprintf(key, sizeof key, "tally\x1f%s", election);
+  election_key(key, sizeof key, "tallyw", election);
   doclock_unlock(key);
+}
+
+/* The keys of a chunk's elections under prefix, for the doclock set functions. */
+static char **election_keys(const char *prefix, const char *const *elections, size_t ne) {
+  char **keys = xcalloc(ne ? ne : 1, sizeof *keys);
+  for (size_t e = 0; e < ne; e++) keys[e] = xasprintf("%s\x1f%s", prefix, elections[e]);
+  return keys;
+}
+
+static void election_keys_free(char **keys, size_t ne) {
+  for (size_t e = 0; e < ne; e++) free(keys[e]);
+  free(keys);
 }
 
 /* ---- tally shards ----
@@ -53,7 +99,7 @@ static void election_unlock(const char *election) {
  * two writers: each instance (VOTER_INSTANCE, unique per live replica; "0" by default)
  * counts into its own shard {_id: "<election>\x1f<candidate>\x1f<instance>"} (instance "0"
  * keeps the original id "<election>\x1f<candidate>", so a single replica's data is as
- * before), serialised by its election lock (doclock.h), and results sum the shards.
+ * before), serialised by its election's locks (above), and results sum the shards.
  * Every vote records the shard that counted it (field "shard", absent for "0"), and a
  * deletion is claimed by a unique insert {_id: vote} into vote_deletions naming the shard
  * that took it off ("by"), so each shard can be recounted from the database alone:
@@ -398,14 +444,18 @@ void votes_stop(void) {
   flags.started = false;
 }
 
-/* Counts a vote just inserted: its tally, then (behind, see above) its flag. If either
- * step is lost (a crash, a failed write) the vote stays tallied: false and a recount
- * repairs the tally from the votes; nothing here is ever redone blindly. */
+/* Counts a vote just inserted (the caller holds its election shared): its tally, then
+ * (behind, see above) its flag. If either step is lost (a crash, a failed write) the vote
+ * stays tallied: false and a recount repairs the tally from the votes; nothing here is
+ * ever redone blindly. */
 static void count_new_vote(mongo_db *db, mongoc_collection_t *tallies, const bson_oid_t *oid,
                            const char *election, const char *candidate) {
   bson_error_t error;
   CRASH_POINT("vote.inserted");
-  if (!tally_add(tallies, election, candidate, 1, &error)) {
+  tally_write_lock(election);
+  bool ok = tally_add(tallies, election, candidate, 1, &error);
+  tally_write_unlock(election);
+  if (!ok) {
     log_warn("votes: tally update failed, reconciliation will recount: %s", error.message);
     return;
   }
@@ -416,21 +466,18 @@ static void count_new_vote(mongo_db *db, mongoc_collection_t *tallies, const bso
 /* A retry found the vote an earlier attempt wrote. If that attempt stopped before the
  * vote was counted (tallied still false) and is old enough that no live request of any
  * replica can still be counting it, the retry finishes the work: a recount of the
- * election, under its lock. A younger one is left to its own request or to the
- * reconciliation, which only looks at votes older than its period. */
-static vs_status finish_earlier_attempt(mongoc_collection_t *votes, mongoc_collection_t *tallies,
-                                        mongoc_collection_t *claims, const bson_t *doc) {
+ * election (the caller takes the election exclusive for it). A younger one is left to its
+ * own request or to the reconciliation, which only looks at votes older than its period. */
+static bool earlier_attempt_unfinished(const bson_t *doc) {
   bson_iter_t it;
   int64_t created = 0;
   if (bson_iter_init_find(&it, doc, "createdAt") && BSON_ITER_HOLDS_DATE_TIME(&it))
     created = bson_iter_date_time(&it);
   if (!tally_retry_recounts(mongo_doc_bool(doc, "tallied"), mongo_doc_bool(doc, "deleted"),
                             created, util_now_ms()))
-    return VS_OK;
+    return false;
   /* another instance's shard is recounted by that instance (its reconciliation) */
-  if (!is_own_shard(doc)) return VS_OK;
-  metrics_counter_inc("idempotency_takeovers_total", "kind=\"vote\"");
-  return recount(votes, tallies, claims, mongo_doc_str(doc, "election"), "retry");
+  return is_own_shard(doc);
 }
 
 vs_status votes_create(mongo_db *db, const char *candidate, const char *election,
@@ -456,7 +503,7 @@ vs_status votes_create(mongo_db *db, const char *candidate, const char *election
   bson_t *existing = NULL;
   vs_status st = VS_CREATED;
   *item = NULL;
-  election_lock(election);
+  election_shared(election);
   idem_result r = !placed ? IDEM_ERROR
                   : key   ? idem_insert(votes, doc, key->fingerprint, "vote", &existing, &error)
                           : (mongoc_collection_insert_one(votes, doc, NULL, NULL, &error) ? IDEM_INSERTED
@@ -467,7 +514,15 @@ vs_status votes_create(mongo_db *db, const char *candidate, const char *election
     *item = vote_item(id, candidate, election);
     break;
   case IDEM_EXISTS:
-    st = finish_earlier_attempt(votes, tallies, claims, existing);
+    st = VS_OK;
+    if (earlier_attempt_unfinished(existing)) {
+      /* the same request (IDEM_EXISTS), so the same election; no upgrade in place
+       * (doclock.h): released, then taken exclusive */
+      election_release(election);
+      election_exclusive(election);
+      metrics_counter_inc("idempotency_takeovers_total", "kind=\"vote\"");
+      st = recount(votes, tallies, claims, election, "retry");
+    }
     if (st == VS_OK) {
       st = VS_REPLAYED;
       *item = doc_to_vote(existing);
@@ -476,7 +531,7 @@ vs_status votes_create(mongo_db *db, const char *candidate, const char *election
   case IDEM_MISMATCH: st = VS_MISMATCH; break;
   default: st = db_error("insert vote", &error); break;
   }
-  election_unlock(election);
+  election_release(election); /* shared, or exclusive after a recount: released alike */
   if (existing) bson_destroy(existing);
   bson_destroy(doc);
   mongoc_collection_destroy(votes);
@@ -574,6 +629,15 @@ static bool claim_done(mongoc_collection_t *claims, const bson_value_t *id, bson
   return ok;
 }
 
+/* Takes a deleted vote off this shard's tally (the caller holds its election shared). */
+static bool uncount_vote(mongoc_collection_t *tallies, const char *election,
+                         const char *candidate, bson_error_t *error) {
+  tally_write_lock(election);
+  bool ok = tally_add(tallies, election, candidate, -1, error);
+  tally_write_unlock(election);
+  return ok;
+}
+
 /* A deletion is claimed first, by inserting {_id: vote} into vote_deletions: of two
  * replicas deleting one vote at once exactly one gets the insert (the other answers 404),
  * where a filter {deleted: false} let both through. Then the vote is marked (deleted,
@@ -596,7 +660,7 @@ vs_status votes_delete(mongo_db *db, const char *id) {
   mongoc_collection_t *tallies = mongo_collection(db, client, TALLIES);
   mongoc_collection_t *claims = mongo_collection(db, client, DELETIONS);
   bson_error_t error;
-  election_lock(election);
+  election_shared(election);
   bson_t *claim = BCON_NEW("_id", BCON_OID(&oid), "election", BCON_UTF8(election), "candidate",
                            BCON_UTF8(candidate), "by", BCON_UTF8(instance), "done", BCON_BOOL(false),
                            "createdAt", BCON_DATE_TIME(util_now_ms()));
@@ -604,7 +668,7 @@ vs_status votes_delete(mongo_db *db, const char *id) {
     st = mongo_is_duplicate(&error) ? VS_NOT_FOUND /* deleted by another request */
                                     : db_error("claim vote deletion", &error);
   } else if (!mark_deleted(votes, &oid, &error) ||
-             !tally_add(tallies, election, candidate, -1, &error)) {
+             !uncount_vote(tallies, election, candidate, &error)) {
     /* claimed: the deletion happened; reconciliation finishes the marks and the count */
     log_warn("votes: deletion left unfinished, reconciliation will finish it: %s", error.message);
   } else {
@@ -612,7 +676,7 @@ vs_status votes_delete(mongo_db *db, const char *id) {
     bson_oid_copy(&oid, &idv.value.v_oid);
     claim_done(claims, &idv, &error);
   }
-  election_unlock(election);
+  election_release(election);
   bson_destroy(claim);
   mongoc_collection_destroy(votes);
   mongoc_collection_destroy(tallies);
@@ -729,21 +793,14 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
     return st;
   }
   int64_t now = util_now_ms();
-  for (size_t i = 0; i < n; i++) {
-    bson_oid_t oid;
-    bson_oid_init_from_string(&oid, v[i].id);
-    docs[i] = BCON_NEW("_id", BCON_OID(&oid), "candidate", BCON_UTF8(v[i].candidate), "election",
-                       BCON_UTF8(v[i].election), "createdAt", BCON_DATE_TIME(now), "tallied",
-                       BCON_BOOL(true), "deleted", BCON_BOOL(false), "chunk", BCON_UTF8(chunk),
-                       POSITIONS_FIELD, BCON_INT64(places[i]));
-    if (!default_shard()) BSON_APPEND_UTF8(docs[i], "shard", instance);
-  }
-  free(places);
   size_t ne = tally_distinct_elections(v, n, elections);
-  /* one set: two elections may share a stripe, and another chunk may list them otherwise */
-  char **lock_keys = xcalloc(ne, sizeof *lock_keys);
-  for (size_t e = 0; e < ne; e++) lock_keys[e] = xasprintf("tally\x1f%s", elections[e]);
-  doclock_lock_set((const char *const *)lock_keys, (unsigned)ne);
+  /* sets: two elections may share a stripe, and another chunk may list them otherwise.
+   * Held shared from the marker to its flip, so other chunks of these elections insert
+   * beside this one, and no recount (exclusive) sees this chunk's votes before its tally
+   * write has added them. */
+  char **lock_keys = election_keys("tally", elections, ne);
+  char **write_keys = election_keys("tallyw", elections, ne);
+  doclock_shared_set((const char *const *)lock_keys, (unsigned)ne);
   vs_status st = VS_OK;
 
   /* the marker, with the elections a recount would need */
@@ -781,6 +838,21 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
   }
   bson_destroy(&marker);
   CRASH_POINT("chunk.marked");
+  /* A first delivery's votes are stored counted: its marker, "counting" until the tally
+   * write, stands for them through a crash. A redelivery's are stored uncounted (tallied:
+   * false) and marked by its recount: its marker may already say "counted" (closed by the
+   * reconciliation), and a crash between this insert and that recount would otherwise
+   * leave votes in no tally with nothing pointing at them. */
+  for (size_t i = 0; i < n; i++) {
+    bson_oid_t oid;
+    bson_oid_init_from_string(&oid, v[i].id);
+    docs[i] = BCON_NEW("_id", BCON_OID(&oid), "candidate", BCON_UTF8(v[i].candidate), "election",
+                       BCON_UTF8(v[i].election), "createdAt", BCON_DATE_TIME(now), "tallied",
+                       BCON_BOOL(fresh), "deleted", BCON_BOOL(false), "chunk", BCON_UTF8(chunk),
+                       POSITIONS_FIELD, BCON_INT64(places[i]));
+    if (!default_shard()) BSON_APPEND_UTF8(docs[i], "shard", instance);
+  }
+  free(places);
   /* The votes go in on every delivery, "counted" or not: a marker can say "counted" for
    * votes that never arrived (the reconciliation closes markers a crash left "counting",
    * and the redelivery carrying the votes may come after it). Unordered, so on a
@@ -806,12 +878,22 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
   tally_chunk_plan plan = tally_plan_chunk(fresh, counted || !mine, inserted);
   if (st == VS_OK && plan == TALLY_CHUNK_COUNT) {
     size_t nb = tally_buckets(v, n, buckets);
-    if (!tally_add_buckets(tallies, buckets, nb, &error)) st = db_error("tally", &error);
+    doclock_lock_set((const char *const *)write_keys, (unsigned)ne);
+    bool ok = tally_add_buckets(tallies, buckets, nb, &error);
+    doclock_unlock_set((const char *const *)write_keys, (unsigned)ne);
+    if (!ok) st = db_error("tally", &error);
     else *written = (int64_t)n;
   } else if (st == VS_OK && plan == TALLY_CHUNK_RECOUNT) {
     /* interrupted before its tallies, or votes that came after the marker was closed; a
      * marker of another instance (it died holding the chunk) is that instance's to recount
-     * and close: this one recounts its own shard, which holds the votes it inserted now */
+     * and close: this one recounts its own shard, which holds the votes it inserted now.
+     * A recount needs the elections exclusive: released, then taken so (no upgrade in
+     * place, doclock.h); chunks in flight finish their tally writes first, and the
+     * recount, absolute, counts whatever they and this one inserted. The marker flips
+     * under the same hold. */
+    doclock_release_set((const char *const *)lock_keys, (unsigned)ne);
+    doclock_exclusive_set((const char *const *)lock_keys, (unsigned)ne);
+    CRASH_POINT("chunk.recounting");
     metrics_counter_inc("votes_chunks_recounted_total", "");
     for (size_t e = 0; st == VS_OK && e < ne; e++)
       st = recount(votes, tallies, claims, elections[e], "chunk");
@@ -820,9 +902,9 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
   CRASH_POINT("chunk.tallied");
   if (st == VS_OK && mine && !counted && !set_chunk_counted(chunks, chunk, &error))
     st = db_error("chunk marker", &error); /* stays "counting": reconciliation recounts */
-  doclock_unlock_set((const char *const *)lock_keys, (unsigned)ne);
-  for (size_t e = 0; e < ne; e++) free(lock_keys[e]);
-  free(lock_keys);
+  doclock_release_set((const char *const *)lock_keys, (unsigned)ne);
+  election_keys_free(lock_keys, ne);
+  election_keys_free(write_keys, ne);
   for (size_t i = 0; i < n; i++) bson_destroy(docs[i]);
   free(docs);
   free(elections);
@@ -961,8 +1043,8 @@ static bool finish_deletions(mongoc_collection_t *votes, mongoc_collection_t *cl
 /* Recounts this instance's shard of one election from the database (shard_counts), after
  * finishing its interrupted deletions, then marks the shard's votes and claims settled.
  * Only this shard is rewritten: the others have their own single writers. Callers hold the
- * election's lock, so this instance's own writes cannot interleave. reason labels
- * votes_recounts_total. */
+ * election EXCLUSIVE, so none of this instance's writers is between its insert and its
+ * tally write (they hold it shared for that span). reason labels votes_recounts_total. */
 static vs_status recount(mongoc_collection_t *votes, mongoc_collection_t *tallies,
                          mongoc_collection_t *claims, const char *election, const char *reason) {
   bson_error_t error;
@@ -1061,9 +1143,9 @@ vs_status votes_reconcile(mongo_db *db, int64_t age_ms, int *elections) {
   json_t *unused;
   json_object_foreach(names, election, unused) {
     if (st != VS_OK) break;
-    election_lock(election);
+    election_exclusive(election);
     st = recount(votes, tallies, claims, election, reason);
-    election_unlock(election);
+    election_release(election);
     if (st == VS_OK) {
       (*elections)++;
       log_fields(LOG_WARN, "recounted an election after an interrupted write",

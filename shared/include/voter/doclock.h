@@ -27,4 +27,21 @@ void doclock_unlock(const char *key);
 void doclock_lock_set(const char *const *keys, unsigned n);
 void doclock_unlock_set(const char *const *keys, unsigned n);
 
+/* Read/write variant: another 64 stripes, of pthread rwlocks, separate from the mutexes
+ * above (a key may be held in both without one waiting on the other). Many threads may
+ * hold a key shared at once; one that holds it exclusive holds it alone. Writers are
+ * preferred (PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP): once a thread waits to take
+ * a stripe exclusive, new shared takers of that stripe wait behind it, so a steady stream
+ * of shared holders cannot starve it. The price of that preference: a thread must never
+ * take a stripe it already holds (shared twice deadlocks behind a waiting writer), and
+ * never turns shared into exclusive in place - it releases, then takes exclusive, and
+ * whatever it read under the shared hold may have changed in between.
+ * The set functions take each stripe once, in stripe order, like doclock_lock_set. */
+void doclock_shared_set(const char *const *keys, unsigned n);
+void doclock_exclusive_set(const char *const *keys, unsigned n);
+void doclock_release_set(const char *const *keys, unsigned n);
+static inline void doclock_shared(const char *key) { doclock_shared_set(&key, 1); }
+static inline void doclock_exclusive(const char *key) { doclock_exclusive_set(&key, 1); }
+static inline void doclock_release(const char *key) { doclock_release_set(&key, 1); }
+
 #endif
