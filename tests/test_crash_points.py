@@ -9,6 +9,7 @@ to their source, one result per job."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from urllib.parse import quote
 
@@ -160,6 +161,83 @@ def test_a_batch_cut_short_is_written_once(point, service_factory, rabbit, amqp_
     assert len(stored) == 140 and len({v["_id"] for v in stored}) == 140
     assert_votes_exactly(db, {str(v["_id"]): v["candidate"] for v in stored})
     assert requests.get(f"{svc.api}/results/{quote(E)}/votes").json() == {"votes": 140}
+
+
+def test_two_chunks_of_one_election_insert_at_once_and_a_recount_waits_for_them(
+        service_factory, rabbit, amqp_exchange, mongo, ns):
+    """Two ingestion consumers (INGEST_WORKERS=2), each chunk paused 6 s just after its
+    votes went in (VOTER_PAUSE_AT), still holding its election shared and its marker
+    "counting": both chunks of one election are seen inserted and uncounted at once, which
+    one lock per election (before) never allowed. The reconciliation (every second) finds
+    those markers older than its period and recounts the election: it must wait for both
+    chunks' tally writes (it takes the election exclusive), else it would count their
+    votes and the chunks would then add them a second time."""
+    svc, _ = start_voter(service_factory, rabbit, amqp_exchange, INGEST_WORKERS="2",
+                         VOTER_PAUSE_AT="chunk.inserted:6000")
+    db = voter_db(mongo, ns)
+    votes = [{"candidate": NAMES[i % 3], "election": E} for i in range(40)]  # 2 chunks of 20
+    r = requests.post(f"{svc.api}/votes/batch", json=votes, timeout=10)
+    assert r.status_code == 202, r.text
+    # the votes first, the markers after: a marker only goes from "counting" to "counted",
+    # so both were "counting" when all 40 votes were already stored
+    wait_until(lambda: db.votes.count_documents({}) == 40
+               and db.chunks.count_documents({"state": "counting"}) == 2,
+               timeout=10, interval=0.05, message="both chunks inserted, neither counted")
+    # two reconciliation periods later, both chunks still paused: the recount found their
+    # markers and waits for them
+    time.sleep(2.5)
+    waiting = db.chunks.count_documents({"state": "counting"}) == 2
+    metrics = requests.get(f"{svc.api}/metrics").text
+    assert waiting, "the chunks were paused for less long than this test assumes"
+    assert 'votes_recounts_total{reason="periodic"}' not in metrics, \
+        "a recount ran while two chunks of its election were between insert and tally"
+    wait_until(lambda: requests.get(r.headers["Location"]).json()["status"] == "completed",
+               timeout=60, message="the batch completes")
+    wait_until(lambda: 'votes_recounts_total{reason="periodic"}' in requests.get(f"{svc.api}/metrics").text,
+               timeout=30, message="the reconciliation recounted the election once they were done")
+    stored = list(db.votes.find({"deleted": False}))
+    assert len(stored) == 40
+    assert_votes_exactly(db, {str(v["_id"]): v["candidate"] for v in stored})
+    assert db.chunks.count_documents({"state": {"$ne": "counted"}}) == 0
+    assert requests.get(f"{svc.api}/results/{quote(E)}/votes").json() == {"votes": 40}
+
+
+@pytest.mark.parametrize("second", ["chunk.inserted", "chunk.recounting", "chunk.tallied"])
+def test_a_chunk_cut_short_twice_is_counted_once(second, service_factory, rabbit, amqp_exchange,
+                                                 mongo, ns):
+    """A chunk's first delivery dies after its marker (chunk.marked, no vote written); the
+    restart's reconciliation closes the marker ("counted", nothing to count) before the
+    redelivery brings the votes; the redelivery dies too, at `second`, after inserting
+    them. Its votes are stored uncounted (tallied: false), so the next start's
+    reconciliation recounts them: stored "counted" behind a closed marker, they were in no
+    tally and nothing pointed at them."""
+    svc, _ = start_voter(service_factory, rabbit, amqp_exchange, crash_at="chunk.marked:1")
+    votes = [{"candidate": NAMES[i % 3], "election": E} for i in range(20)]  # one chunk
+
+    def submit():
+        return requests.post(f"{svc.api}/votes/batch", json=votes,
+                             headers={"Idempotency-Key": "twice"}, timeout=10)
+    try:
+        submit()
+    except requests.ConnectionError:
+        pass
+    crashed(svc)
+    svc.extra_env["VOTER_CRASH_AT"] = f"{second}:1"
+    svc.start()  # the redelivery may reach the point before the service answers /ready
+    crashed(svc)
+    restart(svc)
+    a = retry(submit)
+    assert a.status_code == 202, a.text
+    done = wait_until(lambda: requests.get(a.headers["Location"]).json()["status"] == "completed"
+                      and requests.get(a.headers["Location"]).json(), timeout=60,
+                      message="the batch completes")
+    assert done["written"] == 20
+    db = voter_db(mongo, ns)
+    stored = list(db.votes.find({"deleted": False}))
+    assert len(stored) == 20
+    assert_votes_exactly(db, {str(v["_id"]): v["candidate"] for v in stored})
+    assert db.chunks.count_documents({"state": {"$ne": "counted"}}) == 0
+    assert requests.get(f"{svc.api}/results/{quote(E)}/votes").json() == {"votes": 20}
 
 
 def test_a_replica_write_not_acked_is_redelivered_and_absorbed(
