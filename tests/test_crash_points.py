@@ -188,9 +188,9 @@ def test_two_chunks_of_one_election_insert_at_once_and_a_recount_waits_for_them(
     time.sleep(2.5)
     waiting = db.chunks.count_documents({"state": "counting"}) == 2
     metrics = requests.get(f"{svc.api}/metrics").text
-    assert waiting, "the chunks were paused for less long than this test assumes"
     assert 'votes_recounts_total{reason="periodic"}' not in metrics, \
         "a recount ran while two chunks of its election were between insert and tally"
+    assert waiting, "the chunks were paused for less long than this test assumes"
     wait_until(lambda: requests.get(r.headers["Location"]).json()["status"] == "completed",
                timeout=60, message="the batch completes")
     wait_until(lambda: 'votes_recounts_total{reason="periodic"}' in requests.get(f"{svc.api}/metrics").text,
