@@ -20,7 +20,7 @@ BENCH_BUDGET seconds):
   0.4-0.6 ms of its own to every request on this machine, a third of a results read;
 
 plus the bulk ingestion rate of the step (votes accepted and written per second) beside
-raw insert_many (pymongo, 500 per call) of BENCH_RAW_INGEST documents into a collection
+raw insert_many (pymongo, as many per call as the voter's chunk) of BENCH_RAW_INGEST documents into a collection
 with the same indexes, and the memory of the database processes (PSS: FerretDB, plus
 every PostgreSQL process).
 
@@ -29,7 +29,7 @@ companion GIN indexes), BENCH_SIZES_SQLITE ("1000,10000"), BENCH_SIZES_POSTGRESQ
 ("1000,10000,100000"), BENCH_PAGE_MAX (no limit: no page listing above it; builds
 before listing positions read every vote for a page, so give them 10000),
 BENCH_SIZES_POSTGRESQL ("1000,10000,100000,1000000"), BENCH_SAMPLES (50), BENCH_BUDGET
-(20 s), BENCH_RAW_INGEST (10000: documents of the raw insert_many reference, run from one
+(20 s), BENCH_RAW_INGEST (20000: documents of the raw insert_many reference, run from one
 and from two threads), BENCH_BATCH_CHUNK (the voter's BATCH_CHUNK; its default if unset),
 BENCH_INGEST_WORKERS (the voter's INGEST_WORKERS; its default if unset),
 VOTER_BENCH_BUILD_DIR (release binaries, set by bench/scale/run).
@@ -122,7 +122,9 @@ SAMPLES = int(os.environ.get("BENCH_SAMPLES", "50"))
 PAGE_MAX = int(os.environ.get("BENCH_PAGE_MAX", "1000000000"))
 BUDGET = float(os.environ.get("BENCH_BUDGET", "20"))
 BATCH = 10000
-RAW_INGEST = int(os.environ.get("BENCH_RAW_INGEST", "10000"))
+RAW_INGEST = int(os.environ.get("BENCH_RAW_INGEST", "20000"))
+# documents per insert_many of the raw reference: the voter's chunk (BATCH_CHUNK, 2000 by default)
+RAW_PER_CALL = int(os.environ.get("BENCH_BATCH_CHUNK") or "2000")
 INGEST_WORKERS = os.environ.get("BENCH_INGEST_WORKERS", "")
 EXCHANGE = "voter.events"
 TITLE = "Scale Election"
@@ -295,20 +297,21 @@ def measure(session, voter, db, total, mongo=None):
 
 
 def raw_ingest(db, n=RAW_INGEST, streams=1):
-    """Reference for bulk ingestion: pymongo insert_many, 500 per call, of n vote-shaped
-    documents into a collection with the votes' indexes, from `streams` threads at once
-    (what the database gives to parallel writers, as the voter's INGEST_WORKERS consumers
-    are); documents/s."""
+    """Reference for bulk ingestion: pymongo insert_many, RAW_PER_CALL per call (the voter's
+    chunk), of n vote-shaped documents into a collection with the votes' indexes, from
+    `streams` threads at once (what the database gives to parallel writers, as the voter's
+    INGEST_WORKERS consumers are); documents/s."""
     coll = db[f"raw_ingest_{uuid.uuid4().hex[:8]}"]
     coll.create_index([("election", 1), ("tallied", 1)], name="election_tallied")
     coll.create_index([("tallied", 1)], name="tallied")
+    coll.create_index([("pg", 1)], name="pg")
     docs = [{"candidate": NAMES[i % 8], "election": TITLE, "createdAt": 0, "tallied": True,
-             "deleted": False, "chunk": "raw"} for i in range(n)]
+             "deleted": False, "chunk": "raw", "pg": i // 32} for i in range(n)]
     parts = [docs[i::streams] for i in range(streams)]
 
     def insert(part):
-        for i in range(0, len(part), 500):
-            coll.insert_many(part[i:i + 500], ordered=False)
+        for i in range(0, len(part), RAW_PER_CALL):
+            coll.insert_many(part[i:i + RAW_PER_CALL], ordered=False)
     threads = [threading.Thread(target=insert, args=(part,)) for part in parts]
     t0 = time.monotonic()
     for t in threads:
@@ -418,7 +421,7 @@ def table(all_rows):
                 if r["res"].get("commands"):
                     out.append(f"  database commands per {LABELS[op]} at {r['stored']:,}: {r['res']['commands'][op]}")
         out.append(f"  {'bulk ingestion of the step':<32}" + "".join(f"{r['ingest']:>15.0f} votes/s" for r in rows))
-        out.append(f"  {'raw insert_many (500 per call)':<32}" + "".join(f"{r['raw_ingest']:>15.0f} votes/s" for r in rows))
+        out.append(f"  {f'raw insert_many ({RAW_PER_CALL} per call)':<32}" + "".join(f"{r['raw_ingest']:>15.0f} votes/s" for r in rows))
         out.append(f"  {'raw insert_many, two streams':<32}" + "".join(f"{r['raw_ingest_2']:>15.0f} votes/s" for r in rows))
         out.append(f"  {'database memory (PSS)':<32}" + "".join(f"{r['mem']:>18.0f} MiB" for r in rows))
         out.append(f"  {'voter service memory (PSS)':<32}" + "".join(f"{r['voter_mem']:>18.0f} MiB" for r in rows))

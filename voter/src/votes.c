@@ -770,6 +770,13 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
   *written = 0;
   if (n == 0) return VS_OK;
   mongoc_client_t *client = mongo_acquire(db);
+  bson_error_t error;
+  int64_t *places = xcalloc(n, sizeof *places);
+  if (!positions_take(db, client, n, places, &error)) {
+    free(places);
+    mongo_release(db, client);
+    return db_error("take listing positions", &error);
+  }
   mongoc_collection_t *votes = mongo_collection(db, client, VOTES);
   mongoc_collection_t *tallies = mongo_collection(db, client, TALLIES);
   mongoc_collection_t *chunks = mongo_collection(db, client, CHUNKS);
@@ -777,21 +784,6 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
   bson_t **docs = xcalloc(n, sizeof *docs);
   const char **elections = xcalloc(n, sizeof *elections);
   tally_bucket *buckets = xcalloc(n, sizeof *buckets);
-  int64_t *places = xcalloc(n, sizeof *places);
-  bson_error_t error;
-  if (!positions_take(db, client, n, places, &error)) {
-    vs_status st = db_error("take listing positions", &error);
-    free(places);
-    free(buckets);
-    free(elections);
-    free(docs);
-    mongoc_collection_destroy(votes);
-    mongoc_collection_destroy(tallies);
-    mongoc_collection_destroy(chunks);
-    mongoc_collection_destroy(claims);
-    mongo_release(db, client);
-    return st;
-  }
   int64_t now = util_now_ms();
   size_t ne = tally_distinct_elections(v, n, elections);
   /* sets: two elections may share a stripe, and another chunk may list them otherwise.
