@@ -841,7 +841,8 @@ PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_INIT_SQL = REPO_ROOT / "scripts" / "postgresql-init.sql"
 # Server settings shared with scripts/stack (see docs/design.md, "Local database").
 PG_SETTINGS = ("plan_cache_mode=force_custom_plan", "synchronous_commit=off",
-               "shared_buffers=128MB", "max_connections=200")
+               "shared_buffers=128MB", "max_connections=200", "jit=off",
+               "max_parallel_workers_per_gather=0")
 
 
 def database_backend() -> str:
