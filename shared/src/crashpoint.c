@@ -18,29 +18,24 @@ static atomic_long reached;
 static char pause_target[128];
 static long pause_ms;
 
-static void load_pause(void) {
-  const char *at = getenv("VOTER_PAUSE_AT");
-  if (!at) return;
-  snprintf(pause_target, sizeof pause_target, "%s", at);
-  char *colon = strchr(pause_target, ':');
-  if (colon) {
-    *colon = '\0';
-    pause_ms = strtol(colon + 1, NULL, 10);
-  }
-  if (pause_ms <= 0) pause_target[0] = '\0';
+/* Reads "<point>[:<number>]" from env into name (empty when unset) and returns the number
+ * (0 when there is none). */
+static long read_point(const char *env, char *name, size_t len) {
+  const char *at = getenv(env);
+  name[0] = '\0';
+  if (!at) return 0;
+  snprintf(name, len, "%s", at);
+  char *colon = strchr(name, ':');
+  if (!colon) return 0;
+  *colon = '\0';
+  return strtol(colon + 1, NULL, 10);
 }
 
 static void load(void) {
-  load_pause();
-  const char *at = getenv("VOTER_CRASH_AT");
-  if (!at) return;
-  snprintf(target, sizeof target, "%s", at);
-  char *colon = strchr(target, ':');
-  if (colon) {
-    *colon = '\0';
-    nth = strtol(colon + 1, NULL, 10);
-    if (nth < 1) nth = 1;
-  }
+  long n = read_point("VOTER_CRASH_AT", target, sizeof target);
+  nth = n < 1 ? 1 : n;
+  pause_ms = read_point("VOTER_PAUSE_AT", pause_target, sizeof pause_target);
+  if (pause_ms <= 0) pause_target[0] = '\0';
 }
 
 void crash_point(const char *name) {

@@ -180,9 +180,10 @@ batch_ctx *batch_start(mongo_db *db, const char *amqp_url, const char *exchange,
   pthread_mutex_init(&b->lock, NULL);
   /* the work queue exists before the first batch is accepted (best effort, see replica.c) */
   if (b->publisher && mq_ensure(b->publisher) == 0) mq_declare_queue(b->publisher, &ingest_spec);
-  b->workers = xcalloc(workers > 0 ? (size_t)workers : 1, sizeof *b->workers);
+  if (workers < 1) workers = 1;
+  b->workers = xcalloc((size_t)workers, sizeof *b->workers);
   bool started = b->publisher != NULL;
-  for (int i = 0; started && i < (workers > 0 ? workers : 1); i++) {
+  for (int i = 0; started && i < workers; i++) {
     started = pthread_create(&b->workers[i], NULL, worker_main, b) == 0;
     if (started) b->nworkers++;
   }

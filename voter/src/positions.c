@@ -139,18 +139,30 @@ static void summarize(const bson_t *doc, void *ctx) {
   }
 }
 
+/* $set of fields on the vote_tips document id, created if missing. */
+static bool upsert_tips_doc(mongoc_collection_t *tips, const char *id, const bson_t *fields,
+                            bson_error_t *error) {
+  bson_t *filter = BCON_NEW("_id", BCON_UTF8(id));
+  bson_t update = BSON_INITIALIZER;
+  BSON_APPEND_DOCUMENT(&update, "$set", fields);
+  bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
+  bool ok = mongoc_collection_update_one(tips, filter, &update, opts, NULL, error);
+  bson_destroy(filter);
+  bson_destroy(&update);
+  bson_destroy(opts);
+  return ok;
+}
+
 /* Writes this instance's tip: the highest bucket handed out, and the claim of the first
  * position of this hand-out. Caller holds alloc.mutex. */
-static bool publish_tip(mongoc_collection_t *tips, int64_t claim, int64_t bucket,
+static bool publish_tip(mongo_db *db, mongoc_client_t *client, int64_t claim, int64_t bucket,
                         bson_error_t *error) {
-  bson_t *filter = BCON_NEW("_id", BCON_UTF8(alloc.instance));
-  bson_t *set = BCON_NEW("$set", "{", "claim", BCON_INT64(claim), "bucket", BCON_INT64(bucket),
-                         "at", BCON_DATE_TIME(util_now_ms()), "}");
-  bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
-  bool ok = mongoc_collection_update_one(tips, filter, set, opts, NULL, error);
-  bson_destroy(filter);
-  bson_destroy(set);
-  bson_destroy(opts);
+  mongoc_collection_t *tips = mongo_collection(db, client, TIPS);
+  bson_t *fields = BCON_NEW("claim", BCON_INT64(claim), "bucket", BCON_INT64(bucket), "at",
+                            BCON_DATE_TIME(util_now_ms()));
+  bool ok = upsert_tips_doc(tips, alloc.instance, fields, error);
+  bson_destroy(fields);
+  mongoc_collection_destroy(tips);
   if (ok) {
     alloc.published = bucket;
     alloc.published_claim = claim;
@@ -159,8 +171,9 @@ static bool publish_tip(mongoc_collection_t *tips, int64_t claim, int64_t bucket
 }
 
 /* Claims the next free claim number above every tip. Caller holds alloc.mutex. */
-static bool claim_next(mongoc_collection_t *claims, mongoc_collection_t *tips,
-                       bson_error_t *error) {
+static bool claim_next(mongo_db *db, mongoc_client_t *client, bson_error_t *error) {
+  mongoc_collection_t *claims = mongo_collection(db, client, CLAIMS);
+  mongoc_collection_t *tips = mongo_collection(db, client, TIPS);
   tips_summary t = {-1, -1, -1};
   bool ok = read_tips(tips, summarize, &t, error);
   int64_t k = (t.highest_claim > alloc.claim ? t.highest_claim : alloc.claim) + 1;
@@ -182,19 +195,19 @@ static bool claim_next(mongoc_collection_t *claims, mongoc_collection_t *tips,
     alloc.claim = k;
     alloc.next = 0;
   }
+  mongoc_collection_destroy(claims);
+  mongoc_collection_destroy(tips);
   return ok;
 }
 
 bool positions_take(mongo_db *db, mongoc_client_t *client, size_t n, int64_t *buckets,
                     bson_error_t *error) {
   if (n == 0) return true;
-  mongoc_collection_t *claims = mongo_collection(db, client, CLAIMS);
-  mongoc_collection_t *tips = mongo_collection(db, client, TIPS);
   bool ok = true;
   int64_t first_claim = -1;
   pthread_mutex_lock(&alloc.mutex);
   for (size_t i = 0; ok && i < n; i++) {
-    if (alloc.next >= POSITIONS_PER_CLAIM) ok = claim_next(claims, tips, error);
+    if (alloc.next >= POSITIONS_PER_CLAIM) ok = claim_next(db, client, error);
     if (ok) {
       if (first_claim < 0) first_claim = alloc.claim;
       buckets[i] = alloc.claim * POSITIONS_BUCKETS_PER_CLAIM + alloc.next / POSITIONS_PER_BUCKET;
@@ -204,10 +217,8 @@ bool positions_take(mongo_db *db, mongoc_client_t *client, size_t n, int64_t *bu
   /* the tip first: no vote may lie above it (buckets only grow, so the last is the highest),
    * and a drop's floor must not pass a claim still handed out */
   if (ok && (buckets[n - 1] > alloc.published || first_claim > alloc.published_claim))
-    ok = publish_tip(tips, first_claim, buckets[n - 1], error);
+    ok = publish_tip(db, client, first_claim, buckets[n - 1], error);
   pthread_mutex_unlock(&alloc.mutex);
-  mongoc_collection_destroy(claims);
-  mongoc_collection_destroy(tips);
   return ok;
 }
 
@@ -257,13 +268,9 @@ bool positions_after_drop(mongo_db *db, mongoc_client_t *client, bson_error_t *e
   int64_t floor = t.lowest_claim * POSITIONS_BUCKETS_PER_CLAIM;
   /* a lost update between two drops leaves one of two floors, each safe */
   if (ok && t.lowest_claim >= 0 && floor > t.floor) {
-    bson_t *filter = BCON_NEW("_id", BCON_UTF8(FLOOR));
-    bson_t *set = BCON_NEW("$set", "{", "floor", BCON_INT64(floor), "}");
-    bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
-    ok = mongoc_collection_update_one(tips, filter, set, opts, NULL, error);
-    bson_destroy(filter);
-    bson_destroy(set);
-    bson_destroy(opts);
+    bson_t *fields = BCON_NEW("floor", BCON_INT64(floor));
+    ok = upsert_tips_doc(tips, FLOOR, fields, error);
+    bson_destroy(fields);
   }
   mongoc_collection_destroy(tips);
   return ok;

@@ -45,39 +45,21 @@ static vs_status db_error(const char *what, const bson_error_t *e) {
  * for that write. A path that decides to recount while holding the election shared
  * releases it and takes it exclusive; the recount is absolute, so what changed in the
  * gap is counted. */
-static void election_key(char *out, size_t len, const char *prefix, const char *election) {
-  snprintf(out, len, "%s\x1f%s", prefix, election);
+#define ELECTION_LOCK "tally"
+#define TALLY_WRITE_LOCK "tallyw"
+
+/* Applies a doclock operation to the key "<prefix>\x1f<election>". */
+static void on_election_key(const char *prefix, const char *election, void (*op)(const char *key)) {
+  char key[600];
+  snprintf(key, sizeof key, "%s\x1f%s", prefix, election);
+  op(key);
 }
 
-static void election_shared(const char *election) {
-  char key[600];
-  election_key(key, sizeof key, "tally", election);
-  doclock_shared(key);
-}
-
-static void election_exclusive(const char *election) {
-  char key[600];
-  election_key(key, sizeof key, "tally", election);
-  doclock_exclusive(key);
-}
-
-static void election_release(const char *election) {
-  char key[600];
-  election_key(key, sizeof key, "tally", election);
-  doclock_release(key);
-}
-
-static void tally_write_lock(const char *election) {
-  char key[600];
-  election_key(key, sizeof key, "tallyw", election);
-  doclock_lock(key);
-}
-
-static void tally_write_unlock(const char *election) {
-  char key[600];
-  election_key(key, sizeof key, "tallyw", election);
-  doclock_unlock(key);
-}
+static void election_shared(const char *e) { on_election_key(ELECTION_LOCK, e, doclock_shared); }
+static void election_exclusive(const char *e) { on_election_key(ELECTION_LOCK, e, doclock_exclusive); }
+static void election_release(const char *e) { on_election_key(ELECTION_LOCK, e, doclock_release); }
+static void tally_write_lock(const char *e) { on_election_key(TALLY_WRITE_LOCK, e, doclock_lock); }
+static void tally_write_unlock(const char *e) { on_election_key(TALLY_WRITE_LOCK, e, doclock_unlock); }
 
 /* The keys of a chunk's elections under prefix, for the doclock set functions. */
 static char **election_keys(const char *prefix, const char *const *elections, size_t ne) {
@@ -790,8 +772,8 @@ vs_status votes_insert_many(mongo_db *db, const vote_in *v, size_t n, const char
    * Held shared from the marker to its flip, so other chunks of these elections insert
    * beside this one, and no recount (exclusive) sees this chunk's votes before its tally
    * write has added them. */
-  char **lock_keys = election_keys("tally", elections, ne);
-  char **write_keys = election_keys("tallyw", elections, ne);
+  char **lock_keys = election_keys(ELECTION_LOCK, elections, ne);
+  char **write_keys = election_keys(TALLY_WRITE_LOCK, elections, ne);
   doclock_shared_set((const char *const *)lock_keys, (unsigned)ne);
   vs_status st = VS_OK;
 
