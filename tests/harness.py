@@ -860,6 +860,12 @@ def database_backend() -> str:
 # 10-80 ms: with FerretDB's default (none kept) the first votes after a quiet spell stalled.
 FERRETDB_PG_POOL_MIN = 16
 
+# FerretDB is a Go program; with Go's default (GOGC=100) a third of its CPU went to its
+# garbage collector during bulk ingestion. Collecting at 4x the live heap instead of 2x,
+# capped by a soft limit, gives that CPU to the database work (docs/design.md, "Bulk
+# ingestion"; scripts/stack sets the same).
+FERRETDB_GO_ENV = {"GOGC": "400", "GOMEMLIMIT": "512MiB"}
+
 
 class PostgreSQL:
     """A private PostgreSQL 15 cluster (initdb) on 127.0.0.1 for FerretDB's postgresql
@@ -1019,7 +1025,7 @@ class FerretDB:
         if self.postgresql:
             self.postgresql.start()
         _track(self)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.run_dir)}
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.run_dir), **FERRETDB_GO_ENV}
         self._proc = _spawn(self.argv(), env, self.log_path)
         deadline = time.monotonic() + timeout
         while True:

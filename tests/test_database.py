@@ -1,6 +1,7 @@
 """The local database backends (tests/harness.py, scripts/stack): FerretDB on a private
-PostgreSQL, whose btree indexes get companion GIN indexes (scripts/postgresql-init.sql) so
-that FerretDB's pushed-down equality filters (`_jsonb -> 'f' @> v`) use an index."""
+PostgreSQL, whose unique btree indexes get companion GIN indexes and whose non-unique ones
+are replaced by GIN indexes of the same name (scripts/postgresql-init.sql), so that
+FerretDB's pushed-down equality filters (`_jsonb -> 'f' @> v`) use an index."""
 
 from __future__ import annotations
 
@@ -65,8 +66,14 @@ def test_pushed_down_filters_use_companion_gin_indexes(pg_ferret, ns):
         by_id = index_used(coll, {"_id": one["_id"], "deleted": False})
         assert len(by_id) == 1 and by_id[0].endswith("_gin"), by_id
         by_election = index_used(coll, {"election": "e7", "tallied": False})
-        assert len(by_election) == 1 and "by_election" in by_election[0] and by_election[0].endswith("_gin"), \
-            by_election
+        assert len(by_election) == 1 and "by_election" in by_election[0], by_election
+        # a non-unique index is one GIN index under FerretDB's name, its btree gone
+        schema = f"db_{ns}"
+        kinds = psql(pg_ferret, "SELECT c.relname || ':' || am.amname FROM pg_class c "
+                                "JOIN pg_am am ON am.oid = c.relam JOIN pg_namespace n ON n.oid = c.relnamespace "
+                                f"WHERE n.nspname = '{schema}' AND c.relname LIKE '%by_election%'")
+        assert kinds == [f"{by_election[0]}:gin"], kinds
+        assert coll.count_documents({"tallied": True}) == 1500  # the second column alone
         assert coll.count_documents({"election": "e7", "tallied": False}) == 60
         assert coll.find_one({"_id": one["_id"], "deleted": False})["election"] == "e7"
     finally:
@@ -86,6 +93,38 @@ def test_dropping_an_index_drops_its_companion(pg_ferret, ns):
         names = psql(pg_ferret, f"SELECT indexname FROM pg_indexes WHERE schemaname = '{schema}' ORDER BY 1")
         assert not [n for n in names if "by_key" in n], names
         assert set(coll.index_information()) == {"_id_"}
+        assert coll.insert_one({"key": "a"}).inserted_id  # uniqueness went with it
+    finally:
+        client.close()
+
+
+def test_a_non_unique_index_is_replaced_by_one_gin_index(pg_ferret, ns):
+    """Built on existing documents and kept on new ones, answering equality through the
+    pending list as well as the index; dropping it through FerretDB drops the GIN index."""
+    client = pymongo.MongoClient(pg_ferret.uri)
+    try:
+        coll = client[f"db_{ns}"]["bulk"]
+        coll.insert_many([{"pg": i // 32, "deleted": False} for i in range(640)])
+        coll.create_index([("pg", 1)], name="pg")
+        coll.insert_many([{"pg": 20 + i // 32, "deleted": False} for i in range(640)])
+        schema = f"db_{ns}"
+        rows = psql(pg_ferret, "SELECT c.relname || ':' || am.amname || ':' || coalesce(array_to_string(c.reloptions, ','), '') "
+                               "FROM pg_class c JOIN pg_am am ON am.oid = c.relam JOIN pg_namespace n ON n.oid = c.relnamespace "
+                               f"WHERE n.nspname = '{schema}' AND c.relkind = 'i' AND c.relname LIKE '%\\_pg\\_%'")
+        assert len(rows) == 1, rows
+        name, method, options = rows[0].split(":")
+        assert method == "gin" and "fastupdate=on" in options, rows
+        psql(pg_ferret, "ANALYZE")
+        assert index_used(coll, {"pg": 3, "deleted": False}) == [name]
+        assert coll.count_documents({"pg": 3, "deleted": False}) == 32
+        assert coll.count_documents({"pg": 25, "deleted": False}) == 32
+        assert set(coll.index_information()) == {"_id_", "pg"}
+        coll.drop_index("pg")
+        assert set(coll.index_information()) == {"_id_"}
+        assert psql(pg_ferret, f"SELECT indexname FROM pg_indexes WHERE schemaname = '{schema}' "
+                               "AND indexname LIKE '%\\_pg\\_%'") == []
+        coll.create_index([("pg", 1)], name="pg")  # and again, under the same name
+        assert coll.count_documents({"pg": 30, "deleted": False}) == 32
     finally:
         client.close()
 
