@@ -843,8 +843,7 @@ PG_INIT_SQL = REPO_ROOT / "scripts" / "postgresql-init.sql"
 # glibc's allocator gave each large statement's memory back to the kernel and faulted it
 # in again on the next (a bulk insert of 2,000 documents: ~1 minor fault per document);
 # keeping up to 32 MiB per backend cut PostgreSQL's CPU per inserted document by a
-# quarter to a third
-# (docs/design.md, "Bulk ingestion"; scripts/stack sets the same).
+# quarter to a third (docs/design.md, "Bulk ingestion"; scripts/stack sets the same).
 PG_MALLOC = "glibc.malloc.mmap_threshold=16777216:glibc.malloc.trim_threshold=33554432"
 PG_SETTINGS = ("plan_cache_mode=force_custom_plan", "synchronous_commit=off",
                "shared_buffers=128MB", "max_connections=200", "jit=off",

@@ -430,16 +430,20 @@ def table(all_rows):
     return "\n".join(out)
 
 
+def report(text, name):
+    """Prints text and keeps it as bench/results/<name>-<UTC time>.txt."""
+    print(text)
+    res = ROOT / "bench" / "results"
+    res.mkdir(exist_ok=True)
+    (res / f"{name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.txt").write_text(text + "\n")
+
+
 def main():
     build = Path(os.environ["VOTER_BENCH_BUILD_DIR"])
     all_rows = {}
     for backend in DBS:
         all_rows[backend] = run_backend(backend, build)
-    text = table(all_rows)
-    print(text)
-    res = ROOT / "bench" / "results"
-    res.mkdir(exist_ok=True)
-    (res / f"scale-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.txt").write_text(text + "\n")
+    report(table(all_rows), "scale")
 
 
 if __name__ == "__main__":

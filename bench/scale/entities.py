@@ -32,7 +32,7 @@ import pymongo
 from bson import ObjectId
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import Client, ROOT, p50, p99, timed  # noqa: E402
+from bench import Client, p50, p99, report, timed  # noqa: E402
 
 import harness  # noqa: E402  (bench puts tests/ on the path)
 
@@ -163,11 +163,7 @@ def main():
                 line += f"  {p50(xs):7.2f} / {p99(xs):7.2f} ({len(xs):2d})"
             line += f"{p50(rows[-1][svc][op]) / p50(rows[0][svc][op]):>15.1f}x"
             out.append(line)
-    text = "\n".join(out)
-    print(text)
-    res = ROOT / "bench" / "results"
-    res.mkdir(exist_ok=True)
-    (res / f"entities-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.txt").write_text(text + "\n")
+    report("\n".join(out), "entities")
 
 
 if __name__ == "__main__":

@@ -47,11 +47,12 @@ static vs_status db_error(const char *what, const bson_error_t *e) {
  * gap is counted. */
 #define ELECTION_LOCK "tally"
 #define TALLY_WRITE_LOCK "tallyw"
+#define ELECTION_KEY "%s\x1f%s" /* prefix, election */
 
 /* Applies a doclock operation to the key "<prefix>\x1f<election>". */
 static void on_election_key(const char *prefix, const char *election, void (*op)(const char *key)) {
   char key[600];
-  snprintf(key, sizeof key, "%s\x1f%s", prefix, election);
+  snprintf(key, sizeof key, ELECTION_KEY, prefix, election);
   op(key);
 }
 
@@ -64,7 +65,7 @@ static void tally_write_unlock(const char *e) { on_election_key(TALLY_WRITE_LOCK
 /* The keys of a chunk's elections under prefix, for the doclock set functions. */
 static char **election_keys(const char *prefix, const char *const *elections, size_t ne) {
   char **keys = xcalloc(ne ? ne : 1, sizeof *keys);
-  for (size_t e = 0; e < ne; e++) keys[e] = xasprintf("%s\x1f%s", prefix, elections[e]);
+  for (size_t e = 0; e < ne; e++) keys[e] = xasprintf(ELECTION_KEY, prefix, elections[e]);
   return keys;
 }
 
