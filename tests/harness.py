@@ -454,6 +454,22 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
+def _children(pid: int) -> list[int]:
+    """Live (non-zombie) processes whose parent is pid."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] not in ("Z", "X") and int(fields[1]) == pid:
+            out.append(int(entry))
+    return out
+
+
 def _kill_group_leftovers(pgid: int) -> list[int]:
     """Kill anything still alive in process group pgid (one we created); return it."""
     left = _group_members(pgid)
@@ -865,6 +881,12 @@ def database_backend() -> str:
 # 10-80 ms: with FerretDB's default (none kept) the first votes after a quiet spell stalled.
 FERRETDB_PG_POOL_MIN = 16
 
+# At most this many (pgxpool's pool_max_conns; FerretDB's default is 50, PostgreSQL here
+# allows 200). Update commands of several statements hold one connection per statement
+# until they end, so a few at once exhaust 50 and FerretDB hangs for every client: seven
+# concurrent commands of 8 statements did (shared/include/voter/mongo.h, docs/design.md).
+FERRETDB_PG_POOL_MAX = 160
+
 # FerretDB is a Go program; with Go's default (GOGC=100) a third of its CPU went to its
 # garbage collector during bulk ingestion. Collecting at 4x the live heap instead of 2x,
 # capped by a soft limit, gives that CPU to the database work (docs/design.md, "Bulk
@@ -947,6 +969,13 @@ class PostgreSQL:
                 raise HarnessError(f"{PG_INIT_SQL.name} failed:\n{out.stdout}{out.stderr}")
         return self
 
+    def processes(self) -> list[int]:
+        """The postmaster and its children. The children are not in its process group:
+        PostgreSQL starts each in a session of its own (setsid)."""
+        if not self.running:
+            return []
+        return [self._proc.pid] + _children(self._proc.pid)
+
     def stop(self) -> None:
         """Fast shutdown (SIGINT: clients are disconnected), SIGKILL after 30 s."""
         if self._proc is not None and self._proc.poll() is None:
@@ -1001,9 +1030,10 @@ class FerretDB:
 
     def argv(self) -> list:
         if self.postgresql:
-            # pool_min_conns: FERRETDB_PG_POOL_MIN above (docs/design.md, "Local database")
+            # pool_min_conns, pool_max_conns: FERRETDB_PG_POOL_MIN, _MAX above
             storage = ["--handler=postgresql",
-                       f"--postgresql-url={self.postgresql.url}?pool_min_conns={FERRETDB_PG_POOL_MIN}"]
+                       f"--postgresql-url={self.postgresql.url}?pool_min_conns={FERRETDB_PG_POOL_MIN}"
+                       f"&pool_max_conns={FERRETDB_PG_POOL_MAX}"]
         else:
             storage = ["--handler=sqlite", f"--sqlite-url=file:{self.data_dir}/"]
         return [self.binary, *storage,

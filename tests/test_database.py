@@ -6,6 +6,8 @@ FerretDB's pushed-down equality filters (`_jsonb -> 'f' @> v`) use an index."""
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 
 import pymongo
 import pytest
@@ -152,3 +154,47 @@ def test_an_update_command_holds_a_connection_per_matching_statement(pg_ferret, 
         assert before < statements <= after, (before, after)
     finally:
         client.close()
+
+
+def test_concurrent_multi_statement_updates_fit_the_pool(pg_ferret, ns):
+    """Several update commands of MONGO_UPDATES_PER_COMMAND statements at once hold one
+    connection per statement each: with FerretDB's default pool of 50, ten such commands
+    in flight hung FerretDB for every client (no command finished in 10 s; seven hung it
+    once in two tries). The harness and scripts/stack give the pool FERRETDB_PG_POOL_MAX
+    connections, and each service process keeps at most MONGO_BULK_UPDATES_IN_FLIGHT such
+    commands in flight (shared/include/voter/mongo.h): ten at once stand for five voter
+    processes. Each thread's commands must keep finishing."""
+    threads, statements, seconds = 10, 8, 5.0
+    assert threads * statements > 50  # beyond FerretDB's default pool
+    admin = pymongo.MongoClient(pg_ferret.uri)
+    coll_name = f"db_{ns}"
+    admin[coll_name]["tallies"].insert_many([{"_id": i, "n": 0} for i in range(threads * statements)])
+    done = [0] * threads
+    errors = []
+    stop = time.monotonic() + seconds
+
+    def work(t):
+        client = pymongo.MongoClient(pg_ferret.uri, socketTimeoutMS=20000)
+        ops = [pymongo.UpdateOne({"_id": t * statements + j}, {"$inc": {"n": 1}}) for j in range(statements)]
+        try:
+            while time.monotonic() < stop:
+                client[coll_name]["tallies"].bulk_write(ops, ordered=True)
+                done[t] += 1
+        except pymongo.errors.PyMongoError as exc:
+            errors.append(repr(exc)[:200])
+        finally:
+            client.close()
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    try:
+        print("commands finished per thread:", done)
+        assert not errors, errors
+        assert min(done) > 0, done
+        totals = [d["n"] for d in admin[coll_name]["tallies"].find().sort("_id", 1)]
+        assert totals == [done[i // statements] for i in range(threads * statements)]
+    finally:
+        admin.close()

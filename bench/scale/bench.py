@@ -173,7 +173,7 @@ def pss_kib(pids):
 def db_memory_mib(mongo):
     pids = [mongo.pid]
     if mongo.postgresql is not None and mongo.postgresql.running:
-        pids += harness._group_members(mongo.postgresql._proc.pid)
+        pids += mongo.postgresql.processes()
     return pss_kib(pids) / 1024
 
 

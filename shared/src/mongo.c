@@ -1,6 +1,7 @@
 /* mongo — pool, helpers and BSON<->JSON; see mongo.h. */
 #include "voter/mongo.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,26 @@ void mongo_global_init(void) {
   mongoc_init();
 }
 void mongo_global_cleanup(void) { mongoc_cleanup(); }
+
+static struct {
+  pthread_mutex_t mutex;
+  pthread_cond_t freed;
+  int in_flight;
+} bulk_bound = {.mutex = PTHREAD_MUTEX_INITIALIZER, .freed = PTHREAD_COND_INITIALIZER};
+
+uint32_t mongo_bulk_execute(mongoc_bulk_operation_t *bulk, bson_t *reply, bson_error_t *error) {
+  pthread_mutex_lock(&bulk_bound.mutex);
+  while (bulk_bound.in_flight >= MONGO_BULK_UPDATES_IN_FLIGHT)
+    pthread_cond_wait(&bulk_bound.freed, &bulk_bound.mutex);
+  bulk_bound.in_flight++;
+  pthread_mutex_unlock(&bulk_bound.mutex);
+  uint32_t r = mongoc_bulk_operation_execute(bulk, reply, error);
+  pthread_mutex_lock(&bulk_bound.mutex);
+  bulk_bound.in_flight--;
+  pthread_cond_signal(&bulk_bound.freed);
+  pthread_mutex_unlock(&bulk_bound.mutex);
+  return r;
+}
 
 mongo_db *mongo_db_open(const char *uri_text, const char *database, const char *appname) {
   bson_error_t error;

@@ -18,7 +18,7 @@ int voter_app_configure(voter_app *app, service *svc) {
   if (cfg_long("REPLICA_RETRY_MS", 1000, 10, 3600000, &app->retry_ms) ||
       cfg_long("REPLICA_MAX_ATTEMPTS", 5, 1, 1000, &app->max_attempts) ||
       cfg_long("BATCH_CHUNK", 2000, 1, 10000, &app->chunk) ||
-      cfg_long("INGEST_WORKERS", 2, 1, 16, &app->ingest_workers) ||
+      cfg_long("INGEST_WORKERS", 3, 1, 16, &app->ingest_workers) ||
       cfg_long("RECONCILE_S", 30, 1, 86400, &reconcile_s) ||
       stream_options_from_env(&app->stream_opts))
     return -1;

@@ -4,8 +4,8 @@
  * ({_id, status, total, accepted, rejected, rejections[], written, chunks, chunksDone[]}
  * in "batches"), and publishes the accepted votes in chunks, with their ids already
  * assigned, to the work queue "<queue prefix>.ingest" (persistent, confirmed). Worker
- * threads (INGEST_WORKERS, default 2) each consume one chunk at a time (prefetch 1), so
- * votes are written at the rate the database sustains however large the burst, and two
+ * threads (INGEST_WORKERS, default 3) each consume one chunk at a time (prefetch 1), so
+ * votes are written at the rate the database sustains however large the burst, and several
  * chunks (of one election too: votes_insert_many holds it shared) keep the database busy
  * while each waits for its answers. A redelivered chunk re-inserts nothing (the ids
  * collide) and counts nothing twice (see votes_insert_many). A client retrying a

@@ -18,7 +18,7 @@
   "  REPLICA_MAX_ATTEMPTS attempts before an event is dead-lettered (default 5)\n"           \
   "  BATCH_CHUNK          votes per work-queue message for bulk ingestion (default 2000)\n"   \
   "  INGEST_WORKERS       bulk ingestion consumers per process, each one chunk in flight\n" \
-  "                       (1-16, default 2)\n"                                               \
+  "                       (1-16, default 3)\n"                                               \
   "  RECONCILE_S          how often uncounted votes are looked for (default 30)\n"           \
   "  VOTER_KNOWN_TTL_MS   how long a vote's election and candidate, once found live in the\n" \
   "                       replicas, are believed without asking again (default 1000; 0: off)\n" \

@@ -287,7 +287,7 @@ static bool tally_add_buckets(mongoc_collection_t *tallies, const tally_bucket *
       bson_destroy(&filter);
       bson_destroy(&update);
     }
-    ok = mongoc_bulk_operation_execute(bulk, NULL, error) != 0;
+    ok = mongo_bulk_execute(bulk, NULL, error) != 0;
     mongoc_bulk_operation_destroy(bulk);
   }
   bson_destroy(opts);
@@ -351,7 +351,7 @@ static void flag_write(mongo_db *db, const bson_oid_t *ids, size_t n) {
       bson_destroy(filter);
     }
     bson_error_t error;
-    bool ok = mongoc_bulk_operation_execute(bulk, NULL, &error);
+    bool ok = mongo_bulk_execute(bulk, NULL, &error);
     mongoc_bulk_operation_destroy(bulk);
     if (!ok) {
       log_warn("votes: tallied flags not written, reconciliation will recount: %s", error.message);

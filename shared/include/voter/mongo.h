@@ -40,6 +40,19 @@ bool mongo_create_index(mongo_db *db, const char *collection, const char *name, 
  * Commands of a few statements hold a few connections only and release them at once. */
 #define MONGO_UPDATES_PER_COMMAND 8
 
+/* Commands of several statements hold their connections together, so several such
+ * commands at once hang FerretDB just as one long one does: measured with the pool of 50,
+ * seven concurrent commands of 8 update statements hung it, six did not, and forty of 2
+ * did (docs/design.md, "At most 8 update statements per command"). A process therefore
+ * keeps at most this many multi-statement update commands in flight (mongo_bulk_execute):
+ * 2 x 8 = 16 connections, whatever its threads; the local stack's pool has 160
+ * (pool_max_conns in scripts/stack and tests/harness.py), room for several replicas. */
+#define MONGO_BULK_UPDATES_IN_FLIGHT 2
+
+/* mongoc_bulk_operation_execute under the process's MONGO_BULK_UPDATES_IN_FLIGHT bound;
+ * the same result. Every multi-statement update command goes through it. */
+uint32_t mongo_bulk_execute(mongoc_bulk_operation_t *bulk, bson_t *reply, bson_error_t *error);
+
 /* Logs a failed database call the one way ("<module>: <what> failed: <message>", warn):
  * each store then returns its own "unavailable" status. */
 void mongo_log_failure(const char *module, const char *what, const bson_error_t *error);
