@@ -145,6 +145,9 @@ bool votes_init(mongo_db *db) {
   metrics_describe("votes_recounts_total", "counter",
                    "Elections whose tallies were recomputed from the votes, by reason "
                    "(startup, periodic, retry, chunk)");
+  metrics_describe("votes_deletion_marks_repaired_total", "counter",
+                   "Deleted votes found unmarked by the reconciliation (a concurrent write "
+                   "overwrote the mark) and marked again");
   metrics_describe("votes_chunks_recounted_total", "counter",
                    "Bulk chunks redelivered after an interrupted count, whose elections were recounted");
   idem_describe_metrics();
@@ -323,15 +326,64 @@ static vs_status recount(mongoc_collection_t *votes, mongoc_collection_t *tallie
  * Stopping flushes it (votes_stop). */
 #define FLAG_BATCH 500
 
+/* FerretDB writes an update as the whole document it read (filter and write are separate
+ * steps): a flag write that read a vote before a deletion marked it and wrote after would
+ * put back "deleted: false" (seen in CI: a vote deleted right after it was cast stayed in
+ * the listing; the tallies were right, they rest on the deletion claim). So a deletion in
+ * this process first withdraws the vote's flag (flag_withhold): queued, it is dropped;
+ * being written, the deletion waits for that write; queued later, while the deletion is
+ * under way, it is dropped. A dropped flag leaves the vote "tallied: false": at worst a
+ * needless recount. Another replica's flag write can still race a deletion: the
+ * reconciliation checks this instance's finished deletions once they are older than its
+ * period, and marks again a vote found unmarked (recheck_deletions). */
 static struct {
   pthread_mutex_t mutex;
-  pthread_cond_t wake;
+  pthread_cond_t wake, written;
   pthread_t thread;
   bool started, stopping;
   mongo_db *db;
   bson_oid_t *ids;
   size_t n, cap;
-} flags = {.mutex = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+  const bson_oid_t *inflight; /* the batch being written */
+  size_t ninflight;
+  bson_oid_t *withheld; /* votes being deleted in this process */
+  size_t nwithheld, capwithheld;
+} flags = {.mutex = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
+           .written = PTHREAD_COND_INITIALIZER};
+
+static bool oid_in(const bson_oid_t *oid, const bson_oid_t *set, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (bson_oid_equal(oid, &set[i])) return true;
+  return false;
+}
+
+/* Withdraws a vote's tallied flag before its deletion marks it (see above): drops it from
+ * the queue, waits while a write carrying it runs, and keeps it out of later batches until
+ * flag_release. */
+static void flag_withhold(const bson_oid_t *oid) {
+  pthread_mutex_lock(&flags.mutex);
+  if (flags.nwithheld == flags.capwithheld) {
+    flags.capwithheld = flags.capwithheld ? 2 * flags.capwithheld : 8;
+    flags.withheld = xrealloc(flags.withheld, flags.capwithheld * sizeof *flags.withheld);
+  }
+  bson_oid_copy(oid, &flags.withheld[flags.nwithheld++]);
+  size_t kept = 0;
+  for (size_t i = 0; i < flags.n; i++)
+    if (!bson_oid_equal(oid, &flags.ids[i])) bson_oid_copy(&flags.ids[i], &flags.ids[kept++]);
+  flags.n = kept;
+  while (oid_in(oid, flags.inflight, flags.ninflight)) pthread_cond_wait(&flags.written, &flags.mutex);
+  pthread_mutex_unlock(&flags.mutex);
+}
+
+static void flag_release(const bson_oid_t *oid) {
+  pthread_mutex_lock(&flags.mutex);
+  for (size_t i = 0; i < flags.nwithheld; i++)
+    if (bson_oid_equal(oid, &flags.withheld[i])) {
+      bson_oid_copy(&flags.withheld[--flags.nwithheld], &flags.withheld[i]);
+      break;
+    }
+  pthread_mutex_unlock(&flags.mutex);
+}
 
 /* Sets tallied: true on n votes, in bulk writes of MONGO_UPDATES_PER_COMMAND statements
  * (one command of hundreds would hold as many of FerretDB's PostgreSQL connections, see
@@ -384,13 +436,18 @@ static void *flag_main(void *arg) {
     while (flags.n < FLAG_BATCH && !flags.stopping &&
            pthread_cond_timedwait(&flags.wake, &flags.mutex, &until) == 0) {
     }
-    size_t n = flags.n < FLAG_BATCH ? flags.n : FLAG_BATCH;
-    memcpy(batch, flags.ids, n * sizeof *batch);
-    memmove(flags.ids, flags.ids + n, (flags.n - n) * sizeof *flags.ids);
-    flags.n -= n;
+    size_t taken = flags.n < FLAG_BATCH ? flags.n : FLAG_BATCH, n = 0;
+    for (size_t i = 0; i < taken; i++) /* a vote being deleted keeps its flag false */
+      if (!oid_in(&flags.ids[i], flags.withheld, flags.nwithheld)) bson_oid_copy(&flags.ids[i], &batch[n++]);
+    memmove(flags.ids, flags.ids + taken, (flags.n - taken) * sizeof *flags.ids);
+    flags.n -= taken;
+    flags.inflight = batch;
+    flags.ninflight = n;
     pthread_mutex_unlock(&flags.mutex);
-    flag_write(flags.db, batch, n);
+    if (n) flag_write(flags.db, batch, n);
     pthread_mutex_lock(&flags.mutex);
+    flags.ninflight = 0;
+    pthread_cond_broadcast(&flags.written);
   }
   pthread_mutex_unlock(&flags.mutex);
   return NULL;
@@ -424,6 +481,9 @@ void votes_stop(void) {
   free(flags.ids);
   flags.ids = NULL;
   flags.n = flags.cap = 0;
+  free(flags.withheld);
+  flags.withheld = NULL;
+  flags.nwithheld = flags.capwithheld = 0;
   flags.started = false;
 }
 
@@ -644,6 +704,7 @@ vs_status votes_delete(mongo_db *db, const char *id) {
   mongoc_collection_t *claims = mongo_collection(db, client, DELETIONS);
   bson_error_t error;
   election_shared(election);
+  flag_withhold(&oid);
   bson_t *claim = BCON_NEW("_id", BCON_OID(&oid), "election", BCON_UTF8(election), "candidate",
                            BCON_UTF8(candidate), "by", BCON_UTF8(instance), "done", BCON_BOOL(false),
                            "createdAt", BCON_DATE_TIME(util_now_ms()));
@@ -659,6 +720,7 @@ vs_status votes_delete(mongo_db *db, const char *id) {
     bson_oid_copy(&oid, &idv.value.v_oid);
     claim_done(claims, &idv, &error);
   }
+  flag_release(&oid);
   election_release(election);
   bson_destroy(claim);
   mongoc_collection_destroy(votes);
@@ -1062,6 +1124,56 @@ static vs_status recount(mongoc_collection_t *votes, mongoc_collection_t *tallie
   return st;
 }
 
+/* This instance's finished deletions older than age_ms, not yet checked: a vote still
+ * unmarked (another replica's flag write put "deleted: false" back, see flag_withhold) is
+ * marked again, then the claim is marked checked. Tallies need nothing: they count the
+ * claim, not the mark (shard_counts). */
+static vs_status recheck_deletions(mongoc_collection_t *votes, mongoc_collection_t *claims,
+                                   int64_t age_ms) {
+  bson_t *finished = BCON_NEW("by", BCON_UTF8(instance), "done", BCON_BOOL(true), "checked", "{",
+                              "$ne", BCON_BOOL(true), "}", "createdAt", "{", "$lt",
+                              BCON_DATE_TIME(util_now_ms() - age_ms), "}");
+  bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "limit", BCON_INT64(1000));
+  bson_t *checked = BCON_NEW("$set", "{", "checked", BCON_BOOL(true), "}");
+  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(claims, finished, opts, NULL);
+  bson_error_t error;
+  vs_status st = VS_OK;
+  const bson_t *doc;
+  bson_iter_t it;
+  while (st == VS_OK && mongoc_cursor_next(cur, &doc)) {
+    if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it)) continue;
+    const bson_oid_t *oid = bson_iter_oid(&it);
+    bson_t *unmarked = BCON_NEW("_id", BCON_OID(oid), "deleted", BCON_BOOL(false));
+    int64_t n = mongoc_collection_count_documents(votes, unmarked, NULL, NULL, NULL, &error);
+    bson_destroy(unmarked);
+    if (n < 0) {
+      st = db_error("find unmarked deleted vote", &error);
+      break;
+    }
+    if (n > 0) {
+      if (!mark_deleted(votes, oid, &error)) {
+        st = db_error("mark deleted vote", &error);
+        break;
+      }
+      metrics_counter_inc("votes_deletion_marks_repaired_total", "");
+      char hex[25];
+      bson_oid_to_string(oid, hex);
+      log_fields(LOG_WARN, "marked a deleted vote again (its mark was overwritten)",
+                 json_pack("{s:s}", "vote", hex));
+    }
+    bson_t *filter = BCON_NEW("_id", BCON_OID(oid));
+    if (!mongoc_collection_update_one(claims, filter, checked, NULL, NULL, &error))
+      st = db_error("deletion checked", &error);
+    bson_destroy(filter);
+  }
+  if (st == VS_OK && mongoc_cursor_error(cur, &error)) st = db_error("find finished deletions", &error);
+  mongoc_cursor_destroy(cur);
+  bson_destroy(checked);
+  bson_destroy(opts);
+  bson_destroy(finished);
+  return st;
+}
+
 vs_status votes_reconcile(mongo_db *db, int64_t age_ms, int *elections) {
   const char *reason = age_ms == 0 ? "startup" : "periodic";
   *elections = 0;
@@ -1134,6 +1246,7 @@ vs_status votes_reconcile(mongo_db *db, int64_t age_ms, int *elections) {
       st = db_error("chunk marker", &error);
   }
   json_decref(stuck_ids);
+  if (st == VS_OK) st = recheck_deletions(votes, claims, age_ms);
   mongoc_collection_destroy(chunks);
   mongoc_collection_destroy(claims);
   json_decref(names);
