@@ -436,9 +436,10 @@ def _terminate(proc: subprocess.Popen, grace: float) -> bool:
     return True
 
 
-def _group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes whose process group is pgid."""
-    members = []
+def _live_processes(field: int, value: int) -> list[int]:
+    """Live (non-zombie) processes whose /proc/<pid>/stat field (counted after the
+    command's closing parenthesis: 1 parent, 2 process group) is value."""
+    found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -447,27 +448,19 @@ def _group_members(pgid: int) -> list[int]:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if fields[0] in ("Z", "X"):
-            continue
-        if int(fields[2]) == pgid:
-            members.append(int(entry))
-    return members
+        if fields[0] not in ("Z", "X") and int(fields[field]) == value:
+            found.append(int(entry))
+    return found
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes whose process group is pgid."""
+    return _live_processes(2, pgid)
 
 
 def _children(pid: int) -> list[int]:
     """Live (non-zombie) processes whose parent is pid."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] not in ("Z", "X") and int(fields[1]) == pid:
-            out.append(int(entry))
-    return out
+    return _live_processes(1, pid)
 
 
 def _kill_group_leftovers(pgid: int) -> list[int]:

@@ -118,9 +118,11 @@ def test_docker_limits_applied_cancel_and_deadline(service_factory, tmp_path, sl
     found = wait_until(lambda: containers_of(cancelled), timeout=30, message="the job's container")
     # Docker 20.10 lists a container being created before it can inspect it ("No such
     # container" for a few ms): wait for the inspection rather than for the listing alone
-    info = wait_until(lambda: (lambda r: r[1] if r[0] == 200 else None)(
-        docker_api("GET", f"/containers/{found[0]['Id']}/json")), timeout=10,
-        message="the job's container can be inspected")
+    def inspected():
+        code, body = docker_api("GET", f"/containers/{found[0]['Id']}/json")
+        return body if code == 200 else None
+
+    info = wait_until(inspected, timeout=10, message="the job's container can be inspected")
     host = info["HostConfig"]
     assert host["Memory"] == 128 * 1024 * 1024 and host["MemorySwap"] == 128 * 1024 * 1024
     assert host["NanoCpus"] == 500_000_000 and host["PidsLimit"] == 32

@@ -661,14 +661,15 @@ static bool mark_deleted(mongoc_collection_t *votes, const bson_oid_t *oid, bson
   return ok;
 }
 
-/* Records that a claimed deletion is counted in this shard. */
-static bool claim_done(mongoc_collection_t *claims, const bson_value_t *id, bson_error_t *error) {
-  bson_t filter = BSON_INITIALIZER;
-  BSON_APPEND_VALUE(&filter, "_id", id);
-  bson_t *done = BCON_NEW("$set", "{", "done", BCON_BOOL(true), "}");
-  bool ok = mongoc_collection_update_one(claims, &filter, done, NULL, NULL, error);
-  bson_destroy(&filter);
-  bson_destroy(done);
+/* Sets field (true) on a vote's deletion claim: "done" once the deletion is counted in
+ * this shard, "checked" once the reconciliation saw the vote still marked. */
+static bool claim_set(mongoc_collection_t *claims, const bson_oid_t *id, const char *field,
+                      bson_error_t *error) {
+  bson_t *filter = BCON_NEW("_id", BCON_OID(id));
+  bson_t *set = BCON_NEW("$set", "{", field, BCON_BOOL(true), "}");
+  bool ok = mongoc_collection_update_one(claims, filter, set, NULL, NULL, error);
+  bson_destroy(filter);
+  bson_destroy(set);
   return ok;
 }
 
@@ -716,9 +717,7 @@ vs_status votes_delete(mongo_db *db, const char *id) {
     /* claimed: the deletion happened; reconciliation finishes the marks and the count */
     log_warn("votes: deletion left unfinished, reconciliation will finish it: %s", error.message);
   } else {
-    bson_value_t idv = {.value_type = BSON_TYPE_OID};
-    bson_oid_copy(&oid, &idv.value.v_oid);
-    claim_done(claims, &idv, &error);
+    claim_set(claims, &oid, "done", &error);
   }
   flag_release(&oid);
   election_release(election);
@@ -1134,7 +1133,6 @@ static vs_status recheck_deletions(mongoc_collection_t *votes, mongoc_collection
                               "$ne", BCON_BOOL(true), "}", "createdAt", "{", "$lt",
                               BCON_DATE_TIME(util_now_ms() - age_ms), "}");
   bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "limit", BCON_INT64(1000));
-  bson_t *checked = BCON_NEW("$set", "{", "checked", BCON_BOOL(true), "}");
   mongoc_cursor_t *cur = mongoc_collection_find_with_opts(claims, finished, opts, NULL);
   bson_error_t error;
   vs_status st = VS_OK;
@@ -1161,14 +1159,10 @@ static vs_status recheck_deletions(mongoc_collection_t *votes, mongoc_collection
       log_fields(LOG_WARN, "marked a deleted vote again (its mark was overwritten)",
                  json_pack("{s:s}", "vote", hex));
     }
-    bson_t *filter = BCON_NEW("_id", BCON_OID(oid));
-    if (!mongoc_collection_update_one(claims, filter, checked, NULL, NULL, &error))
-      st = db_error("deletion checked", &error);
-    bson_destroy(filter);
+    if (!claim_set(claims, oid, "checked", &error)) st = db_error("deletion checked", &error);
   }
   if (st == VS_OK && mongoc_cursor_error(cur, &error)) st = db_error("find finished deletions", &error);
   mongoc_cursor_destroy(cur);
-  bson_destroy(checked);
   bson_destroy(opts);
   bson_destroy(finished);
   return st;
